@@ -1,0 +1,48 @@
+"""Shared fixtures: the real-data root and deterministic CPU settings."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def find_data_root() -> Path | None:
+    """``$STFUSE_DATA`` if set, else ``../shared/data`` beside the checkout, else None."""
+    env = os.environ.get("STFUSE_DATA")
+    candidates = [Path(env)] if env else []
+    candidates.append(REPO_ROOT.parent / "shared" / "data")
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """The real public images. Skipped with a reason when absent; a failure when ``CI`` is set."""
+    root = find_data_root()
+    if root is None:
+        reason = "real data not found: set $STFUSE_DATA or place it at ../shared/data"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but {reason}")
+        pytest.skip(reason)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    """Tests run on 2-core machines; keep torch from oversubscribing them."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(min(previous, 2))
+    yield
+    torch.set_num_threads(previous)
