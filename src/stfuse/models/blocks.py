@@ -1,0 +1,78 @@
+"""Small convolutional building blocks shared by the STFuse encoder and decoder."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+BLOCK_TYPES = ("residual", "dense")
+
+
+def activation() -> nn.Module:
+    """The one activation used throughout; LeakyReLU is cheap on CPU and keeps gradients on dark pixels."""
+    return nn.LeakyReLU(0.2)
+
+
+class ResidualBlock(nn.Module):
+    """x + Conv3×3(act(Conv3×3(x))), followed by an activation."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1),
+            activation(),
+            nn.Conv2d(channels, channels, 3, padding=1),
+        )
+        self.act = activation()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(x + self.body(x))
+
+
+class DenseBlock(nn.Module):
+    """Three densely connected 3×3 convs (growth ``channels // 2``), a 1×1 fusion, and a residual add.
+
+    The DenseFuse-style option: every layer sees all earlier maps, which keeps shallow texture available
+    to the fusion at a small parameter cost.
+    """
+
+    def __init__(self, channels: int, layers: int = 3) -> None:
+        super().__init__()
+        growth = max(channels // 2, 1)
+        self.layers = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(channels + i * growth, growth, 3, padding=1), activation())
+            for i in range(layers)
+        )
+        self.fuse = nn.Conv2d(channels + layers * growth, channels, 1)
+        self.act = activation()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        maps = [x]
+        for layer in self.layers:
+            maps.append(layer(torch.cat(maps, dim=1)))
+        return self.act(x + self.fuse(torch.cat(maps, dim=1)))
+
+
+def make_block(kind: str, channels: int) -> nn.Module:
+    """Build one encoder/decoder block by name (``"residual"`` or ``"dense"``)."""
+    if kind == "residual":
+        return ResidualBlock(channels)
+    if kind == "dense":
+        return DenseBlock(channels)
+    raise ValueError(f"unknown block type {kind!r}; expected one of {BLOCK_TYPES}")
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad H and W at the bottom/right up to a multiple of ``multiple``.
+
+    Reflect padding avoids a dark border that the fusion would treat as an edge; maps too small to reflect
+    (a pad as large as the side) fall back to replicate padding.
+    """
+    h, w = x.shape[-2:]
+    pad_h = (-h) % multiple
+    pad_w = (-w) % multiple
+    if pad_h == 0 and pad_w == 0:
+        return x
+    mode = "reflect" if pad_h < h and pad_w < w else "replicate"
+    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)

@@ -1,0 +1,137 @@
+"""Cross-feature enhancement module (CEM): linear-cost self and mutual attention between two branches.
+
+The attention is *channel* ("transposed") attention in the style of Restormer: queries and keys are
+N×heads×c×(H·W) with c = C/heads, the attention map is c×c per head, and its cost is O(c²·H·W), linear in
+the number of pixels. Full-resolution images therefore fit where spatial attention (O((H·W)²)) would not.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+CEM_MODES = ("full", "self", "mutual", "off")
+
+
+class ChannelLayerNorm(nn.Module):
+    """LayerNorm over the channel axis of an N×C×H×W map, written with plain reductions.
+
+    Restormer normalises each pixel's channel vector; doing it with ``mean(dim=1)`` keeps the op valid for
+    any memory format (contiguous or channels_last) and for ``torch.compile``.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(1, channels, 1, 1))
+        self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=1, keepdim=True)
+        var = (x - mean).pow(2).mean(dim=1, keepdim=True)
+        return (x - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
+
+
+class ChannelAttention(nn.Module):
+    """Multi-head channel attention; queries from ``x``, keys and values from ``context``.
+
+    With ``context is x`` this is self-attention SA(X); with another branch it is mutual attention
+    MA(X←Y). q, k and v are 1×1-projected then depthwise-3×3-projected (local context at negligible cost),
+    q and k are L2-normalised over pixels and scaled by a learned per-head temperature.
+    """
+
+    def __init__(self, channels: int, heads: int) -> None:
+        super().__init__()
+        if channels % heads != 0:
+            raise ValueError(f"channels ({channels}) must be divisible by heads ({heads})")
+        self.heads = heads
+        self.temperature = nn.Parameter(torch.ones(heads, 1, 1))
+        self.to_q = nn.Sequential(
+            nn.Conv2d(channels, channels, 1, bias=False),
+            nn.Conv2d(channels, channels, 3, padding=1, groups=channels, bias=False),
+        )
+        self.to_kv = nn.Sequential(
+            nn.Conv2d(channels, 2 * channels, 1, bias=False),
+            nn.Conv2d(2 * channels, 2 * channels, 3, padding=1, groups=2 * channels, bias=False),
+        )
+        self.project_out = nn.Conv2d(channels, channels, 1, bias=False)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        q = self.to_q(x)
+        k, v = self.to_kv(context).chunk(2, dim=1)
+        # N×heads×c'×(H·W) with c' = C/heads
+        q = q.reshape(n, self.heads, c // self.heads, h * w)
+        k = k.reshape(n, self.heads, c // self.heads, h * w)
+        v = v.reshape(n, self.heads, c // self.heads, h * w)
+        q = F.normalize(q, dim=-1)
+        k = F.normalize(k, dim=-1)
+        attn = (q @ k.transpose(-2, -1)) * self.temperature  # N×heads×c'×c'
+        out = attn.softmax(dim=-1) @ v  # N×heads×c'×(H·W)
+        return self.project_out(out.reshape(n, c, h, w))
+
+
+class BranchRefinement(nn.Module):
+    """X' = X + g ⊙ Conv(concat(SA(X), MA(X←Y))) for one branch, with g a learned sigmoid gate.
+
+    The gate lets each pixel decide how much of the attended features to take, so that a branch whose own
+    features are already good (e.g. the in-focus side) is not overwritten.
+    """
+
+    def __init__(self, channels: int, heads: int, use_self: bool, use_mutual: bool, gated: bool) -> None:
+        super().__init__()
+        self.norm = ChannelLayerNorm(channels)
+        self.norm_context = ChannelLayerNorm(channels) if use_mutual else None
+        self.self_attention = ChannelAttention(channels, heads) if use_self else None
+        self.mutual_attention = ChannelAttention(channels, heads) if use_mutual else None
+        paths = int(use_self) + int(use_mutual)
+        self.merge = nn.Conv2d(paths * channels, channels, 1)
+        self.gate = nn.Conv2d(2 * channels, channels, 1) if gated else None
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        x_norm = self.norm(x)
+        attended: list[torch.Tensor] = []
+        if self.self_attention is not None:
+            attended.append(self.self_attention(x_norm, x_norm))
+        if self.mutual_attention is not None and self.norm_context is not None:
+            attended.append(self.mutual_attention(x_norm, self.norm_context(context)))
+        update = self.merge(torch.cat(attended, dim=1))
+        if self.gate is not None:
+            update = torch.sigmoid(self.gate(torch.cat([x, update], dim=1))) * update
+        return x + update
+
+
+class CrossFeatureEnhancement(nn.Module):
+    """Refines both branches with self- and mutual-attention features (the STFuse CEM).
+
+    ``mode``: ``"full"`` (SA + MA), ``"self"`` (SA only), ``"mutual"`` (MA only) or ``"off"`` (identity: the
+    decoder then sees the plain concatenation of the encoder features). Each branch has its own weights,
+    because the two modalities (or focus sides) call for different refinements.
+    """
+
+    def __init__(self, channels: int, heads: int = 4, mode: str = "full", gated: bool = True) -> None:
+        super().__init__()
+        if mode not in CEM_MODES:
+            raise ValueError(f"unknown CEM mode {mode!r}; expected one of {CEM_MODES}")
+        if channels < 1 or heads < 1:
+            raise ValueError(f"channels and heads must be positive, got channels={channels}, heads={heads}")
+        if channels % heads != 0:
+            raise ValueError(f"channels ({channels}) must be divisible by heads ({heads})")
+        self.mode = mode
+        if mode == "off":
+            self.refine_x = None
+            self.refine_y = None
+        else:
+            use_self = mode in ("full", "self")
+            use_mutual = mode in ("full", "mutual")
+            self.refine_x = BranchRefinement(channels, heads, use_self, use_mutual, gated)
+            self.refine_y = BranchRefinement(channels, heads, use_self, use_mutual, gated)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x, y: N×C×h×w features of branch A and branch B; returns (X', Y') of the same shapes."""
+        if x.shape != y.shape:
+            raise ValueError(f"branch features must have equal shapes, got {tuple(x.shape)} and {tuple(y.shape)}")
+        if self.refine_x is None or self.refine_y is None:
+            return x, y
+        return self.refine_x(x, y), self.refine_y(y, x)

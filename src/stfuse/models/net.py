@@ -1,0 +1,235 @@
+"""STFuseNet: two-branch encoder, cross-feature enhancement (CEM) and a fusion decoder.
+
+Layout (s = ``downsample``, C = ``channels``, C_f = max(C/2, 4))::
+
+    A ─ pixel-unshuffle ×s ─ 3×3 stem ─ block₁ … block_B ─┐   a CEM after each block depth listed in
+    B ─ pixel-unshuffle ×s ─ 3×3 stem ─ block₁ … block_B ─┘   ``cem_depths`` refines (X, Y) → (X', Y')
+    concat(X', Y') ─ 1×1 ─ decoder blocks ─ 3×3 + pixel-shuffle ×s ─ concat(·, A, B) ─ 3×3 ─ 3×3 ─ 1 ch
+
+Everything but the last two convs runs at 1/s resolution, which is what makes the network cheap on CPU;
+the raw sources are fed to the full-resolution head so fine detail survives the down-sampling.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from stfuse.models.blocks import BLOCK_TYPES, activation, make_block, pad_to_multiple
+from stfuse.models.cem import CEM_MODES, CrossFeatureEnhancement
+
+OUTPUT_MODES = ("sigmoid", "clamp")
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # ~0.1 M parameters; attention at 1/2 resolution with 16 channels: the fast CPU model.
+    "small": {"channels": 16, "num_blocks": 2, "cem_depths": [2], "heads": 2, "downsample": 2, "block": "residual"},
+    # ~0.5 M parameters; two CEM stages (middle and end of the encoder).
+    "base": {"channels": 32, "num_blocks": 4, "cem_depths": [2, 4], "heads": 4, "downsample": 2, "block": "residual"},
+}
+
+
+class BranchEncoder(nn.Module):
+    """One source branch: space-to-depth + 3×3 conv stem at 1/s resolution, then conv blocks.
+
+    Pixel-unshuffle keeps every input pixel (nothing is averaged away) while no C-channel map is ever
+    stored at full resolution; on CPU those full-resolution maps, not the FLOPs, dominate the run time.
+    """
+
+    def __init__(self, channels: int, num_blocks: int, downsample: int, block: str) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.PixelUnshuffle(downsample),
+            nn.Conv2d(downsample * downsample, channels, 3, padding=1),
+            activation(),
+        )
+        self.blocks = nn.ModuleList(make_block(block, channels) for _ in range(num_blocks))
+
+
+class FusionDecoder(nn.Module):
+    """concat(X', Y') → 1×1 merge → blocks → pixel-shuffle ×s → [up, A, B] → 3×3 → 3×3 → one channel.
+
+    The sources themselves are the full-resolution skip: the last two convs see the raw pixels of A and B
+    beside the up-sampled fusion features, so fine detail does not have to pass through the 1/s bottleneck.
+    """
+
+    def __init__(self, channels: int, num_blocks: int, downsample: int, block: str) -> None:
+        super().__init__()
+        self.merge = nn.Sequential(nn.Conv2d(2 * channels, channels, 1), activation())
+        self.blocks = nn.Sequential(*(make_block(block, channels) for _ in range(num_blocks)))
+        self.full_channels = max(channels // 2, 4)
+        self.upsample = nn.Sequential(
+            nn.Conv2d(channels, self.full_channels * downsample * downsample, 3, padding=1),
+            nn.PixelShuffle(downsample),
+            activation(),
+        )
+        self.head = nn.Sequential(nn.Conv2d(self.full_channels + 2, self.full_channels, 3, padding=1), activation())
+        self.to_image = nn.Conv2d(self.full_channels, 1, 3, padding=1)
+
+
+class STFuseNet(nn.Module):
+    """The STFuse fusion network; a plain nn.Module whose kwargs are all JSON types.
+
+    Args:
+        preset: ``"small"`` or ``"base"``; fills every argument left as None.
+        channels: feature width C of both branches (divisible by ``heads``).
+        num_blocks: conv blocks per encoder branch (the decoder gets ``max(1, num_blocks // 2)``).
+        shared_encoder: one encoder for both sources (source stage) or two separate ones.
+        cem: ``"full"`` (self + mutual attention), ``"self"``, ``"mutual"`` or ``"off"`` (plain concat).
+        cem_depths: encoder depths after which a CEM refines both branches; depth d means "after block d"
+            (0 = right after the down-sampling). None: the preset's depths if they fit ``num_blocks``,
+            otherwise ``[num_blocks]``.
+        heads: attention heads of the channel attention.
+        gated: gate the CEM update per pixel (X' = X + g ⊙ update).
+        output: ``"sigmoid"`` or ``"clamp"`` to [0, 1].
+        downsample: 1, 2 or 4; the encoder stride. Attention runs at 1/downsample resolution.
+        block: ``"residual"`` or ``"dense"`` conv blocks.
+
+    ``net.config`` returns the resolved kwargs, so ``STFuseNet(**net.config)`` rebuilds the architecture.
+    With a shared encoder, ``encoder_b`` *is* ``encoder_a``; the state dict then carries both prefixes, which
+    lets shared source-stage weights load straight into a separate-encoder target network.
+    """
+
+    def __init__(
+        self,
+        preset: str = "base",
+        channels: int | None = None,
+        num_blocks: int | None = None,
+        shared_encoder: bool = True,
+        cem: str = "full",
+        cem_depths: list[int] | None = None,
+        heads: int | None = None,
+        gated: bool = True,
+        output: str = "sigmoid",
+        downsample: int | None = None,
+        block: str | None = None,
+    ) -> None:
+        super().__init__()
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
+        defaults = PRESETS[preset]
+        channels = int(defaults["channels"] if channels is None else channels)
+        num_blocks = int(defaults["num_blocks"] if num_blocks is None else num_blocks)
+        heads = int(defaults["heads"] if heads is None else heads)
+        downsample = int(defaults["downsample"] if downsample is None else downsample)
+        block = str(defaults["block"] if block is None else block)
+        if cem_depths is None:
+            preset_depths = list(defaults["cem_depths"])
+            cem_depths = preset_depths if max(preset_depths) <= num_blocks else [num_blocks]
+        cem_depths = sorted({int(d) for d in cem_depths})
+
+        if channels < 1 or num_blocks < 0:
+            raise ValueError(f"channels must be ≥ 1 and num_blocks ≥ 0, got {channels} and {num_blocks}")
+        if heads < 1 or channels % heads != 0:
+            raise ValueError(f"channels ({channels}) must be divisible by heads ({heads})")
+        if cem not in CEM_MODES:
+            raise ValueError(f"unknown cem {cem!r}; expected one of {CEM_MODES}")
+        if not cem_depths or any(d < 0 or d > num_blocks for d in cem_depths):
+            raise ValueError(f"cem_depths must be a non-empty list within [0, num_blocks={num_blocks}], got {cem_depths}")
+        if output not in OUTPUT_MODES:
+            raise ValueError(f"unknown output {output!r}; expected one of {OUTPUT_MODES}")
+        if downsample not in (1, 2, 4):
+            raise ValueError(f"downsample must be 1, 2 or 4, got {downsample}")
+        if block not in BLOCK_TYPES:
+            raise ValueError(f"unknown block {block!r}; expected one of {BLOCK_TYPES}")
+
+        self._config: dict[str, Any] = {
+            "preset": preset,
+            "channels": channels,
+            "num_blocks": num_blocks,
+            "shared_encoder": bool(shared_encoder),
+            "cem": cem,
+            "cem_depths": cem_depths,
+            "heads": heads,
+            "gated": bool(gated),
+            "output": output,
+            "downsample": downsample,
+            "block": block,
+        }
+        self.downsample = downsample
+        self.output = output
+        self.shared_encoder = bool(shared_encoder)
+        self.cem_depths = cem_depths
+
+        self.encoder_a = BranchEncoder(channels, num_blocks, downsample, block)
+        self.encoder_b = self.encoder_a if shared_encoder else BranchEncoder(channels, num_blocks, downsample, block)
+        self.cems = nn.ModuleList(CrossFeatureEnhancement(channels, heads, cem, gated) for _ in cem_depths)
+        self.decoder = FusionDecoder(channels, max(1, num_blocks // 2), downsample, block)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The resolved, JSON-serialisable kwargs: ``STFuseNet(**net.config)`` rebuilds this architecture."""
+        return {key: list(value) if isinstance(value, list) else value for key, value in self._config.items()}
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """Parameters of both branch encoders, each listed once (a shared encoder is not counted twice)."""
+        params = list(self.encoder_a.parameters())
+        if not self.shared_encoder:
+            params += list(self.encoder_b.parameters())
+        return params
+
+    def cem_parameters(self) -> list[nn.Parameter]:
+        """Parameters of all cross-feature enhancement modules."""
+        return list(self.cems.parameters())
+
+    def decoder_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the fusion decoder."""
+        return list(self.decoder.parameters())
+
+    def _both(self, module_a: nn.Module, module_b: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Apply a branch module to each source; a shared module runs once on the stacked batch (faster)."""
+        if module_a is module_b:
+            out = module_a(torch.cat([x, y], dim=0))
+            return out[: x.shape[0]], out[x.shape[0] :]
+        return module_a(x), module_b(y)
+
+    @staticmethod
+    def _check_inputs(a: torch.Tensor, b: torch.Tensor) -> None:
+        for name, t in (("a", a), ("b", b)):
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(f"source {name} must be a torch.Tensor, got {type(t).__name__}")
+            if t.ndim != 4 or t.shape[1] != 1:
+                raise ValueError(f"source {name} must be N×1×H×W, got shape {tuple(t.shape)}")
+            if not t.is_floating_point():
+                raise TypeError(f"source {name} must be a floating tensor in [0, 1], got {t.dtype}")
+        if a.shape != b.shape:
+            raise ValueError(f"sources must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+
+    def forward(
+        self, a: torch.Tensor, b: torch.Tensor, return_features: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        """Fuse N×1×H×W sources a and b (in [0, 1], any H×W) into an N×1×H×W image in [0, 1].
+
+        With ``return_features=True`` also returns the guidance features φ_l: one concat(X', Y') map
+        (N×2C×h×w) per CEM depth, the merged decoder map (N×C×h×w) and the full-resolution decoder map
+        (N×C×H'×W'), where h×w = H'/s×W'/s and H'×W' is the padded size. The list structure depends only on
+        ``cem_depths``, not on the CEM mode (``cem="off"`` gives the unrefined maps).
+        """
+        self._check_inputs(a, b)
+        height, width = a.shape[-2:]
+        a = pad_to_multiple(a, self.downsample)  # N×1×H'×W'
+        b = pad_to_multiple(b, self.downsample)
+        enc_a, enc_b = self.encoder_a, self.encoder_b
+        x, y = self._both(enc_a.stem, enc_b.stem, a, b)  # N×C×h×w, h×w = H'/s×W'/s
+
+        features: list[torch.Tensor] = []
+        cem_index = 0
+        for depth in range(len(enc_a.blocks) + 1):
+            if depth > 0:
+                x, y = self._both(enc_a.blocks[depth - 1], enc_b.blocks[depth - 1], x, y)
+            if cem_index < len(self.cem_depths) and self.cem_depths[cem_index] == depth:
+                x, y = self.cems[cem_index](x, y)
+                features.append(torch.cat([x, y], dim=1))
+                cem_index += 1
+
+        dec = self.decoder
+        fused = dec.blocks(dec.merge(torch.cat([x, y], dim=1)))  # N×C×h×w
+        full = dec.head(torch.cat([dec.upsample(fused), a, b], dim=1))  # N×C_f×H'×W'
+        out = dec.to_image(full)[..., :height, :width]  # N×1×H×W
+        out = torch.sigmoid(out) if self.output == "sigmoid" else out.clamp(0.0, 1.0)
+        if return_features:
+            features.append(fused)
+            features.append(full)
+            return out, features
+        return out
