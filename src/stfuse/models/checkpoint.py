@@ -200,15 +200,19 @@ def _safe_torch_load(path: Path, map_location: str | torch.device) -> Any:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         message = str(error)
-        if "Weights only load failed" in message:
-            offenders = _unsafe_globals(path, message)
-            detail = f" ({', '.join(offenders)})" if offenders else ""
+        offenders = _unsafe_globals(path, message) if "Weights only load failed" in message else []
+        if offenders:
             raise CheckpointError(
                 f"{path}: refused to load: the file contains pickled Python objects other than tensors and "
-                f"plain containers{detail}. Unpickling them could run arbitrary code, so STFuse never does. "
-                "Save only the network's weights (e.g. with stfuse.models.checkpoint.save_network)."
+                f"plain containers ({', '.join(offenders)}). Unpickling them could run arbitrary code, so "
+                "STFuse never does. Save only the network's weights (e.g. with "
+                "stfuse.models.checkpoint.save_network)."
             ) from None
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint (corrupt or wrong file?): {message}") from None
+        reason = re.search(r"(Unsupported operand \d+|invalid load key[^\n]*)", message)
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint (corrupt, wrong file or unsupported pickle): "
+            f"{reason.group(1) if reason else message.splitlines()[0]}"
+        ) from None
     except (RuntimeError, EOFError, KeyError, ValueError, OSError, zipfile.BadZipFile, IndexError) as error:
         first_line = str(error).splitlines()[0] if str(error) else ""
         summary = first_line if isinstance(error, RuntimeError) else f"{type(error).__name__} {first_line}"
