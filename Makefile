@@ -58,3 +58,29 @@ lint: install
 
 format: install
 	$(BIN)/ruff format src data_modules tests benchmarks
+
+# ---- training ---------------------------------------------------------------------------------
+# GPUS=0 → CPU preset; GPUS=1 → single GPU (bf16-mixed); GPUS>1 or NODES>1 → DDP.
+TRAINER_PRESET := $(if $(filter 0,$(GPUS)),cpu,$(if $(and $(filter 1,$(GPUS)),$(filter 1,$(NODES))),gpu,ddp))
+DEVICE_ARGS := $(if $(filter 0,$(GPUS)),,--trainer.devices $(GPUS) --trainer.num_nodes $(NODES))
+MFIF_OUT ?= $(OUT)/mfif
+IVIF_OUT ?= $(OUT)/ivif
+# The latest source checkpoint; override with SOURCE_CKPT=path.
+SOURCE_CKPT ?= $(MFIF_OUT)/checkpoints/last.ckpt
+
+# Real data when DATA_ROOT holds it, the embedded synthetic default otherwise.
+MFIF_DATA_ARGS := $(if $(wildcard $(DATA_ROOT)/train/natural),--data.init_args.roots '[$(DATA_ROOT)/train/natural]' --data.init_args.real_val_root $(DATA_ROOT)/mfif/lytro,)
+IVIF_DATA_ARGS := $(if $(wildcard $(DATA_ROOT)/train/ivif),--data.init_args.ivif.init_args.train_roots '[$(DATA_ROOT)/train/ivif/roadscene,$(DATA_ROOT)/train/ivif/msrs]' --data.init_args.ivif.init_args.val_roots '[$(DATA_ROOT)/ivif/tno]' --data.init_args.ivif.init_args.test_roots '[$(DATA_ROOT)/ivif/tno,$(DATA_ROOT)/ivif/roadscene,$(DATA_ROOT)/ivif/msrs]',)
+
+train-mfif: install
+	$(STFUSE) fit --config experiments/mfif.yaml --config experiments/trainer/$(TRAINER_PRESET).yaml \
+		--trainer.default_root_dir $(MFIF_OUT) $(DEVICE_ARGS) $(MFIF_DATA_ARGS) $(ARGS)
+
+transfer-ivif: install
+	@test -f "$(SOURCE_CKPT)" || { echo "No source checkpoint at $(SOURCE_CKPT): run 'make train-mfif' first or pass SOURCE_CKPT=path"; exit 2; }
+	$(STFUSE) fit --config experiments/ivif.yaml --config experiments/trainer/$(TRAINER_PRESET).yaml \
+		--trainer.default_root_dir $(IVIF_OUT) --model.init_args.source_ckpt $(SOURCE_CKPT) \
+		$(DEVICE_ARGS) $(IVIF_DATA_ARGS) $(ARGS)
+
+demo: install
+	$(STFUSE) demo --out $(OUT)/demo $(ARGS)

@@ -1,0 +1,212 @@
+"""Target stage: infrared/visible fusion by semisupervised transfer from the source (MFIF) model.
+
+The frozen source network is the teacher; the student starts from its weights and trains on
+unlabeled IR/VIS pairs with unsupervised fusion losses, the guidance loss L_g against the teacher,
+and (optionally) replayed labeled MFIF batches.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import kornia
+import torch
+from torch import nn
+
+from stfuse.losses import GuidanceLoss, IVIFFusionLoss, MFIFLoss
+from stfuse.models import build_network
+from stfuse.models.checkpoint import load_network
+from stfuse.stages.base import FusionStageBase
+
+#: metrics logged on validation pairs by default (the community's no-reference set).
+DEFAULT_VAL_METRICS = ["EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM"]
+
+
+def _init_student_from(student: nn.Module, teacher: nn.Module) -> None:
+    """Copy the teacher's weights into the student.
+
+    A shared-encoder network lists its encoder under both ``encoder_a.`` and ``encoder_b.``, so a
+    separate-encoder student (the ``separate_encoders`` ablation) starts both branches from the
+    shared source encoder through a plain key match.
+    """
+    teacher_state = teacher.state_dict()
+    student_state = student.state_dict()
+    mismatched = [
+        key for key, value in student_state.items()
+        if key not in teacher_state or teacher_state[key].shape != value.shape
+    ]
+    if mismatched:
+        raise ValueError(
+            "the student network cannot start from the source checkpoint: no matching weights for "
+            f"{len(mismatched)} tensors (first: {mismatched[:5]}). Use the same preset/channels as the source stage."
+        )
+    student.load_state_dict({key: teacher_state[key] for key in student_state})
+
+
+class IVIFTransferStage(FusionStageBase):
+    """Semisupervised transfer to IVIF.
+
+    Args:
+        source_ckpt: the trained source-stage network (Lightning ``.ckpt``, ``.pt`` or ``.safetensors``),
+            loaded safely with ``weights_only=True``. Required unless ``transfer`` is False.
+        transfer: start the student from the source weights. False trains IVIF from scratch
+            (the ``no_transfer`` ablation; it then needs ``guidance="none"`` and no replay).
+        net: architecture overrides for the student (e.g. ``{"shared_encoder": false}``); by default
+            the student copies the teacher's architecture.
+        guidance: L_g mode, ``feature_in`` (default), ``output_grad`` or ``none``.
+        lambda_*: loss weights of L = λ_int·L_int + λ_grad·L_grad + λ_ssim·L_ssim + λ_g·L_g + λ_s·L_src.
+        alpha, beta: weights inside the replayed supervised MFIF loss L_src.
+        val_metrics: fusion metrics logged on validation/test pairs; ``metric_preset`` picks conventions.
+    """
+
+    monitor = "val/loss"
+    mode = "min"
+
+    def __init__(
+        self,
+        source_ckpt: str | None = None,
+        transfer: bool = True,
+        net: dict[str, Any] | None = None,
+        guidance: str = "feature_in",
+        lambda_int: float = 1.0,
+        lambda_grad: float = 1.0,
+        lambda_ssim: float = 1.0,
+        lambda_g: float = 1.0,
+        lambda_src: float = 0.5,
+        alpha: float = 1.0,
+        beta: float = 1.0,
+        val_metrics: list[str] | None = None,
+        metric_preset: str = "cddfuse",
+        lr: float = 5e-4,
+        weight_decay: float = 1e-4,
+        warmup_steps: int = 50,
+        min_lr_ratio: float = 0.05,
+        channels_last: bool = False,
+        grid_images: int = 4,
+    ) -> None:
+        if guidance not in {"feature_in", "output_grad", "none"}:
+            raise ValueError(f"guidance must be 'feature_in', 'output_grad' or 'none', got {guidance!r}")
+        if not transfer and guidance != "none":
+            raise ValueError(
+                "guidance needs the source teacher, but transfer=False trains from scratch; "
+                "set guidance: none for the no_transfer ablation"
+            )
+        if transfer and not source_ckpt:
+            raise ValueError(
+                "IVIFTransferStage needs source_ckpt (the trained MFIF checkpoint) when transfer=True; "
+                "run `make train-mfif` first or pass --model.init_args.source_ckpt PATH"
+            )
+        self._source_ckpt = source_ckpt
+        self._net_overrides = dict(net or {})
+        self._val_metric_names = list(DEFAULT_VAL_METRICS if val_metrics is None else val_metrics)
+        super().__init__(lr, weight_decay, warmup_steps, min_lr_ratio, channels_last, grid_images)
+
+    # ---- hooks -----------------------------------------------------------------------------
+    def configure_models(self) -> None:
+        self.teacher: nn.Module | None = None
+        teacher = None
+        if self._source_ckpt:
+            path = Path(self._source_ckpt)
+            teacher = load_network(path)
+        if teacher is not None and (self.hparams.transfer or self.hparams.guidance != "none"):
+            config = {**teacher.config, **self._net_overrides}
+        else:
+            config = dict(self._net_overrides or {"preset": "base"})
+        self.net = build_network(config)
+        if self.hparams.transfer:
+            _init_student_from(self.net, teacher)
+        if teacher is not None and self.hparams.guidance != "none":
+            self.teacher = teacher
+            self.teacher.requires_grad_(False)
+            self.teacher.eval()
+        self.hparams["net"] = self.net.config
+
+    def configure_losses(self) -> None:
+        hp = self.hparams
+        self.fusion_loss = IVIFFusionLoss(lambda_int=hp.lambda_int, lambda_grad=hp.lambda_grad, lambda_ssim=hp.lambda_ssim)
+        self.guidance_loss = GuidanceLoss(mode=hp.guidance)
+        self.replay_loss = MFIFLoss(alpha=hp.alpha, beta=hp.beta)
+
+    def configure_metrics(self) -> None:
+        from stfuse.metrics import FusionMetrics
+
+        self.val_metrics = FusionMetrics(preset=self.hparams.metric_preset, metrics=self._val_metric_names)
+        self.test_metrics = FusionMetrics(preset=self.hparams.metric_preset, metrics=self._val_metric_names)
+
+    def train(self, mode: bool = True) -> IVIFTransferStage:
+        """Keep the teacher in eval mode whatever Lightning does to the student."""
+        super().train(mode)
+        if self.teacher is not None:
+            self.teacher.eval()
+        return self
+
+    # ---- steps -----------------------------------------------------------------------------
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        ivif = batch["ivif"] if "ivif" in batch else batch
+        ir, vi = ivif["ir"], ivif["vi"]  # N×1×H×W each
+        n = ir.shape[0]
+        fused, features = self.net(ir, vi, return_features=True)
+        terms = self.fusion_loss(fused, ir, vi)
+        total = terms["total"]
+        if self.teacher is not None and self.hparams.lambda_g > 0:
+            with torch.no_grad():
+                teacher_fused, teacher_features = self.teacher(ir, vi, return_features=True)
+            loss_g = self.guidance_loss(fused, teacher_fused, features, teacher_features)
+            terms["g"] = loss_g
+            total = total + self.hparams.lambda_g * loss_g
+        mfif = batch.get("mfif") if "ivif" in batch else None
+        if mfif is not None and self.hparams.lambda_src > 0:
+            replay = self.replay_loss(self.net(mfif["a"], mfif["b"]), mfif["gt"])
+            terms["src"] = replay["total"]
+            total = total + self.hparams.lambda_src * replay["total"]
+        terms["total"] = total
+        self._log_terms("train", {k: v for k, v in terms.items() if k != "total"}, batch_size=n)
+        self.log("train/loss", total.detach(), batch_size=n, prog_bar=True)
+        return total
+
+    def _evaluate(self, batch: dict[str, Any], split: str) -> torch.Tensor:
+        ir, vi = batch["ir"], batch["vi"]
+        fused = self.net(ir, vi).clamp(0, 1)
+        terms = self.fusion_loss(fused, ir, vi)
+        n = ir.shape[0]
+        self.log(f"{split}/loss", terms["total"], batch_size=n, sync_dist=True)
+        metrics = self.val_metrics if split == "val" else self.test_metrics
+        metrics.update(fused, ir, vi)
+        return fused
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        fused = self._evaluate(batch, "val")
+        for i in range(fused.shape[0]):
+            self.collect_grid_row(
+                [batch["ir"][i], colorize(batch["vi"][i], batch.get("vi_cbcr"), i), colorize(fused[i], batch.get("vi_cbcr"), i)]
+            )
+
+    def on_validation_epoch_end(self) -> None:
+        values = self.val_metrics.compute()
+        self.log_dict({f"val/{k}": v for k, v in values.items()}, sync_dist=False)
+        self.val_metrics.reset()
+        super().on_validation_epoch_end()
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        values = self.test_metrics.compute()
+        self.log_dict({f"test/{k}": v for k, v in values.items()}, sync_dist=False)
+        self.test_metrics.reset()
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
+        fused = self.net(batch["ir"], batch["vi"]).clamp(0, 1)
+        return {"fused": fused, "vi_cbcr": batch.get("vi_cbcr"), "name": batch.get("name")}
+
+
+def colorize(y: torch.Tensor, cbcr: torch.Tensor | None, index: int = 0) -> torch.Tensor:
+    """Y (1×H×W) + the visible image's Cb/Cr (N×2×H×W) → RGB 3×H×W; grey when no chroma is given."""
+    if cbcr is None:
+        return y
+    ycbcr = torch.cat([y, cbcr[index].to(y)], dim=0)
+    return kornia.color.ycbcr_to_rgb(ycbcr[None])[0]
+
+
+__all__ = ["IVIFTransferStage", "colorize"]
