@@ -1,6 +1,6 @@
 """STFuseNet: two-branch encoder, cross-feature enhancement (CEM) and a fusion decoder.
 
-Layout (s = ``downsample``, C = ``channels``, C_f = max(C/2, 4))::
+Layout (s = ``downsample``, C = ``channels``, C_f = ``head_channels``)::
 
     A ─ pixel-unshuffle ×s ─ 3×3 stem ─ block₁ … block_B ─┐   a CEM after each block depth listed in
     B ─ pixel-unshuffle ×s ─ 3×3 stem ─ block₁ … block_B ─┘   ``cem_depths`` refines (X, Y) → (X', Y')
@@ -23,10 +23,25 @@ from stfuse.models.cem import CEM_MODES, CrossFeatureEnhancement
 OUTPUT_MODES = ("sigmoid", "clamp")
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # ~0.1 M parameters; attention at 1/2 resolution with 16 channels: the fast CPU model.
-    "small": {"channels": 16, "num_blocks": 2, "cem_depths": [2], "heads": 2, "downsample": 2, "block": "residual"},
-    # ~0.5 M parameters; two CEM stages (middle and end of the encoder).
-    "base": {"channels": 32, "num_blocks": 4, "cem_depths": [2, 4], "heads": 4, "downsample": 2, "block": "residual"},
+    # The fast CPU model: everything but the output head at 1/4 resolution.
+    "small": {
+        "channels": 24,
+        "num_blocks": 2,
+        "cem_depths": [2],
+        "heads": 2,
+        "downsample": 4,
+        "head_channels": 8,
+        "block": "residual",
+    },
+    "base": {
+        "channels": 48,
+        "num_blocks": 4,
+        "cem_depths": [2, 4],
+        "heads": 4,
+        "downsample": 2,
+        "head_channels": 16,
+        "block": "residual",
+    },
 }
 
 
@@ -54,18 +69,17 @@ class FusionDecoder(nn.Module):
     beside the up-sampled fusion features, so fine detail does not have to pass through the 1/s bottleneck.
     """
 
-    def __init__(self, channels: int, num_blocks: int, downsample: int, block: str) -> None:
+    def __init__(self, channels: int, num_blocks: int, downsample: int, head_channels: int, block: str) -> None:
         super().__init__()
         self.merge = nn.Sequential(nn.Conv2d(2 * channels, channels, 1), activation())
         self.blocks = nn.Sequential(*(make_block(block, channels) for _ in range(num_blocks)))
-        self.full_channels = max(channels // 2, 4)
         self.upsample = nn.Sequential(
-            nn.Conv2d(channels, self.full_channels * downsample * downsample, 3, padding=1),
+            nn.Conv2d(channels, head_channels * downsample * downsample, 3, padding=1),
             nn.PixelShuffle(downsample),
             activation(),
         )
-        self.head = nn.Sequential(nn.Conv2d(self.full_channels + 2, self.full_channels, 3, padding=1), activation())
-        self.to_image = nn.Conv2d(self.full_channels, 1, 3, padding=1)
+        self.head = nn.Sequential(nn.Conv2d(head_channels + 2, head_channels, 3, padding=1), activation())
+        self.to_image = nn.Conv2d(head_channels, 1, 3, padding=1)
 
 
 class STFuseNet(nn.Module):
@@ -84,6 +98,7 @@ class STFuseNet(nn.Module):
         gated: gate the CEM update per pixel (X' = X + g ⊙ update).
         output: ``"sigmoid"`` or ``"clamp"`` to [0, 1].
         downsample: 1, 2 or 4; the encoder stride. Attention runs at 1/downsample resolution.
+        head_channels: width C_f of the full-resolution output head (the main CPU cost per pixel).
         block: ``"residual"`` or ``"dense"`` conv blocks.
 
     ``net.config`` returns the resolved kwargs, so ``STFuseNet(**net.config)`` rebuilds the architecture.
@@ -103,6 +118,7 @@ class STFuseNet(nn.Module):
         gated: bool = True,
         output: str = "sigmoid",
         downsample: int | None = None,
+        head_channels: int | None = None,
         block: str | None = None,
     ) -> None:
         super().__init__()
@@ -113,6 +129,7 @@ class STFuseNet(nn.Module):
         num_blocks = int(defaults["num_blocks"] if num_blocks is None else num_blocks)
         heads = int(defaults["heads"] if heads is None else heads)
         downsample = int(defaults["downsample"] if downsample is None else downsample)
+        head_channels = int(defaults["head_channels"] if head_channels is None else head_channels)
         block = str(defaults["block"] if block is None else block)
         if cem_depths is None:
             preset_depths = list(defaults["cem_depths"])
@@ -131,6 +148,8 @@ class STFuseNet(nn.Module):
             raise ValueError(f"unknown output {output!r}; expected one of {OUTPUT_MODES}")
         if downsample not in (1, 2, 4):
             raise ValueError(f"downsample must be 1, 2 or 4, got {downsample}")
+        if head_channels < 1:
+            raise ValueError(f"head_channels must be ≥ 1, got {head_channels}")
         if block not in BLOCK_TYPES:
             raise ValueError(f"unknown block {block!r}; expected one of {BLOCK_TYPES}")
 
@@ -145,6 +164,7 @@ class STFuseNet(nn.Module):
             "gated": bool(gated),
             "output": output,
             "downsample": downsample,
+            "head_channels": head_channels,
             "block": block,
         }
         self.downsample = downsample
@@ -155,7 +175,7 @@ class STFuseNet(nn.Module):
         self.encoder_a = BranchEncoder(channels, num_blocks, downsample, block)
         self.encoder_b = self.encoder_a if shared_encoder else BranchEncoder(channels, num_blocks, downsample, block)
         self.cems = nn.ModuleList(CrossFeatureEnhancement(channels, heads, cem, gated) for _ in cem_depths)
-        self.decoder = FusionDecoder(channels, max(1, num_blocks // 2), downsample, block)
+        self.decoder = FusionDecoder(channels, max(1, num_blocks // 2), downsample, head_channels, block)
 
     @property
     def config(self) -> dict[str, Any]:
