@@ -1,0 +1,24 @@
+"""Kornia-based fusion losses (plain nn.Modules, no Lightning)."""
+
+from stfuse.losses.functional import (
+    gradient_magnitude,
+    instance_norm,
+    local_contrast_norm,
+    sobel_gradients,
+    ssim_distance,
+)
+from stfuse.losses.fusion import IVIFFusionLoss, MFIFLoss, SSIMLoss
+from stfuse.losses.guidance import GUIDANCE_MODES, GuidanceLoss
+
+__all__ = [
+    "GUIDANCE_MODES",
+    "GuidanceLoss",
+    "IVIFFusionLoss",
+    "MFIFLoss",
+    "SSIMLoss",
+    "gradient_magnitude",
+    "instance_norm",
+    "local_contrast_norm",
+    "sobel_gradients",
+    "ssim_distance",
+]

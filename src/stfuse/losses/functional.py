@@ -1,0 +1,73 @@
+"""Differentiable image operators shared by the fusion and guidance losses (kornia-based)."""
+
+from __future__ import annotations
+
+import kornia
+import torch
+
+
+def check_same_shape(**tensors: torch.Tensor) -> None:
+    """Raise a ValueError naming the tensors when they are not all N×C×H×W of one shape."""
+    shapes = {name: tuple(t.shape) for name, t in tensors.items()}
+    for name, shape in shapes.items():
+        if len(shape) != 4:
+            raise ValueError(f"{name} must be N×C×H×W, got shape {shape}")
+    if len(set(shapes.values())) > 1:
+        raise ValueError(f"tensors must share one shape, got {shapes}")
+
+
+def ssim_distance(x: torch.Tensor, y: torch.Tensor, window_size: int = 11, max_val: float = 1.0) -> torch.Tensor:
+    """1 − mean SSIM(x, y), a scalar in [0, 2].
+
+    ``kornia.losses.ssim_loss`` returns the mean of (1 − SSIM)/2, hence the factor 2.
+    """
+    if window_size < 1 or window_size % 2 == 0:
+        raise ValueError(f"window_size must be a positive odd integer, got {window_size}")
+    return 2.0 * kornia.losses.ssim_loss(x, y, window_size=window_size, max_val=float(max_val), reduction="mean")
+
+
+def sobel_gradients(x: torch.Tensor) -> torch.Tensor:
+    """Normalised Sobel derivatives (∂x, ∂y): N×C×H×W → N×C×2×H×W.
+
+    Borders are replicated, so the image frame is not an edge. A unit-per-pixel ramp gives a derivative of
+    1 (the kernels are divided by 8).
+    """
+    return kornia.filters.spatial_gradient(x, mode="sobel", order=1, normalized=True)
+
+
+def gradient_magnitude(x: torch.Tensor) -> torch.Tensor:
+    """|∂x| + |∂y| of the Sobel derivatives: N×C×H×W.
+
+    The L1 magnitude is exactly 0 on flat regions, unlike ``kornia.filters.sobel`` whose
+    sqrt(∂x² + ∂y² + 1e-6) leaves 1e-3 everywhere, and it has no infinite derivative at 0.
+    """
+    return sobel_gradients(x).abs().sum(dim=2)
+
+
+def instance_norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Per-sample, per-channel standardisation over the spatial axes of an N×C×H×W map.
+
+    It removes each map's own mean and scale, the "attribute" part (blur level, modality intensity) that the
+    guidance loss must not transfer.
+    """
+    if x.ndim != 4:
+        raise ValueError(f"instance_norm expects an N×C×H×W map, got shape {tuple(x.shape)}")
+    mean = x.mean(dim=(-2, -1), keepdim=True)
+    var = x.var(dim=(-2, -1), keepdim=True, unbiased=False)
+    return (x - mean) * torch.rsqrt(var + eps)
+
+
+def local_contrast_norm(x: torch.Tensor, window_size: int = 7, sigma: float = 2.0, eps: float = 1e-3) -> torch.Tensor:
+    """(x − μ_local) / sqrt(σ²_local + eps²) with Gaussian-weighted local moments.
+
+    Invariant (up to ``eps``) to x → αx + β for α > 0, so global contrast and brightness do not count.
+    ``eps`` keeps flat regions from amplifying noise and the square root differentiable at σ = 0.
+    """
+    if window_size < 1 or window_size % 2 == 0:
+        raise ValueError(f"window_size must be a positive odd integer, got {window_size}")
+    kernel = (window_size, window_size)
+    sigmas = (float(sigma), float(sigma))
+    mean = kornia.filters.gaussian_blur2d(x, kernel, sigmas, border_type="replicate")
+    mean_sq = kornia.filters.gaussian_blur2d(x * x, kernel, sigmas, border_type="replicate")
+    var = (mean_sq - mean * mean).clamp_min(0.0)
+    return (x - mean) / torch.sqrt(var + eps * eps)
