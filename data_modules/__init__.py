@@ -49,6 +49,7 @@ _EXPORTS: dict[str, str] = {
     "MultiFocusSynthesizer": "mfif",
     "SyntheticMultiFocusDataset": "mfif",
     "MultiFocusPairFolder": "mfif",
+    "TransferDataModule": "transfer",
     # embedded default data
     "make_ivif_pair": "synthetic",
     "SyntheticIVIFDataset": "synthetic",
