@@ -38,7 +38,7 @@ def sobel_gradients(x: torch.Tensor) -> torch.Tensor:
 def gradient_magnitude(x: torch.Tensor) -> torch.Tensor:
     """|∂x| + |∂y| of the Sobel derivatives: N×C×H×W.
 
-    The L1 magnitude is exactly 0 on flat regions, unlike ``kornia.filters.sobel`` whose
+    The L1 magnitude is 0 (up to float rounding) on flat regions, unlike ``kornia.filters.sobel`` whose
     sqrt(∂x² + ∂y² + 1e-6) leaves 1e-3 everywhere, and it has no infinite derivative at 0.
     """
     return sobel_gradients(x).abs().sum(dim=2)

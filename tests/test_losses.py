@@ -1,0 +1,254 @@
+"""Fusion and guidance losses against hand computations and their invariances."""
+
+from __future__ import annotations
+
+import kornia
+import pytest
+import torch
+
+from stfuse.losses import (
+    GuidanceLoss,
+    IVIFFusionLoss,
+    MFIFLoss,
+    SSIMLoss,
+    gradient_magnitude,
+    instance_norm,
+    local_contrast_norm,
+)
+
+C1, C2 = 0.01**2, 0.03**2  # SSIM stabilisers for max_val = 1
+
+
+def _constant(value: float, h: int = 16, w: int = 16) -> torch.Tensor:
+    """A flat image in float64: float32 SSIM moments (E[x²] − μ²) carry ~1e-5 of cancellation error."""
+    return torch.full((1, 1, h, w), value, dtype=torch.float64)
+
+
+def _ssim_of_constants(x: float, y: float) -> float:
+    """SSIM of two flat images: only the luminance term differs from 1."""
+    return (2 * x * y + C1) / (x * x + y * y + C1)
+
+
+def _texture(seed: int, n: int = 2, size: int = 48) -> torch.Tensor:
+    """A smooth random texture in [0, 1] (blurred noise), closer to an image than white noise."""
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.rand(n, 1, size, size, generator=generator)
+    smooth = kornia.filters.gaussian_blur2d(noise, (7, 7), (1.5, 1.5))
+    return (smooth - smooth.amin()) / (smooth.amax() - smooth.amin())
+
+
+def _step_edge(column: int, h: int = 16, w: int = 32) -> torch.Tensor:
+    image = torch.zeros(1, 1, h, w)
+    image[..., column:] = 1.0
+    return image
+
+
+def _features(seed: int) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randn(2, 6, 8, 10, generator=generator), torch.randn(2, 3, 16, 20, generator=generator)]
+
+
+# ---- identical inputs ----------------------------------------------------------------------
+
+
+def test_every_loss_is_zero_on_identical_inputs() -> None:
+    image = _texture(0)
+    ivif = IVIFFusionLoss()(image, image, image)
+    mfif = MFIFLoss()(image, image)
+    for name, value in {**{f"ivif/{k}": v for k, v in ivif.items()}, **{f"mfif/{k}": v for k, v in mfif.items()}}.items():
+        assert value.abs().item() < 1e-5, name
+    features = _features(0)
+    for mode in ("feature_in", "output_grad", "none"):
+        assert GuidanceLoss(mode)(image, image, features, features).item() == pytest.approx(0.0, abs=1e-6), mode
+
+
+# ---- SSIM and gradients --------------------------------------------------------------------
+
+
+def test_ssim_loss_is_one_minus_kornia_ssim_mean() -> None:
+    x, y = _texture(1), _texture(2)
+    expected = 1.0 - kornia.metrics.ssim(x, y, window_size=11, max_val=1.0).mean()
+    assert SSIMLoss()(x, y).item() == pytest.approx(expected.item(), abs=1e-6)
+
+
+def test_ssim_loss_rejects_even_window() -> None:
+    with pytest.raises(ValueError, match="odd"):
+        SSIMLoss(window_size=8)
+
+
+def test_gradient_magnitude_is_zero_on_flat_images() -> None:
+    flat = _constant(0.4).float()
+    assert gradient_magnitude(flat).max() < 1e-7  # float rounding only
+    assert kornia.filters.sobel(flat).min() > 5e-4  # the pitfall this helper avoids
+
+
+def test_gradient_magnitude_of_unit_ramp_is_one_inside() -> None:
+    ramp = torch.arange(10.0).repeat(1, 1, 6, 1) * 0.05  # slope 0.05 per pixel along x
+    magnitude = gradient_magnitude(ramp)
+    assert torch.allclose(magnitude[..., 1:-1], torch.full_like(magnitude[..., 1:-1], 0.05))
+    assert torch.allclose(magnitude[..., 0], torch.full_like(magnitude[..., 0], 0.025))  # replicated border
+
+
+# ---- IVIF loss ---------------------------------------------------------------------------------
+
+
+def test_ivif_loss_on_flat_images_matches_hand_computation() -> None:
+    a, b, fused = _constant(0.2), _constant(0.6), _constant(0.5)
+    terms = IVIFFusionLoss(lambda_int=2.0, lambda_grad=3.0, lambda_ssim=0.5)(fused, a, b)
+    expected_ssim = 1 - 0.5 * (_ssim_of_constants(0.5, 0.2) + _ssim_of_constants(0.5, 0.6))
+    assert terms["int"].item() == pytest.approx(0.1, abs=1e-9)  # |0.5 − max(0.2, 0.6)|
+    assert terms["grad"].item() == pytest.approx(0.0, abs=1e-12)
+    assert terms["ssim"].item() == pytest.approx(expected_ssim, abs=1e-7)
+    assert terms["total"].item() == pytest.approx(2.0 * 0.1 + 0.5 * expected_ssim, abs=1e-7)
+
+
+def test_gradient_loss_sees_a_moved_edge_and_grows_with_the_shift() -> None:
+    loss = IVIFFusionLoss(lambda_int=0.0, lambda_grad=1.0, lambda_ssim=0.0)
+    edge, flat = _step_edge(12), torch.zeros(1, 1, 16, 32)
+    grads = [loss(_step_edge(12 + shift), edge, flat)["grad"].item() for shift in range(4)]
+    assert grads[0] == 0.0
+    assert grads[1] > 0.01
+    assert grads[0] < grads[1] < grads[2] <= grads[3] + 1e-7
+
+
+def test_gradient_loss_keeps_the_stronger_texture_of_either_source() -> None:
+    loss = IVIFFusionLoss(lambda_int=0.0, lambda_grad=1.0, lambda_ssim=0.0)
+    edge_in_a, edge_in_b = _step_edge(8), _step_edge(24)
+    both_edges = edge_in_a - edge_in_b  # 0 → 1 at column 8, 1 → 0 at column 24
+    only_a = loss(edge_in_a, edge_in_a, edge_in_b)["grad"]
+    combined = loss(both_edges, edge_in_a, edge_in_b)["grad"]
+    assert combined.item() == pytest.approx(0.0, abs=1e-7)
+    assert only_a > 0.01
+
+
+def test_ivif_loss_backward_is_finite_at_the_optimum() -> None:
+    image = _texture(3)
+    fused = image.clone().requires_grad_(True)
+    IVIFFusionLoss()(fused, image, image)["total"].backward()
+    assert fused.grad is not None and torch.isfinite(fused.grad).all()
+
+
+def test_ivif_loss_rejects_mismatched_shapes() -> None:
+    with pytest.raises(ValueError, match="share one shape"):
+        IVIFFusionLoss()(_constant(0.5), _constant(0.5), _constant(0.5, 16, 8))
+
+
+# ---- MFIF loss ---------------------------------------------------------------------------------
+
+
+def test_mfif_loss_on_flat_images_matches_hand_computation() -> None:
+    fused, target = _constant(0.3), _constant(0.7)
+    terms = MFIFLoss(alpha=2.0, beta=5.0)(fused, target)
+    expected_ssim = 1 - _ssim_of_constants(0.3, 0.7)
+    assert terms["l1"].item() == pytest.approx(0.4, abs=1e-9)
+    assert terms["ssim"].item() == pytest.approx(expected_ssim, abs=1e-7)
+    assert terms["grad"].item() == pytest.approx(0.0, abs=1e-12)
+    assert terms["total"].item() == pytest.approx(0.4 + 2.0 * expected_ssim, abs=1e-7)
+
+
+def test_mfif_gradient_term_on_a_ramp_matches_hand_computation() -> None:
+    width, slope = 10, 0.1
+    ramp = torch.arange(float(width)).repeat(1, 1, 8, 1) * slope  # F = slope·x, G = 0
+    terms = MFIFLoss(alpha=0.0, beta=3.0)(ramp, torch.zeros_like(ramp))
+    # |∂x F| = slope inside and slope/2 on the two replicated border columns; ∂y F = 0; mean over (∂x, ∂y)
+    expected_grad = slope * (width - 1) / width / 2
+    assert terms["grad"].item() == pytest.approx(expected_grad, abs=1e-6)
+    assert terms["l1"].item() == pytest.approx(slope * (width - 1) / 2, abs=1e-6)
+    assert terms["total"].item() == pytest.approx(terms["l1"].item() + 3.0 * expected_grad, abs=1e-6)
+
+
+def test_mfif_ssim_term_equals_one_minus_kornia_ssim() -> None:
+    fused, target = _texture(4), _texture(5)
+    expected = 1.0 - kornia.metrics.ssim(fused, target, window_size=11, max_val=1.0).mean()
+    assert MFIFLoss()(fused, target)["ssim"].item() == pytest.approx(expected.item(), abs=1e-6)
+
+
+# ---- guidance loss -----------------------------------------------------------------------------
+
+
+def test_feature_in_ignores_per_channel_affine_changes_of_the_teacher() -> None:
+    student = _features(0)
+    generator = torch.Generator().manual_seed(1)
+    teacher = []
+    for phi in student:
+        channels = phi.shape[1]
+        scale = torch.rand(1, channels, 1, 1, generator=generator) * 3 + 0.2  # > 0
+        shift = torch.randn(1, channels, 1, 1, generator=generator) * 5
+        teacher.append(phi * scale + shift)
+    loss = GuidanceLoss("feature_in")
+    dummy = torch.zeros(2, 1, 8, 8)
+    assert loss(dummy, dummy, student, teacher).item() < 1e-5
+    different = loss(dummy, dummy, student, _features(7)).item()
+    assert different > 1.0  # two unrelated maps: about 1.13 per layer for Gaussian features
+
+
+def test_feature_in_is_a_sum_over_layers_of_mean_absolute_in_differences() -> None:
+    student, teacher = _features(0), _features(1)
+    expected = sum((instance_norm(s) - instance_norm(t)).abs().mean() for s, t in zip(student, teacher))
+    value = GuidanceLoss("feature_in")(torch.zeros(1), torch.zeros(1), student, teacher)
+    assert value.item() == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_output_grad_ignores_teacher_brightness_and_contrast() -> None:
+    student = _texture(0)
+    teacher_same_structure = 0.4 * student + 0.3
+    loss = GuidanceLoss("output_grad")
+    invariant = loss(student, teacher_same_structure, [], []).item()
+    different = loss(student, _texture(9), [], []).item()
+    assert different > 0.3
+    assert invariant < 0.02 * different
+
+
+def test_local_contrast_norm_is_affine_invariant() -> None:
+    x = _texture(2)
+    assert torch.allclose(local_contrast_norm(x, eps=1e-6), local_contrast_norm(3 * x - 1, eps=1e-6), atol=1e-3)
+
+
+def test_guidance_gradients_flow_to_the_student_only() -> None:
+    for mode in ("feature_in", "output_grad"):
+        student_fused = _texture(0).requires_grad_(True)
+        teacher_fused = _texture(1).requires_grad_(True)
+        student_features = [f.requires_grad_(True) for f in _features(0)]
+        teacher_features = [f.requires_grad_(True) for f in _features(1)]
+        GuidanceLoss(mode)(student_fused, teacher_fused, student_features, teacher_features).backward()
+        assert teacher_fused.grad is None and all(f.grad is None for f in teacher_features), mode
+        if mode == "output_grad":
+            assert student_fused.grad is not None and torch.isfinite(student_fused.grad).all()
+        else:
+            assert all(f.grad is not None and f.grad.abs().sum() > 0 for f in student_features)
+
+
+def test_none_guidance_is_a_differentiable_zero_on_the_student_device() -> None:
+    student = _texture(0).requires_grad_(True)
+    value = GuidanceLoss("none")(student, student.detach(), [], [])
+    assert value.item() == 0.0 and value.device == student.device and value.ndim == 0
+    value.backward()  # alone, it must not raise
+    (student.mean() + value).backward()
+    assert student.grad is not None
+
+
+def test_guidance_loss_rejects_bad_mode_and_mismatched_features() -> None:
+    with pytest.raises(ValueError, match="unknown guidance mode"):
+        GuidanceLoss("kl")
+    loss = GuidanceLoss("feature_in")
+    features = _features(0)
+    with pytest.raises(ValueError, match="same non-empty number"):
+        loss(torch.zeros(1), torch.zeros(1), features, features[:1])
+    with pytest.raises(ValueError, match="feature map 1"):
+        loss(torch.zeros(1), torch.zeros(1), features, [features[0], features[1][:, :2]])
+
+
+def test_guidance_works_on_network_features() -> None:
+    from stfuse.models import STFuseNet
+
+    torch.manual_seed(0)
+    student, teacher = STFuseNet("small", channels=8, heads=2), STFuseNet("small", channels=8, heads=2).eval()
+    a, b = _texture(0, n=1, size=32), _texture(1, n=1, size=32)
+    fused, features = student(a, b, return_features=True)
+    with torch.no_grad():
+        teacher_fused, teacher_features = teacher(a, b, return_features=True)
+    for mode in ("feature_in", "output_grad", "none"):
+        value = GuidanceLoss(mode)(fused, teacher_fused, features, teacher_features)
+        assert torch.isfinite(value) and value.ndim == 0
+    GuidanceLoss("feature_in")(fused, teacher_fused, features, teacher_features).backward()
+    assert all(p.grad is not None for p in student.cem_parameters())
