@@ -71,13 +71,22 @@ def list_images(folder: PathLike, recursive: bool = False) -> list[Path]:
 
 
 def _decode_tiff(path: Path) -> np.ndarray:
-    """TIFF variants OpenCV refuses (float, two channels, odd planar layouts) go through tifffile."""
+    """TIFF through tifffile, which handles layouts OpenCV misreads (planar RGB) or refuses (float).
+
+    Returns H×W or H×W×C in RGB(A) order; raises ImageReadError for stacks and odd layouts.
+    """
     import tifffile
 
-    array = tifffile.imread(path)
-    if array.ndim == 3 and array.shape[0] in (1, 2, 3, 4) and array.shape[-1] not in (1, 2, 3, 4):
-        array = np.moveaxis(array, 0, -1)  # planar C×H×W storage
-    return array
+    with tifffile.TiffFile(path) as tiff:
+        series = tiff.series[0]
+        axes = series.axes.replace("Q", "")
+        array = series.asarray()
+    array = array.reshape([n for n, axis in zip(series.shape, series.axes) if axis != "Q"])
+    if axes == "YX" or axes == "YXS":
+        return array
+    if axes == "SYX":
+        return np.moveaxis(array, 0, -1)
+    raise ImageReadError(path, f"unsupported TIFF layout (axes {series.axes}, shape {series.shape}); expected one image")
 
 
 def read_raw_array(path: PathLike) -> np.ndarray:
@@ -94,15 +103,19 @@ def read_raw_array(path: PathLike) -> np.ndarray:
         raise ImageReadError(path, f"file cannot be opened ({error.strerror or error})") from error
     if data.size == 0:
         raise ImageReadError(path, "file is empty")
-    array = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if array is not None and array.ndim == 3 and array.shape[2] in (3, 4):
-        code = cv2.COLOR_BGR2RGB if array.shape[2] == 3 else cv2.COLOR_BGRA2RGBA
-        array = cv2.cvtColor(array, code)  # OpenCV decodes to BGR(A)
-    if array is None and path.suffix.lower() in _TIFF_EXTENSIONS:
+    array = None
+    if path.suffix.lower() in _TIFF_EXTENSIONS:
         try:
             array = _decode_tiff(path)  # already RGB(A)
-        except Exception as error:  # tifffile raises many types for corrupt files
-            raise ImageReadError(path, f"corrupt or unsupported TIFF ({error})") from error
+        except ImageReadError:
+            raise
+        except Exception:  # e.g. a compression tifffile lacks a codec for: OpenCV may still read it
+            array = None
+    if array is None:
+        array = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        if array is not None and array.ndim == 3 and array.shape[2] in (3, 4):
+            code = cv2.COLOR_BGR2RGB if array.shape[2] == 3 else cv2.COLOR_BGRA2RGBA
+            array = cv2.cvtColor(array, code)  # OpenCV decodes to BGR(A)
     if array is None:
         raise ImageReadError(path, "corrupt file or unsupported image format")
     if array.ndim == 3 and array.shape[2] == 1:
@@ -125,7 +138,8 @@ def read_luma(path: PathLike) -> np.ndarray:
     data = np.fromfile(path, dtype=np.uint8)
     if data.size == 0:
         raise ImageReadError(path, "file is empty")
-    array = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH)
+    tiff = path.suffix.lower() in _TIFF_EXTENSIONS  # OpenCV misreads some TIFF layouts
+    array = None if tiff else cv2.imdecode(data, cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH)
     if array is None:
         colour = read_image_array(path)  # formats the grey decoder refuses; raises ImageReadError when corrupt
         return (colour[:, :, :3] @ np.array([0.299, 0.587, 0.114], np.float32)) if colour.shape[2] == 3 else colour[:, :, 0]

@@ -13,6 +13,7 @@ Every sample depends only on (seed, stream, index), so every process and worker 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +135,22 @@ def _noise(rng: np.random.Generator, height: int, width: int, channels: int) -> 
 
 def make_ivif_arrays(seed: int, height: int = 256, width: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """:func:`make_ivif_pair` as arrays: infrared H×W and visible H×W×3 (float32)."""
+    scene = make_ivif_scene(seed, height, width)
+    return scene.ir, scene.vi
+
+
+@dataclass(frozen=True)
+class IVIFScene:
+    """A synthetic scene: infrared H×W, visible H×W×3 (float32 in [0, 1]), the warm-target mask H×W."""
+
+    ir: np.ndarray
+    vi: np.ndarray
+    targets: np.ndarray
+    illumination: str
+
+
+def make_ivif_scene(seed: int, height: int = 256, width: int = 256) -> IVIFScene:
+    """The scene behind :func:`make_ivif_pair`, with its target mask and illumination ("day", "dusk", "night")."""
     if height < 16 or width < 16:
         raise ValueError(f"synthetic scenes need at least 16×16 pixels, got {height}×{width}")
     rng = np.random.default_rng(seed)
@@ -211,6 +228,7 @@ def make_ivif_arrays(seed: int, height: int = 256, width: int = 256) -> tuple[np
 
     # Warm targets: people and vehicles, coloured like their surroundings in the visible image.
     heat = np.zeros((height, width), dtype=np.float32)
+    targets = np.zeros((height, width), dtype=bool)
     body_heat = rng.uniform(0.72, 0.92)
     for _ in range(int(rng.integers(1, 5))):
         mask = np.zeros((height, width), dtype=np.uint8)
@@ -232,6 +250,7 @@ def make_ivif_arrays(seed: int, height: int = 256, width: int = 256) -> tuple[np
         camouflage = surround * rng.uniform(0.75, 1.1) + rng.normal(0.0, 0.03, 3).astype(np.float32)
         np.copyto(vi[box], camouflage * (0.9 + 0.2 * fine_texture[box][:, :, None]), where=target_mask[:, :, None])
         np.copyto(heat[box], body_heat + 0.06 * (thermal_texture[box] - 0.5), where=target_mask)
+        targets[box] |= target_mask
         if hot_spot is not None:
             hx, hy, hw, hh = hot_spot
             cv2.rectangle(heat, (hx, hy), (hx + hw, hy + hh), 0.98, -1)
@@ -253,7 +272,7 @@ def make_ivif_arrays(seed: int, height: int = 256, width: int = 256) -> tuple[np
     ir += column_pattern + 0.01 * _noise(rng, height, width, 1)[:, :, 0]
     np.clip(vi, 0.0, 1.0, out=vi)
     np.clip(ir, 0.0, 1.0, out=ir)
-    return ir, vi
+    return IVIFScene(ir=ir, vi=vi, targets=targets, illumination=illumination)
 
 
 class SyntheticIVIFDataset(Dataset):
