@@ -60,18 +60,22 @@ class MFIFStage(FusionStageBase):
         )
         self.val_metrics = reference.clone(prefix="val/")
         self.test_metrics = reference.clone(prefix="test/")
+        # Built on first use: only runs with a real (Lytro-style) loader need the fusion metrics.
         self.real_val_metrics = None
         self.real_test_metrics = None
-        if self._real_val_metrics:
+
+    def _real_metrics(self, split: str):
+        attr = f"real_{split}_metrics"
+        if getattr(self, attr) is None and self._real_val_metrics:
             from stfuse.metrics import FusionMetrics
 
-            self.real_val_metrics = FusionMetrics(metrics=self._real_val_metrics, prefix="val_real/")
-            self.real_test_metrics = FusionMetrics(metrics=self._real_val_metrics, prefix="test_real/")
+            setattr(self, attr, FusionMetrics(metrics=self._real_val_metrics).to(self.device))
+        return getattr(self, attr)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         fused = self.net(batch["a"], batch["b"])
         terms = self.criterion(fused, batch["gt"])
-        self._log_terms("train", terms, batch_size=fused.shape[0], prog_bar=False)
+        self._log_terms("train", {k: v for k, v in terms.items() if k != "total"}, batch_size=fused.shape[0])
         self.log("train/loss", terms["total"].detach(), batch_size=fused.shape[0], prog_bar=True)
         return terms["total"]
 
@@ -88,14 +92,14 @@ class MFIFStage(FusionStageBase):
                 for i in range(n):
                     self.collect_grid_row([batch["a"][i], batch["b"][i], fused[i], batch["gt"][i]])
         else:
-            metrics = self.real_val_metrics if split == "val" else self.real_test_metrics
+            metrics = self._real_metrics(split)
             if metrics is not None:
                 metrics.update(fused.clamp(0, 1), batch["a"], batch["b"])
 
     def _log_real(self, split: str) -> None:
-        metrics = self.real_val_metrics if split == "val" else self.real_test_metrics
+        metrics = getattr(self, f"real_{split}_metrics")
         if metrics is not None and metrics.has_updates():
-            self.log_dict(metrics.compute(), sync_dist=False)
+            self.log_dict({f"{split}_real/{k}": v for k, v in metrics.compute().items()}, sync_dist=False)
             metrics.reset()
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:

@@ -1,0 +1,141 @@
+"""The two Lightning stages: teacher/student contract, replay, logging and checkpoint safety."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from data_modules import IVIFDataModule, MFIFDataModule, TransferDataModule
+from stfuse.models.checkpoint import CheckpointError
+from stfuse.stages import IVIFTransferStage, MFIFStage
+
+TINY_NET = {"preset": "small", "channels": 8, "num_blocks": 1, "heads": 2}
+
+
+def _trainer(root: Path, steps: int = 2, **kwargs) -> pl.Trainer:
+    defaults = dict(
+        accelerator="cpu",
+        devices=1,
+        max_steps=steps,
+        limit_val_batches=2,
+        num_sanity_val_steps=0,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(root),
+        log_every_n_steps=1,
+    )
+    defaults.update(kwargs)
+    return pl.Trainer(**defaults)
+
+
+def _mfif_data(seed: int = 0) -> MFIFDataModule:
+    return MFIFDataModule(
+        roots=None, crop_size=32, batch_size=2, num_workers=0, samples_per_epoch=8, val_samples=2, seed=seed
+    )
+
+
+def _ivif_data() -> IVIFDataModule:
+    return IVIFDataModule(train_roots=None, crop_size=32, batch_size=2, num_workers=0, seed=0)
+
+
+@pytest.fixture(scope="module")
+def source_ckpt(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("mfif")
+    stage = MFIFStage(net=TINY_NET, warmup_steps=1)
+    trainer = _trainer(root, steps=3, callbacks=[pl.callbacks.ModelCheckpoint(dirpath=root / "ckpt", save_last=True)])
+    trainer.fit(stage, datamodule=_mfif_data())
+    path = root / "ckpt" / "last.ckpt"
+    assert path.is_file()
+    return path
+
+
+def test_mfif_stage_logs_every_loss_term_and_reference_metrics(tmp_path):
+    stage = MFIFStage(net=TINY_NET, warmup_steps=1)
+    trainer = _trainer(tmp_path, steps=2, val_check_interval=2, check_val_every_n_epoch=None)
+    trainer.fit(stage, datamodule=_mfif_data())
+    logged = trainer.logged_metrics
+    for key in ("train/loss", "train/loss_l1", "val/psnr", "val/ssim", "val/loss"):
+        assert key in logged, f"{key} not logged; got {sorted(logged)}"
+    assert 0 < float(logged["val/psnr"]) < 100
+    grids = list(Path(tmp_path).rglob("val_grid_epoch*.png"))
+    assert grids, "no validation image grid was written"
+
+
+def test_student_equals_teacher_at_step_zero(source_ckpt):
+    stage = IVIFTransferStage(source_ckpt=str(source_ckpt))
+    ir, vi = torch.rand(1, 1, 37, 53), torch.rand(1, 1, 37, 53)
+    stage.eval()
+    with torch.no_grad():
+        assert torch.equal(stage.net(ir, vi), stage.teacher(ir, vi))
+    for (name, p_s), (_, p_t) in zip(stage.net.state_dict().items(), stage.teacher.state_dict().items()):
+        assert torch.equal(p_s, p_t), name
+
+
+def test_teacher_is_frozen_and_unchanged_by_training(source_ckpt, tmp_path):
+    stage = IVIFTransferStage(source_ckpt=str(source_ckpt), lambda_g=5.0, warmup_steps=1)
+    before = {k: v.clone() for k, v in stage.teacher.state_dict().items()}
+    student_before = {k: v.clone() for k, v in stage.net.state_dict().items()}
+    trainer = _trainer(tmp_path, steps=3, limit_val_batches=0)
+    trainer.fit(stage, datamodule=TransferDataModule(ivif=_ivif_data(), replay=_mfif_data(1)))
+    assert not stage.teacher.training, "the teacher must stay in eval mode"
+    assert all(not p.requires_grad for p in stage.teacher.parameters())
+    for key, value in stage.teacher.state_dict().items():
+        assert torch.equal(value, before[key]), f"teacher tensor {key} changed"
+    changed = [k for k, v in stage.net.state_dict().items() if not torch.equal(v, student_before[k])]
+    assert changed, "the student did not train"
+    logged = trainer.logged_metrics
+    for key in ("train/loss", "train/loss_int", "train/loss_grad", "train/loss_ssim", "train/loss_g", "train/loss_src"):
+        assert key in logged, f"{key} not logged; got {sorted(logged)}"
+
+
+@pytest.mark.parametrize("replay", [True, False])
+def test_transfer_runs_with_and_without_replay(source_ckpt, tmp_path, replay):
+    stage = IVIFTransferStage(source_ckpt=str(source_ckpt), warmup_steps=1, val_metrics=["EN", "SF", "Qabf"])
+    data = TransferDataModule(ivif=_ivif_data(), replay=_mfif_data(1) if replay else None)
+    trainer = _trainer(tmp_path, steps=2, val_check_interval=2, check_val_every_n_epoch=None)
+    trainer.fit(stage, datamodule=data)
+    logged = trainer.logged_metrics
+    assert ("train/loss_src" in logged) == replay
+    for key in ("val/loss", "val/EN", "val/SF", "val/Qabf"):
+        assert key in logged, f"{key} not logged; got {sorted(logged)}"
+
+
+@pytest.mark.parametrize("mode", ["feature_in", "output_grad"])
+def test_each_guidance_mode_trains(source_ckpt, tmp_path, mode):
+    stage = IVIFTransferStage(source_ckpt=str(source_ckpt), guidance=mode, warmup_steps=1)
+    trainer = _trainer(tmp_path, steps=2, limit_val_batches=0)
+    trainer.fit(stage, datamodule=TransferDataModule(ivif=_ivif_data()))
+    assert torch.isfinite(trainer.logged_metrics["train/loss_g"])
+
+
+def test_separate_encoders_start_from_the_shared_source_encoder(source_ckpt):
+    stage = IVIFTransferStage(source_ckpt=str(source_ckpt), net={"shared_encoder": False})
+    assert stage.net.encoder_a is not stage.net.encoder_b
+    for (_, a), (_, b) in zip(stage.net.encoder_a.state_dict().items(), stage.net.encoder_b.state_dict().items()):
+        assert torch.equal(a, b)
+
+
+def test_no_transfer_starts_from_scratch_without_a_teacher():
+    stage = IVIFTransferStage(transfer=False, guidance="none", net=TINY_NET)
+    assert stage.teacher is None
+    with pytest.raises(ValueError, match="guidance"):
+        IVIFTransferStage(transfer=False, guidance="feature_in", net=TINY_NET)
+    with pytest.raises(ValueError, match="source_ckpt"):
+        IVIFTransferStage(source_ckpt=None)
+
+
+def test_corrupt_or_missing_source_checkpoint_is_a_clear_error(tmp_path):
+    corrupt = tmp_path / "corrupt.ckpt"
+    corrupt.write_bytes(b"this is not a checkpoint")
+    with pytest.raises(CheckpointError, match="corrupt.ckpt"):
+        IVIFTransferStage(source_ckpt=str(corrupt))
+    with pytest.raises((CheckpointError, FileNotFoundError), match="missing.ckpt"):
+        IVIFTransferStage(source_ckpt=str(tmp_path / "missing.ckpt"))
+
+
+def test_wrong_architecture_source_checkpoint_is_a_clear_error(source_ckpt):
+    with pytest.raises(ValueError, match="student network cannot start"):
+        IVIFTransferStage(source_ckpt=str(source_ckpt), net={"channels": 16})
