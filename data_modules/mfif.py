@@ -499,6 +499,11 @@ class MFIFDataModule(pl.LightningDataModule):
         real = self._loader(self.real_val_dataset, 1, train=False, collate=collate_pairs)
         return [synthetic, real]
 
+    def test_dataloader(self) -> DataLoader | list[DataLoader]:
+        """The held-out synthetic pairs (and the real pairs, when given): the same deterministic set as
+        validation, so ``stfuse test`` on a checkpoint reproduces its validation numbers."""
+        return self.val_dataloader()
+
 
 __all__ = [
     "BLUR_KINDS",
