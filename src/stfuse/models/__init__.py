@@ -31,6 +31,9 @@ def build_network(config: dict[str, Any] | None = None) -> STFuseNet:
     architecture.
     """
     config = dict(config or {})
+    if config.get("cem") is False:
+        # YAML 1.1 (and jsonargparse's parsing of untyped values) reads a bare `off` as False.
+        config["cem"] = "off"
     allowed = set(STFuseNet(preset="small").config)
     unknown = sorted(set(config) - allowed)
     if unknown:
