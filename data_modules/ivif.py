@@ -11,6 +11,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
 from data_modules.layouts import open_dataset
 from data_modules.paired import PairedImageFolder, collate_pairs
+from data_modules.samplers import eval_sampler
 from data_modules.synthetic import SyntheticIVIFDataset
 from data_modules.transforms import PairedAugmentation, WorkerSeeder
 
@@ -187,6 +188,8 @@ class IVIFDataModule(pl.LightningDataModule):
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
             shuffle=train,
+            # Under DDP, evaluation shards without DistributedSampler's padding (no sample counted twice).
+            sampler=None if train else eval_sampler(dataset),
             drop_last=train and len(dataset) >= self.batch_size,
             num_workers=self.num_workers,
             collate_fn=collate_pairs,

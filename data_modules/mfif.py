@@ -31,6 +31,7 @@ from data_modules.paired import (
     collate_pairs,
     luma,
 )
+from data_modules.samplers import eval_sampler
 from data_modules.synthetic import make_texture_array
 from data_modules.transforms import WorkerSeeder
 
@@ -480,6 +481,8 @@ class MFIFDataModule(pl.LightningDataModule):
             dataset,
             batch_size=batch_size,
             shuffle=False,  # samples are random draws already; shuffling adds nothing
+            # Under DDP, evaluation shards without DistributedSampler's padding (no sample counted twice).
+            sampler=None if train else eval_sampler(dataset),
             drop_last=train,
             num_workers=self.num_workers,
             collate_fn=collate,
