@@ -1,0 +1,208 @@
+"""``stfuse fuse`` and ``stfuse export``.
+
+    stfuse fuse --ckpt ivif.ckpt --ir data/ir --vi data/vi --out fused/
+    stfuse fuse --ckpt ivif.ckpt --dataset tno --root ../shared/data/ivif/tno --out fused/tno
+    stfuse fuse --baseline laplacian --ir ir.png --vi vi.png --out fused.png
+    stfuse export --ckpt ivif.ckpt --format onnx --out stfuse.onnx
+
+Exit codes: 0 success, 1 some pairs failed (listed in the summary), 2 unusable arguments or checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["build_export_parser", "build_fuse_parser", "export_main", "fuse_main"]
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer ≥ 0, got {text}")
+    return value
+
+
+def _default_workers() -> int:
+    """One decoding worker when there is a core to spare beside the network's threads; else decode inline."""
+    from stfuse.inference.runtime import physical_cores
+
+    return 1 if physical_cores() > 2 else 0
+
+
+def build_fuse_parser() -> argparse.ArgumentParser:
+    from stfuse.inference.fuser import DEFAULT_MAX_PIXELS, DEFAULT_TILE_OVERLAP
+    from stfuse.inference.runner import OUTPUT_FORMATS
+
+    parser = argparse.ArgumentParser(
+        prog="stfuse fuse",
+        description="Fuse infrared/visible pairs (matched by file stem) with a trained STFuse network.",
+    )
+    model = parser.add_argument_group("model")
+    model.add_argument("--ckpt", type=Path, help="checkpoint (.ckpt, .pt/.pth, .safetensors); default: packaged weights")
+    model.add_argument("--baseline", help="fuse with a classical rule from stfuse.baselines instead of a network")
+    model.add_argument("--preset", help="refuse a checkpoint whose network is not this preset (small, base)")
+
+    inputs = parser.add_argument_group("inputs: --ir/--vi, or --dataset/--root")
+    inputs.add_argument("--ir", type=Path, help="infrared folder or file")
+    inputs.add_argument("--vi", type=Path, help="visible folder or file")
+    inputs.add_argument("--dataset", help="data-set layout name (tno, roadscene, msrs, m3fd, llvip, generic, auto)")
+    inputs.add_argument("--root", type=Path, help="root folder of --dataset")
+    inputs.add_argument("--split", help="split of --dataset (train/test) for layouts that have splits")
+
+    output = parser.add_argument_group("output")
+    output.add_argument("--out", type=Path, required=True, help="output folder (or a file name for one pair)")
+    output.add_argument("--format", dest="output_format", choices=sorted(OUTPUT_FORMATS), default="png")
+    output.add_argument(
+        "--bit-depth", choices=("auto", "8", "16"), default="auto",
+        help="auto: 16-bit when an input is 16-bit and the format allows it",
+    )
+    output.add_argument("--gray", action="store_true", help="write the fused luminance only, even for colour VIS")
+    output.add_argument("--skip-existing", action="store_true", help="keep outputs that exist (resume a run)")
+
+    speed = parser.add_argument_group("speed and memory")
+    speed.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    speed.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    speed.add_argument("--batch-size", type=_positive, default=4, help="same-size pairs fused together")
+    speed.add_argument("--workers", type=_non_negative, default=None, help="decoding workers (default: auto)")
+    speed.add_argument("--threads", type=_positive, default=None, help="torch CPU threads (default: physical cores)")
+    speed.add_argument("--compile", action="store_true", help="torch.compile the network")
+    speed.add_argument("--no-channels-last", action="store_true", help="keep the NCHW memory layout")
+    speed.add_argument("--tile", type=_non_negative, default=None, help="tile side for large images; 0: never tile")
+    speed.add_argument("--tile-overlap", type=_non_negative, default=DEFAULT_TILE_OVERLAP)
+    speed.add_argument(
+        "--max-pixels", type=_positive, default=DEFAULT_MAX_PIXELS, help="tile images above this many pixels"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def _error(prog: str, message: str) -> int:
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _gather_pairs(args: argparse.Namespace) -> tuple[list[tuple[str, Path, Path]], list[tuple[str, str]]]:
+    from stfuse.inference.runner import collect_pairs
+
+    if args.dataset or args.root:
+        if args.ir or args.vi:
+            raise ValueError("give either --ir/--vi or --dataset/--root, not both")
+        if not args.root:
+            raise ValueError("--dataset needs --root (the data-set folder)")
+        from data_modules.layouts import detect_layout
+
+        layout = detect_layout(args.root, split=args.split, name=args.dataset or "auto")
+        return collect_pairs(layout.ir_dir, layout.vi_dir)
+    if not (args.ir and args.vi):
+        raise ValueError("give the inputs as --ir and --vi (folders or files), or --dataset and --root")
+    for flag, path in (("--ir", args.ir), ("--vi", args.vi)):
+        if not path.exists():
+            raise ValueError(f"{flag} '{path}' does not exist")
+    return collect_pairs(args.ir, args.vi)
+
+
+def fuse_main(argv: list[str] | None = None) -> int:
+    """``stfuse fuse``; returns 0 when every pair was fused (or skipped), 1 when some failed, 2 on bad input."""
+    args = build_fuse_parser().parse_args(argv)
+    prog = "stfuse fuse"
+    if args.ckpt and args.baseline:
+        return _error(prog, "give --ckpt or --baseline, not both")
+    if args.bit_depth == "16" and args.output_format in ("jpg", "bmp"):
+        return _error(prog, f"{args.output_format} stores 8 bits only; use --format png or tif for --bit-depth 16")
+    try:
+        pairs, problems = _gather_pairs(args)
+    except (ValueError, OSError) as error:
+        return _error(prog, str(error))
+    if not pairs and not problems:
+        return _error(prog, "no image pairs found")
+
+    from stfuse.inference.fuser import Fuser, NoDefaultWeightsError
+    from stfuse.inference.runner import fuse_pairs
+    from stfuse.inference.runtime import configure_cpu_threads
+    from stfuse.models.checkpoint import CheckpointError
+
+    workers = _default_workers() if args.workers is None else args.workers
+    options = {
+        "device": args.device,
+        "precision": args.precision,
+        "channels_last": not args.no_channels_last,
+        "compile": args.compile,
+        "tile": args.tile,
+        "tile_overlap": args.tile_overlap,
+        "max_pixels": args.max_pixels,
+    }
+    try:
+        if args.baseline:
+            fuser = Fuser.from_baseline(args.baseline, **options)
+        else:
+            expected = {"preset": args.preset} if args.preset else None
+            fuser = Fuser.from_checkpoint(args.ckpt, expected_config=expected, **options)
+    except (CheckpointError, NoDefaultWeightsError, ValueError) as error:
+        return _error(prog, str(error))
+    if fuser.device.type == "cpu":
+        configure_cpu_threads(workers, args.threads)
+
+    try:
+        report = fuse_pairs(
+            fuser, pairs, args.out, problems=problems, output_format=args.output_format,
+            bit_depth=args.bit_depth, gray=args.gray, skip_existing=args.skip_existing,
+            batch_size=args.batch_size, workers=workers, progress=not args.quiet,
+        )
+    except (ValueError, OSError) as error:
+        return _error(prog, str(error))
+    print(f"{prog}: {report.summary()}", file=sys.stderr)
+    if report.fused:
+        print(f"{prog}: outputs in '{args.out}'", file=sys.stderr)
+    return report.exit_code
+
+
+def build_export_parser() -> argparse.ArgumentParser:
+    from stfuse.inference.export import EXPORT_FORMATS
+
+    parser = argparse.ArgumentParser(
+        prog="stfuse export",
+        description="Export a trained network to ONNX or TorchScript (dynamic batch, height and width).",
+    )
+    parser.add_argument("--ckpt", type=Path, help="checkpoint (.ckpt, .pt/.pth, .safetensors); default: packaged weights")
+    parser.add_argument("--format", dest="fmt", choices=EXPORT_FORMATS, default="onnx")
+    parser.add_argument("--out", type=Path, required=True, help="output file (.onnx or .pt)")
+    parser.add_argument("--opset", type=_positive, default=17, help="ONNX opset version")
+    parser.add_argument("--no-check", action="store_true", help="skip the comparison against the eager network")
+    parser.add_argument("--atol", type=float, default=1e-4, help="largest accepted difference from eager")
+    return parser
+
+
+def export_main(argv: list[str] | None = None) -> int:
+    """``stfuse export``; returns 0 on a verified export, 2 otherwise."""
+    args = build_export_parser().parse_args(argv)
+    prog = "stfuse export"
+    from stfuse.inference.export import ExportError, export_network
+    from stfuse.inference.fuser import DEFAULT_WEIGHTS, NoDefaultWeightsError
+    from stfuse.models.checkpoint import CheckpointError, load_network
+
+    ckpt = args.ckpt
+    if ckpt is None:
+        if not DEFAULT_WEIGHTS.is_file():
+            return _error(prog, str(NoDefaultWeightsError(
+                f"no default weights are packaged with this STFuse installation (expected {DEFAULT_WEIGHTS}); "
+                "pass --ckpt"
+            )))
+        ckpt = DEFAULT_WEIGHTS
+    if ckpt.resolve() == args.out.resolve():
+        return _error(prog, f"--out '{args.out}' is the checkpoint itself")
+    try:
+        net = load_network(ckpt)
+        path = export_network(net, args.out, args.fmt, opset=args.opset, check=not args.no_check, atol=args.atol)
+    except (CheckpointError, ExportError, ValueError, ImportError) as error:
+        return _error(prog, str(error))
+    print(f"{prog}: wrote {args.fmt} graph to '{path}' (inputs ir, vi: N×1×H×W float32 in [0, 1])", file=sys.stderr)
+    return 0
