@@ -171,14 +171,14 @@ def decode(
     n, k, h, w = heat.shape
     keep = heat == F.max_pool2d(heat, 3, stride=1, padding=1)
     heat = heat * keep
-    scores, idx = heat.view(n, -1).topk(min(max_det, k * h * w))
+    scores, idx = heat.reshape(n, -1).topk(min(max_det, k * h * w))
     cls = idx // (h * w)
     cell = idx % (h * w)
     cy, cx = (cell // w).float(), (cell % w).float()
     results = []
     for i in range(n):
-        off = out["offset"][i].float().view(2, -1)[:, cell[i]]
-        size = out["size"][i].float().view(2, -1)[:, cell[i]].clamp(max=8.0).exp()
+        off = out["offset"][i].float().reshape(2, -1)[:, cell[i]]
+        size = out["size"][i].float().reshape(2, -1)[:, cell[i]].clamp(max=8.0).exp()
         px, py = (cx[i] + off[0]) * STRIDE, (cy[i] + off[1]) * STRIDE
         bw, bh = size[0] * STRIDE, size[1] * STRIDE
         xyxy = torch.stack([px - bw / 2, py - bh / 2, px + bw / 2, py + bh / 2], dim=1)
