@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from stfuse.models import STFuseNet
+from stfuse.models import PRESETS, STFuseNet
 from stfuse.models.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
@@ -123,7 +123,8 @@ def test_wrong_preset_names_the_differing_keys(tmp_path: Path, small_net: STFuse
     message = str(info.value)
     assert str(path) in message
     assert "preset: checkpoint has 'small', expected 'base'" in message
-    assert "channels: checkpoint has 16, expected 32" in message
+    small, base = PRESETS["small"]["channels"], PRESETS["base"]["channels"]
+    assert f"; channels: checkpoint has {small}, expected {base}" in message
     load_network(path, expected_config={"preset": "small"})  # defaults filled in: equal
 
 
@@ -132,7 +133,8 @@ def test_weights_that_do_not_fit_the_config_are_summarised(tmp_path: Path, small
     with pytest.raises(CheckpointError, match=r"mixed\.pt: weights do not fit") as info:
         load_network(tmp_path / "mixed.pt")
     assert "missing keys" in str(info.value) and "shape mismatches" in str(info.value)
-    assert "(16, 16, 3, 3) vs (32, 32, 3, 3)" in str(info.value)
+    small, base = PRESETS["small"]["channels"], PRESETS["base"]["channels"]
+    assert f"({small}, {small}, 3, 3) vs ({base}, {base}, 3, 3)" in str(info.value)
 
 
 class _WritesMarker:
