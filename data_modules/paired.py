@@ -21,13 +21,13 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from data_modules.io import (
+    NEUTRAL_CHROMA,
     ImageReadError,
     array_to_tensor,
     is_image_file,
     read_image_array,
     read_image_size,
     read_raw_array,
-    split_visible,
 )
 
 PathLike = str | os.PathLike
@@ -74,10 +74,26 @@ def luma(rgb: np.ndarray) -> np.ndarray:
     return (rgb[:, :, :3] @ LUMA_WEIGHTS)[:, :, None].astype(np.float32, copy=False)
 
 
+def split_visible_array(vi: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Y H×W×1, CbCr H×W×2 and the colour flag of an H×W×C visible array (C = 1 or 3).
+
+    The same BT.601 formulas as ``kornia.color.rgb_to_ycbcr`` (tests check they agree), computed in NumPy:
+    per-sample work in DataLoader workers then stays off torch's intra-op thread pool, whose threads
+    contend badly with the workers on small machines. Grey images get the neutral chroma 0.5.
+    """
+    if vi.shape[2] == 1:
+        return vi, np.full((*vi.shape[:2], 2), NEUTRAL_CHROMA, dtype=np.float32), False
+    r, g, b = vi[:, :, 0], vi[:, :, 1], vi[:, :, 2]
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    cbcr = np.stack([(b - y) * 0.564 + 0.5, (r - y) * 0.713 + 0.5], axis=2)
+    return y[:, :, None].astype(np.float32, copy=False), cbcr.astype(np.float32, copy=False), True
+
+
 def make_pair_item(arrays: PairArrays, name: str) -> dict[str, Any]:
     """Tensors of one sample: IR 1×H×W, visible Y 1×H×W, its CbCr 2×H×W, the colour flag and extras."""
     ir = array_to_tensor(np.clip(arrays["ir"], 0.0, 1.0))
-    vi_y, vi_cbcr, is_color = split_visible(array_to_tensor(np.clip(arrays["vi"], 0.0, 1.0)))
+    y, cbcr, is_color = split_visible_array(np.clip(arrays["vi"], 0.0, 1.0).astype(np.float32, copy=False))
+    vi_y, vi_cbcr = array_to_tensor(y), array_to_tensor(cbcr)
     item: dict[str, Any] = {"ir": ir, "vi": vi_y, "vi_cbcr": vi_cbcr, "vi_is_color": is_color, "name": name}
     for key, value in arrays.items():
         if key not in ("ir", "vi"):
@@ -221,6 +237,11 @@ class PairedImageFolder(Dataset):
                 lines.append(f"  in '{self.vi_dir}' without an infrared partner ({len(vi_only)}): {_format_stems(vi_only)}")
             raise UnpairedFilesError("\n".join(lines), {str(self.ir_dir): ir_only, str(self.vi_dir): vi_only})
         stems = sorted(ir_index)
+        if names is not None:
+            unknown = sorted(set(names) - set(stems))
+            if unknown:
+                raise DatasetError(f"names not found in '{self.ir_dir}': {_format_stems(unknown)}")
+            stems = [stem for stem in stems if stem in set(names)]
         missing_extras = {
             key: [stem for stem in stems if stem not in index] for key, index in extra_indices.items()
         }
@@ -232,11 +253,6 @@ class PairedImageFolder(Dataset):
             raise UnpairedFilesError(
                 "\n".join(lines), {str(self.extra_dirs[key]): missing for key, missing in missing_extras.items()}
             )
-        if names is not None:
-            unknown = sorted(set(names) - set(stems))
-            if unknown:
-                raise DatasetError(f"names not found in '{self.ir_dir}': {_format_stems(unknown)}")
-            stems = [stem for stem in stems if stem in set(names)]
         return [
             PairRecord(
                 name=stem,
