@@ -1,0 +1,149 @@
+"""Every experiment YAML runs through the LightningCLI on tiny data, so no config rots.
+
+Mirrors torchgeo's CLI tests: ``main(["fit", "--config", ...])``, then ``test``/``validate``/``predict``
+on the produced checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stfuse.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+EXPERIMENTS = REPO / "experiments"
+TINY_NET = json.dumps({"preset": "small", "channels": 8, "num_blocks": 1, "heads": 2})
+
+
+def _base_of(overlay: Path) -> Path:
+    for line in overlay.read_text().splitlines():
+        if line.startswith("# base:"):
+            return REPO / line.split(":", 1)[1].strip()
+    raise AssertionError(f"{overlay} does not name its base config in a '# base:' comment")
+
+
+def _mfif_tiny(root: Path) -> list[str]:
+    return [
+        "--trainer.default_root_dir", str(root),
+        "--trainer.enable_progress_bar", "false",
+        "--model.init_args.net", TINY_NET,
+        "--data.init_args.crop_size", "32",
+        "--data.init_args.batch_size", "2",
+        "--data.init_args.num_workers", "0",
+        "--data.init_args.samples_per_epoch", "4",
+        "--data.init_args.val_samples", "2",
+        "--data.init_args.val_crop_size", "32",
+    ]  # fmt: skip
+
+
+def _ivif_tiny(root: Path, source_ckpt: Path, replay: bool = True, net: str | None = None) -> list[str]:
+    args = [
+        "--trainer.default_root_dir", str(root),
+        "--trainer.enable_progress_bar", "false",
+        "--model.init_args.source_ckpt", str(source_ckpt),
+        "--model.init_args.val_metrics", '["EN", "SF", "Qabf"]',
+        "--data.init_args.ivif.init_args.crop_size", "32",
+        "--data.init_args.ivif.init_args.batch_size", "2",
+        "--data.init_args.ivif.init_args.num_workers", "0",
+        "--data.init_args.ivif.init_args.val_size", "2",
+        "--data.init_args.ivif.init_args.default_train_size", "4",
+        "--data.init_args.ivif.init_args.default_image_size", "40",
+    ]  # fmt: skip
+    if net is not None:
+        args += ["--model.init_args.net", net]
+    if replay:
+        args += [
+            "--data.init_args.replay.init_args.crop_size", "32",
+            "--data.init_args.replay.init_args.batch_size", "2",
+            "--data.init_args.replay.init_args.num_workers", "0",
+            "--data.init_args.replay.init_args.samples_per_epoch", "4",
+        ]  # fmt: skip
+    return args
+
+
+@pytest.fixture(scope="module")
+def source_ckpt(tmp_path_factory) -> Path:
+    """A real source-stage run through the CLI: fit, then validate/test/predict on its checkpoint."""
+    root = tmp_path_factory.mktemp("mfif_cli")
+    main(["fit", "--config", str(EXPERIMENTS / "mfif.yaml"), *_mfif_tiny(root),
+          "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1"])  # fmt: skip
+    ckpt = root / "checkpoints" / "last.ckpt"
+    assert ckpt.is_file(), f"fit did not write {ckpt}"
+    for sub in ("validate", "test"):
+        main([sub, "--config", str(EXPERIMENTS / "mfif.yaml"), *_mfif_tiny(root), "--ckpt_path", str(ckpt),
+              "--trainer.limit_test_batches", "1", "--trainer.limit_val_batches", "1"])  # fmt: skip
+    return ckpt
+
+
+def test_fit_resumes_from_last_ckpt_automatically(source_ckpt, capsys):
+    root = source_ckpt.parent.parent
+    cli = main(["fit", "--config", str(EXPERIMENTS / "mfif.yaml"), *_mfif_tiny(root),
+                "--trainer.max_steps", "3", "--trainer.limit_val_batches", "1"])  # fmt: skip
+    assert cli.trainer.global_step == 3, "the rerun should continue from step 2, not start afresh"
+
+
+def test_ivif_config_fit_test_predict(source_ckpt, tmp_path):
+    config = str(EXPERIMENTS / "ivif.yaml")
+    tiny = _ivif_tiny(tmp_path, source_ckpt)
+    main(["fit", "--config", config, *tiny, "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1"])
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    assert ckpt.is_file()
+    main(["test", "--config", config, *tiny, "--ckpt_path", str(ckpt), "--trainer.limit_test_batches", "2"])
+    out = tmp_path / "pred"
+    main(["predict", "--config", config, *tiny, "--ckpt_path", str(ckpt), "--trainer.limit_predict_batches", "2",
+          "--trainer.callbacks+=stfuse.stages.FusedImageWriter", f"--trainer.callbacks.output_dir={out}"])  # fmt: skip
+    written = sorted(out.glob("*.png"))
+    assert len(written) == 2, f"expected 2 fused images, got {written}"
+
+
+OVERLAYS = sorted((EXPERIMENTS / "ablations").glob("*.yaml"))
+PRESETS = sorted((EXPERIMENTS / "trainer").glob("*.yaml"))
+
+
+def test_every_ablation_of_method_md_has_an_overlay():
+    names = {p.stem for p in OVERLAYS}
+    expected = {"no_transfer", "no_guidance", "guidance_feature_in", "guidance_output_grad", "guidance_none",
+                "cem_off", "self_only", "mutual_only", "no_replay", "separate_encoders"}  # fmt: skip
+    assert expected <= names, f"missing ablation configs: {sorted(expected - names)}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=[p.stem for p in OVERLAYS])
+def test_ablation_overlay_runs_fast_dev_run(overlay, source_ckpt, tmp_path):
+    base = _base_of(overlay)
+    spec = yaml.safe_load(overlay.read_text()) or {}
+    if base.name == "mfif.yaml":
+        net = spec["model"]["init_args"]["net"]
+        tiny = _mfif_tiny(tmp_path)
+        tiny[tiny.index("--model.init_args.net") + 1] = json.dumps({**json.loads(TINY_NET), **net, "preset": "small"})
+    else:
+        replay = spec.get("data", {}).get("init_args", {}).get("replay", "keep") is not None
+        net = spec.get("model", {}).get("init_args", {}).get("net")
+        if net is not None and spec["model"]["init_args"].get("transfer", True) is False:
+            net = TINY_NET
+        elif net is not None:
+            net = json.dumps(net)
+        tiny = _ivif_tiny(tmp_path, source_ckpt, replay=replay, net=net)
+    cli = main(["fit", "--config", str(base), "--config", str(overlay), *tiny, "--trainer.fast_dev_run", "1"])
+    assert cli.trainer.state.finished
+    for key, value in (spec.get("model", {}).get("init_args") or {}).items():
+        if key != "net":
+            assert cli.model.hparams[key] == value, f"{overlay.name}: {key} did not reach the stage"
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=[p.stem for p in PRESETS])
+def test_trainer_preset_parses_and_runs_on_cpu(preset, tmp_path):
+    """GPU/DDP presets cannot run here; they are parsed as written, then run with CPU overrides."""
+    spec = yaml.safe_load(preset.read_text())
+    assert set(spec) == {"trainer"}
+    cpu_overrides = []
+    if spec["trainer"].get("accelerator") == "gpu" or spec["trainer"].get("devices", 1) != 1:
+        cpu_overrides = ["--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.num_nodes", "1",
+                         "--trainer.strategy", "auto", "--trainer.precision", "32-true",
+                         "--trainer.sync_batchnorm", "false"]  # fmt: skip
+    cli = main(["fit", "--config", str(EXPERIMENTS / "mfif.yaml"), "--config", str(preset), *_mfif_tiny(tmp_path),
+                *cpu_overrides, "--trainer.fast_dev_run", "1"])  # fmt: skip
+    assert cli.trainer.state.finished
