@@ -57,19 +57,27 @@ class ChannelAttention(nn.Module):
         )
         self.project_out = nn.Conv2d(channels, channels, 1, bias=False)
 
+    def _split_heads(self, t: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = t.shape
+        return t.reshape(n, self.heads, c // self.heads, h * w)  # N×heads×c'×(H·W), c' = C/heads
+
+    def _attention(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        q = F.normalize(self._split_heads(q), dim=-1)
+        k = F.normalize(self._split_heads(k), dim=-1)
+        return ((q @ k.transpose(-2, -1)) * self.temperature).softmax(dim=-1)  # N×heads×c'×c'
+
+    def attention_map(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """The N×heads×c'×c' attention weights; their size does not depend on H×W."""
+        k, _ = self.to_kv(context).chunk(2, dim=1)
+        return self._attention(self.to_q(x), k)
+
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        n, c, h, w = x.shape
-        q = self.to_q(x)
+        if x.shape != context.shape:
+            raise ValueError(f"query and context maps must match, got {tuple(x.shape)} and {tuple(context.shape)}")
         k, v = self.to_kv(context).chunk(2, dim=1)
-        # N×heads×c'×(H·W) with c' = C/heads
-        q = q.reshape(n, self.heads, c // self.heads, h * w)
-        k = k.reshape(n, self.heads, c // self.heads, h * w)
-        v = v.reshape(n, self.heads, c // self.heads, h * w)
-        q = F.normalize(q, dim=-1)
-        k = F.normalize(k, dim=-1)
-        attn = (q @ k.transpose(-2, -1)) * self.temperature  # N×heads×c'×c'
-        out = attn.softmax(dim=-1) @ v  # N×heads×c'×(H·W)
-        return self.project_out(out.reshape(n, c, h, w))
+        attn = self._attention(self.to_q(x), k)
+        out = attn @ self._split_heads(v)  # N×heads×c'×(H·W)
+        return self.project_out(out.reshape(x.shape))
 
 
 class BranchRefinement(nn.Module):
