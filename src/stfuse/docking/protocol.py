@@ -116,7 +116,7 @@ def find_data_root(explicit: str | Path | None = None) -> Path:
     )
 
 
-def _limit(stems: Sequence[str], limit: int | None) -> list[str]:
+def limit_stems(stems: Sequence[str], limit: int | None) -> list[str]:
     """At most ``limit`` stems, evenly spaced (keeps day and night in the subset)."""
     stems = list(stems)
     if limit is None or limit >= len(stems):
@@ -177,7 +177,7 @@ def run_docking(
         if split_path is None:
             raise DockingError("the committed split experiments/docking/msrs_det_split.json was not found; pass --split")
     full_split = load_split(split_path)
-    split = Split(train=tuple(_limit(full_split.train, config.limit_train)), test=tuple(_limit(full_split.test, config.limit_test)))
+    split = Split(train=tuple(limit_stems(full_split.train, config.limit_train)), test=tuple(limit_stems(full_split.test, config.limit_test)))
     stems = [*split.train, *split.test]
 
     class_file = root / "classes.txt"
@@ -251,7 +251,7 @@ def run_docking(
     (out / "results.md").write_text(report.markdown_table(results, class_names, config.seeds))
     report.bar_plot(results, class_names, out / "map_per_class.png")
     if config.num_qualitative > 0:
-        shown = _limit(split.test, config.num_qualitative)
+        shown = limit_stems(split.test, config.num_qualitative)
         positions = [split.test.index(s) for s in shown]
         panels = {
             src.spec.name: {s: src.test[i].permute(1, 2, 0).numpy() for s, i in zip(shown, positions)}
