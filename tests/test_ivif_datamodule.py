@@ -199,3 +199,40 @@ def test_arguments_are_plain_types_configurable_from_yaml(tmp_path: Path) -> Non
     assert dm.hparams["train_roots"] == [str(root)]
     with pytest.raises(TypeError, match="train_roots must be a non-empty list"):
         IVIFDataModule(train_roots=str(root))
+
+
+def test_the_data_module_drives_a_lightning_trainer(tmp_path: Path) -> None:
+    import pytorch_lightning as pl
+
+    class Recorder(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.ones(1))
+            self.seen: dict[str, list[tuple[int, ...]]] = {"train": [], "val": [], "test": []}
+
+        def _step(self, batch: dict, stage: str) -> torch.Tensor:
+            self.seen[stage].append(tuple(batch["ir"].shape))
+            return ((self.scale * batch["ir"] - batch["vi"]) ** 2).mean()
+
+        def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+            return self._step(batch, "train")
+
+        def validation_step(self, batch: dict, batch_idx: int) -> None:
+            self._step(batch, "val")
+
+        def test_step(self, batch: dict, batch_idx: int) -> None:
+            self._step(batch, "test")
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.SGD(self.parameters(), lr=0.01)
+
+    dm = IVIFDataModule(num_workers=0, default_train_size=4, default_image_size=40, val_size=2, crop_size=32, batch_size=2)
+    trainer = pl.Trainer(
+        accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=tmp_path,
+    )
+    module = Recorder()
+    trainer.fit(module, datamodule=dm)
+    trainer.test(module, datamodule=dm, verbose=False)
+    assert module.seen["train"] == [(2, 1, 32, 32)] * 2
+    assert (1, 1, 40, 40) in module.seen["val"] and module.seen["test"] == [(1, 1, 40, 40)] * 2

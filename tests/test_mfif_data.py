@@ -180,3 +180,33 @@ def test_real_pair_errors_name_the_files(tmp_path: Path) -> None:
         MultiFocusPairFolder(tmp_path / "plain")
     with pytest.raises(DataFolderNotFoundError):
         MultiFocusPairFolder(tmp_path / "missing")
+
+
+def test_two_validation_loaders_reach_validation_step_with_their_index(tmp_path: Path) -> None:
+    import pytorch_lightning as pl
+
+    class Recorder(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(1))
+            self.val_keys: dict[int, set[str]] = {}
+
+        def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+            fused = torch.sigmoid(self.weight) * batch["a"] + (1 - torch.sigmoid(self.weight)) * batch["b"]
+            return (fused - batch["gt"]).abs().mean()
+
+        def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+            self.val_keys[dataloader_idx] = set(batch)
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    real = write_fake_multifocus(tmp_path / "lytro", "folders", n_pairs=2, size=(32, 32))
+    dm = MFIFDataModule(num_workers=0, samples_per_epoch=4, val_samples=2, val_crop_size=32, crop_size=32, batch_size=2, real_val_root=str(real))
+    trainer = pl.Trainer(
+        accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=tmp_path,
+    )
+    module = Recorder()
+    trainer.fit(module, datamodule=dm)
+    assert module.val_keys == {0: {"a", "b", "gt", "mask", "name"}, 1: {"a", "b", "name", "size"}}
