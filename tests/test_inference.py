@@ -119,7 +119,9 @@ def test_api_errors_name_the_problem(fuser: Fuser) -> None:
 
 
 def test_from_checkpoint_loads_safely_and_refuses_other_presets(tiny_ckpt: Path) -> None:
-    fuser = Fuser.from_checkpoint(tiny_ckpt)
+    import stfuse
+
+    fuser = stfuse.Fuser.from_checkpoint(tiny_ckpt)
     assert fuser.config["channels"] == 8
     with pytest.raises(CheckpointError, match="channels: checkpoint has 8"):
         Fuser.from_checkpoint(tiny_ckpt, expected_config={"preset": "small"})

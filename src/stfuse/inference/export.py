@@ -11,12 +11,13 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 
-__all__ = ["EXPORT_FORMATS", "ExportError", "check_export", "export_network", "run_exported"]
+__all__ = ["EXPORT_FORMATS", "ExportError", "check_export", "export_network", "load_exported", "run_exported"]
 
 EXPORT_FORMATS = ("onnx", "torchscript")
 #: sizes the exported graph is compared on: odd (padding) and stride-aligned (no padding) shapes.
@@ -80,7 +81,7 @@ def export_network(
                 traced = torch.jit.trace(graph, example, check_trace=False)
                 torch.jit.save(traced, str(temp))
         if check:
-            check_export(graph, temp, fmt, atol=atol)
+            check_export(graph, temp, fmt, atol=atol, name=out)
         os.chmod(temp, 0o644)  # mkstemp creates 0600
         os.replace(temp, out)
     except ExportError:
@@ -92,26 +93,44 @@ def export_network(
     return out
 
 
-def run_exported(path: str | os.PathLike[str], fmt: str, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
-    """Run an exported graph on CPU tensors: onnxruntime for ONNX, ``torch.jit.load`` for TorchScript."""
+def load_exported(path: str | os.PathLike[str], fmt: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """A callable running an exported graph on CPU tensors: onnxruntime for ONNX, TorchScript otherwise."""
     if fmt == "onnx":
         import onnxruntime
 
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        result = session.run(["fused"], {"ir": ir.numpy(), "vi": vi.numpy()})[0]
-        return torch.from_numpy(result)
-    module = torch.jit.load(str(path), map_location="cpu")
-    with torch.no_grad():
-        return module(ir, vi)
+
+        def run_onnx(ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
+            return torch.from_numpy(session.run(["fused"], {"ir": ir.numpy(), "vi": vi.numpy()})[0])
+
+        return run_onnx
+    module = torch.jit.load(str(path), map_location="cpu").eval()
+
+    def run_torchscript(ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return module(ir, vi)
+
+    return run_torchscript
+
+
+def run_exported(path: str | os.PathLike[str], fmt: str, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
+    """Run an exported graph once (see :func:`load_exported` to run it many times)."""
+    return load_exported(path, fmt)(ir, vi)
 
 
 def check_export(
-    net: nn.Module, path: str | os.PathLike[str], fmt: str, atol: float = 1e-4
+    net: nn.Module,
+    path: str | os.PathLike[str],
+    fmt: str,
+    atol: float = 1e-4,
+    name: str | os.PathLike[str] | None = None,
 ) -> dict[tuple[int, int, int], float]:
     """Max abs difference between eager and exported outputs on :data:`CHECK_SIZES`; raises above ``atol``.
 
     An ONNX file is checked with onnxruntime when it is installed, otherwise only its graph is validated.
+    ``name`` is the file named in errors (the final path while ``path`` is still a temporary file).
     """
+    name = name if name is not None else path
     if fmt == "onnx":
         try:
             import onnxruntime  # noqa: F401
@@ -123,6 +142,7 @@ def check_export(
             except ImportError:
                 pass
             return {}
+    run = load_exported(path, fmt)
     generator = torch.Generator().manual_seed(0)
     differences: dict[tuple[int, int, int], float] = {}
     for n, height, width in CHECK_SIZES:
@@ -130,14 +150,14 @@ def check_export(
         vi = torch.rand(n, 1, height, width, generator=generator)
         with torch.no_grad():
             expected = net(ir, vi)
-        got = run_exported(path, fmt, ir, vi)
+        got = run(ir, vi)
         if got.shape != expected.shape:
             raise ExportError(
-                f"{path}: exported {fmt} graph returns shape {tuple(got.shape)} for a {n}×1×{height}×{width} input, "
+                f"{name}: exported {fmt} graph returns shape {tuple(got.shape)} for a {n}×1×{height}×{width} input, "
                 f"eager returns {tuple(expected.shape)}"
             )
         differences[(n, height, width)] = float((got - expected).abs().max())
     worst = max(differences.values())
     if worst > atol:
-        raise ExportError(f"{path}: exported {fmt} graph differs from eager by {worst:.3g} (> {atol:g}): {differences}")
+        raise ExportError(f"{name}: exported {fmt} graph differs from eager by {worst:.3g} (> {atol:g}): {differences}")
     return differences
