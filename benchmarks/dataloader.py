@@ -4,7 +4,8 @@
 
 Prints one JSON object. Each source is measured through its data module's real train_dataloader: one
 warm-up pass (worker start-up, first decodes), then ``--passes`` timed passes of ``--batches`` batches
-each; the figure is the median crops/s over the timed passes. The data root comes from ``--data-root``,
+each; the figure is the median crops/s over the timed passes. Each source also gets the CPU time of one
+sample in this process (one thread), which does not depend on how loaded a shared machine is. The data root comes from ``--data-root``,
 ``$STFUSE_DATA`` or ``../shared/data`` beside the checkout; sources that need it are skipped without it.
 """
 
@@ -25,8 +26,9 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+import cv2  # noqa: E402
 import torch  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
+from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
 from data_modules.ivif import IVIFDataModule  # noqa: E402
 from data_modules.mfif import MFIFDataModule  # noqa: E402
@@ -68,6 +70,23 @@ def measure(loader: DataLoader, passes: int, batches: int) -> dict[str, float]:
         "crops_per_s_min": round(min(rates), 1),
         "crops_per_s_max": round(max(rates), 1),
     }
+
+
+def cpu_ms_per_crop(dataset: Dataset, count: int = 60) -> float:
+    """CPU time of one training sample in this process, one thread: a figure that does not depend on
+    how busy a shared machine is (wall-clock crops/s do)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    try:
+        for index in range(3):
+            dataset[index]
+        start = time.process_time()
+        for index in range(count):
+            dataset[index % len(dataset)]
+        return round((time.process_time() - start) / count * 1000, 2)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,7 +134,11 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown sources {sorted(unknown)}; available: {sorted(sources)}")
         sources = {name: build for name, build in sources.items() if name in args.only}
 
-    results = {name: measure(build(), args.passes, args.batches) for name, build in sources.items()}
+    results = {}
+    for name, build in sources.items():
+        loader = build()
+        results[name] = measure(loader, args.passes, args.batches)
+        results[name]["cpu_ms_per_crop_one_thread"] = cpu_ms_per_crop(loader.dataset)
     report = {
         "benchmark": "dataloader",
         "crop_size": crop,
