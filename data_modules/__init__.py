@@ -20,6 +20,7 @@ _EXPORTS: dict[str, str] = {
     "read_image": "io",
     "read_image_array": "io",
     "read_image_size": "io",
+    "read_luma": "io",
     "read_raw_array": "io",
     "write_image": "io",
     "rgb_to_y_cbcr": "io",
@@ -52,10 +53,15 @@ _EXPORTS: dict[str, str] = {
     "TransferDataModule": "transfer",
     # embedded default data
     "make_ivif_pair": "synthetic",
+    "make_ivif_scene": "synthetic",
     "SyntheticIVIFDataset": "synthetic",
     "make_texture_image": "synthetic",
     "TextureDataset": "synthetic",
     "write_embedded_default": "synthetic",
+    # tiny data sets in the real on-disk layouts, for tests
+    "write_fake_layout": "fake_data",
+    "write_fake_multifocus": "fake_data",
+    "write_fake_natural_images": "fake_data",
 }
 
 __all__ = sorted(_EXPORTS)
