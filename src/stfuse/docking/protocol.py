@@ -219,7 +219,7 @@ def run_docking(
                 run = {"key": key, "source": src.spec.name, "seed": seed, **metrics,
                        "loss_history": history, "seconds": round(time.perf_counter() - t0, 1)}
                 run_path.parent.mkdir(parents=True, exist_ok=True)
-                run_path.write_text(json.dumps(run, indent=1))
+                run_path.write_text(json.dumps(report.json_safe(run), indent=1))
                 _write_detections(det_path, dets)
                 log(f"[dock] {src.spec.name} seed {seed}: mAP@0.5 {run['map50']:.3f}  mAP@0.5:0.95 {run['map']:.3f}"
                     f"  ({run['seconds']} s)")
@@ -247,7 +247,7 @@ def run_docking(
         "sources": results,
         "paired_map50_vs": report.paired_differences(results),
     }
-    (out / "results.json").write_text(json.dumps(payload, indent=1, allow_nan=True))
+    (out / "results.json").write_text(json.dumps(report.json_safe(payload), indent=1, allow_nan=False))
     (out / "results.md").write_text(report.markdown_table(results, class_names, config.seeds))
     report.bar_plot(results, class_names, out / "map_per_class.png")
     if config.num_qualitative > 0:

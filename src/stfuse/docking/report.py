@@ -15,6 +15,22 @@ from stfuse.docking.metrics import Detections
 METRIC_KEYS = ("map50", "map")
 
 
+def as_float(value: object) -> float:
+    """A stored metric as float; ``None`` (how JSON stores NaN here) becomes NaN."""
+    return math.nan if value is None else float(value)  # type: ignore[arg-type]
+
+
+def json_safe(obj: object) -> object:
+    """Replace NaN by ``None`` so the JSON files are standard JSON."""
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
 def summarise(runs: Sequence[Mapping[str, object]], class_names: Sequence[str]) -> dict[str, object]:
     """Mean and sample std (ddof=1; 0 for one seed) over seeds of every overall and per-class metric."""
 
@@ -24,11 +40,11 @@ def summarise(runs: Sequence[Mapping[str, object]], class_names: Sequence[str]) 
             return {"mean": math.nan, "std": math.nan}
         return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if arr.size > 1 else 0.0}
 
-    summary: dict[str, object] = {key: stats([float(r[key]) for r in runs]) for key in METRIC_KEYS}
+    summary: dict[str, object] = {key: stats([as_float(r[key]) for r in runs]) for key in METRIC_KEYS}
     summary["per_class"] = {
         name: {
-            "ap50": stats([float(r["per_class"][name]["ap50"]) for r in runs]),
-            "ap": stats([float(r["per_class"][name]["ap"]) for r in runs]),
+            "ap50": stats([as_float(r["per_class"][name]["ap50"]) for r in runs]),
+            "ap": stats([as_float(r["per_class"][name]["ap"]) for r in runs]),
         }
         for name in class_names
     }
@@ -36,7 +52,7 @@ def summarise(runs: Sequence[Mapping[str, object]], class_names: Sequence[str]) 
 
 
 def _fmt(stat: Mapping[str, float]) -> str:
-    if math.isnan(stat["mean"]):
+    if stat["mean"] is None or math.isnan(stat["mean"]):
         return "—"
     return f"{stat['mean']:.3f} ± {stat['std']:.3f}"
 
@@ -69,8 +85,8 @@ def paired_differences(
         for ref in references:
             if ref not in results:
                 continue
-            mine = {r["seed"]: r[key] for r in res["runs"]}
-            theirs = {r["seed"]: r[key] for r in results[ref]["runs"]}
+            mine = {r["seed"]: as_float(r[key]) for r in res["runs"]}
+            theirs = {r["seed"]: as_float(r[key]) for r in results[ref]["runs"]}
             diffs = np.array([mine[s] - theirs[s] for s in sorted(set(mine) & set(theirs))], dtype=float)
             if diffs.size == 0:
                 continue
