@@ -236,7 +236,8 @@ def _tiny_args(out: Path, msrs: Path) -> list[str]:
 
 @pytest.mark.data
 def test_dock_command_end_to_end_on_real_pairs(tmp_path: Path, msrs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """IR, VIS, a fused folder and an on-the-fly baseline; tables and figures come out and parse."""
+    """IR, VIS, an on-the-fly baseline, a fused folder and a checkpoint; tables and figures come out and parse."""
+    import stfuse
     import stfuse.baselines
 
     calls: list[tuple[int, ...]] = []
@@ -247,6 +248,23 @@ def test_dock_command_end_to_end_on_real_pairs(tmp_path: Path, msrs: Path, monke
         return (ir + vi) / 2
 
     monkeypatch.setattr(stfuse.baselines, "fuse_baseline", fake_baseline, raising=False)
+
+    class FakeFuser:
+        """Stands in for stfuse.Fuser: colour out when the visible image is colour, as the real one does."""
+
+        @classmethod
+        def from_checkpoint(cls, path: str) -> FakeFuser:
+            assert Path(path).name == "net.ckpt"
+            return cls()
+
+        def fuse(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
+            assert ir.shape[:2] == (1, 1) and vi.shape[:2] == (1, 3)
+            calls.append(tuple(vi.shape))
+            return torch.maximum(ir.expand_as(vi), vi)
+
+    monkeypatch.setattr(stfuse, "Fuser", FakeFuser, raising=False)
+    ckpt = tmp_path / "net.ckpt"
+    ckpt.write_bytes(b"weights")
     split = load_split(SPLIT_FILE)
     fused_dir = tmp_path / "maxfused"
     for stem in [*limit_stems(split.train, 6), *limit_stems(split.test, 3)]:  # written by "another method"
@@ -254,21 +272,22 @@ def test_dock_command_end_to_end_on_real_pairs(tmp_path: Path, msrs: Path, monke
         write_image(fused_dir / f"{stem}.png", np.maximum(ir, vi.mean(axis=2, keepdims=True)))
 
     out = tmp_path / "dock"
-    args = _tiny_args(out, msrs) + ["--baseline", "avg", "--fused", f"max={fused_dir}"]
+    args = _tiny_args(out, msrs) + ["--baseline", "avg", "--fused", f"max={fused_dir}", "--ckpt", f"net={ckpt}"]
     assert dock_main(args) == 0
     for name in ("results.md", "results.json", "map_per_class.png", "detections.png"):
         assert (out / name).stat().st_size > 0
-    assert len(calls) == 9 and len(list((out / "cache" / "avg").glob("*.png"))) == 9, "fused once, cached"
+    assert len(calls) == 18 and len(list((out / "cache" / "avg").glob("*.png"))) == 9, "fused once, cached"
 
     data = json.loads((out / "results.json").read_text())
-    assert list(data["sources"]) == ["ir", "vi", "avg", "max"]
+    assert list(data["sources"]) == ["ir", "vi", "avg", "max", "net"]
+    assert len(list((out / "cache" / "net").glob("*.png"))) == 9
     assert data["num_train"] == 6 and data["num_test"] == 3
     for source in data["sources"].values():
         for run in source["runs"]:
             for value in [run["map"], run["map50"], *(c["ap50"] for c in run["per_class"].values())]:
                 assert value is None or 0.0 <= value <= 1.0  # None: a class without test boxes
     rows = [line for line in (out / "results.md").read_text().splitlines() if line.startswith("| ") and "---" not in line]
-    assert [r.split("|")[1].strip() for r in rows[1:]] == ["ir", "vi", "avg", "max"]
+    assert [r.split("|")[1].strip() for r in rows[1:]] == ["ir", "vi", "avg", "max", "net"]
     numbers = [float(x) for r in rows[1:] for x in re.findall(r"\d+\.\d+", r)]
     assert numbers and all(0.0 <= x <= 1.0 for x in numbers)
 
@@ -277,6 +296,13 @@ def test_dock_command_end_to_end_on_real_pairs(tmp_path: Path, msrs: Path, monke
     before = (out / "results.md").read_text()
     assert dock_main(args) == 0
     assert calls == [] and (out / "results.md").read_text() == before
+
+    # new weights under the same path: the checkpoint's images are fused again and its runs retrained
+    ckpt.write_bytes(b"other weights")
+    assert dock_main(args) == 0
+    assert len(calls) == 9
+    rerun = json.loads((out / "runs" / "net" / "seed0.json").read_text())
+    assert rerun["key"] != data["sources"]["net"]["runs"][0]["key"]
 
 
 @pytest.mark.data
