@@ -286,10 +286,12 @@ def test_dock_command_end_to_end_on_real_pairs(tmp_path: Path, msrs: Path, monke
         for run in source["runs"]:
             for value in [run["map"], run["map50"], *(c["ap50"] for c in run["per_class"].values())]:
                 assert value is None or 0.0 <= value <= 1.0  # None: a class without test boxes
-    rows = [line for line in (out / "results.md").read_text().splitlines() if line.startswith("| ") and "---" not in line]
+    table = (out / "results.md").read_text().split("\n\n")[0]  # the main table; paired differences follow
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
     assert [r.split("|")[1].strip() for r in rows[1:]] == ["ir", "vi", "avg", "max", "net"]
     numbers = [float(x) for r in rows[1:] for x in re.findall(r"\d+\.\d+", r)]
     assert numbers and all(0.0 <= x <= 1.0 for x in numbers)
+    assert "Paired difference in mAP@0.5" in (out / "results.md").read_text()
 
     # a second call reuses every stored run and the cache, and rebuilds the same table
     calls.clear()

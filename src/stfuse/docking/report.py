@@ -70,6 +70,19 @@ def markdown_table(results: Mapping[str, Mapping[str, object]], class_names: Seq
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(f"mean ± sample std over seeds {', '.join(str(s) for s in seeds)}.")
+    paired = paired_differences(results)
+    refs = [r for r in ("ir", "vi") if r in results]
+    if refs and any(paired.get(name) for name in paired):
+        lines += ["", "Paired difference in mAP@0.5 (same seed = same init, batches and augmentation):", ""]
+        lines.append("| source | " + " | ".join(f"Δ vs {r} (wins)" for r in refs) + " |")
+        lines.append("|" + "---|" * (len(refs) + 1))
+        for name, diffs in paired.items():
+            cells = [
+                f"{diffs[r]['mean']:+.3f} ± {diffs[r]['std']:.3f} ({diffs[r]['wins']}/{diffs[r]['seeds']})"
+                if r in diffs else "—"
+                for r in refs
+            ]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
