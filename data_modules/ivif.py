@@ -11,6 +11,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
 from data_modules.layouts import open_dataset
 from data_modules.paired import PairedImageFolder, collate_pairs
+from data_modules.resumable import EpochSeededDataset, EpochSeededSampler, current_epoch
 from data_modules.samplers import eval_sampler
 from data_modules.synthetic import SyntheticIVIFDataset
 from data_modules.transforms import PairedAugmentation, WorkerSeeder
@@ -91,6 +92,11 @@ class IVIFDataModule(pl.LightningDataModule):
         self.predict_dataset: Dataset | None = None
 
     # ------------------------------------------------------------------ datasets
+    @property
+    def _world_size(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        return int(trainer.world_size) if trainer is not None else 1
+
     @property
     def _rank(self) -> int:
         trainer = getattr(self, "trainer", None)
@@ -184,12 +190,18 @@ class IVIFDataModule(pl.LightningDataModule):
                 "default, train_roots=None), and call setup() first when using the module without a Trainer"
             )
         generator = torch.Generator().manual_seed(self.seed + (0 if train else 1))
+        sampler = None if train else eval_sampler(dataset)
+        if train:
+            # Order and augmentation depend only on (seed, epoch, index): a resumed run repeats exactly.
+            sampler = EpochSeededSampler(
+                len(dataset), self.seed, True, self._world_size, self._rank, epoch=current_epoch(self.trainer)
+            )
+            dataset = EpochSeededDataset(dataset, self.seed)
         return DataLoader(
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
             # Under DDP, evaluation shards without DistributedSampler's padding (no sample counted twice).
-            sampler=None if train else eval_sampler(dataset),
+            sampler=sampler,
             drop_last=train and len(dataset) >= self.batch_size,
             num_workers=self.num_workers,
             collate_fn=collate_pairs,

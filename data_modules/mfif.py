@@ -31,6 +31,7 @@ from data_modules.paired import (
     collate_pairs,
     luma,
 )
+from data_modules.resumable import EpochSeededDataset, EpochSeededSampler, current_epoch
 from data_modules.samplers import eval_sampler
 from data_modules.synthetic import make_texture_array
 from data_modules.transforms import WorkerSeeder
@@ -439,6 +440,11 @@ class MFIFDataModule(pl.LightningDataModule):
         self.real_val_dataset: MultiFocusPairFolder | None = None
 
     @property
+    def _world_size(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        return int(trainer.world_size) if trainer is not None else 1
+
+    @property
     def _rank(self) -> int:
         trainer = getattr(self, "trainer", None)
         return int(trainer.global_rank) if trainer is not None else 0
@@ -477,12 +483,19 @@ class MFIFDataModule(pl.LightningDataModule):
     def _loader(self, dataset: Dataset | None, batch_size: int, train: bool, collate: Any = None) -> DataLoader:
         if dataset is None:
             raise RuntimeError("MFIFDataModule.setup() must run before its dataloaders are requested")
+        sampler = None if train else eval_sampler(dataset)
+        if train:
+            # Each (seed, epoch, index) gives the same draw in any process: a resumed run repeats exactly.
+            sampler = EpochSeededSampler(
+                len(dataset), self.seed, False, self._world_size, self._rank, epoch=current_epoch(self.trainer)
+            )
+            dataset = EpochSeededDataset(dataset, self.seed)
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=False,  # samples are random draws already; shuffling adds nothing
-            # Under DDP, evaluation shards without DistributedSampler's padding (no sample counted twice).
-            sampler=None if train else eval_sampler(dataset),
+            # Training draws are random already (no shuffling needed); under DDP, evaluation shards
+            # without DistributedSampler's padding, so no sample is counted twice.
+            sampler=sampler,
             drop_last=train,
             num_workers=self.num_workers,
             collate_fn=collate,

@@ -66,14 +66,19 @@ class FusionStageBase(pl.LightningModule, ABC):
     def configure_optimizers(self) -> dict[str, Any]:
         params = [p for p in self.net.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        total = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer is not None else 1000
-        warmup = min(self.hparams.warmup_steps, max(1, total // 10))
+        warmup = max(1, int(self.hparams.warmup_steps))
         floor = self.hparams.min_lr_ratio
+        total_steps: list[int] = []
 
         def lr_factor(step: int) -> float:
             if step < warmup:
                 return (step + 1) / warmup
-            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            # Read lazily: asking for estimated_stepping_batches here, in configure_optimizers, would
+            # build the train loader before a resumed run restores its epoch counter.
+            if not total_steps:
+                total = self.trainer.estimated_stepping_batches if self._trainer is not None else warmup
+                total_steps.append(max(warmup + 1, int(total) if math.isfinite(total) else 10**9))
+            progress = min(1.0, (step - warmup) / max(1, total_steps[0] - warmup))
             return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
