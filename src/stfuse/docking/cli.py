@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from stfuse.docking.labels import DockingError
 from stfuse.docking.protocol import LABEL_SETS, PRESETS, DockingConfig, run_docking
 from stfuse.docking.sources import COLOR_MODES, SourceSpec
+from stfuse.docking.train import select_device
 
 
 def _named(value: str, flag: str) -> tuple[str, str]:
@@ -112,6 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             limit_train=args.limit_train, limit_test=args.limit_test, num_qualitative=args.num_qualitative,
             score_threshold=args.score_threshold, device=args.device, threads=args.threads,
         )
+        if args.preset == "full" and select_device(config.device).type == "cpu":
+            print("stfuse dock: note: preset 'full' on the CPU takes hours; '--preset cpu' is the CPU protocol",
+                  file=sys.stderr)
         run_docking(specs, args.out, config, data_root=args.data_root, split_path=args.split, force=args.force)
     except (DockingError, argparse.ArgumentTypeError) as exc:
         print(f"stfuse dock: error: {exc}", file=sys.stderr)
