@@ -100,13 +100,18 @@ class FusionStageBase(pl.LightningModule, ABC):
 
     def on_validation_epoch_end(self) -> None:
         rows, self._grid_rows = self._grid_rows, []
-        if not rows or self.trainer.sanity_checking or not self.trainer.is_global_zero:
+        if self.trainer.sanity_checking:
             return
-        grid = make_grid(rows)
-        self.log_grid("val/grid", grid)
+        # Trainer.log_dir broadcasts from rank 0 under DDP: every rank must ask, though only rank 0 writes.
+        root = Path(self.trainer.log_dir or self.trainer.default_root_dir)
+        if rows and self.trainer.is_global_zero:
+            self.log_grid("val/grid", make_grid(rows), root)
 
-    def log_grid(self, key: str, grid) -> None:
-        """Send an H×W×3 uint8 grid to every attached logger, and keep a PNG beside the logs."""
+    def log_grid(self, key: str, grid, root: Path) -> None:
+        """Send an H×W×3 uint8 grid to every attached logger, and keep a PNG under ``root/images``.
+
+        Called on rank 0 only, so ``root`` comes from the caller (see ``on_validation_epoch_end``).
+        """
         step = self.global_step
         for logger in self.loggers:
             kind = type(logger).__name__
@@ -114,5 +119,4 @@ class FusionStageBase(pl.LightningModule, ABC):
                 logger.experiment.add_image(key, grid, step, dataformats="HWC")
             elif kind == "WandbLogger":
                 logger.log_image(key=key, images=[grid], step=step)
-        root = Path(self.trainer.log_dir or self.trainer.default_root_dir)
         save_png(grid, root / "images" / f"{key.replace('/', '_')}_epoch{self.current_epoch:03d}.png")
