@@ -77,6 +77,19 @@ def test_output_modes_stay_in_unit_range(output: str) -> None:
     assert fused.min() >= 0 and fused.max() <= 1
 
 
+@pytest.mark.parametrize("output", ["sigmoid", "clamp"])
+def test_average_prior_makes_a_zero_correction_the_average_rule(output: str) -> None:
+    net = _tiny(output=output).eval()
+    with torch.no_grad():
+        for p in net.decoder.to_image.parameters():
+            p.zero_()
+        a, b = _pair(1, 12, 10)
+        assert torch.allclose(net(a, b), 0.5 * (a + b), atol=1e-3)
+        net_without = STFuseNet(**{**net.config, "average_prior": False}).eval()
+        net_without.load_state_dict(net.state_dict())
+        assert torch.allclose(net_without(a, b), torch.full_like(a, 0.5 if output == "sigmoid" else 0.0))
+
+
 def test_config_round_trip_is_json_and_rebuilds_same_architecture() -> None:
     net = STFuseNet("base", shared_encoder=False, cem="mutual", gated=False, output="clamp")
     config = json.loads(json.dumps(net.config))

@@ -100,6 +100,9 @@ class STFuseNet(nn.Module):
         downsample: 1, 2 or 4; the encoder stride. Attention runs at 1/downsample resolution.
         head_channels: width C_f of the full-resolution output head (the main CPU cost per pixel).
         block: ``"residual"`` or ``"dense"`` conv blocks.
+        average_prior: the decoder predicts a correction to the average of A and B (added before the
+            sigmoid/clamp) instead of the image itself, so an untrained network already fuses like the
+            average rule and short CPU runs start from a sensible image.
 
     ``net.config`` returns the resolved kwargs, so ``STFuseNet(**net.config)`` rebuilds the architecture.
     With a shared encoder, ``encoder_b`` *is* ``encoder_a``; the state dict then carries both prefixes, which
@@ -120,6 +123,7 @@ class STFuseNet(nn.Module):
         downsample: int | None = None,
         head_channels: int | None = None,
         block: str | None = None,
+        average_prior: bool = True,
     ) -> None:
         super().__init__()
         if preset not in PRESETS:
@@ -166,10 +170,12 @@ class STFuseNet(nn.Module):
             "downsample": downsample,
             "head_channels": head_channels,
             "block": block,
+            "average_prior": bool(average_prior),
         }
         self.downsample = downsample
         self.output = output
         self.shared_encoder = bool(shared_encoder)
+        self.average_prior = bool(average_prior)
         self.cem_depths = cem_depths
 
         self.encoder_a = BranchEncoder(channels, num_blocks, downsample, block)
@@ -203,6 +209,13 @@ class STFuseNet(nn.Module):
             out = module_a(torch.cat([x, y], dim=0))
             return out[: x.shape[0]], out[x.shape[0] :]
         return module_a(x), module_b(y)
+
+    def _prior(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """The average rule, in the output's pre-activation space (logit for sigmoid)."""
+        average = 0.5 * (a + b)
+        if self.output == "sigmoid":
+            return torch.logit(average.clamp(1e-3, 1 - 1e-3))
+        return average
 
     @staticmethod
     def _check_inputs(a: torch.Tensor, b: torch.Tensor) -> None:
@@ -247,6 +260,8 @@ class STFuseNet(nn.Module):
         fused = dec.blocks(dec.merge(torch.cat([x, y], dim=1)))  # N×C×h×w
         full = dec.head(torch.cat([dec.upsample(fused), a, b], dim=1))  # N×C_f×H'×W'
         out = dec.to_image(full)[..., :height, :width]  # N×1×H×W
+        if self.average_prior:
+            out = out + self._prior(a[..., :height, :width], b[..., :height, :width])
         out = torch.sigmoid(out) if self.output == "sigmoid" else out.clamp(0.0, 1.0)
         if return_features:
             features.append(fused)
