@@ -1,0 +1,149 @@
+"""``FusionMetrics``: the fusion metrics of one preset as a ``torchmetrics.MetricCollection``.
+
+Used by the Lightning stages (``self.val_metrics = FusionMetrics(...)``; ``update(fused, ir, vi)`` per
+batch on the module's device; ``compute()`` at epoch end) and by ``stfuse evaluate``, so both report the
+same numbers for the same images. Inputs are converted once per batch and shared by every metric.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable, Sequence
+
+import torch
+from torchmetrics import MetricCollection
+
+from stfuse.metrics.base import FusionMetric
+from stfuse.metrics.edge import NabfMetric, QabfMetric
+from stfuse.metrics.error import MSEMetric, PSNRMetric
+from stfuse.metrics.fmi import FMIMetric
+from stfuse.metrics.gradient import AGMetric, SFMetric
+from stfuse.metrics.information import ENMetric, MIMetric
+from stfuse.metrics.inputs import FusionBatch, prepare_batch
+from stfuse.metrics.presets import MetricPreset, get_preset
+from stfuse.metrics.ssim import MSSSIMMetric, SSIMMetric
+from stfuse.metrics.statistics import CCMetric, SCDMetric, SDMetric
+from stfuse.metrics.vif import VIFMetric
+
+#: Every metric by its canonical name, in table order.
+METRICS: dict[str, Callable[..., FusionMetric]] = {
+    "EN": ENMetric,
+    "SD": SDMetric,
+    "SF": SFMetric,
+    "AG": AGMetric,
+    "MI": MIMetric,
+    "FMI_pixel": functools.partial(FMIMetric, feature="pixel"),
+    "FMI_gradient": functools.partial(FMIMetric, feature="gradient"),
+    "SCD": SCDMetric,
+    "VIF": VIFMetric,
+    "Qabf": QabfMetric,
+    "Nabf": NabfMetric,
+    "SSIM": SSIMMetric,
+    "MS_SSIM": MSSSIMMetric,
+    "MSE": MSEMetric,
+    "CC": CCMetric,
+    "PSNR": PSNRMetric,
+}
+
+#: Metrics for which a smaller value is better (for marking the best entry of a table).
+LOWER_IS_BETTER: frozenset[str] = frozenset({"MSE", "Nabf"})
+
+_ALIASES = {"FMI": "FMI_pixel", "MS-SSIM": "MS_SSIM", "MSSSIM": "MS_SSIM", "VIFF": "VIF", "QABF": "Qabf"}
+_BY_LOWER = {name.lower(): name for name in METRICS} | {k.lower(): v for k, v in _ALIASES.items()}
+
+
+def canonical_metric_name(name: str) -> str:
+    """The registry name for ``name`` (case-insensitive; FMI → FMI_pixel, MS-SSIM → MS_SSIM, VIFF → VIF)."""
+    try:
+        return _BY_LOWER[name.strip().lower()]
+    except KeyError:
+        raise ValueError(f"unknown metric {name!r}; choose from {', '.join(METRICS)}") from None
+
+
+def resolve_metric_names(metrics: str | Iterable[str] | None, preset: str | MetricPreset = "cddfuse") -> list[str]:
+    """Canonical names for a list, a comma-separated string, "all" (every metric the preset defines) or
+    None (the preset's default table)."""
+    spec = get_preset(preset)
+    if metrics is None:
+        return list(spec.default_metrics)
+    if isinstance(metrics, str):
+        if metrics.strip().lower() == "all":
+            return [name for name in METRICS if _defined_by(name, spec)]
+        metrics = [part for part in metrics.split(",") if part.strip()]
+    names: list[str] = []
+    for name in metrics:
+        canonical = canonical_metric_name(name)
+        if canonical not in names:
+            names.append(canonical)
+    if not names:
+        raise ValueError("no metrics selected")
+    return names
+
+
+def _defined_by(name: str, preset: MetricPreset) -> bool:
+    if name == "SSIM":
+        return preset.ssim_variant is not None
+    if name == "MS_SSIM":
+        return preset.ms_ssim_supported
+    if name.startswith("FMI_"):
+        return name.removeprefix("FMI_") in preset.fmi_features
+    return True
+
+
+def build_metric(name: str, preset: str | MetricPreset = "cddfuse", **kwargs: object) -> FusionMetric:
+    """One metric by name, e.g. ``build_metric("Qabf", "tang")``."""
+    return METRICS[canonical_metric_name(name)](preset, **kwargs)
+
+
+class FusionMetrics(MetricCollection):
+    """A set of fusion metrics under one preset.
+
+    ``update(fused, ir, vi)`` takes N×C×H×W tensors (C = 1 or 3; float in [0, data_range] or uint8),
+    ``compute()`` returns ``{name: mean}``, ``compute_per_image()`` ``{name: values}``. Names keep the
+    optional ``prefix``/``postfix`` as in any ``MetricCollection``.
+    """
+
+    def __init__(
+        self,
+        preset: str | MetricPreset = "cddfuse",
+        metrics: str | Sequence[str] | None = None,
+        *,
+        data_range: float = 1.0,
+        quantize: bool | None = None,
+        prefix: str | None = None,
+        postfix: str | None = None,
+    ) -> None:
+        spec = get_preset(preset)
+        names = resolve_metric_names(metrics, spec)
+        built = {name: build_metric(name, spec, data_range=data_range, quantize=quantize) for name in names}
+        # Compute groups would merge metrics whose first values happen to coincide; they never share state.
+        super().__init__(built, prefix=prefix, postfix=postfix, compute_groups=False)
+        self.preset = spec
+        self.data_range = float(data_range)
+        self.quantize = spec.quantize if quantize is None else bool(quantize)
+        self.metric_names = names
+
+    def update(  # type: ignore[override]
+        self,
+        fused: torch.Tensor | FusionBatch,
+        ir: torch.Tensor | None = None,
+        vi: torch.Tensor | None = None,
+    ) -> None:
+        """Convert the batch once, then update every metric with it."""
+        batch = prepare_batch(fused, ir, vi, data_range=self.data_range, quantize=self.quantize)
+        if batch.ir is None:
+            needing = [name for name, m in self.items(keep_base=True, copy_state=False) if m.needs_sources]
+            if needing:
+                raise ValueError(f"metrics {', '.join(needing)} compare with the sources: pass fused, ir and vi")
+        super().update(batch)
+
+    def compute_per_image(self) -> dict[str, torch.Tensor]:
+        """``{name: per-image values}`` in update order."""
+        return {
+            self._set_name(str(name)): metric.compute_per_image()
+            for name, metric in self.items(keep_base=True, copy_state=False)
+        }
+
+    def has_updates(self) -> bool:
+        """Whether any batch has been added since the last reset."""
+        return any(metric.update_called for metric in self.values(copy_state=False))

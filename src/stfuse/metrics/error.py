@@ -1,0 +1,61 @@
+"""Error metrics against both sources: MSE and PSNR, with each code base's scale and peak.
+
+* ``cddfuse``: MSE = ½(MSE_AF + MSE_BF) on 0–255; PSNR = 10·log10(max(F)² / MSE) with the fused image's
+  own maximum as the peak.
+* ``tang``: MSE on 0–1 data (255² smaller); PSNR = 20·log10(255 / √MSE₀₁), i.e. the textbook value plus
+  20·log10(255) ≈ 48.13 dB (the "66 dB" tables).
+* ``vifb``: MSE as ``cddfuse`` (VIFB has no MSE metric). VIFB's PSNR takes m_X = √(Σ(X−F)²)/(H·W) — a
+  root of the sum, not a mean square — and reports 20·log10(255/√(½(m_A + m_B))), about 58–62 dB.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from stfuse.metrics.base import FusionMetric
+from stfuse.metrics.inputs import FusionBatch
+
+
+def mean_squared_error(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-image mean of squared differences (N×H×W → N)."""
+    d = x - y
+    return (d * d).mean(dim=(-2, -1))
+
+
+def fusion_mse_255(batch: FusionBatch) -> torch.Tensor:
+    ir, vi = batch.sources()
+    return 0.5 * (mean_squared_error(ir, batch.fused) + mean_squared_error(vi, batch.fused))
+
+
+class MSEMetric(FusionMetric):
+    """½(MSE(A, F) + MSE(B, F)); 0–255 units except ``tang`` (0–1 units)."""
+
+    name = "MSE"
+    higher_is_better = False
+
+    def values_for(self, batch: FusionBatch) -> torch.Tensor:
+        scale = self.preset.mse_scale / 255.0
+        return fusion_mse_255(batch) * (scale * scale)
+
+
+class PSNRMetric(FusionMetric):
+    """PSNR of F against both sources, with the preset's peak and MSE form (module docstring)."""
+
+    name = "PSNR"
+
+    def values_for(self, batch: FusionBatch) -> torch.Tensor:
+        variant = self.preset.psnr_variant
+        f = batch.fused
+        if variant == "fused_peak":
+            peak = f.amax(dim=(-2, -1))
+            return 10.0 * torch.log10(peak * peak / fusion_mse_255(batch))
+        if variant == "unit_mse":
+            mse_unit = fusion_mse_255(batch) / (255.0 * 255.0)
+            return 20.0 * torch.log10(255.0 / torch.sqrt(mse_unit))
+        if variant == "vifb_root":
+            ir, vi = batch.sources()
+            pixels = f.shape[-2] * f.shape[-1]
+            root_a = torch.sqrt(((ir - f) ** 2).sum(dim=(-2, -1))) / pixels
+            root_b = torch.sqrt(((vi - f) ** 2).sum(dim=(-2, -1))) / pixels
+            return 20.0 * torch.log10(255.0 / torch.sqrt(0.5 * (root_a + root_b)))
+        raise ValueError(f"unknown PSNR variant {variant!r}")

@@ -1,0 +1,95 @@
+"""Metric presets: each reproduces one community code base's conventions.
+
+The same metric name means different numbers in different papers because the three code bases that
+most papers use disagree on scales, denominators and log bases. A preset bundles those choices so a
+table can say which convention its numbers follow:
+
+* ``cddfuse`` (default): CDDFuse's Python ``utils/Evaluator.py`` (also EMMA and many others). Verified
+  image by image against ``shared/data/reference``.
+* ``tang``: Linfeng Tang's MATLAB toolkit (SeAFusion, PSFusion, ...), which converts the images to 0–1
+  before several metrics.
+* ``vifb``: the VIFB benchmark's MATLAB metrics.
+
+Only the fields that differ between code bases live here; everything else is one shared definition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+PresetName = Literal["cddfuse", "tang", "vifb"]
+
+
+@dataclass(frozen=True)
+class MetricPreset:
+    """The conventions of one code base (see the module docstring and docs/metrics.md)."""
+
+    name: str
+    #: Round float inputs to 8-bit levels after scaling, as saving the fused image to PNG does.
+    quantize: bool = True
+    #: SF: "valid" divides each squared-difference sum by its own pair count, H·(W−1) and (H−1)·W;
+    #: "pixels" divides both by H·W (VIFB).
+    sf_denominator: Literal["valid", "pixels"] = "valid"
+    #: Grey-level scale that SF, MSE and Nabf see: 255 for 0–255 data, 1 for Tang's ``im2double`` data.
+    sf_scale: float = 255.0
+    mse_scale: float = 255.0
+    nabf_scale: float = 255.0
+    #: Qabf's "equal strength" quirk stores g_F on this scale (Tang runs Qabf on 0–1 data).
+    qabf_scale: float = 255.0
+    #: AG: "pixels" divides the sum by H·W (numpy mean); "interior" by (H−1)(W−1) (MATLAB toolkits).
+    ag_denominator: Literal["pixels", "interior"] = "pixels"
+    #: MI: "nats" (natural log, scikit-learn) or "bits" (log2).
+    mi_unit: Literal["nats", "bits"] = "nats"
+    #: SSIM: "skimage" = 7×7 uniform window, sample covariance, data_range 2 (CDDFuse);
+    #: "gaussian" = 11×11 Gaussian σ 1.5, L = 255, 'valid' (VIFB); None = not defined here (Tang: MEF-SSIM).
+    ssim_variant: Literal["skimage", "gaussian"] | None = "skimage"
+    #: Repeat scikit-image's float32 arithmetic for the "skimage" SSIM (CDDFuse feeds it float32 images).
+    ssim_float32: bool = True
+    #: MS-SSIM is the standard Wang et al. form; None where the code base uses another (Tang: MEF variant).
+    ms_ssim_supported: bool = True
+    #: PSNR: "fused_peak" = 10·log10(max(F)²/MSE) (CDDFuse); "unit_mse" = 20·log10(255/√MSE₀₁) (Tang);
+    #: "vifb_root" = 20·log10(255/√m) with m the mean of √SSE/(H·W) over both sources (VIFB's bug).
+    psnr_variant: Literal["fused_peak", "unit_mse", "vifb_root"] = "fused_peak"
+    #: FMI features this preset defines (Tang's "FMI_pixel" is edge-based, which is not provided).
+    fmi_features: tuple[str, ...] = ("pixel", "gradient")
+    #: Metrics ``FusionMetrics`` computes when no list is given.
+    default_metrics: tuple[str, ...] = (
+        "EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM", "MSE", "CC", "PSNR",
+    )  # fmt: skip
+
+
+PRESETS: dict[str, MetricPreset] = {
+    "cddfuse": MetricPreset(name="cddfuse"),
+    "tang": MetricPreset(
+        name="tang",
+        sf_scale=1.0,
+        mse_scale=1.0,
+        nabf_scale=1.0,
+        qabf_scale=1.0,
+        ag_denominator="interior",
+        mi_unit="bits",
+        ssim_variant=None,
+        ms_ssim_supported=False,
+        psnr_variant="unit_mse",
+        fmi_features=(),
+        default_metrics=("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "Nabf", "MSE", "CC", "PSNR"),
+    ),
+    "vifb": MetricPreset(
+        name="vifb",
+        sf_denominator="pixels",
+        ag_denominator="interior",
+        ssim_variant="gaussian",
+        psnr_variant="vifb_root",
+    ),
+}
+
+
+def get_preset(preset: str | MetricPreset) -> MetricPreset:
+    """The preset called ``preset`` (a :class:`MetricPreset` passes through)."""
+    if isinstance(preset, MetricPreset):
+        return preset
+    try:
+        return PRESETS[preset]
+    except KeyError:
+        raise ValueError(f"unknown metric preset {preset!r}; choose one of {', '.join(PRESETS)}") from None

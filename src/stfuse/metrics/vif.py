@@ -1,0 +1,133 @@
+"""Pixel-domain visual information fidelity (Sheikh & Bovik's VIFp), summed over both sources.
+
+CDDFuse calls this ``VIFF`` but computes VIFp, as Tang's ``vifp_mscale`` does: 4 scales, Gaussian
+windows N = 17, 9, 5, 3 with σ = N/5, 'valid' filtering, the image filtered with the next scale's window
+and subsampled by 2 between scales, σ²_n = 2, and VIF = Σ num / Σ den over all scales. All presets agree.
+
+The reference spends ~86 % of its time here (direct 17×17 ``convolve2d``). This version filters the
+eight moment maps (μ_A, μ_B, μ_F, E[A²], E[B²], E[F²], E[AF], E[BF]) of a whole batch in one batched
+FFT per scale, in float64 so the variances of 0–255 data keep their digits.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from stfuse.metrics.base import FusionMetric
+from stfuse.metrics.filters import FFT_MIN_TAPS, fast_fft_length, filter_valid, gaussian_window_1d
+from stfuse.metrics.inputs import FusionBatch
+
+SIGMA_N_SQ = 2.0
+EPS = 1e-10
+NUM_SCALES = 4
+LN10 = math.log(10.0)
+
+
+def _vifp_terms(
+    mu_r: torch.Tensor,
+    e_rr: torch.Tensor,
+    sigma_d: torch.Tensor,
+    mu_d: torch.Tensor,
+    e_rd: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image (numerator, denominator) sums of one scale, for reference r and distorted d.
+
+    The reference applies its guards in sequence (flat reference → g = 0 and σ_r = 0; flat distorted →
+    g = 0; negative gain → g = 0; σ_v ≥ eps). Every guard that zeroes g or σ_r zeroes that pixel's
+    numerator term, so they collapse into one mask; a pixel with σ_r < eps adds nothing to either sum.
+    Sums of log(1+x) are converted to log10 once per image.
+    """
+    sigma_r = torch.addcmul(e_rr, mu_r, mu_r, value=-1.0).clamp_min_(0.0)
+    sigma_rd = torch.addcmul(e_rd, mu_r, mu_d, value=-1.0)
+    gain = sigma_rd / (sigma_r + EPS)
+    sv = torch.addcmul(sigma_d, gain, sigma_rd, value=-1.0).clamp_min_(EPS).add_(SIGMA_N_SQ)
+    sigma_r.mul_(sigma_r >= EPS)
+    gain.clamp_min_(0.0).mul_(sigma_d >= EPS)
+    num = torch.log1p(gain.mul_(gain).mul_(sigma_r).div_(sv)).sum(dim=(-2, -1))
+    den = torch.log1p(sigma_r.mul_(1.0 / SIGMA_N_SQ)).sum(dim=(-2, -1))
+    return num / LN10, den / LN10
+
+
+def _moment_maps(images: torch.Tensor) -> torch.Tensor:
+    """N×3×H×W (A, B, F) → N×8×H×W: A, B, F, A², B², F², AF, BF."""
+    n, _, h, w = images.shape
+    maps = images.new_empty((n, 8, h, w))
+    maps[:, 0:3] = images
+    torch.mul(images, images, out=maps[:, 3:6])
+    torch.mul(images[:, 0:2], images[:, 2:3], out=maps[:, 6:8])
+    return maps
+
+
+def _gaussian_spectrum(size: int, shape: tuple[int, int], device: torch.device) -> torch.Tensor:
+    taps = gaussian_window_1d(size, size / 5.0, device=device)
+    hf, wf = shape
+    return torch.fft.fft(taps.to(torch.complex128), n=hf)[:, None] * torch.fft.rfft(taps, n=wf)[None, :]
+
+
+def vifp_pair_sums(
+    fused: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Σ-over-scales (num, den) of VIFp(ir→F) and VIFp(vi→F); each N-vectors.
+
+    Scales with ≥ 9-tap windows filter in the frequency domain, and the spectra of A, B, F computed for
+    one scale are reused to low-pass them for the next scale (circular convolution at the padded size
+    is exact on the 'valid' region for any window up to the padding).
+    """
+    n = fused.shape[0]
+    num_a = torch.zeros(n, dtype=torch.float64, device=fused.device)
+    den_a, num_b, den_b = num_a.clone(), num_a.clone(), num_a.clone()
+    images = torch.stack([ir, vi, fused], dim=1).to(torch.float64)  # N×3×H×W
+    image_spectra: torch.Tensor | None = None
+    fft_shape = (0, 0)
+    for scale in range(1, NUM_SCALES + 1):
+        size = 2 ** (NUM_SCALES - scale + 1) + 1
+        h, w = images.shape[-2:]
+        if scale > 1:
+            if image_spectra is not None:
+                smooth = torch.fft.irfft2(image_spectra * _gaussian_spectrum(size, fft_shape, fused.device), s=fft_shape)
+                images = smooth[..., size - 1 : h, size - 1 : w][..., ::2, ::2]
+            else:
+                images = filter_valid(images, gaussian_window_1d(size, size / 5.0, device=fused.device))[..., ::2, ::2]
+            h, w = images.shape[-2:]
+        maps = _moment_maps(images)
+        if size >= FFT_MIN_TAPS:
+            fft_shape = (fast_fft_length(h), fast_fft_length(w))
+            spectra = torch.fft.rfft2(maps, s=fft_shape)
+            image_spectra = spectra[:, 0:3]
+            moments = torch.fft.irfft2(spectra * _gaussian_spectrum(size, fft_shape, fused.device), s=fft_shape)
+            moments = moments[..., size - 1 : h, size - 1 : w]
+        else:
+            image_spectra = None
+            moments = filter_valid(maps, gaussian_window_1d(size, size / 5.0, device=fused.device))
+        mu_a, mu_b, mu_f, e_aa, e_bb, e_ff, e_af, e_bf = moments.unbind(dim=1)
+        sigma_f = torch.addcmul(e_ff, mu_f, mu_f, value=-1.0).clamp_min_(0.0)
+        na, da = _vifp_terms(mu_a, e_aa, sigma_f, mu_f, e_af)
+        nb, db = _vifp_terms(mu_b, e_bb, sigma_f, mu_f, e_bf)
+        num_a += na
+        den_a += da
+        num_b += nb
+        den_b += db
+    return num_a, den_a, num_b, den_b
+
+
+def vifp_sum(fused: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
+    """VIFp(A→F) + VIFp(B→F) per image; a 0/0 ratio (flat images) counts as 1, as in the reference."""
+    num_a, den_a, num_b, den_b = vifp_pair_sums(fused, ir, vi)
+    vif_a = num_a / den_a
+    vif_b = num_b / den_b
+    return torch.where(torch.isnan(vif_a), 1.0, vif_a) + torch.where(torch.isnan(vif_b), 1.0, vif_b)
+
+
+class VIFMetric(FusionMetric):
+    """VIFp(A→F) + VIFp(B→F) (module docstring). Needs images of at least 41×41 pixels."""
+
+    name = "VIF"
+
+    def values_for(self, batch: FusionBatch) -> torch.Tensor:
+        ir, vi = batch.sources()
+        h, w = batch.fused.shape[-2:]
+        if min(h, w) < 41:
+            raise ValueError(f"VIF needs images of at least 41×41 pixels (4 scales), got {h}×{w}")
+        return vifp_sum(batch.fused, ir, vi)
