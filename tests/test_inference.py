@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from stfuse.inference import fuser as fuser_module
 from stfuse.inference.cli import fuse_main
 from stfuse.inference.fuser import Fuser, NoDefaultWeightsError
 from stfuse.inference.runner import SizeGroupedBatchSampler, collect_pairs
+from stfuse.inference.runtime import configure_cpu_threads, physical_cores
 from stfuse.inference.tiling import TileGrid, fuse_tiled, tile_starts
 from stfuse.models import STFuseNet
 from stfuse.models.checkpoint import CheckpointError, save_network
@@ -135,6 +137,25 @@ def test_missing_default_weights_say_to_pass_a_checkpoint(
         Fuser.from_checkpoint()
     monkeypatch.setattr(fuser_module, "DEFAULT_WEIGHTS", tiny_ckpt)
     assert Fuser.from_checkpoint().config["channels"] == 8
+
+
+def test_bf16_autocast_stays_close_to_fp32_and_fp16_needs_a_gpu() -> None:
+    ir = torch.from_numpy(scene(48, 64))[None, None]
+    vi = torch.from_numpy(scene(48, 64, seed=2))[None, None]
+    net = tiny_net()
+    fp32 = Fuser(net).fuse_luminance(ir, vi)
+    bf16 = Fuser(net, precision="bf16").fuse_luminance(ir, vi)
+    assert bf16.dtype == torch.float32 and (bf16 - fp32).abs().max() < 0.03
+    with pytest.raises(ValueError, match="fp16 autocast needs a CUDA device"):
+        Fuser(net, precision="fp16")
+
+
+def test_cpu_threads_follow_physical_cores_less_one_per_loader() -> None:
+    cores = physical_cores()
+    assert 1 <= cores <= (os.cpu_count() or 1)
+    assert configure_cpu_threads(workers=0) == cores == torch.get_num_threads()
+    assert configure_cpu_threads(workers=2) == max(1, cores - 1)
+    assert configure_cpu_threads(workers=2, threads=3) == 3
 
 
 # --------------------------------------------------------------------------------------------------- tiling
@@ -328,10 +349,11 @@ def test_fuse_cli_without_ckpt_and_without_packaged_weights_explains(
 
 
 def test_fuse_cli_single_pair_to_a_file_name(pair_folders: Path, tiny_ckpt: Path, tmp_path: Path) -> None:
-    out = tmp_path / "one" / "fused.jpg"
-    code = fuse_main(["--ckpt", str(tiny_ckpt), "--ir", str(pair_folders / "ir" / "a_colour.png"),
-                      "--vi", str(pair_folders / "vi" / "a_colour.jpg"), "--out", str(out), "--quiet"])
-    assert code == 0 and out.is_file()
+    out = tmp_path / "one" / "fused.jpg"  # 16-bit inputs, an 8-bit format named by the file: 8-bit output
+    code = fuse_main(["--ckpt", str(tiny_ckpt), "--ir", str(pair_folders / "ir" / "c_sixteen.png"),
+                      "--vi", str(pair_folders / "vi" / "c_sixteen.tif"), "--out", str(out), "--quiet"])
+    assert code == 0
+    assert cv2.imread(str(out), cv2.IMREAD_UNCHANGED).dtype == np.uint8
     assert [p.name for p in out.parent.iterdir()] == ["fused.jpg"]  # atomic write leaves no temp file
 
 

@@ -32,10 +32,19 @@ def _non_negative(text: str) -> int:
 
 
 def _default_workers() -> int:
-    """One decoding worker when there is a core to spare beside the network's threads; else decode inline."""
+    """One decoding worker beside the network when there are two cores or more; else decode inline.
+
+    Decoding and colour conversion cost about a third of a small-preset forward pass on the CPU, so one
+    worker keeps up; the network then gets the remaining cores (see ``configure_cpu_threads``).
+    """
     from stfuse.inference.runtime import physical_cores
 
-    return 1 if physical_cores() > 2 else 0
+    return 1 if physical_cores() >= 2 else 0
+
+
+def _default_batch_size(device_type: str) -> int:
+    """Batch 1 on the CPU (cache-friendly: measured faster per image than 2 or 4), 8 on a GPU."""
+    return 1 if device_type == "cpu" else 8
 
 
 def build_fuse_parser() -> argparse.ArgumentParser:
@@ -71,7 +80,9 @@ def build_fuse_parser() -> argparse.ArgumentParser:
     speed = parser.add_argument_group("speed and memory")
     speed.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     speed.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
-    speed.add_argument("--batch-size", type=_positive, default=4, help="same-size pairs fused together")
+    speed.add_argument(
+        "--batch-size", type=_positive, default=None, help="same-size pairs fused together (default: 1 on CPU, 8 on GPU)"
+    )
     speed.add_argument("--workers", type=_non_negative, default=None, help="decoding workers (default: auto)")
     speed.add_argument("--threads", type=_positive, default=None, help="torch CPU threads (default: physical cores)")
     speed.add_argument("--compile", action="store_true", help="torch.compile the network")
@@ -155,7 +166,8 @@ def fuse_main(argv: list[str] | None = None) -> int:
         report = fuse_pairs(
             fuser, pairs, args.out, problems=problems, output_format=args.output_format,
             bit_depth=args.bit_depth, gray=args.gray, skip_existing=args.skip_existing,
-            batch_size=args.batch_size, workers=workers, progress=not args.quiet,
+            batch_size=args.batch_size or _default_batch_size(fuser.device.type), workers=workers,
+            progress=not args.quiet,
         )
     except (ValueError, OSError) as error:
         return _error(prog, str(error))

@@ -153,7 +153,8 @@ class Fuser:
         if self.channels_last:
             a = a.contiguous(memory_format=torch.channels_last)
             b = b.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), autocast(self.device, self.precision):
+        # no_grad rather than inference_mode: results stay ordinary tensors that callers may modify in place.
+        with torch.no_grad(), autocast(self.device, self.precision):
             return self._run(a, b).float().contiguous()
 
     def _tile_for(self, height: int, width: int) -> int | None:
@@ -182,7 +183,9 @@ class Fuser:
         tile = self._tile_for(height, width)
         if tile is None:
             try:
-                return self._forward(ir.to(self.device).float(), vi_y.to(self.device).float()).to(home)
+                a = ir.to(self.device, non_blocking=True).float()
+                b = vi_y.to(self.device, non_blocking=True).float()
+                return self._forward(a, b).to(home)
             except (torch.OutOfMemoryError, RuntimeError) as error:
                 if not is_out_of_memory(error) or self.net is None:
                     raise
@@ -204,7 +207,7 @@ class Fuser:
         """Tiled fusion; on out-of-memory the tile side halves until it fits (down to 128 pixels)."""
         ir_cpu, vi_cpu = ir.float().cpu(), vi_y.float().cpu()
         while True:
-            overlap = min(self.tile_overlap, tile // 4)
+            overlap = min(self.tile_overlap, tile // 2)  # beyond half a tile, three tiles would share pixels
             try:
                 return fuse_tiled(
                     self._forward, ir_cpu, vi_cpu, tile, overlap, device=self.device,
@@ -235,6 +238,7 @@ class Fuser:
             raise ValueError(
                 f"ir and vi differ in size: ir is {_describe(ir_batch)}, vi is {_describe(vi_batch)}"
             )
+        ir_batch = ir_batch.to(vi_batch.device)  # the result goes back to where vi came from
         if ir_batch.shape[1] == 3:
             ir_batch = _luma(ir_batch)
         vi_y, vi_cbcr, is_colour = split_visible(vi_batch)
@@ -262,7 +266,7 @@ def _baseline_function(name: str) -> Callable[[torch.Tensor, torch.Tensor], torc
         raise ValueError(f"baseline {name!r} requested but stfuse.baselines provides no fuse_baseline") from error
 
     def run(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
+        with torch.no_grad():
             return fuse_baseline(name, a, b)
 
     return run

@@ -35,6 +35,7 @@ __all__ = [
 #: --format value → file extension; jpg and bmp store 8 bits only.
 OUTPUT_FORMATS: dict[str, str] = {"png": ".png", "jpg": ".jpg", "tif": ".tif", "bmp": ".bmp"}
 SIXTEEN_BIT_FORMATS = frozenset({"png", "tif"})
+_SUFFIX_FORMATS = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".tif": "tif", ".tiff": "tif", ".bmp": "bmp"}
 
 
 @dataclass
@@ -237,27 +238,27 @@ def fuse_pairs(
     """
     from tqdm.auto import tqdm
 
-    from data_modules.io import write_image
+    from data_modules.io import read_image_size, write_image
 
     if output_format not in OUTPUT_FORMATS:
         raise ValueError(f"unknown output format {output_format!r}; use one of {', '.join(OUTPUT_FORMATS)}")
     if str(bit_depth) not in ("auto", "8", "16"):
         raise ValueError(f"bit depth must be auto, 8 or 16, got {bit_depth!r}")
+    single_file = out.suffix.lower() in _SUFFIX_FORMATS
+    if single_file and len(pairs) != 1:
+        raise ValueError(f"--out '{out}' is a file name but there are {len(pairs)} pairs; give a folder")
+    if single_file:
+        output_format = _SUFFIX_FORMATS[out.suffix.lower()]  # the file name decides the format
     if str(bit_depth) == "16" and output_format not in SIXTEEN_BIT_FORMATS:
         raise ValueError(f"{output_format} stores 8 bits only; use png or tif for 16-bit output")
     log = log or sys.stderr
     started = time.perf_counter()
     report = FusionReport(failed=list(problems))
 
-    single_file = out.suffix.lower() in {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
-    if single_file and len(pairs) != 1:
-        raise ValueError(f"--out '{out}' is a file name but there are {len(pairs)} pairs; give a folder")
     out_dir = out.parent if single_file else out
     input_folders = sorted({p.parent for _, ir_path, vi_path in pairs for p in (ir_path, vi_path)})
     _check_output_folder(out_dir, input_folders)
     out_dir.mkdir(parents=True, exist_ok=True)
-
-    from data_modules.io import read_image_size
 
     jobs: list[PairJob] = []
     for name, ir_path, vi_path in pairs:

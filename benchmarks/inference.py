@@ -1,0 +1,251 @@
+"""Inference speed of STFuse: images/s and ms per megapixel, printed as JSON.
+
+    python benchmarks/inference.py --quick                 # small preset, 640×480, about a minute on 2 cores
+    python benchmarks/inference.py                         # small + base, 640×480 + 1024×768, batch 1 + 16
+    python benchmarks/inference.py --compile --profile     # add torch.compile and a torch.profiler table
+
+Weights are random: speed does not depend on their values. Every configuration runs through
+``Fuser.fuse_luminance`` (autocast, channels_last, tiling decisions) — the path ``stfuse fuse`` takes —
+and reports the median over ``--repeats`` timed runs after ``--warmup`` untimed ones. The classical
+baselines from ``stfuse.baselines`` run in the same process for reference. ``--pipeline DIR`` adds an
+end-to-end ``stfuse fuse`` run over a folder pair (decode + fuse + encode + write).
+
+CPU time per run is recorded beside wall time: on a shared machine ``cpu_load`` (CPU seconds per wall
+second per thread) well below 1 means the run waited for cores and the wall times are pessimistic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from stfuse.inference.fuser import Fuser
+from stfuse.inference.runtime import configure_cpu_threads, physical_cores
+from stfuse.models import STFuseNet
+
+
+def _size(text: str) -> tuple[int, int]:
+    width, height = (int(v) for v in text.lower().split("x"))
+    return height, width
+
+
+def _time_runs(run: Any, warmup: int, repeats: int) -> tuple[list[float], list[float]]:
+    for _ in range(warmup):
+        run()
+    walls, cpus = [], []
+    for _ in range(repeats):
+        wall, cpu = time.perf_counter(), time.process_time()
+        run()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return walls, cpus
+
+
+def _record(name: str, device: str, precision: str, mode: str, size: tuple[int, int], batch: int,
+            walls: list[float], cpus: list[float], threads: int, **extra: Any) -> dict[str, Any]:
+    height, width = size
+    median = statistics.median(walls)
+    megapixels = batch * height * width / 1e6
+    return {
+        "model": name, "device": device, "precision": precision, "mode": mode,
+        "size": f"{width}x{height}", "batch": batch,
+        "images_per_s": round(batch / median, 2),
+        "ms_per_image": round(1000 * median / batch, 2),
+        "ms_per_megapixel": round(1000 * median / megapixels, 2),
+        "median_s": round(median, 4), "repeats": len(walls),
+        "cpu_ms_per_image": round(1000 * statistics.median(cpus) / batch, 1),
+        "cpu_load": round(statistics.median(c / w for c, w in zip(cpus, walls)) / threads, 2)
+        if device == "cpu" else None,
+        **extra,
+    }
+
+
+def bench_network(preset: str, device: str, precision: str, compiled: bool, size: tuple[int, int], batch: int,
+                  args: argparse.Namespace, threads: int) -> dict[str, Any]:
+    torch.manual_seed(0)
+    fuser = Fuser(STFuseNet(preset=preset), device=device, precision=precision, compile=compiled, tile=0)
+    height, width = size
+    ir = torch.rand(batch, 1, height, width, device=device)
+    vi = torch.rand(batch, 1, height, width, device=device)
+    compile_s = None
+    if compiled:
+        start = time.perf_counter()
+        fuser.fuse_luminance(ir, vi)
+        compile_s = round(time.perf_counter() - start, 1)
+    walls, cpus = _time_runs(lambda: fuser.fuse_luminance(ir, vi), args.warmup, args.repeats)
+    return _record(f"stfuse-{preset}", device, precision, "compiled" if compiled else "eager", size, batch,
+                   walls, cpus, threads, compile_s=compile_s)
+
+
+def bench_baselines(size: tuple[int, int], batch: int, args: argparse.Namespace, threads: int,
+                    skipped: list[dict[str, str]]) -> list[dict[str, Any]]:
+    try:
+        from stfuse import baselines
+    except ImportError as error:
+        skipped.append({"what": "baselines", "reason": f"stfuse.baselines cannot be imported: {error}"})
+        return []
+    fuse_baseline = getattr(baselines, "fuse_baseline", None)
+    if fuse_baseline is None:
+        skipped.append({"what": "baselines", "reason": "stfuse.baselines has no fuse_baseline yet"})
+        return []
+    available = list(getattr(baselines, "BASELINES", None) or getattr(baselines, "BASELINE_NAMES", None) or [])
+    names = [n for n in args.baselines if not available or n in available]
+    for missing in sorted(set(args.baselines) - set(names)):
+        skipped.append({"what": f"baseline {missing}", "reason": f"not in stfuse.baselines ({', '.join(available)})"})
+    results = []
+    height, width = size
+    ir, vi = torch.rand(batch, 1, height, width), torch.rand(batch, 1, height, width)
+    for name in names:
+        try:
+            walls, cpus = _time_runs(lambda name=name: fuse_baseline(name, ir, vi), args.warmup, args.repeats)
+        except Exception as error:  # a baseline that cannot run is reported, not fatal
+            skipped.append({"what": f"baseline {name}", "reason": f"{type(error).__name__}: {error}"})
+            continue
+        results.append(_record(f"baseline-{name}", "cpu", "fp32", "eager", size, batch, walls, cpus, threads))
+    return results
+
+
+def profile_network(preset: str, size: tuple[int, int], precision: str, top: int) -> dict[str, Any]:
+    """Top ops of one eager forward at ``size`` (self CPU time), to show what limits CPU throughput."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.manual_seed(0)
+    fuser = Fuser(STFuseNet(preset=preset), device="cpu", precision=precision, tile=0)
+    height, width = size
+    ir, vi = torch.rand(1, 1, height, width), torch.rand(1, 1, height, width)
+    fuser.fuse_luminance(ir, vi)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(3):
+            fuser.fuse_luminance(ir, vi)
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events) or 1.0
+    return {
+        "model": f"stfuse-{preset}", "size": f"{width}x{height}", "precision": precision,
+        "top_ops": [
+            {"op": e.key, "calls_per_forward": e.count // 3, "self_cpu_ms_per_forward": round(e.self_cpu_time_total / 3000, 2),
+             "percent": round(100 * e.self_cpu_time_total / total, 1)}
+            for e in events[:top]
+        ],
+    }
+
+
+def bench_pipeline(folder: Path, preset: str, args: argparse.Namespace, workers: int) -> dict[str, Any]:
+    """``stfuse fuse`` end to end over ``folder/ir`` + ``folder/vi`` (decode, fuse, colour, encode, write)."""
+    from stfuse.inference.runner import collect_pairs, fuse_pairs
+
+    torch.manual_seed(0)
+    fuser = Fuser(STFuseNet(preset=preset), device="cpu")
+    pairs, _ = collect_pairs(folder / "ir", folder / "vi")
+    torch.set_num_threads(args.threads or max(1, physical_cores() - (1 if workers else 0)))
+    walls = []
+    for _ in range(max(1, args.repeats // 2)):
+        with tempfile.TemporaryDirectory() as out:
+            start = time.perf_counter()
+            report = fuse_pairs(fuser, pairs, Path(out), batch_size=args.pipeline_batch, workers=workers, progress=False)
+            walls.append(time.perf_counter() - start)
+            if report.failed:
+                raise RuntimeError(f"pipeline run failed: {report.failed[:3]}")
+    median = statistics.median(walls)
+    return {"model": f"stfuse-{preset}", "folder": str(folder), "pairs": len(pairs), "workers": workers,
+            "torch_threads": torch.get_num_threads(),
+            "batch": args.pipeline_batch, "pairs_per_s": round(len(pairs) / median, 2), "median_s": round(median, 2)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--presets", default="small,base")
+    parser.add_argument("--sizes", default="640x480,1024x768", help="W×H list")
+    parser.add_argument("--batch-sizes", default="1,16")
+    parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--devices", default="cpu,cuda", help="cuda is skipped when absent")
+    parser.add_argument("--baselines", default="laplacian", help="classical rules from stfuse.baselines")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile (first call = compile)")
+    parser.add_argument("--profile", action="store_true", help="torch.profiler top ops for the small preset")
+    parser.add_argument("--pipeline", type=Path, help="folder with ir/ and vi/ for an end-to-end stfuse fuse run")
+    parser.add_argument("--pipeline-batch", type=int, default=1)
+    parser.add_argument("--pipeline-workers", type=int, nargs="*", help="loader workers to try (default: 0 and 1)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: physical cores)")
+    parser.add_argument("--quick", action="store_true", help="small preset, 640×480, batch 1 and 16, 3 repeats")
+    parser.add_argument("--out", type=Path, help="also write the JSON here")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.presets, args.sizes, args.repeats = "small", "640x480", min(args.repeats, 3)
+    args.baselines = [b for b in args.baselines.split(",") if b]
+
+    threads = configure_cpu_threads(workers=0, threads=args.threads)
+    skipped: list[dict[str, str]] = []
+    results: list[dict[str, Any]] = []
+    devices = [d for d in args.devices.split(",") if d]
+    if "cuda" in devices and not torch.cuda.is_available():
+        devices.remove("cuda")
+        skipped.append({"what": "cuda", "reason": "no CUDA device on this machine"})
+    started = time.perf_counter()
+    load_before = os.getloadavg()
+
+    sizes = [_size(s) for s in args.sizes.split(",")]
+    batches = [int(b) for b in args.batch_sizes.split(",")]
+    for device in devices:
+        for preset in args.presets.split(","):
+            for precision in args.precisions.split(","):
+                for size in sizes:
+                    for batch in batches:
+                        label = f"stfuse-{preset} {device} {precision} {size[1]}x{size[0]} batch {batch}"
+                        try:
+                            results.append(bench_network(preset, device, precision, False, size, batch, args, threads))
+                        except Exception as error:
+                            skipped.append({"what": label, "reason": f"{type(error).__name__}: {error}"})
+                        print(f"done: {label}", file=sys.stderr)
+            if args.compile:
+                for precision in args.precisions.split(","):
+                    label = f"stfuse-{preset} {device} {precision} compiled"
+                    try:
+                        results.append(bench_network(preset, device, precision, True, sizes[0], 1, args, threads))
+                    except Exception as error:
+                        skipped.append({"what": label, "reason": f"{type(error).__name__}: {error}".splitlines()[0]})
+                    print(f"done: {label}", file=sys.stderr)
+    for size in sizes:
+        results += bench_baselines(size, 1, args, threads, skipped)
+
+    report: dict[str, Any] = {
+        "machine": {
+            "cpu": platform.processor() or platform.machine(), "physical_cores": physical_cores(),
+            "torch_threads": threads, "torch": torch.__version__, "cuda": torch.cuda.get_device_name(0)
+            if torch.cuda.is_available() else None,
+            "load_average_before": [round(v, 2) for v in load_before],
+            "load_average_after": [round(v, 2) for v in os.getloadavg()],
+        },
+        "settings": {"repeats": args.repeats, "warmup": args.warmup, "channels_last": True, "weights": "random"},
+        "results": results,
+        "skipped": skipped,
+    }
+    if args.profile:
+        report["profile"] = [profile_network("small", sizes[0], p, top=12) for p in args.precisions.split(",")]
+    if args.pipeline:
+        report["pipeline"] = [
+            bench_pipeline(args.pipeline, "small", args, workers) for workers in (args.pipeline_workers or [0, 1])
+        ]
+    report["benchmark_seconds"] = round(time.perf_counter() - started, 1)
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
