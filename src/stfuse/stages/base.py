@@ -14,6 +14,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from torch import nn
+from torchmetrics import MeanMetric
 
 from stfuse.utils.visual import make_grid, save_png
 
@@ -40,6 +41,10 @@ class FusionStageBase(pl.LightningModule, ABC):
         self.configure_models()
         self.configure_losses()
         self.configure_metrics()
+        # Sample-weighted epoch means of the evaluation loss, reduced as sums across ranks. Lightning's
+        # own ``sync_dist`` mean divides the integer sample count by the world size in integer arithmetic,
+        # which is wrong whenever ranks hold different numbers of samples (the unpadded eval sampler).
+        self.eval_loss = nn.ModuleDict({"val": MeanMetric(), "test": MeanMetric()})
         self._grid_rows: list[list[torch.Tensor]] = []
 
     # ---- hooks -----------------------------------------------------------------------------
@@ -83,6 +88,12 @@ class FusionStageBase(pl.LightningModule, ABC):
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def log_eval_loss(self, split: str, value: torch.Tensor, batch_size: int) -> None:
+        """Log ``{split}/loss`` as an exact per-sample mean over all ranks (see ``eval_loss``)."""
+        metric = self.eval_loss[split]
+        metric.update(value.detach(), weight=batch_size)
+        self.log(f"{split}/loss", metric, batch_size=batch_size, add_dataloader_idx=False)
 
     def _log_terms(self, prefix: str, terms: dict[str, torch.Tensor], batch_size: int, **kwargs: Any) -> None:
         for name, value in terms.items():

@@ -170,7 +170,7 @@ class IVIFTransferStage(FusionStageBase):
         fused = self.net(ir, vi).clamp(0, 1)
         terms = self.fusion_loss(fused, ir, vi)
         n = ir.shape[0]
-        self.log(f"{split}/loss", terms["total"], batch_size=n, sync_dist=True)
+        self.log_eval_loss(split, terms["total"], n)
         metrics = self.val_metrics if split == "val" else self.test_metrics
         metrics.update(fused, ir, vi)
         return fused

@@ -85,7 +85,7 @@ class MFIFStage(FusionStageBase):
         if "gt" in batch:
             metrics = self.val_metrics if split == "val" else self.test_metrics
             terms = self.criterion(fused, batch["gt"])
-            self.log(f"{split}/loss", terms["total"], batch_size=n, sync_dist=True, add_dataloader_idx=False)
+            self.log_eval_loss(split, terms["total"], n)
             metrics.update(fused.clamp(0, 1), batch["gt"])
             self.log_dict(metrics, batch_size=n, add_dataloader_idx=False)
             if split == "val":
