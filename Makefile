@@ -38,6 +38,8 @@ help:
 	@echo "make evaluate        metrics table + HTML report"
 	@echo "make bench           speed benchmarks (JSON)"
 	@echo "make lint            ruff"
+	@echo "make sweep SWEEP=experiments/sweeps/x.yaml   create a W&B sweep, print the agent command"
+	@echo "make agent SWEEP_ID=entity/project/id [COUNT=n]   run a W&B sweep agent (venv python on PATH)"
 
 install: $(VENV)/.installed
 
@@ -48,7 +50,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml constraints-cpu.txt
 	touch $@
 
 test: install
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q tests notebooks --nbmake $(PYTEST_ARGS)
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
@@ -84,3 +86,17 @@ transfer-ivif: install
 
 demo: install
 	$(STFUSE) demo --out $(OUT)/demo $(ARGS)
+
+# ---- W&B sweeps (docs/cluster.md) -------------------------------------------------------------------
+SWEEP ?=
+SWEEP_ID ?=
+COUNT ?=
+
+sweep: install
+	@test -n "$(SWEEP)" || { echo "usage: make sweep SWEEP=experiments/sweeps/<name>.yaml"; exit 2; }
+	$(PY) -m stfuse.utils.sweeps create $(SWEEP)
+
+# The agent starts `python` from PATH (wandb's ${interpreter}), so the venv goes first.
+agent: install
+	@test -n "$(SWEEP_ID)" || { echo "usage: make agent SWEEP_ID=entity/project/sweep_id [COUNT=n]"; exit 2; }
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/wandb agent $(if $(COUNT),--count $(COUNT)) $(SWEEP_ID)

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 BUDGETS = {
     # steps, crops and batch sizes per stage; the three IVIF variants share one budget.
-    "cpu": {"preset": "small", "mfif_steps": 1500, "ivif_steps": 600, "crop": 96, "batch": 8, "workers": 2,
+    "cpu": {"preset": "small", "mfif_steps": 400, "ivif_steps": 200, "crop": 96, "batch": 8, "workers": 2,
             "trainer": "experiments/reference/cpu.yaml"},
     "gpu": {"preset": "base", "mfif_steps": 20000, "ivif_steps": 6000, "crop": 192, "batch": 16, "workers": 8,
             "trainer": "experiments/reference/gpu.yaml"},
@@ -92,7 +92,7 @@ def main() -> int:
             "--seed_everything", str(args.seed),
             "--trainer.default_root_dir", str(out / "mfif"),
             "--trainer.max_steps", str(budget["mfif_steps"]),
-            "--trainer.val_check_interval", str(max(1, budget["mfif_steps"] // 3)),
+            "--trainer.val_check_interval", str(max(1, budget["mfif_steps"] // 2)),
             "--model.init_args.net", net,
             "--data.init_args.roots", json.dumps([str(data / "train" / "natural")]),
             "--data.init_args.real_val_root", str(data / "mfif" / "lytro"),

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -204,6 +205,15 @@ def _as_list(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return batch
 
 
+def _quantise(image: torch.Tensor, bit_depth: int) -> np.ndarray:
+    """C×H×W floats in [0, 1] to an H×W×C integer array, in float32 torch ops (cheaper than float64 numpy)."""
+    scale = 255.0 if bit_depth == 8 else 65535.0
+    values = (image.float().clamp(0.0, 1.0) * scale).round_().permute(1, 2, 0)
+    if bit_depth == 8:
+        return values.to(torch.uint8).numpy()
+    return values.to(torch.int32).numpy().astype(np.uint16)
+
+
 # ------------------------------------------------------------------------------------------------ running
 def _check_output_folder(out_dir: Path, input_folders: Sequence[Path]) -> None:
     resolved = out_dir.resolve()
@@ -354,7 +364,8 @@ def _run_jobs(
                     if output_format not in SIXTEEN_BIT_FORMATS:
                         depth = 8
                     future = writer.submit(
-                        write_image, job.out_path, image, bit_depth=depth, protected=(job.ir_path, job.vi_path)
+                        write_image, job.out_path, _quantise(image, depth), bit_depth=depth,
+                        protected=(job.ir_path, job.vi_path),
                     )
                     pending.append((job, future))
             settle(block=len(pending) > 2 * batch_size)

@@ -5,6 +5,7 @@ Layout (s = ``downsample``, C = ``channels``, C_f = ``head_channels``)::
     A ─ pixel-unshuffle ×s ─ 3×3 stem ─ block₁ … block_B ─┐   a CEM after each block depth listed in
     B ─ pixel-unshuffle ×s ─ 3×3 stem ─ block₁ … block_B ─┘   ``cem_depths`` refines (X, Y) → (X', Y')
     concat(X', Y') ─ 1×1 ─ decoder blocks ─ 3×3 + pixel-shuffle ×s ─ concat(·, A, B) ─ 3×3 ─ 3×3 ─ 1 ch
+    (+ the average of A and B when ``average_prior``) ─ sigmoid | clamp
 
 Everything but the last two convs runs at 1/s resolution, which is what makes the network cheap on CPU;
 the raw sources are fed to the full-resolution head so fine detail survives the down-sampling.
@@ -50,6 +51,7 @@ class BranchEncoder(nn.Module):
 
     Pixel-unshuffle keeps every input pixel (nothing is averaged away) while no C-channel map is ever
     stored at full resolution; on CPU those full-resolution maps, not the FLOPs, dominate the run time.
+    A container without ``forward``: STFuseNet runs the steps itself so that CEMs can sit between blocks.
     """
 
     def __init__(self, channels: int, num_blocks: int, downsample: int, block: str) -> None:
@@ -67,6 +69,7 @@ class FusionDecoder(nn.Module):
 
     The sources themselves are the full-resolution skip: the last two convs see the raw pixels of A and B
     beside the up-sampled fusion features, so fine detail does not have to pass through the 1/s bottleneck.
+    A container without ``forward``, driven by STFuseNet (which also returns its intermediate maps).
     """
 
     def __init__(self, channels: int, num_blocks: int, downsample: int, head_channels: int, block: str) -> None:

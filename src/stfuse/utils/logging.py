@@ -307,10 +307,10 @@ def read_csv_metrics(path: str | Path) -> dict[str, list[tuple[int, float]]]:
     """
     path = Path(path)
     if path.is_dir():
-        found = sorted(path.rglob("metrics.csv"))
+        found = sorted(path.rglob("metrics.csv"), key=lambda p: p.stat().st_mtime)
         if not found:
             raise FileNotFoundError(f"no metrics.csv under {path}")
-        path = found[-1]
+        path = found[-1]  # the newest version_N (names sort version_10 before version_2)
     series: dict[str, list[tuple[int, float]]] = {}
     with path.open(newline="") as handle:
         for row in csv.DictReader(handle):
