@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from stfuse.docking import report
-from stfuse.docking.labels import MSRS_CLASSES, Boxes, DockingError, read_class_names, read_label_dir
+from stfuse.docking.labels import MSRS_CLASSES, DockingError, read_class_names, read_label_dir
 from stfuse.docking.metrics import Detections, mean_average_precision
 from stfuse.docking.sources import (
     SourceSpec,
@@ -334,4 +334,4 @@ def _read_detections(path: Path, stems: Sequence[str]) -> dict[str, Detections]:
     return out
 
 
-__all__ = ["DockingConfig", "PRESETS", "LoadedSource", "run_docking", "find_data_root", "Boxes"]
+__all__ = ["PRESETS", "DockingConfig", "LoadedSource", "find_data_root", "limit_stems", "run_docking"]
