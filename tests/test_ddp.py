@@ -30,9 +30,10 @@ VAL_SAMPLES = 3  # odd, so a padded sampler would count one sample twice on 2 ra
 IVIF_METRICS = ["EN", "SF", "Qabf"]
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def _one_thread():
-    """Tiny networks run fastest on one thread (Lightning gives each spawned rank one as well)."""
+    """Tiny networks run fastest on one thread, above all on a shared 2-core machine. Module scope, so
+    it is already in force while the module-scoped training fixtures run."""
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

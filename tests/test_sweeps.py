@@ -40,9 +40,10 @@ SPECS = sorted((REPO / "experiments" / "sweeps").glob("*.yaml"))
 TINY_NET = {"preset": "small", "channels": 8, "num_blocks": 1, "heads": 2}
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def _one_thread():
-    """Tiny networks run fastest on one thread, above all on a shared 2-core machine."""
+    """Tiny networks run fastest on one thread, above all on a shared 2-core machine. Module scope, so
+    it is already in force while the module-scoped training fixtures run."""
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -123,7 +123,11 @@ class TestMetricTable(Callback):
             return
         if hasattr(metrics, "has_updates") and not metrics.has_updates():
             return
-        per_image = {name: values.detach().cpu().double().tolist() for name, values in metrics.compute_per_image().items()}
+        computed = metrics.compute_per_image()
+        # Columns in the configured metric order (a MetricCollection iterates alphabetically).
+        order = [name for name in getattr(metrics, "metric_names", []) if name in computed]
+        order += [name for name in computed if name not in order]
+        per_image = {name: computed[name].detach().cpu().double().tolist() for name in order}
         names = [name for part in gather_objects(self._names) for name in part]
         root = _log_dir(trainer)
         if not trainer.is_global_zero or not per_image:
@@ -238,6 +242,8 @@ class OfflineRun:
     summary: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     artifacts: list[dict[str, str]] = field(default_factory=list)
+    #: whether the run's exit record is on disk (False for a crashed run, or one still being written)
+    finished: bool = False
 
     @property
     def files(self) -> Path:
@@ -288,6 +294,8 @@ def read_offline_run(run_dir: str | Path) -> OfflineRun:
             run.history.append(row)
         elif kind == "artifact":
             run.artifacts.append({"name": record.artifact.name, "type": record.artifact.type})
+        elif kind == "exit":
+            run.finished = True
     run.config.pop("_wandb", None)
     return run
 
