@@ -388,8 +388,6 @@ def test_baseline_option_uses_stfuse_baselines_when_available(
     baselines = pytest.importorskip("stfuse.baselines")
     if not hasattr(baselines, "fuse_baseline"):
         pytest.skip("stfuse.baselines.fuse_baseline is not available yet")
-    (pair_folders / "vi" / "d_corrupt.png").unlink()
-    (pair_folders / "ir" / "d_corrupt.png").unlink()
     out = tmp_path / "baseline"
     code = fuse_main(["--baseline", "average", "--ir", str(pair_folders / "ir" / "b_grey.png"),
                       "--vi", str(pair_folders / "vi" / "b_grey.png"), "--out", str(out), "--quiet"])
@@ -397,3 +395,6 @@ def test_baseline_option_uses_stfuse_baselines_when_available(
     fused = read_image(out / "b_grey.png")
     ir, vi = read_image(pair_folders / "ir" / "b_grey.png"), read_image(pair_folders / "vi" / "b_grey.png")
     assert (fused - 0.5 * (ir + vi)).abs().max() < 2 / 255
+    assert fuse_main(["--baseline", "no-such-rule", "--ir", str(pair_folders / "ir"), "--vi",
+                      str(pair_folders / "vi"), "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    assert "no-such-rule" in capsys.readouterr().err

@@ -83,8 +83,10 @@ def build_fuse_parser() -> argparse.ArgumentParser:
     speed.add_argument(
         "--batch-size", type=_positive, default=None, help="same-size pairs fused together (default: 1 on CPU, 8 on GPU)"
     )
-    speed.add_argument("--workers", type=_non_negative, default=None, help="decoding workers (default: auto)")
-    speed.add_argument("--threads", type=_positive, default=None, help="torch CPU threads (default: physical cores)")
+    speed.add_argument("--workers", type=_non_negative, default=None, help="decoding processes (default: 1 with two cores or more)")
+    speed.add_argument(
+        "--threads", type=_positive, default=None, help="torch CPU threads (default: physical cores, less one with workers)"
+    )
     speed.add_argument("--compile", action="store_true", help="torch.compile the network")
     speed.add_argument("--no-channels-last", action="store_true", help="keep the NCHW memory layout")
     speed.add_argument("--tile", type=_non_negative, default=None, help="tile side for large images; 0: never tile")

@@ -260,10 +260,17 @@ def _describe(batch: torch.Tensor) -> str:
 
 
 def _baseline_function(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The classical rule ``name`` from :mod:`stfuse.baselines`; an unknown name fails here, before any work."""
     try:
-        from stfuse.baselines import fuse_baseline
+        from stfuse import baselines
     except ImportError as error:
-        raise ValueError(f"baseline {name!r} requested but stfuse.baselines provides no fuse_baseline") from error
+        raise ValueError(f"baseline {name!r} requested but stfuse.baselines cannot be imported: {error}") from error
+    fuse_baseline = getattr(baselines, "fuse_baseline", None)
+    if fuse_baseline is None:
+        raise ValueError(f"baseline {name!r} requested but stfuse.baselines provides no fuse_baseline")
+    canonical = getattr(baselines, "canonical_baseline_name", None)
+    if canonical is not None:
+        name = canonical(name)  # ValueError listing the known names
 
     def run(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
