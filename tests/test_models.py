@@ -138,6 +138,11 @@ def test_build_network_rejects_unknown_keys() -> None:
         build_network({"preset": "small", "chanels": 8})
 
 
+def test_build_network_reads_yaml_boolean_off_as_cem_off() -> None:
+    """YAML 1.1 parses a bare ``cem: off`` as False."""
+    assert build_network({"preset": "small", "cem": False}).config["cem"] == "off"
+
+
 def test_bad_inputs_raise_clear_errors() -> None:
     net = _tiny()
     a, b = _pair()
