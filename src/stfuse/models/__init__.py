@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from stfuse.models.cem import CEM_MODES, ChannelAttention, CrossFeatureEnhancement
@@ -34,7 +35,7 @@ def build_network(config: dict[str, Any] | None = None) -> STFuseNet:
     if config.get("cem") is False:
         # YAML 1.1 (and jsonargparse's parsing of untyped values) reads a bare `off` as False.
         config["cem"] = "off"
-    allowed = set(STFuseNet(preset="small").config)
+    allowed = set(inspect.signature(STFuseNet.__init__).parameters) - {"self"}
     unknown = sorted(set(config) - allowed)
     if unknown:
         raise ValueError(f"unknown network config keys {unknown}; allowed: {sorted(allowed)}")
