@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 BUDGETS = {
     # steps, crops and batch sizes per stage; the three IVIF variants share one budget.
-    "cpu": {"preset": "small", "mfif_steps": 400, "ivif_steps": 200, "crop": 96, "batch": 8, "workers": 2,
+    "cpu": {"preset": "small", "mfif_steps": 400, "ivif_steps": 120, "crop": 96, "batch": 8, "workers": 2,
             "trainer": "experiments/reference/cpu.yaml"},
     "gpu": {"preset": "base", "mfif_steps": 20000, "ivif_steps": 6000, "crop": 192, "batch": 16, "workers": 8,
             "trainer": "experiments/reference/gpu.yaml"},
@@ -69,6 +69,7 @@ def main() -> int:
     parser.add_argument("--skip-train", action="store_true", help="only export and evaluate existing runs")
     parser.add_argument("--mfif-steps", type=int, help="override the budget's source-stage steps")
     parser.add_argument("--ivif-steps", type=int, help="override the budget's target-stage steps")
+    parser.add_argument("--skip-mfif", action="store_true", help="reuse <out>/mfif/checkpoints/last.ckpt")
     parser.add_argument("--no-results", action="store_true", help="train only; skip export and evaluation")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated IVIF variants to train")
     args = parser.parse_args()
@@ -103,7 +104,14 @@ def main() -> int:
             "--data.init_args.val_samples", "32",
             "--data.init_args.cache_images", "true",
         ]  # fmt: skip
-        timings["mfif"] = run(mfif_cmd, out / "logs" / "mfif.log")
+        if args.skip_mfif:
+            if not mfif_ckpt.is_file():
+                raise SystemExit(f"--skip-mfif needs {mfif_ckpt}")
+            previous = out / "timings.json"
+            if previous.is_file():
+                timings.update(json.loads(previous.read_text()).get("seconds", {}))
+        else:
+            timings["mfif"] = run(mfif_cmd, out / "logs" / "mfif.log")
         steps_per_epoch = max(1, (183 - 8) // budget["batch"])
         for variant in [v for v in args.variants.split(",") if v]:
             ivif_cmd = stfuse + [
