@@ -9,6 +9,7 @@ to files.
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
@@ -24,6 +25,7 @@ from torch.utils.data import DistributedSampler
 from data_modules import IVIFDataModule, MFIFDataModule, TransferDataModule
 from data_modules.samplers import UnpaddedDistributedSampler, eval_sampler
 from stfuse.stages import IVIFTransferStage, MFIFStage
+from stfuse.utils.logging import TestMetricTable
 
 TINY_NET = {"preset": "small", "channels": 8, "num_blocks": 1, "heads": 2}
 VAL_SAMPLES = 3  # odd, so a padded sampler would count one sample twice on 2 ranks
@@ -202,6 +204,7 @@ def test_ivif_transfer_stage_under_ddp_matches_single_process(mfif_ddp_run, tmp_
     pl.seed_everything(0)
     stage = IVIFTransferStage(source_ckpt=str(source), warmup_steps=1, val_metrics=IVIF_METRICS, grid_images=2)
     trainer = _ddp_trainer(root)
+    trainer.callbacks.append(TestMetricTable())
     trainer.fit(stage, datamodule=_ivif_data())
     _, weights = _read_ranks(root)
     single = IVIFTransferStage(source_ckpt=str(source), val_metrics=IVIF_METRICS, grid_images=0)
@@ -209,3 +212,24 @@ def test_ivif_transfer_stage_under_ddp_matches_single_process(mfif_ddp_run, tmp_
     reference = _single_validate(single, _ivif_data(), tmp_path / "single")
     assert {"val/loss", *(f"val/{m}" for m in IVIF_METRICS)} <= set(reference)
     _assert_ddp_contract(root, reference)
+
+    # The per-image test table: names and values gathered from both ranks line up, rank 0 writes it.
+    trainer.test(stage, datamodule=_ivif_data(), verbose=False)
+    tables = list(root.rglob("test_per_image.csv"))
+    assert len(tables) == 1, tables
+    single_root = tmp_path / "single_test"
+    pl.Trainer(
+        accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
+        default_root_dir=str(single_root), callbacks=[TestMetricTable()],
+    ).test(single, datamodule=_ivif_data(), verbose=False)
+    ddp_rows, single_rows = _table(tables[0]), _table(single_root / "test_per_image.csv")
+    assert sorted(ddp_rows) == sorted(single_rows) and len(ddp_rows) == VAL_SAMPLES + 1
+    for name, values in single_rows.items():
+        assert ddp_rows[name] == pytest.approx(values, rel=1e-6), name
+
+
+def _table(path: Path) -> dict[str, list[float]]:
+    with path.open() as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["image", *IVIF_METRICS]
+    return {row[0]: [float(v) for v in row[1:]] for row in rows[1:]}
