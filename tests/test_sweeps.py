@@ -220,3 +220,39 @@ def test_agent_command_runs_as_a_subprocess(tiny_source_ckpt, tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "fast_dev_run" in done.stderr + done.stdout
+
+
+def test_make_sweep_creates_the_sweep_and_prints_the_agent_command(monkeypatch, capsys, tmp_path):
+    import wandb
+
+    created = {}
+
+    def fake_sweep(sweep, project=None, entity=None):
+        created.update(sweep=sweep, project=project, entity=entity)
+        return "abc123"
+
+    monkeypatch.setattr(wandb, "sweep", fake_sweep)
+    monkeypatch.delenv("WANDB_PROJECT", raising=False)
+    spec_path = REPO / "experiments" / "sweeps" / "guidance_modes.yaml"
+    assert sweeps.main(["create", str(spec_path), "--entity", "lab"]) == 0
+    assert created["sweep"] == load_spec(spec_path) and (created["project"], created["entity"]) == ("stfuse", "lab")
+    assert "make agent SWEEP_ID=lab/stfuse/abc123" in capsys.readouterr().out
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("method: grid\nparameters: {a: {min: 0.0, max: 1.0}}\ncommand: [x, '${args}']\n")
+    assert sweeps.main(["create", str(broken)]) == 2
+    assert "discrete" in capsys.readouterr().err
+    broken.write_text("method: grid\ncommand: [x, ${args}]\n")
+    assert sweeps.main(["create", str(broken)]) == 2
+    assert "not valid YAML" in capsys.readouterr().err
+
+
+def test_sample_prints_the_command_with_extra_arguments(capsys):
+    spec_path = REPO / "experiments" / "sweeps" / "ivif_loss_weights.yaml"
+    assert sweeps.main(["sample", str(spec_path), "--seed", "5", "--", "--trainer.fast_dev_run", "1"]) == 0
+    out = capsys.readouterr().out
+    command = out.strip().splitlines()[-1].split()
+    assert command[:5] == ["/usr/bin/env", "python", "-m", "stfuse.utils.sweeps", "run"]
+    assert command[-2:] == ["--trainer.fast_dev_run", "1"]
+    params = json.loads(out[: out.rindex("}") + 1])
+    json_file = Path(command[command.index("--trainer.fast_dev_run") - 1])
+    assert json.loads(json_file.read_text()) == params and not str(json_file).startswith(str(REPO))

@@ -75,6 +75,8 @@ def load_spec(path: str | Path) -> dict[str, Any]:
         spec = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise SweepSpecError(f"sweep spec {path} does not exist") from None
+    except yaml.YAMLError as error:
+        raise SweepSpecError(f"{path} is not valid YAML (quote macros inside [...] lists): {error}") from None
     if not isinstance(spec, dict):
         raise SweepSpecError(f"{path}: a sweep spec is a mapping, got {type(spec).__name__}")
     validate_spec(spec, source=str(path))
@@ -354,17 +356,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     create.add_argument("spec")
     create.add_argument("--project", default=None)
     create.add_argument("--entity", default=None)
-    sample = sub.add_parser("sample", help="draw one configuration and print (or --run) the agent's command")
+    sample = sub.add_parser(
+        "sample", help="draw one configuration and print (or --run) the agent's command; arguments after -- are appended"
+    )
     sample.add_argument("spec")
     sample.add_argument("--seed", type=int, default=None)
     sample.add_argument("--run", action="store_true", help="run it (WANDB_MODE defaults to offline)")
-    sample.add_argument("extra", nargs="*", help="arguments appended to the command (after --)")
     sub.add_parser("run", help="the sweep's entry point: run ARGS through the LightningCLI in a per-run folder")
-    args = parser.parse_args(argv)
+    # Everything after "--" is appended to the sampled command verbatim (argparse would parse it).
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
+    args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
     try:
         if args.command == "create":
             return _cmd_create(args.spec, args.project, args.entity)
-        return _cmd_sample(args.spec, args.seed, args.run, args.extra)
+        return _cmd_sample(args.spec, args.seed, args.run, extra)
     except SweepSpecError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
