@@ -70,7 +70,8 @@ class FusionMetric(Metric):
             self.values.append(self.values_for(batch).to(torch.float64).reshape(-1))
 
     def _gathered(self) -> torch.Tensor:
-        if not self.values:
+        # After a DDP sync the list state has been concatenated into one tensor.
+        if isinstance(self.values, list) and not self.values:
             raise RuntimeError(f"{self.name or type(self).__name__}: compute() called before any update()")
         return dim_zero_cat(self.values)
 
