@@ -28,7 +28,7 @@ CONSTRAINTS := -c constraints-cpu.txt
 endif
 
 .PHONY: install test test-fast lint format demo train-mfif transfer-ivif evaluate fuse export bench \
-        reproduce dock sweep agent clean help
+        reproduce dock sweep agent help
 
 help:
 	@echo "make demo            install, then train both stages on the embedded default and fuse (CPU, ~10 min)"
@@ -38,6 +38,9 @@ help:
 	@echo "make evaluate        metrics table + HTML report"
 	@echo "make bench           speed benchmarks (JSON)"
 	@echo "make lint            ruff"
+	@echo "make fuse IR=dir VI=dir [CKPT=path]   fuse your own pairs (packaged weights by default)"
+	@echo "make dock            detection docking on MSRS: IR vs VIS vs baselines (CKPT=path adds our model)"
+	@echo "make reproduce       retrain the reference model + ablations and regenerate docs/results.md"
 	@echo "make sweep SWEEP=experiments/sweeps/x.yaml   create a W&B sweep, print the agent command"
 	@echo "make agent SWEEP_ID=entity/project/id [COUNT=n]   run a W&B sweep agent (venv python on PATH)"
 
@@ -100,3 +103,33 @@ sweep: install
 agent: install
 	@test -n "$(SWEEP_ID)" || { echo "usage: make agent SWEEP_ID=entity/project/sweep_id [COUNT=n]"; exit 2; }
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/wandb agent $(if $(COUNT),--count $(COUNT)) $(SWEEP_ID)
+
+# ---- evaluation, inference, benchmarks -----------------------------------------------------------
+EVAL_SET ?= tno
+FUSED ?=
+evaluate: install
+	$(STFUSE) evaluate --dataset $(EVAL_SET) --root $(DATA_ROOT) $(foreach f,$(FUSED),--fused $(f)) \
+		--baseline avg,max,laplacian --out $(OUT)/evaluate/$(EVAL_SET) --report $(OUT)/evaluate/$(EVAL_SET)/report.html $(ARGS)
+
+IR ?=
+VI ?=
+CKPT ?=
+fuse: install
+	@test -n "$(IR)" -a -n "$(VI)" || { echo "usage: make fuse IR=dir_or_file VI=dir_or_file [CKPT=path] [OUT=dir]"; exit 2; }
+	$(STFUSE) fuse --ir $(IR) --vi $(VI) --out $(OUT)/fused $(if $(CKPT),--ckpt $(CKPT)) $(ARGS)
+
+bench: install
+	$(PY) benchmarks/dataloader.py
+	$(PY) benchmarks/train_step.py
+	$(PY) benchmarks/metrics.py
+	$(PY) benchmarks/inference.py --quick
+
+reproduce: install
+	$(PY) experiments/reproduce.py --budget $(if $(filter 1,$(HAS_NVIDIA)),gpu,cpu) --data-root $(DATA_ROOT) $(ARGS)
+
+DOCK_PRESET ?= $(if $(filter 1,$(HAS_NVIDIA)),full,cpu)
+DOCK_BASELINES ?= avg,max,laplacian
+dock: install
+	$(STFUSE) dock --preset $(DOCK_PRESET) --data-root $(DATA_ROOT)/docking/msrs_det \
+		--out $(OUT)/dock_$(DOCK_PRESET) --baseline $(DOCK_BASELINES) \
+		$(if $(CKPT),--ckpt stfuse=$(CKPT)) $(if $(filter 1,$(HAS_NVIDIA)),,--threads 1) $(ARGS)

@@ -106,9 +106,8 @@ class IVIFTransferStage(FusionStageBase):
     def configure_models(self) -> None:
         self.teacher: nn.Module | None = None
         teacher = None
-        if self._source_ckpt:
-            path = Path(self._source_ckpt)
-            teacher = load_network(path)
+        if self._source_ckpt and (self.hparams.transfer or self.hparams.guidance != "none"):
+            teacher = load_network(Path(self._source_ckpt))
         if teacher is not None and (self.hparams.transfer or self.hparams.guidance != "none"):
             config = {**teacher.config, **self._net_overrides}
         else:
