@@ -33,6 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from stfuse.evaluation.io import read_gray_255  # noqa: E402
+from stfuse.evaluation.runtime import keep_freed_memory  # noqa: E402
 from stfuse.metrics import build_metric  # noqa: E402
 from stfuse.metrics.numpy_reference import REFERENCE_FUNCTIONS, fmi_vectorised  # noqa: E402
 
@@ -93,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fmi", action="store_true", help="also time FMI (pixel, gradient)")
     parser.add_argument("--fmi-images", type=int, default=3, help="pairs used for the FMI timings")
     parser.add_argument("--no-numpy", action="store_true", help="skip the NumPy baseline")
+    parser.add_argument("--default-malloc", action="store_true", help="keep glibc's default large-block policy")
     args = parser.parse_args(argv)
+    result_allocator = "default" if args.default_malloc else ("heap" if keep_freed_memory() else "default")
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -107,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch_threads": torch.get_num_threads(),
         "cpu": platform.processor() or platform.machine(),
         "torch": torch.__version__,
+        "allocator": result_allocator,
         "metrics": {},
     }
     for name in metrics:

@@ -33,6 +33,9 @@ class FusionBatch:
     fused: torch.Tensor
     ir: torch.Tensor | None
     vi: torch.Tensor | None
+    #: All values are integer grey levels (8-bit input or quantised), which some metrics exploit for
+    #: exact float32 sums.
+    integer_levels: bool = False
 
     @property
     def num_images(self) -> int:
@@ -114,6 +117,7 @@ def prepare_batch(
     if (ir is None) != (vi is None):
         raise ValueError("pass both source images (ir and vi) or neither")
     f = to_gray_255(fused, data_range=data_range, quantize=quantize, role="fused")
+    integer_levels = quantize or (fused.dtype == torch.uint8 and fused.shape[-3] == 1)
     a = b = None
     if ir is not None and vi is not None:
         a = to_gray_255(ir, data_range=data_range, quantize=quantize, role="ir")
@@ -125,4 +129,5 @@ def prepare_batch(
             )
         if a.device != f.device or b.device != f.device:
             raise ValueError(f"fused, ir and vi must be on one device; got {f.device}, {a.device}, {b.device}")
-    return FusionBatch(f, a, b)
+        integer_levels = quantize or all(x.dtype == torch.uint8 and x.shape[-3] == 1 for x in (fused, ir, vi))
+    return FusionBatch(f, a, b, integer_levels)

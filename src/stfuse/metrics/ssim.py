@@ -33,44 +33,37 @@ MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 MS_SSIM_MIN_SIDE = 161
 
 
-def _uniform_mean_float32(x: torch.Tensor, size: int) -> torch.Tensor:
+def _window_sums(x: torch.Tensor, size: int, dim: int) -> torch.Tensor:
+    """Sum of every run of ``size`` consecutive values along ``dim`` (−1 or −2), by shifted adds."""
+    length = x.shape[dim] - size + 1
+    total = x.narrow(dim, 0, length).clone()
+    for offset in range(1, size):
+        total += x.narrow(dim, offset, length)
+    return total
+
+
+def _uniform_mean_float32(x: torch.Tensor, size: int, *, integer_levels: bool) -> torch.Tensor:
     """``scipy.ndimage.uniform_filter`` of float32 maps (…×H×W), valid windows only, rounded as SciPy
-    rounds it: axis 0 first, each pass summed in double and stored as float32."""
-    shape = x.shape
-    x4 = x.reshape(-1, 1, *shape[-2:]).to(torch.float64)
-    cols = F.avg_pool2d(x4, (size, 1), stride=1).to(torch.float32)
-    means = F.avg_pool2d(cols.to(torch.float64), (1, size), stride=1).to(torch.float32)
-    return means.reshape(*shape[:-2], *means.shape[-2:])
+    rounds it: axis 0 first, each pass summed in double and stored as float32.
 
-
-def ssim_skimage(
-    x: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    data_range: float = 2.0,
-    win_size: int = 7,
-    emulate_float32: bool = False,
-) -> torch.Tensor:
-    """scikit-image ``structural_similarity`` with its defaults and an explicit ``data_range`` (N).
-
-    ``emulate_float32`` repeats scikit-image's float32 arithmetic on float32 input (what CDDFuse's
-    reader produces) operation by operation; float64 otherwise. The two differ by up to ~2e-4 relative on
-    TNO: in flat regions the float32 variances are rounding noise against the tiny data_range = 2
-    stabilisers.
+    With integer grey levels (and their products) the first pass is exact in float32 already (7 values
+    below 2^16 sum below 2^24); the second pass adds float32 means, which double holds exactly.
     """
-    h, w = x.shape[-2:]
-    if min(h, w) < win_size:
-        raise ValueError(f"SSIM needs images of at least {win_size}×{win_size} pixels, got {h}×{w}")
+    if integer_levels:
+        cols = _window_sums(x, size, -2).div_(size)
+    else:
+        cols = _window_sums(x.to(torch.float64), size, -2).div_(size).to(torch.float32)
+    return _window_sums(cols.to(torch.float64), size, -1).div_(size).to(torch.float32)
+
+
+def _ssim_from_moments(
+    ux: torch.Tensor, uy: torch.Tensor, uxx: torch.Tensor, uyy: torch.Tensor, uxy: torch.Tensor,
+    *, data_range: float, win_size: int,
+) -> torch.Tensor:  # fmt: skip
+    """scikit-image's SSIM map from window means, in their dtype and its operation order; mean (N)."""
     cov_norm = win_size * win_size / (win_size * win_size - 1.0)
     c1 = (0.01 * data_range) ** 2
     c2 = (0.03 * data_range) ** 2
-    if emulate_float32:
-        x32, y32 = x.to(torch.float32), y.to(torch.float32)
-        stack = torch.stack([x32, y32, x32 * x32, y32 * y32, x32 * y32], dim=1)
-        ux, uy, uxx, uyy, uxy = _uniform_mean_float32(stack, win_size).unbind(dim=1)
-    else:
-        stack = torch.stack([x, y, x * x, y * y, x * y], dim=1)
-        ux, uy, uxx, uyy, uxy = box_mean_valid(stack, win_size).unbind(dim=1)
     vx = cov_norm * (uxx - ux * ux)
     vy = cov_norm * (uyy - uy * uy)
     vxy = cov_norm * (uxy - ux * uy)
@@ -79,32 +72,76 @@ def ssim_skimage(
     b1 = ux**2 + uy**2 + c1
     b2 = vx + vy + c2
     s = (a1 * a2) / (b1 * b2)
-    return s.to(torch.float64).mean(dim=(-2, -1))
+    return s.sum(dim=(-2, -1), dtype=torch.float64) / (s.shape[-2] * s.shape[-1])
 
 
-def _gaussian_ssim_maps(
-    x: torch.Tensor, y: torch.Tensor, taps: torch.Tensor, peak: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(SSIM map, contrast–structure map) with a Gaussian window, 'valid', population moments."""
-    moments = filter_valid(torch.stack([x, y, x * x, y * y, x * y], dim=1), taps)
-    ux, uy, uxx, uyy, uxy = moments.unbind(dim=1)
-    vx = uxx - ux * ux
-    vy = uyy - uy * uy
-    vxy = uxy - ux * uy
+def ssim_skimage_pair_sum(
+    fused: torch.Tensor,
+    ir: torch.Tensor,
+    vi: torch.Tensor,
+    *,
+    data_range: float = 2.0,
+    win_size: int = 7,
+    emulate_float32: bool = False,
+    integer_levels: bool = False,
+) -> torch.Tensor:
+    """SSIM(F, A) + SSIM(F, B) with scikit-image's defaults and an explicit ``data_range`` (N).
+
+    ``emulate_float32`` repeats scikit-image's float32 arithmetic on float32 input (what CDDFuse's
+    reader produces) operation by operation; float64 otherwise. The two differ by up to ~2e-4 relative on
+    TNO: in flat regions the float32 variances are rounding noise against the tiny data_range = 2
+    stabilisers. The window means of F and F² are shared by both pairs.
+    """
+    h, w = fused.shape[-2:]
+    if min(h, w) < win_size:
+        raise ValueError(f"SSIM needs images of at least {win_size}×{win_size} pixels, got {h}×{w}")
+    dtype = torch.float32 if emulate_float32 else torch.float64
+    f, a, b = (x.to(dtype) for x in (fused, ir, vi))
+    maps = torch.stack([f, a, b, f * f, a * a, b * b, f * a, f * b], dim=1)
+    if emulate_float32:
+        means = _uniform_mean_float32(maps, win_size, integer_levels=integer_levels)
+    else:
+        means = box_mean_valid(maps, win_size)
+    uf, ua, ub, uff, uaa, ubb, ufa, ufb = means.unbind(dim=1)
+    options = {"data_range": data_range, "win_size": win_size}
+    return _ssim_from_moments(uf, ua, uff, uaa, ufa, **options) + _ssim_from_moments(uf, ub, uff, ubb, ufb, **options)
+
+
+def ssim_skimage(x: torch.Tensor, y: torch.Tensor, *, data_range: float = 2.0, win_size: int = 7) -> torch.Tensor:
+    """scikit-image ``structural_similarity(x, y, data_range=...)`` in float64 (N)."""
+    stack = torch.stack([x, y, x * x, y * y, x * y], dim=1).to(torch.float64)
+    ux, uy, uxx, uyy, uxy = box_mean_valid(stack, win_size).unbind(dim=1)
+    return _ssim_from_moments(ux, uy, uxx, uyy, uxy, data_range=data_range, win_size=win_size)
+
+
+def _gaussian_pair_maps(
+    f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, taps: torch.Tensor, peak: float
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """[(SSIM map, contrast–structure map) of (F, A), then of (F, B)]: Gaussian window, 'valid',
+    population moments. The filtered F and F² serve both pairs."""
+    moments = filter_valid(torch.stack([f, a, b, f * f, a * a, b * b, f * a, f * b], dim=1), taps)
+    uf, ua, ub, uff, uaa, ubb, ufa, ufb = moments.unbind(dim=1)
     c1 = (0.01 * peak) ** 2
     c2 = (0.03 * peak) ** 2
-    cs = (2 * vxy + c2) / (vx + vy + c2)
-    luminance = (2 * ux * uy + c1) / (ux * ux + uy * uy + c1)
-    return luminance * cs, cs
+    vf = uff - uf * uf
+    out = []
+    for us, uss, ufs in ((ua, uaa, ufa), (ub, ubb, ufb)):
+        vs = uss - us * us
+        vfs = ufs - uf * us
+        cs = (2 * vfs + c2) / (vf + vs + c2)
+        luminance = (2 * uf * us + c1) / (uf * uf + us * us + c1)
+        out.append((luminance * cs, cs))
+    return out
 
 
-def ssim_gaussian(x: torch.Tensor, y: torch.Tensor, *, peak: float = 255.0) -> torch.Tensor:
-    """SSIM with an 11×11 Gaussian window (σ 1.5), 'valid', as VIFB's ``metricsSsim`` (N)."""
-    h, w = x.shape[-2:]
+def ssim_gaussian_pair_sum(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, peak: float = 255.0) -> torch.Tensor:
+    """SSIM(F, A) + SSIM(F, B) with an 11×11 Gaussian window (σ 1.5), 'valid', as VIFB's
+    ``metricsSsim`` (N)."""
+    h, w = f.shape[-2:]
     if min(h, w) < 11:
         raise ValueError(f"SSIM (vifb) needs images of at least 11×11 pixels, got {h}×{w}")
-    ssim_map, _ = _gaussian_ssim_maps(x, y, gaussian_window_1d(11, 1.5, device=x.device), peak)
-    return ssim_map.mean(dim=(-2, -1))
+    pairs = _gaussian_pair_maps(f, a, b, gaussian_window_1d(11, 1.5, device=f.device), peak)
+    return sum(ssim_map.mean(dim=(-2, -1)) for ssim_map, _ in pairs)
 
 
 def _halve(x: torch.Tensor) -> torch.Tensor:
@@ -116,25 +153,30 @@ def _halve(x: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(x4, kernel_size=2, stride=2).squeeze(1)
 
 
-def ms_ssim(x: torch.Tensor, y: torch.Tensor, *, peak: float = 255.0) -> torch.Tensor:
-    """Wang et al.'s five-scale MS-SSIM (module docstring) per image (N)."""
-    h, w = x.shape[-2:]
+def ms_ssim_pair_sum(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, peak: float = 255.0) -> torch.Tensor:
+    """MS-SSIM(F, A) + MS-SSIM(F, B), Wang et al.'s five-scale form (module docstring), per image (N)."""
+    h, w = f.shape[-2:]
     if min(h, w) < MS_SSIM_MIN_SIDE:
         raise ValueError(
             f"MS-SSIM needs images of at least {MS_SSIM_MIN_SIDE} pixels on the short side (an 11×11 window "
             f"at the fifth scale), got {h}×{w}"
         )
-    taps = gaussian_window_1d(11, 1.5, device=x.device)
-    weights = torch.tensor(MS_SSIM_WEIGHTS, dtype=torch.float64, device=x.device)
-    terms = []
+    taps = gaussian_window_1d(11, 1.5, device=f.device)
+    weights = torch.tensor(MS_SSIM_WEIGHTS, dtype=torch.float64, device=f.device)
+    terms: list[list[torch.Tensor]] = [[], []]
+    images = torch.stack([f, a, b], dim=1).to(torch.float64)
     for level in range(len(MS_SSIM_WEIGHTS)):
-        ssim_map, cs_map = _gaussian_ssim_maps(x, y, taps, peak)
         last = level == len(MS_SSIM_WEIGHTS) - 1
-        terms.append((ssim_map if last else cs_map).mean(dim=(-2, -1)))
+        pairs = _gaussian_pair_maps(*images.unbind(dim=1), taps, peak)
+        for index, (ssim_map, cs_map) in enumerate(pairs):
+            terms[index].append((ssim_map if last else cs_map).mean(dim=(-2, -1)))
         if not last:
-            x, y = _halve(x), _halve(y)
-    stacked = torch.stack(terms, dim=-1)  # N×5
-    return torch.prod(stacked ** weights, dim=-1)
+            images = _halve(images.flatten(0, 1)).view(images.shape[0], 3, *_halved_shape(images.shape[-2:]))
+    return sum(torch.prod(torch.stack(t, dim=-1) ** weights, dim=-1) for t in terms)
+
+
+def _halved_shape(shape: torch.Size) -> tuple[int, int]:
+    return (shape[0] + 1) // 2, (shape[1] + 1) // 2
 
 
 class SSIMMetric(FusionMetric):
@@ -153,9 +195,10 @@ class SSIMMetric(FusionMetric):
         ir, vi = batch.sources()
         f = batch.fused
         if self.preset.ssim_variant == "gaussian":
-            return ssim_gaussian(f, ir) + ssim_gaussian(f, vi)
-        emulate = self.preset.ssim_float32
-        return ssim_skimage(f, ir, emulate_float32=emulate) + ssim_skimage(f, vi, emulate_float32=emulate)
+            return ssim_gaussian_pair_sum(f, ir, vi)
+        return ssim_skimage_pair_sum(
+            f, ir, vi, emulate_float32=self.preset.ssim_float32, integer_levels=batch.integer_levels
+        )
 
 
 class MSSSIMMetric(FusionMetric):
@@ -172,4 +215,4 @@ class MSSSIMMetric(FusionMetric):
 
     def values_for(self, batch: FusionBatch) -> torch.Tensor:
         ir, vi = batch.sources()
-        return ms_ssim(batch.fused, ir) + ms_ssim(batch.fused, vi)
+        return ms_ssim_pair_sum(batch.fused, ir, vi)

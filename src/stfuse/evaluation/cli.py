@@ -1,0 +1,152 @@
+"""``stfuse evaluate``: fusion metrics of one or more methods over a data set, as tables and a report.
+
+Examples::
+
+    stfuse evaluate --dataset tno --root ../shared/data --fused ours=outputs/tno --baseline avg,max,laplacian \\
+        --out outputs/eval --report outputs/eval/report.html
+    stfuse evaluate --ir data/ir --vi data/vi --fused a=fused_a --fused b=fused_b --preset tang --metrics all
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from stfuse.evaluation.evaluator import evaluate_pairs
+from stfuse.evaluation.io import EvaluationInputError
+from stfuse.evaluation.report import write_report
+from stfuse.evaluation.runtime import keep_freed_memory
+from stfuse.evaluation.sources import DATASETS, find_pairs, resolve_dataset
+from stfuse.evaluation.tables import markdown_table, write_tables
+from stfuse.metrics import METRICS, PRESETS
+
+#: Exit status for bad inputs (missing or mis-sized images, unknown names).
+EXIT_INPUT_ERROR = 2
+
+
+def _fused_spec(text: str) -> tuple[str, Path]:
+    name, sep, folder = text.partition("=")
+    if not sep:
+        path = Path(text)
+        return path.name or str(path), path
+    if not name or not folder:
+        raise argparse.ArgumentTypeError(f"expected NAME=DIR, got {text!r}")
+    return name, Path(folder)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stfuse evaluate",
+        description="Compute fusion metrics (EN, SD, SF, AG, MI, FMI, SCD, VIF, Qabf, Nabf, SSIM, MS-SSIM, MSE, "
+        "PSNR, CC) for fused images against their infrared/visible sources.",
+    )
+    sources = parser.add_argument_group("sources (either --ir and --vi, or --dataset and --root)")
+    sources.add_argument("--ir", type=Path, help="folder of infrared images")
+    sources.add_argument("--vi", type=Path, help="folder of visible images (same file stems)")
+    sources.add_argument("--dataset", choices=sorted(DATASETS), help="named data set under --root")
+    sources.add_argument("--root", type=Path, help="data root holding ivif/<dataset>/{ir,vi}")
+    methods = parser.add_argument_group("methods")
+    methods.add_argument(
+        "--fused", action="append", default=[], type=_fused_spec, metavar="NAME=DIR",
+        help="a method's fused images (same stems as the sources); repeat for several methods",
+    )  # fmt: skip
+    methods.add_argument("--baseline", default="", help="classical baselines computed on the fly, e.g. avg,max,laplacian,gradient")
+    parser.add_argument("--preset", default="cddfuse", choices=sorted(PRESETS), help="metric conventions (default: cddfuse)")
+    parser.add_argument(
+        "--metrics", default=None,
+        help=f"comma-separated subset of {','.join(METRICS)}, or 'all' (default: the preset's table)",
+    )  # fmt: skip
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, … or auto (GPU when available)")
+    parser.add_argument("--out", type=Path, default=Path("outputs/evaluate"), help="folder for the CSV/Markdown/JSON tables")
+    parser.add_argument("--report", type=Path, help="also write a self-contained HTML report here")
+    parser.add_argument("--batch-pixels", type=int, default=None, help="pixels per metric update (default: 8M on GPU, 1 image on CPU)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise EvaluationInputError(f"--device {name}: CUDA is not available on this machine")
+    return device
+
+
+def _is_own_process(argv: list[str] | None) -> bool:
+    """True when this command is the whole process (``stfuse evaluate …`` or ``python -m``), not a call
+    from other Python code such as tests, so process-wide allocator settings are ours to choose."""
+    return argv is None or list(argv) in (sys.argv[1:], sys.argv[2:])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.dataset:
+            if args.ir or args.vi:
+                parser.error("give either --dataset/--root or --ir/--vi, not both")
+            if args.root is None:
+                parser.error("--dataset needs --root")
+            ir_dir, vi_dir = resolve_dataset(args.dataset, args.root)
+        elif args.ir and args.vi:
+            ir_dir, vi_dir = args.ir, args.vi
+        else:
+            parser.error("give --ir and --vi, or --dataset and --root")
+        fused_dirs: dict[str, Path] = {}
+        for name, folder in args.fused:
+            if name in fused_dirs:
+                raise EvaluationInputError(f"--fused name {name!r} given twice")
+            fused_dirs[name] = folder
+        baselines = [part.strip() for part in args.baseline.split(",") if part.strip()]
+        if not fused_dirs and not baselines:
+            parser.error("nothing to evaluate: give --fused NAME=DIR and/or --baseline")
+        pairs = find_pairs(ir_dir, vi_dir)
+        device = _resolve_device(args.device)
+        if _is_own_process(argv):
+            keep_freed_memory()
+        if args.threads:
+            torch.set_num_threads(args.threads)
+
+        bar = None
+        if not args.no_progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(pairs), desc="evaluate", unit="pair", file=sys.stderr)
+        try:
+            result = evaluate_pairs(
+                pairs,
+                fused_dirs,
+                baselines,
+                preset=args.preset,
+                metrics=args.metrics,
+                device=device,
+                batch_pixels=args.batch_pixels,
+                thumbnails=args.report is not None,
+                progress=bar.update if bar is not None else None,
+            )
+        finally:
+            if bar is not None:
+                bar.close()
+    except EvaluationInputError as error:
+        print(f"stfuse evaluate: error: {error}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+    except ValueError as error:  # unknown metric or baseline, metric not defined by the preset, …
+        print(f"stfuse evaluate: error: {error}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+
+    paths = write_tables(result, args.out)
+    print(markdown_table(result))
+    print(f"per-image values: {paths['csv']}\nsummary: {paths['markdown']}, {paths['json']}", file=sys.stderr)
+    if args.report is not None:
+        write_report(result, args.report, title=f"Fusion evaluation ({len(result.images)} pairs from {ir_dir.parent})")
+        print(f"report: {args.report}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
