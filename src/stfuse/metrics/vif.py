@@ -79,27 +79,29 @@ def vifp_pair_sums(
     num_a = torch.zeros(n, dtype=torch.float64, device=fused.device)
     den_a, num_b, den_b = num_a.clone(), num_a.clone(), num_a.clone()
     images = torch.stack([ir, vi, fused], dim=1).to(torch.float64)  # N×3×H×W
-    image_spectra: torch.Tensor | None = None
+    smoothed_spectra: torch.Tensor | None = None  # A, B, F low-passed for the next scale, in frequency
     fft_shape = (0, 0)
     for scale in range(1, NUM_SCALES + 1):
         size = 2 ** (NUM_SCALES - scale + 1) + 1
+        next_size = (size - 1) // 2 + 1
         h, w = images.shape[-2:]
         if scale > 1:
-            if image_spectra is not None:
-                smooth = torch.fft.irfft2(image_spectra * _gaussian_spectrum(size, fft_shape, fused.device), s=fft_shape)
+            if smoothed_spectra is not None:
+                smooth = torch.fft.irfft2(smoothed_spectra, s=fft_shape)
                 images = smooth[..., size - 1 : h, size - 1 : w][..., ::2, ::2]
             else:
                 images = filter_valid(images, gaussian_window_1d(size, size / 5.0, device=fused.device))[..., ::2, ::2]
             h, w = images.shape[-2:]
         maps = _moment_maps(images)
+        smoothed_spectra = None
         if size >= FFT_MIN_TAPS:
             fft_shape = (fast_fft_length(h), fast_fft_length(w))
             spectra = torch.fft.rfft2(maps, s=fft_shape)
-            image_spectra = spectra[:, 0:3]
-            moments = torch.fft.irfft2(spectra * _gaussian_spectrum(size, fft_shape, fused.device), s=fft_shape)
-            moments = moments[..., size - 1 : h, size - 1 : w]
+            if scale < NUM_SCALES:
+                smoothed_spectra = spectra[:, 0:3] * _gaussian_spectrum(next_size, fft_shape, fused.device)
+            spectra.mul_(_gaussian_spectrum(size, fft_shape, fused.device))
+            moments = torch.fft.irfft2(spectra, s=fft_shape)[..., size - 1 : h, size - 1 : w]
         else:
-            image_spectra = None
             moments = filter_valid(maps, gaussian_window_1d(size, size / 5.0, device=fused.device))
         mu_a, mu_b, mu_f, e_aa, e_bb, e_ff, e_af, e_bf = moments.unbind(dim=1)
         sigma_f = torch.addcmul(e_ff, mu_f, mu_f, value=-1.0).clamp_min_(0.0)
