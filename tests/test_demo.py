@@ -10,7 +10,7 @@ from stfuse.cli import main
 def test_demo_writes_fused_images_metrics_and_grid(tmp_path, capsys):
     out = tmp_path / "demo"
     code = main(["demo", "--out", str(out), "--mfif-steps", "2", "--ivif-steps", "2", "--crop", "32",
-                 "--batch-size", "2", "--pairs", "2", "--size", "48", "64", "--workers", "0"])  # fmt: skip
+                 "--batch-size", "2", "--pairs", "2", "--val-pairs", "2", "--size", "48", "64", "--workers", "0"])  # fmt: skip
     assert code == 0
     for method in ("stfuse", "average", "maximum", "laplacian"):
         assert len(list((out / "fused" / method).glob("*.png"))) == 2, method

@@ -30,6 +30,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--pairs", type=int, default=8, help="held-out IR/VIS pairs to fuse")
     parser.add_argument("--size", type=int, nargs=2, default=[240, 320], metavar=("H", "W"))
+    parser.add_argument("--val-pairs", type=int, default=8, help="held-out validation pairs per stage")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=1, help="data-loader workers")
     return parser.parse_args(argv)
@@ -85,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     _step(1, total, f"Source stage: supervised multi-focus fusion, {args.mfif_steps} steps on synthesized pairs")
     mfif_data = MFIFDataModule(
         roots=None, crop_size=args.crop, batch_size=args.batch_size, num_workers=args.workers,
-        samples_per_epoch=args.batch_size * args.mfif_steps, val_samples=16, seed=args.seed,
+        samples_per_epoch=args.batch_size * args.mfif_steps, val_samples=args.val_pairs,
+        val_crop_size=2 * args.crop, seed=args.seed,
     )
     source = MFIFStage(net={"preset": args.preset}, lr=2e-3, warmup_steps=20)
     trainer = _trainer(out / "mfif", args.mfif_steps, val_every=max(1, args.mfif_steps // 2))
@@ -96,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     ivif_data = TransferDataModule(
         ivif=IVIFDataModule(
             train_roots=None, crop_size=args.crop, batch_size=args.batch_size, num_workers=args.workers,
-            seed=args.seed,
+            seed=args.seed, val_size=args.val_pairs, default_image_size=min(256, 3 * args.crop),
         ),
         replay=MFIFDataModule(
             roots=None, crop_size=args.crop, batch_size=max(2, args.batch_size // 2), num_workers=0,
@@ -117,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     methods = ["stfuse", "average", "maximum", "laplacian"]
     metrics = {m: FusionMetrics(preset="cddfuse") for m in methods}
     rows = []
+    for method in methods:
+        (out / "fused" / method).mkdir(parents=True, exist_ok=True)
     names = sorted(p.stem for p in (data_dir / "ir").iterdir())
     for name in names:
         ir = read_image(next((data_dir / "ir").glob(f"{name}.*")))
