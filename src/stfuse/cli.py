@@ -33,4 +33,5 @@ def main(args: list[str] | None = None) -> int | None:
         return code
     from stfuse.lightning_cli import run_lightning_cli
 
-    return run_lightning_cli(argv)
+    # args=None lets LightningCLI read sys.argv itself (and keeps it from warning about both).
+    return run_lightning_cli(None if args is None else argv)
