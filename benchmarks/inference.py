@@ -16,9 +16,13 @@ second per thread) well below 1 means the run waited for cores and the wall time
 
 from __future__ import annotations
 
+import os
+
+# Idle OpenMP threads sleep instead of spinning (as in `stfuse fuse`); it must be set before torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import json
-import os
 import platform
 import statistics
 import sys
@@ -163,6 +167,11 @@ def bench_pipeline(folder: Path, preset: str, args: argparse.Namespace, workers:
             "batch": args.pipeline_batch, "pairs_per_s": round(len(pairs) / median, 2), "median_s": round(median, 2)}
 
 
+def _progress(label: str, result: dict[str, Any]) -> None:
+    """One line per finished configuration on stderr, so an interrupted run still leaves its numbers."""
+    print(f"{label}: {json.dumps(result)}", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--presets", default="small,base")
@@ -206,17 +215,17 @@ def main(argv: list[str] | None = None) -> int:
                         label = f"stfuse-{preset} {device} {precision} {size[1]}x{size[0]} batch {batch}"
                         try:
                             results.append(bench_network(preset, device, precision, False, size, batch, args, threads))
+                            _progress(label, results[-1])
                         except Exception as error:
                             skipped.append({"what": label, "reason": f"{type(error).__name__}: {error}"})
-                        print(f"done: {label}", file=sys.stderr)
             if args.compile:
                 for precision in args.precisions.split(","):
                     label = f"stfuse-{preset} {device} {precision} compiled"
                     try:
                         results.append(bench_network(preset, device, precision, True, sizes[0], 1, args, threads))
+                        _progress(label, results[-1])
                     except Exception as error:
                         skipped.append({"what": label, "reason": f"{type(error).__name__}: {error}".splitlines()[0]})
-                    print(f"done: {label}", file=sys.stderr)
     for size in sizes:
         results += bench_baselines(size, 1, args, threads, skipped)
 
@@ -225,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             "cpu": platform.processor() or platform.machine(), "physical_cores": physical_cores(),
             "torch_threads": threads, "torch": torch.__version__, "cuda": torch.cuda.get_device_name(0)
             if torch.cuda.is_available() else None,
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
             "load_average_before": [round(v, 2) for v in load_before],
             "load_average_after": [round(v, 2) for v in os.getloadavg()],
         },

@@ -1,6 +1,23 @@
-"""Inference: the ``Fuser`` Python API, tiled fusion of large images, ``stfuse fuse`` and ``stfuse export``."""
+"""Inference: the ``Fuser`` Python API, tiled fusion of large images, ``stfuse fuse`` and ``stfuse export``.
 
-from stfuse.inference.fuser import Fuser, NoDefaultWeightsError
-from stfuse.inference.tiling import fuse_tiled
+Names are imported lazily so that ``stfuse fuse`` can set OpenMP's environment before torch loads.
+"""
 
-__all__ = ["Fuser", "NoDefaultWeightsError", "fuse_tiled"]
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "Fuser": "stfuse.inference.fuser",
+    "NoDefaultWeightsError": "stfuse.inference.fuser",
+    "fuse_tiled": "stfuse.inference.tiling",
+    "export_network": "stfuse.inference.export",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> object:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'stfuse.inference' has no attribute {name!r}")

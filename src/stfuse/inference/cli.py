@@ -11,10 +11,22 @@ Exit codes: 0 success, 1 some pairs failed (listed in the summary), 2 unusable a
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 __all__ = ["build_export_parser", "build_fuse_parser", "export_main", "fuse_main"]
+
+
+def _prefer_passive_openmp() -> None:
+    """Let idle OpenMP threads sleep instead of spinning, unless the user chose otherwise.
+
+    On a machine shared with other processes, spinning threads fight for the cores: the small preset
+    measured 0.5 images/s with two spinning threads against 5.9 with passive ones on a loaded 2-core box.
+    It only takes effect before torch is imported, which is why this package imports torch lazily.
+    """
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def _positive(text: str) -> int:
@@ -125,6 +137,7 @@ def _gather_pairs(args: argparse.Namespace) -> tuple[list[tuple[str, Path, Path]
 
 def fuse_main(argv: list[str] | None = None) -> int:
     """``stfuse fuse``; returns 0 when every pair was fused (or skipped), 1 when some failed, 2 on bad input."""
+    _prefer_passive_openmp()
     args = build_fuse_parser().parse_args(argv)
     prog = "stfuse fuse"
     if args.ckpt and args.baseline:
@@ -197,6 +210,7 @@ def build_export_parser() -> argparse.ArgumentParser:
 
 def export_main(argv: list[str] | None = None) -> int:
     """``stfuse export``; returns 0 on a verified export, 2 otherwise."""
+    _prefer_passive_openmp()
     args = build_export_parser().parse_args(argv)
     prog = "stfuse export"
     from stfuse.inference.export import ExportError, export_network
