@@ -70,6 +70,8 @@ def main() -> int:
     parser.add_argument("--mfif-steps", type=int, help="override the budget's source-stage steps")
     parser.add_argument("--ivif-steps", type=int, help="override the budget's target-stage steps")
     parser.add_argument("--skip-mfif", action="store_true", help="reuse <out>/mfif/checkpoints/last.ckpt")
+    parser.add_argument("--mfif-ckpt", help="with --skip-mfif: a source checkpoint elsewhere")
+    parser.add_argument("--ivif-args", default="", help="extra CLI overrides for every target-stage run")
     parser.add_argument("--no-results", action="store_true", help="train only; skip export and evaluation")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated IVIF variants to train")
     args = parser.parse_args()
@@ -85,7 +87,7 @@ def main() -> int:
     stfuse = [sys.executable, "-m", "stfuse", "fit"]
     net = json.dumps({"preset": budget["preset"]})
     timings: dict[str, float] = {}
-    mfif_ckpt = out / "mfif" / "checkpoints" / "last.ckpt"
+    mfif_ckpt = Path(args.mfif_ckpt).resolve() if args.mfif_ckpt else out / "mfif" / "checkpoints" / "last.ckpt"
 
     if not args.skip_train:
         mfif_cmd = stfuse + [
@@ -128,6 +130,7 @@ def main() -> int:
                 "--data.init_args.ivif.init_args.batch_size", str(budget["batch"]),
                 "--data.init_args.ivif.init_args.num_workers", str(budget["workers"]),
             ]  # fmt: skip
+            ivif_cmd += shlex.split(args.ivif_args)
             if variant == "no_transfer":
                 ivif_cmd += ["--model.init_args.net", net]
             else:
