@@ -40,11 +40,10 @@ def _mfif_tiny(root: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def _ivif_tiny(root: Path, source_ckpt: Path, replay: bool = True, net: str | None = None) -> list[str]:
+def _ivif_tiny(root: Path, source_ckpt: Path | None, replay: bool = True, net: str | None = None) -> list[str]:
     args = [
         "--trainer.default_root_dir", str(root),
         "--trainer.enable_progress_bar", "false",
-        "--model.init_args.source_ckpt", str(source_ckpt),
         "--model.init_args.val_metrics", '["EN", "SF", "Qabf"]',
         "--data.init_args.ivif.init_args.crop_size", "32",
         "--data.init_args.ivif.init_args.batch_size", "2",
@@ -53,6 +52,8 @@ def _ivif_tiny(root: Path, source_ckpt: Path, replay: bool = True, net: str | No
         "--data.init_args.ivif.init_args.default_train_size", "4",
         "--data.init_args.ivif.init_args.default_image_size", "40",
     ]  # fmt: skip
+    if source_ckpt is not None:
+        args += ["--model.init_args.source_ckpt", str(source_ckpt)]
     if net is not None:
         args += ["--model.init_args.net", net]
     if replay:
@@ -126,7 +127,9 @@ def test_ablation_overlay_runs_fast_dev_run(overlay, source_ckpt, tmp_path):
             net = TINY_NET
         elif net is not None:
             net = json.dumps(net)
-        tiny = _ivif_tiny(tmp_path, source_ckpt, replay=replay, net=net)
+        model_args = spec.get("model", {}).get("init_args", {})
+        ckpt = None if "source_ckpt" in model_args and model_args["source_ckpt"] is None else source_ckpt
+        tiny = _ivif_tiny(tmp_path, ckpt, replay=replay, net=net)
     cli = main(["fit", "--config", str(base), "--config", str(overlay), *tiny, "--trainer.fast_dev_run", "1"])
     assert cli.trainer.state.finished
     for key, value in (spec.get("model", {}).get("init_args") or {}).items():
