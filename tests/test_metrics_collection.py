@@ -176,3 +176,52 @@ def test_lightning_validation_equals_stfuse_evaluate(data_root: Path, tmp_path: 
     assert module.logged.keys() == summary.keys()
     for name, value in module.logged.items():
         assert value == pytest.approx(summary[name]["mean"], rel=1e-12), name
+
+
+class _RandomPairs(Dataset):
+    """Four deterministic random 8-bit triplets (fused, ir, vi) of 48×56."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        fused, ir, vi = _random_triplet(100 + index, (48, 56))
+        return {"fused": fused[0], "ir": ir[0], "vi": vi[0]}
+
+
+class _GatheringModule(pl.LightningModule):
+    """Writes the per-image values that rank 0 sees after the DDP gather."""
+
+    def __init__(self, out: str) -> None:
+        super().__init__()
+        self.out = out
+        self.val_metrics = FusionMetrics(metrics=["EN", "VIF", "Qabf"])
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self.val_metrics.update(batch["fused"], batch["ir"], batch["vi"])
+
+    def on_validation_epoch_end(self) -> None:
+        per_image = {k: v.tolist() for k, v in self.val_metrics.compute_per_image().items()}
+        means = {k: float(v) for k, v in self.val_metrics.compute().items()}
+        if self.global_rank == 0:
+            Path(self.out).write_text(json.dumps({"per_image": per_image, "means": means}))
+        self.val_metrics.reset()
+
+
+@pytest.mark.slow
+def test_ddp_gathers_every_images_value_across_processes(tmp_path: Path) -> None:
+    out = tmp_path / "gathered.json"
+    trainer = pl.Trainer(
+        accelerator="cpu", devices=2, strategy="ddp_spawn", logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    trainer.validate(_GatheringModule(str(out)), DataLoader(_RandomPairs(), batch_size=1))
+    gathered = json.loads(out.read_text())
+    single = FusionMetrics(metrics=["EN", "VIF", "Qabf"])
+    for index in range(len(_RandomPairs())):
+        item = _RandomPairs()[index]
+        single.update(item["fused"][None], item["ir"][None], item["vi"][None])
+    expected = single.compute_per_image()
+    for name, values in gathered["per_image"].items():
+        assert sorted(values) == pytest.approx(sorted(expected[name].tolist()), rel=1e-12), name
+        assert gathered["means"][name] == pytest.approx(float(expected[name].mean()), rel=1e-12), name

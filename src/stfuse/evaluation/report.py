@@ -20,6 +20,8 @@ table { border-collapse: collapse; }
 table.metrics td, table.metrics th { border: 1px solid #ccc; padding: 4px 8px; text-align: right; white-space: nowrap; }
 table.metrics th:first-child, table.metrics td:first-child { text-align: left; }
 table.metrics td.best { background: #e3f4e1; font-weight: bold; }
+table.metrics .std { display: block; font-size: 0.8em; color: #666; font-weight: normal; }
+.scroll { overflow-x: auto; }
 table.grid td, table.grid th { padding: 4px; text-align: center; vertical-align: top; font-size: 0.85em; }
 table.grid img { display: block; image-rendering: auto; border: 1px solid #ddd; }
 .note { color: #666; font-size: 0.9em; }
@@ -47,12 +49,15 @@ def _metrics_table(result: EvaluationResult) -> str:
             cells.append(
                 f'<td class="{"best" if marked else "value"}" data-metric="{html.escape(metric)}" '
                 f'data-mean="{stats["mean"]!r}" data-std="{stats["std"]!r}">'
-                f"{format_value(stats['mean'])} ± {format_value(stats['std'])}</td>"
+                f"{format_value(stats['mean'])}<span class=\"std\"> ± {format_value(stats['std'])}</span></td>"
             )
         origin = result.origins.get(method, "")
         label = html.escape(method) + (' <span class="note">(baseline)</span>' if origin == "baseline" else "")
         rows.append(f'<tr data-method="{html.escape(method)}"><td>{label}</td>{"".join(cells)}</tr>')
-    return f'<table class="metrics"><thead><tr><th>Method</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    return (
+        f'<div class="scroll"><table class="metrics"><thead><tr><th>Method</th>{head}</tr></thead>'
+        f'<tbody>{"".join(rows)}</tbody></table></div>'
+    )
 
 
 def _thumbnail_grid(result: EvaluationResult) -> str:
@@ -73,7 +78,10 @@ def _thumbnail_grid(result: EvaluationResult) -> str:
                 f'alt="{html.escape(alt)}"></td>'
             )
         rows.append(f"<tr><th>{html.escape(name)}</th>{''.join(cells)}</tr>")
-    return f'<table class="grid"><thead><tr><th>image</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    return (
+        f'<div class="scroll"><table class="grid"><thead><tr><th>image</th>{head}</tr></thead>'
+        f'<tbody>{"".join(rows)}</tbody></table></div>'
+    )
 
 
 def render_report(result: EvaluationResult, *, title: str = "Fusion evaluation") -> str:

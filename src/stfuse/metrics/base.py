@@ -63,6 +63,8 @@ class FusionMetric(Metric):
         vi: torch.Tensor | None = None,
     ) -> None:
         """Add a batch: tensors N×C×H×W (C = 1 or 3), or an already converted :class:`FusionBatch`."""
+        if not self.needs_sources and not isinstance(fused, FusionBatch):
+            ir = vi = None  # no-reference metric: convert only the fused image
         batch = prepare_batch(fused, ir, vi, data_range=self.data_range, quantize=self.quantize)
         if self.needs_sources:
             batch.sources()

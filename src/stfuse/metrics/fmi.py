@@ -18,11 +18,14 @@ entropy is not summed over the 81 cells of each window: see :func:`_pair_fmi`.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from stfuse.metrics.base import FusionMetric
 from stfuse.metrics.gradient import numpy_style_gradient
 from stfuse.metrics.inputs import FusionBatch
+from stfuse.metrics.presets import MetricPreset
 
 FMI_FEATURES = ("pixel", "gradient")
 WINDOW = 3
@@ -146,11 +149,11 @@ class FMIMetric(FusionMetric):
 
     name = "FMI"
 
-    def __init__(self, preset: str = "cddfuse", *, feature: str = "pixel", **kwargs: object) -> None:
+    def __init__(self, preset: str | MetricPreset = "cddfuse", *, feature: str = "pixel", **kwargs: Any) -> None:
         if feature not in FMI_FEATURES:
             raise ValueError(f"unknown FMI feature {feature!r}; choose one of {', '.join(FMI_FEATURES)}")
         self.feature = feature
-        super().__init__(preset, **kwargs)  # type: ignore[arg-type]
+        super().__init__(preset, **kwargs)
 
     def _check_preset(self) -> None:
         if self.feature not in self.preset.fmi_features:

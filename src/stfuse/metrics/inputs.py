@@ -103,6 +103,10 @@ def to_gray_255(
     return scaled[:, 0]
 
 
+def _is_uint8_grey(image: torch.Tensor) -> bool:
+    return image.dtype == torch.uint8 and (image.ndim == 2 or image.shape[-3] == 1)
+
+
 def prepare_batch(
     fused: torch.Tensor | FusionBatch,
     ir: torch.Tensor | None = None,
@@ -117,7 +121,7 @@ def prepare_batch(
     if (ir is None) != (vi is None):
         raise ValueError("pass both source images (ir and vi) or neither")
     f = to_gray_255(fused, data_range=data_range, quantize=quantize, role="fused")
-    integer_levels = quantize or (fused.dtype == torch.uint8 and fused.shape[-3] == 1)
+    integer_levels = quantize or _is_uint8_grey(fused)
     a = b = None
     if ir is not None and vi is not None:
         a = to_gray_255(ir, data_range=data_range, quantize=quantize, role="ir")
@@ -129,5 +133,5 @@ def prepare_batch(
             )
         if a.device != f.device or b.device != f.device:
             raise ValueError(f"fused, ir and vi must be on one device; got {f.device}, {a.device}, {b.device}")
-        integer_levels = quantize or all(x.dtype == torch.uint8 and x.shape[-3] == 1 for x in (fused, ir, vi))
+        integer_levels = quantize or all(_is_uint8_grey(x) for x in (fused, ir, vi))
     return FusionBatch(f, a, b, integer_levels)
