@@ -193,6 +193,9 @@ def main() -> int:
                                                                                "crop", "batch")}),
         timings=record or "| (not recorded) | |", sections="\n".join(sections),
     )  # fmt: skip
+    notes = REPO / "experiments" / "reference" / "notes.md"
+    if notes.is_file():  # the hand-written analysis of the committed run
+        body += "\n" + notes.read_text()
     (REPO / "docs" / "results.md").write_text(body)
     readme = REPO / "README.md"
     text = readme.read_text()
