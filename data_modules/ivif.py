@@ -11,7 +11,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
 from data_modules.layouts import open_dataset
 from data_modules.paired import PairedImageFolder, collate_pairs
-from data_modules.resumable import EpochSeededDataset, EpochSeededSampler, current_epoch
+from data_modules.resumable import EpochSeededDataset, EpochSeededSampler, TrainerPositionMixin, current_epoch
 from data_modules.samplers import eval_sampler
 from data_modules.synthetic import SyntheticIVIFDataset
 from data_modules.transforms import PairedAugmentation, WorkerSeeder
@@ -21,7 +21,7 @@ def _concat(datasets: list[Dataset]) -> Dataset:
     return datasets[0] if len(datasets) == 1 else ConcatDataset(datasets)
 
 
-class IVIFDataModule(pl.LightningDataModule):
+class IVIFDataModule(TrainerPositionMixin, pl.LightningDataModule):
     """Infrared/visible pairs from one or several data-set roots, or the embedded synthetic default.
 
     Batches are dicts: ``"ir"`` N×1×H×W, ``"vi"`` N×1×H×W (visible Y), ``"vi_cbcr"`` N×2×H×W, ``"vi_is_color"``
@@ -92,15 +92,6 @@ class IVIFDataModule(pl.LightningDataModule):
         self.predict_dataset: Dataset | None = None
 
     # ------------------------------------------------------------------ datasets
-    @property
-    def _world_size(self) -> int:
-        trainer = getattr(self, "trainer", None)
-        return int(trainer.world_size) if trainer is not None else 1
-
-    @property
-    def _rank(self) -> int:
-        trainer = getattr(self, "trainer", None)
-        return int(trainer.global_rank) if trainer is not None else 0
 
     def make_augmentation(self) -> PairedAugmentation:
         return PairedAugmentation(

@@ -31,7 +31,7 @@ from data_modules.paired import (
     collate_pairs,
     luma,
 )
-from data_modules.resumable import EpochSeededDataset, EpochSeededSampler, current_epoch
+from data_modules.resumable import EpochSeededDataset, EpochSeededSampler, TrainerPositionMixin, current_epoch
 from data_modules.samplers import eval_sampler
 from data_modules.synthetic import make_texture_array
 from data_modules.transforms import WorkerSeeder
@@ -381,7 +381,7 @@ def find_natural_images(roots: Sequence[PathLike]) -> list[Path]:
     return paths
 
 
-class MFIFDataModule(pl.LightningDataModule):
+class MFIFDataModule(TrainerPositionMixin, pl.LightningDataModule):
     """Synthetic multi-focus training/validation data, plus optional real pairs for no-reference validation.
 
     Batches: training and synthetic validation give {"a", "b", "gt", "mask": N×1×H×W, "name": list[str]};
@@ -439,15 +439,6 @@ class MFIFDataModule(pl.LightningDataModule):
         self.val_dataset: SyntheticMultiFocusDataset | None = None
         self.real_val_dataset: MultiFocusPairFolder | None = None
 
-    @property
-    def _world_size(self) -> int:
-        trainer = getattr(self, "trainer", None)
-        return int(trainer.world_size) if trainer is not None else 1
-
-    @property
-    def _rank(self) -> int:
-        trainer = getattr(self, "trainer", None)
-        return int(trainer.global_rank) if trainer is not None else 0
 
     def make_synthesizer(self, crop_size: int) -> MultiFocusSynthesizer:
         return MultiFocusSynthesizer(crop_size=crop_size, blur=self.blur, soft_edges=self.soft_edges)

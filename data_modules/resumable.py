@@ -26,6 +26,22 @@ from torch.utils.data.distributed import DistributedSampler
 from data_modules.transforms import reseed_dataset
 
 
+class TrainerPositionMixin:
+    """``_rank`` / ``_world_size`` of the attached trainer (0 / 1 without one), for data modules."""
+
+    trainer: Any
+
+    @property
+    def _world_size(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        return int(trainer.world_size) if trainer is not None else 1
+
+    @property
+    def _rank(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        return int(trainer.global_rank) if trainer is not None else 0
+
+
 def current_epoch(trainer: Any) -> int:
     """The epoch the trainer is about to run (restored from a checkpoint on resume); 0 without a trainer."""
     try:

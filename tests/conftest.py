@@ -37,10 +37,11 @@ def data_root() -> Path:
     return root
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(scope="session", autouse=True)
 def _one_thread():
     """Tests use tiny tensors on 2-core machines, where one torch thread is several times faster than two
-    (no fork/join overhead, no contention with DataLoader workers or a second pytest process)."""
+    (no fork/join overhead, no contention with DataLoader workers or a second pytest process). Session
+    scope, so module-scoped training fixtures run under it too."""
     import torch
 
     previous = torch.get_num_threads()

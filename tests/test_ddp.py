@@ -32,14 +32,6 @@ VAL_SAMPLES = 3  # odd, so a padded sampler would count one sample twice on 2 ra
 IVIF_METRICS = ["EN", "SF", "Qabf"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny networks run fastest on one thread, above all on a shared 2-core machine. Module scope, so
-    it is already in force while the module-scoped training fixtures run."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 # ---- the sampler on its own ----------------------------------------------------------------------

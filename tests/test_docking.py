@@ -38,15 +38,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SPLIT_FILE = REPO_ROOT / "experiments" / "docking" / "msrs_det_split.json"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small convs on a busy 2-core machine run faster on one thread than on two that wait for each other."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def msrs(data_root: Path) -> Path:
     root = data_root / "docking" / "msrs_det"

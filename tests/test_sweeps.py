@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 import pytest
 import pytorch_lightning as pl
-import torch
 import yaml
 
 from data_modules import MFIFDataModule
@@ -40,14 +39,6 @@ SPECS = sorted((REPO / "experiments" / "sweeps").glob("*.yaml"))
 TINY_NET = {"preset": "small", "channels": 8, "num_blocks": 1, "heads": 2}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny networks run fastest on one thread, above all on a shared 2-core machine. Module scope, so
-    it is already in force while the module-scoped training fixtures run."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def test_every_expected_sweep_exists():

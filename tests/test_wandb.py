@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
-import torch
 import wandb
 import yaml
 
@@ -36,14 +35,6 @@ METRICS = ["EN", "SF", "Qabf"]
 TEST_PAIRS = 3
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny networks run fastest on one thread, above all on a shared 2-core machine. Module scope, so
-    it is already in force while the module-scoped training fixtures run."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _tiny_ivif_args(root: Path, logger_overlay: str) -> list[str]:
