@@ -23,6 +23,11 @@ import cv2
 import numpy as np
 import torch
 
+# OpenCV's worker pool does not survive fork(): a DataLoader worker forked after the parent ran a parallel
+# OpenCV call deadlocks on its next OpenCV call. One OpenCV thread per process keeps every fork safe; the
+# loaders get their parallelism from worker processes instead.
+cv2.setNumThreads(1)
+
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 _TIFF_EXTENSIONS = frozenset({".tif", ".tiff"})
 _EIGHT_BIT_ONLY = frozenset({".jpg", ".jpeg", ".bmp"})

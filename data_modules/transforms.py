@@ -147,7 +147,7 @@ class WorkerSeeder:
     PyTorch seeds worker ``k`` with ``base_seed + k``, where ``base_seed`` is drawn from the DataLoader's
     generator each epoch; mixing in the distributed ``rank`` keeps ranks apart too. The seed goes to
     Python's ``random``, NumPy's legacy global generator and every dataset's own ``reseed``. Each worker
-    also gets one OpenCV thread (PyTorch already gives it one torch thread), because the workers run in parallel.
+    runs one torch and one OpenCV thread (set elsewhere), because the workers run in parallel.
     """
 
     def __init__(self, rank: int = 0) -> None:
@@ -158,8 +158,7 @@ class WorkerSeeder:
         python_seed, numpy_seed, dataset_seed = _seeds([torch.initial_seed(), self.rank], 3)
         random.seed(python_seed)
         np.random.seed(numpy_seed)
-        cv2.setNumThreads(1)
-        # No torch.set_num_threads here: DataLoader workers already run one torch thread, and calling it
-        # again in a forked child whose parent used OpenMP can deadlock inside libgomp.
+        # No thread-pool calls here: PyTorch already runs workers on one torch thread, OpenCV is pinned to one
+        # thread at import (data_modules.io), and resizing either pool in a forked child can deadlock.
         if info is not None:
             reseed_dataset(info.dataset, dataset_seed)
