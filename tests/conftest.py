@@ -48,3 +48,15 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True)
+def _restore_rank_zero():
+    """A Trainer built under a simulated cluster rank (tests/test_slurm.py) sets Lightning's process-wide
+    ``rank_zero_only.rank``; without a reset, later tests would think they are not rank 0 and their
+    loggers would silently write nothing."""
+    from lightning_utilities.core.rank_zero import rank_zero_only
+
+    previous = getattr(rank_zero_only, "rank", 0)
+    yield
+    rank_zero_only.rank = previous
