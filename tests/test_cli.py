@@ -80,7 +80,7 @@ def source_ckpt(tmp_path_factory) -> Path:
     return ckpt
 
 
-def test_fit_resumes_from_last_ckpt_automatically(source_ckpt, capsys):
+def test_fit_resumes_from_last_ckpt_automatically(source_ckpt):
     root = source_ckpt.parent.parent
     cli = main(["fit", "--config", str(EXPERIMENTS / "mfif.yaml"), *_mfif_tiny(root),
                 "--trainer.max_steps", "3", "--trainer.limit_val_batches", "1"])  # fmt: skip

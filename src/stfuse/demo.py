@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from data_modules import IVIFDataModule, MFIFDataModule, TransferDataModule
-    from data_modules.io import read_image, split_visible, write_image
+    from data_modules.io import merge_y_cbcr, read_image, split_visible, write_image
     from data_modules.synthetic import write_embedded_default
     from stfuse.baselines import fuse_baseline
     from stfuse.inference import Fuser
@@ -133,8 +133,6 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 fused = fuse_baseline(method, ir[None], vi_y[None])[0]
             metrics[method].update(fused[None], ir[None], vi_y[None])
-            from data_modules.io import merge_y_cbcr
-
             colour = merge_y_cbcr(fused[None], vi_cbcr[None])[0]
             write_image(out / "fused" / method / f"{name}.png", colour)
             row.append(colour)

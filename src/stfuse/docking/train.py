@@ -90,13 +90,13 @@ def normalise(x: torch.Tensor) -> torch.Tensor:
 
 
 def select_device(device: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DockingError(f"--device {device}: CUDA is not available on this machine")
-    return dev
+    """``auto`` → CUDA when available, else CPU (the shared rule of :func:`stfuse.inference.runtime.resolve_device`)."""
+    from stfuse.inference.runtime import resolve_device
+
+    try:
+        return resolve_device(device)
+    except ValueError as error:
+        raise DockingError(f"--device {device}: {error}") from error
 
 
 def train_detector(

@@ -69,12 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise EvaluationInputError(f"--device {name}: CUDA is not available on this machine")
-    return device
+    from stfuse.inference.runtime import resolve_device
+
+    try:
+        return resolve_device(name)
+    except ValueError as error:
+        raise EvaluationInputError(f"--device {name}: {error}") from error
 
 
 def _is_own_process(argv: list[str] | None) -> bool:
