@@ -1,7 +1,8 @@
 """The evaluation loop behind ``stfuse evaluate``: read every pair once, fuse baselines on the fly, and
 feed each method's images to its own :class:`~stfuse.metrics.FusionMetrics`.
 
-Images are read with :func:`read_gray_255` (CDDFuse's reader), so the numbers match the reference.
+Images are read with :func:`read_gray_255` (CDDFuse's reader), so the numbers match the reference;
+under the ``vifb`` preset with their stored channels as well (:mod:`stfuse.evaluation.vifb_io`).
 Reading runs in a background thread while the metrics compute; pairs of equal size are batched up to
 ``batch_pixels`` per update, which is what makes the GPU path fast.
 """
@@ -20,6 +21,7 @@ import torch
 from stfuse.baselines import canonical_baseline_name, fuse_baseline
 from stfuse.evaluation.io import EvaluationInputError, read_gray_255
 from stfuse.evaluation.sources import SourcePair, image_size, match_fused
+from stfuse.evaluation.vifb_io import grey_of_stored, read_as_stored, update_as_stored
 from stfuse.metrics import LOWER_IS_BETTER, FusionMetrics, resolve_metric_names
 from stfuse.metrics.presets import get_preset
 
@@ -136,6 +138,7 @@ def evaluate_pairs(
     if batch_pixels is None:
         batch_pixels = 8_000_000 if device.type == "cuda" else 1
     fused_files = match_fused(pairs, fused_dirs)
+    as_stored = spec.colour == "vifb"  # VIFB scores images with their stored channels (vifb_io)
     collections = {m: FusionMetrics(spec, metric_names, data_range=255.0).to(device) for m in methods}
     sizes = {pair.name: image_size(pair.ir) for pair in pairs}
     result = EvaluationResult(
@@ -147,16 +150,20 @@ def evaluate_pairs(
         origins={m: ("baseline" if m in baseline_names else "folder") for m in methods},
     )
 
-    def load(batch: list[SourcePair]) -> dict[str, list[np.ndarray]]:
+    def load(batch: list[SourcePair]) -> tuple[dict[str, list[np.ndarray]], dict[str, list[np.ndarray]]]:
         images: dict[str, list[np.ndarray]] = {"ir": [], "vi": []}
         for method in fused_dirs:
             images[method] = []
+        stored: dict[str, list[np.ndarray]] = {key: [] for key in images} if as_stored else {}
         for pair in batch:
-            images["ir"].append(_to_uint8(read_gray_255(pair.ir)))
-            images["vi"].append(_to_uint8(read_gray_255(pair.vi)))
-            for method in fused_dirs:
-                images[method].append(_to_uint8(read_gray_255(fused_files[method][pair.name])))
-        return images
+            paths = {"ir": pair.ir, "vi": pair.vi} | {m: fused_files[m][pair.name] for m in fused_dirs}
+            for key, path in paths.items():
+                if as_stored:
+                    stored[key].append(read_as_stored(path))
+                    images[key].append(grey_of_stored(stored[key][-1]))
+                else:
+                    images[key].append(_to_uint8(read_gray_255(path)))
+        return images, stored
 
     batches = _batches(pairs, sizes, batch_pixels)
     with ThreadPoolExecutor(max_workers=1) as reader:
@@ -164,7 +171,7 @@ def evaluate_pairs(
         current: list[SourcePair] | None = next(upcoming)
         future = reader.submit(load, current)
         while current is not None:
-            images = future.result()
+            images, stored = future.result()
             following = next(upcoming, None)
             if following is not None:
                 future = reader.submit(load, following)
@@ -174,7 +181,10 @@ def evaluate_pairs(
                 fused = fuse_baseline(name, ir.to(torch.float64), vi.to(torch.float64), data_range=255.0)
                 stacked[name] = fused.round().to(torch.uint8)
             for method in methods:
-                collections[method].update(stacked[method], ir, vi)
+                if as_stored:
+                    update_as_stored(collections[method], stored.get(method, stacked[method]), stored["ir"], stored["vi"], device)
+                else:
+                    collections[method].update(stacked[method], ir, vi)
             for index, pair in enumerate(current):
                 result.images.append(pair.name)
                 if thumbnails:

@@ -17,6 +17,7 @@ from torchmetrics.utilities import dim_zero_cat
 
 from stfuse.metrics.inputs import FusionBatch, prepare_batch
 from stfuse.metrics.presets import MetricPreset, get_preset
+from stfuse.metrics.vifb import VIFBBatch, prepare_vifb_batch, vifb_values
 
 
 class FusionMetric(Metric):
@@ -63,13 +64,15 @@ class FusionMetric(Metric):
         vi: torch.Tensor | None = None,
     ) -> None:
         """Add a batch: tensors N×C×H×W (C = 1 or 3), or an already converted :class:`FusionBatch`."""
-        if not self.needs_sources and not isinstance(fused, FusionBatch):
+        if not self.needs_sources and not isinstance(fused, (FusionBatch, VIFBBatch)):
             ir = vi = None  # no-reference metric: convert only the fused image
-        batch = prepare_batch(fused, ir, vi, data_range=self.data_range, quantize=self.quantize)
+        prepare = prepare_vifb_batch if self.preset.colour == "vifb" else prepare_batch
+        batch = prepare(fused, ir, vi, data_range=self.data_range, quantize=self.quantize)
         if self.needs_sources:
             batch.sources()
         with torch.no_grad():
-            self.values.append(self.values_for(batch).to(torch.float64).reshape(-1))
+            values = vifb_values(self, batch) if isinstance(batch, VIFBBatch) else self.values_for(batch)
+            self.values.append(values.to(torch.float64).reshape(-1))
 
     def _gathered(self) -> torch.Tensor:
         # After a DDP sync the list state has been concatenated into one tensor.

@@ -24,6 +24,7 @@ from stfuse.metrics.presets import MetricPreset, get_preset
 from stfuse.metrics.ssim import MSSSIMMetric, SSIMMetric
 from stfuse.metrics.statistics import CCMetric, SCDMetric, SDMetric
 from stfuse.metrics.vif import VIFMetric
+from stfuse.metrics.vifb import prepare_vifb_batch
 
 #: Every metric by its canonical name, in table order.
 METRICS: dict[str, Callable[..., FusionMetric]] = {
@@ -130,7 +131,8 @@ class FusionMetrics(MetricCollection):
         vi: torch.Tensor | None = None,
     ) -> None:
         """Convert the batch once, then update every metric with it."""
-        batch = prepare_batch(fused, ir, vi, data_range=self.data_range, quantize=self.quantize)
+        prepare = prepare_vifb_batch if self.preset.colour == "vifb" else prepare_batch
+        batch = prepare(fused, ir, vi, data_range=self.data_range, quantize=self.quantize)
         if batch.ir is None:
             needing = [name for name, m in self.items(keep_base=True, copy_state=False) if m.needs_sources]
             if needing:

@@ -8,7 +8,8 @@ table can say which convention its numbers follow:
   image by image against ``shared/data/reference``.
 * ``tang``: Linfeng Tang's MATLAB toolkit (SeAFusion, PSFusion, ...), which converts the images to 0–1
   before several metrics.
-* ``vifb``: the VIFB benchmark's MATLAB metrics.
+* ``vifb``: the VIFB benchmark's MATLAB metrics, including how it scores colour fused images (channel
+  by channel) and converts colour sources for grey ones (:mod:`stfuse.metrics.vifb`).
 
 Only the fields that differ between code bases live here; everything else is one shared definition.
 """
@@ -35,7 +36,8 @@ class MetricPreset:
     sf_scale: float = 255.0
     mse_scale: float = 255.0
     nabf_scale: float = 255.0
-    #: Qabf's "equal strength" quirk stores g_F on this scale (Tang runs Qabf on 0–1 data).
+    #: Qabf's "equal strength" quirk stores g_F on this scale (Tang runs Qabf on 0–1 data; VIFB on
+    #: 255 × the 0–255 levels).
     qabf_scale: float = 255.0
     #: AG: "pixels" divides the sum by H·W (numpy mean); "interior" by (H−1)(W−1) (MATLAB toolkits).
     ag_denominator: Literal["pixels", "interior"] = "pixels"
@@ -53,6 +55,10 @@ class MetricPreset:
     psnr_variant: Literal["fused_peak", "unit_mse", "vifb_root"] = "fused_peak"
     #: FMI features this preset defines (Tang's "FMI_pixel" is edge-based, which is not provided).
     fmi_features: tuple[str, ...] = ("pixel", "gradient")
+    #: Colour and grey conversion: "grey" converts every image to grey first (OpenCV weights, rounded;
+    #: CDDFuse's reader); "vifb" keeps the channels and follows VIFB (colour fused images scored per
+    #: channel, colour sources of grey ones through MATLAB's rgb2gray; :mod:`stfuse.metrics.vifb`).
+    colour: Literal["grey", "vifb"] = "grey"
     #: Metrics ``FusionMetrics`` computes when no list is given.
     default_metrics: tuple[str, ...] = (
         "EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM", "MSE", "CC", "PSNR",
@@ -79,8 +85,10 @@ PRESETS: dict[str, MetricPreset] = {
         name="vifb",
         sf_denominator="pixels",
         ag_denominator="interior",
+        qabf_scale=255.0 * 255.0,
         ssim_variant="gaussian",
         psnr_variant="vifb_root",
+        colour="vifb",
     ),
 }
 
