@@ -73,7 +73,9 @@ def vifb_oracle(name: str, f: np.ndarray, ir: np.ndarray, vi: np.ndarray) -> flo
     if f.ndim == 3:  # colour: channel k against visible channel k (and IR channel k or the grey IR)
         if name == "SF":
             return _one("SF", np.hstack([f[..., k] for k in range(3)]), ir, vi)
-        return float(np.mean([_one(name, f[..., k], ir[..., k] if ir.ndim == 3 else ir, vi[..., k]) for k in range(3)]))
+        return float(
+            np.mean([_one(name, f[..., k], ir[..., k] if ir.ndim == 3 else ir, vi[..., k]) for k in range(3)])
+        )
     rounded = name not in ("PSNR", "Qabf")
     grey = lambda x: x if x.ndim == 2 else _rgb2gray(x, rounded)  # noqa: E731
     return _one(name, f, grey(ir), grey(vi))
@@ -85,7 +87,9 @@ def vifb_oracle(name: str, f: np.ndarray, ir: np.ndarray, vi: np.ndarray) -> flo
 def _tensor(x: np.ndarray) -> torch.Tensor:
     """H×W or H×W×3 uint8 → 1×C×H×W."""
     x = np.asarray(x)
-    return torch.from_numpy(np.ascontiguousarray(x if x.ndim == 2 else x.transpose(2, 0, 1))).reshape(1, -1, *x.shape[:2])
+    return torch.from_numpy(np.ascontiguousarray(x if x.ndim == 2 else x.transpose(2, 0, 1))).reshape(
+        1, -1, *x.shape[:2]
+    )
 
 
 def _vifb(name: str, f: np.ndarray, ir: np.ndarray, vi: np.ndarray) -> float:
@@ -122,10 +126,14 @@ def triplet() -> dict[str, np.ndarray]:
 
 
 def test_matlab_rgb2gray_weights_and_rounding() -> None:
-    rgb = torch.tensor([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 255], [10, 200, 30]], dtype=torch.float64)
+    rgb = torch.tensor(
+        [[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 255], [10, 200, 30]], dtype=torch.float64
+    )
     image = rgb.T.reshape(1, 3, 1, 5)
     exact = matlab_rgb2gray(image, rounded=False)[0, 0]
-    assert exact.tolist() == pytest.approx([255 * W_R, 255 * W_G, 255 * W_B, 255.0, 10 * W_R + 200 * W_G + 30 * W_B], rel=1e-15)
+    assert exact.tolist() == pytest.approx(
+        [255 * W_R, 255 * W_G, 255 * W_B, 255.0, 10 * W_R + 200 * W_G + 30 * W_B], rel=1e-15
+    )
     # 76.23, 149.70, 29.08, 255 − 1e-13, 123.82: MATLAB's uint8 result
     assert matlab_rgb2gray(image, rounded=True)[0, 0].tolist() == [76.0, 150.0, 29.0, 255.0, 124.0]
     # OpenCV's 0.299/0.587/0.114 (the cddfuse reader) rounds some colours to the other neighbour.
@@ -189,7 +197,9 @@ def test_psnr_per_channel_with_flat_images() -> None:
     # Grey fused: the visible image becomes grey in floating point (not rounded) for PSNR.
     grey_vi = (vi_levels[0] * W_R + vi_levels[1] * W_G) + vi_levels[2] * W_B  # 112.1…, not an integer
     assert _vifb("PSNR", fused[..., 1], ir, vi) == pytest.approx(psnr(100, ir_level, grey_vi), rel=1e-14)
-    assert _vifb("PSNR", fused[..., 1], ir, vi) != pytest.approx(psnr(100, ir_level, round(grey_vi)), rel=1e-9)
+    assert _vifb("PSNR", fused[..., 1], ir, vi) != pytest.approx(
+        psnr(100, ir_level, round(grey_vi)), rel=1e-9
+    )
 
 
 def test_qabf_of_a_copy_of_the_visible_image_saturates_per_channel(triplet: dict[str, np.ndarray]) -> None:
@@ -221,26 +231,37 @@ def test_qabf_quirk_value_is_on_vifbs_255_times_scale() -> None:
 
 @pytest.mark.parametrize("name", VIFB_METRICS)
 @pytest.mark.parametrize("ir_kind", ["ir_grey", "ir_rgb"])
-def test_colour_fused_matches_the_numpy_transcription(triplet: dict[str, np.ndarray], name: str, ir_kind: str) -> None:
+def test_colour_fused_matches_the_numpy_transcription(
+    triplet: dict[str, np.ndarray], name: str, ir_kind: str
+) -> None:
     f, ir, vi = triplet["fused_rgb"], triplet[ir_kind], triplet["vi_rgb"]
     assert _vifb(name, f, ir, vi) == pytest.approx(vifb_oracle(name, f, ir, vi), rel=1e-11)
 
 
 @pytest.mark.parametrize("name", VIFB_METRICS)
 @pytest.mark.parametrize("ir_kind", ["ir_grey", "ir_rgb"])
-def test_grey_fused_matches_the_numpy_transcription(triplet: dict[str, np.ndarray], name: str, ir_kind: str) -> None:
+def test_grey_fused_matches_the_numpy_transcription(
+    triplet: dict[str, np.ndarray], name: str, ir_kind: str
+) -> None:
     f, ir, vi = triplet["fused_grey"], triplet[ir_kind], triplet["vi_rgb"]
     assert _vifb(name, f, ir, vi) == pytest.approx(vifb_oracle(name, f, ir, vi), rel=1e-11)
 
 
 @pytest.mark.parametrize("name", ["MI", "SSIM", "PSNR", "Qabf"])
-def test_grey_fused_rounds_the_visible_grey_only_for_mi_and_ssim(triplet: dict[str, np.ndarray], name: str) -> None:
+def test_grey_fused_rounds_the_visible_grey_only_for_mi_and_ssim(
+    triplet: dict[str, np.ndarray], name: str
+) -> None:
     f, ir = triplet["fused_grey"].astype(np.float64), triplet["ir_grey"].astype(np.float64)
     vi = triplet["vi_rgb"].astype(np.float64)
     rounded = _one(name, f, ir, _rgb2gray(vi, True))
     exact = _one(name, f, ir, _rgb2gray(vi, False))
     vi32 = vi.astype(np.float32)
-    opencv = _one(name, f, ir, np.round(vi32[..., 2] * 0.114 + vi32[..., 1] * 0.587 + vi32[..., 0] * 0.299).astype(np.float64))
+    opencv = _one(
+        name,
+        f,
+        ir,
+        np.round(vi32[..., 2] * 0.114 + vi32[..., 1] * 0.587 + vi32[..., 0] * 0.299).astype(np.float64),
+    )
     ours = _vifb(name, f.astype(np.uint8), ir.astype(np.uint8), triplet["vi_rgb"])
     assert ours == pytest.approx(exact if name in ("PSNR", "Qabf") else rounded, rel=1e-11)
     assert ours != pytest.approx(opencv, rel=1e-9)  # the former conversion (OpenCV weights, rounded)
@@ -255,12 +276,16 @@ def test_grey_and_colour_reading_of_one_fused_image_differ_as_in_vifb(triplet: d
     three = np.repeat(grey[..., None], 3, axis=-1)
     ir, vi = triplet["ir_grey"], triplet["vi_rgb"]
     h, w = grey.shape
-    values = {p: {n: _vifb(n, f, ir, vi) for n in VIFB_METRICS} for p, f in (("grey", grey), ("colour", three))}
+    values = {
+        p: {n: _vifb(n, f, ir, vi) for n in VIFB_METRICS} for p, f in (("grey", grey), ("colour", three))
+    }
     for name in ("EN", "SD", "AG"):  # fused-only, per channel: identical channels change nothing
         assert values["colour"][name] == pytest.approx(values["grey"][name], rel=1e-14)
     # SF gains exactly the two seams between R|G and G|B: Σ_rows (F[:, 0] − F[:, −1])², twice, / (3HW).
     seams = 2 * float(np.sum((grey[:, 0].astype(np.float64) - grey[:, -1]) ** 2))
-    assert values["colour"]["SF"] ** 2 == pytest.approx(values["grey"]["SF"] ** 2 + seams / (3 * h * w), rel=1e-13)
+    assert values["colour"]["SF"] ** 2 == pytest.approx(
+        values["grey"]["SF"] ** 2 + seams / (3 * h * w), rel=1e-13
+    )
     for name in ("MI", "SSIM", "PSNR", "Qabf"):  # against VI channels vs against rgb2gray(VI)
         assert values["colour"][name] != pytest.approx(values["grey"][name], rel=1e-4)
         assert values["colour"][name] == pytest.approx(vifb_oracle(name, three, ir, vi), rel=1e-11)
@@ -279,14 +304,30 @@ def test_grey_inputs_give_what_the_grey_path_gave_before(triplet: dict[str, np.n
     grey kernels' own, bit for bit (Qabf excepted: float64 and VIFB's 255·g_F quirk, tested above)."""
     f, ir, vi = (_tensor(triplet[k]) for k in ("fused_grey", "ir_grey", "fused_rgb"))
     vi = vi[:, 1:2]
-    for name in ["EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "SSIM", "MSE", "CC", "PSNR", "Nabf", "FMI_pixel"]:
+    for name in [
+        "EN",
+        "SD",
+        "SF",
+        "AG",
+        "MI",
+        "SCD",
+        "VIF",
+        "SSIM",
+        "MSE",
+        "CC",
+        "PSNR",
+        "Nabf",
+        "FMI_pixel",
+    ]:
         metric = build_metric(name, "vifb")
         metric.update(f, ir, vi)
         before = metric.values_for(prepare_batch(f, ir, vi))
         assert torch.equal(metric.compute_per_image(), before.to(torch.float64)), name
 
 
-def test_float_network_output_is_quantised_per_channel_like_a_saved_png(triplet: dict[str, np.ndarray]) -> None:
+def test_float_network_output_is_quantised_per_channel_like_a_saved_png(
+    triplet: dict[str, np.ndarray],
+) -> None:
     f, ir, vi = (_tensor(triplet[k]) for k in ("fused_rgb", "ir_grey", "vi_rgb"))
     as_float = FusionMetrics("vifb", VIFB_METRICS)
     as_float.update(f / 255.0 + 1e-3 / 255, ir / 255.0, vi / 255.0)  # rounding brings back the levels
@@ -303,7 +344,9 @@ def test_other_presets_still_convert_colour_to_grey_first(triplet: dict[str, np.
     grey = FusionMetrics("cddfuse", ["EN", "MI"])
     to_grey = lambda x: torch.round(x[:, 2:3] * 0.114 + x[:, 1:2] * 0.587 + x[:, 0:1] * 0.299)  # noqa: E731
     grey.update(to_grey(f.float()).to(torch.uint8), ir, to_grey(vi.float()).to(torch.uint8))
-    assert {k: float(v) for k, v in colour.compute().items()} == pytest.approx({k: float(v) for k, v in grey.compute().items()})
+    assert {k: float(v) for k, v in colour.compute().items()} == pytest.approx(
+        {k: float(v) for k, v in grey.compute().items()}
+    )
 
 
 # --- stfuse evaluate: reading as stored ----------------------------------------------------------
@@ -324,13 +367,22 @@ def test_images_are_read_with_their_stored_channels(tmp_path: Path) -> None:
     assert three.shape == (3, 16, 24)  # MATLAB's imread: three channels, even though they are equal
     assert (three[0] == three[1]).all() and (three[1] == three[2]).all()
     for name in ("grey.png", "colour.png", "grey.jpg", "three.jpg"):
-        assert np.array_equal(grey_of_stored(read_as_stored(tmp_path / name)), read_gray_255(tmp_path / name).astype(np.uint8))
+        assert np.array_equal(
+            grey_of_stored(read_as_stored(tmp_path / name)), read_gray_255(tmp_path / name).astype(np.uint8)
+        )
 
 
 def test_the_grey_reading_derived_from_stored_channels_equals_the_reference_reader(data_root: Path) -> None:
-    files = [p for d in ("tno", "roadscene", "msrs") for kind in ("ir", "vi") for p in sorted((data_root / "ivif" / d / kind).iterdir())[:3]]
+    files = [
+        p
+        for d in ("tno", "roadscene", "msrs")
+        for kind in ("ir", "vi")
+        for p in sorted((data_root / "ivif" / d / kind).iterdir())[:3]
+    ]
     for path in files:
-        assert np.array_equal(grey_of_stored(read_as_stored(path)), read_gray_255(path).astype(np.uint8)), path
+        assert np.array_equal(grey_of_stored(read_as_stored(path)), read_gray_255(path).astype(np.uint8)), (
+            path
+        )
 
 
 def _write_colour_set(folder: Path, names: list[str], seed: int) -> dict[str, Path]:
@@ -357,7 +409,9 @@ def test_evaluate_reads_colour_under_vifb_only(tmp_path: Path) -> None:
     fused = {"colour": dirs["colour"], "mixed": dirs["mixed"]}
     metrics = ["EN", "SF", "MI", "SSIM", "PSNR", "Qabf"]
     for batch_pixels in (1, 10_000_000):  # one pair per update, and all three in one batch
-        result = evaluate_pairs(pairs, fused, ["avg"], preset="vifb", metrics=metrics, batch_pixels=batch_pixels)
+        result = evaluate_pairs(
+            pairs, fused, ["avg"], preset="vifb", metrics=metrics, batch_pixels=batch_pixels
+        )
         assert result.images == names
         for method in ("colour", "mixed"):
             for index, name in enumerate(names):
@@ -370,7 +424,11 @@ def test_evaluate_reads_colour_under_vifb_only(tmp_path: Path) -> None:
         average = FusionMetrics("vifb", metrics)
         ir, vi = (read_as_stored(dirs[k] / "a.png") for k in ("ir", "vi"))
         grey_avg = np.round((grey_of_stored(ir).astype(np.float64) + grey_of_stored(vi)) / 2)
-        average.update(torch.from_numpy(grey_avg)[None, None] / 255, torch.from_numpy(ir)[None] / 255, torch.from_numpy(vi)[None] / 255)
+        average.update(
+            torch.from_numpy(grey_avg)[None, None] / 255,
+            torch.from_numpy(ir)[None] / 255,
+            torch.from_numpy(vi)[None] / 255,
+        )
         for metric, value in average.compute().items():
             assert result.values["average"][metric][0] == pytest.approx(float(value), rel=1e-13)
     # cddfuse reads every image grey, as before
@@ -380,3 +438,19 @@ def test_evaluate_reads_colour_under_vifb_only(tmp_path: Path) -> None:
     expected.update(read("colour"), read("ir"), read("vi"))
     assert grey_result.values["colour"]["EN"][1] == pytest.approx(float(expected.compute()["EN"]), rel=1e-14)
     assert grey_result.values["colour"]["EN"][1] != pytest.approx(result.values["colour"]["EN"][1], rel=1e-6)
+
+
+def test_tno_three_equal_channels_keep_the_grey_values(data_root: Path) -> None:
+    """TNO's PNGs hold three equal channels, read as three under vifb (as MATLAB does). rgb2gray rounds
+    them back to their levels, so every metric that takes the rounded grey is unchanged bit for bit;
+    PSNR's floating-point grey is off by at most an ulp."""
+    ir, vi = (read_as_stored(data_root / "ivif" / "tno" / kind / "19.png") for kind in ("ir", "vi"))
+    assert ir.shape[0] == vi.shape[0] == 3
+    fused = torch.from_numpy(read_as_stored(data_root / "reference" / "tno" / "max" / "19.png"))[None]
+    names = ["EN", "SD", "SF", "AG", "MI", "SSIM", "SCD", "CC", "PSNR"]
+    stored, grey = FusionMetrics("vifb", names), FusionMetrics("vifb", names)
+    stored.update(fused, torch.from_numpy(ir)[None], torch.from_numpy(vi)[None])
+    grey.update(fused, torch.from_numpy(ir[:1])[None], torch.from_numpy(vi[:1])[None])
+    for name in names[:-1]:
+        assert torch.equal(stored.compute()[name], grey.compute()[name]), name
+    assert float(stored.compute()["PSNR"]) == pytest.approx(float(grey.compute()["PSNR"]), rel=1e-14)

@@ -182,7 +182,8 @@ def evaluate_pairs(
                 stacked[name] = fused.round().to(torch.uint8)
             for method in methods:
                 if as_stored:
-                    update_as_stored(collections[method], stored.get(method, stacked[method]), stored["ir"], stored["vi"], device)
+                    fused_images = stored.get(method, stacked[method])  # baselines: grey tensors
+                    update_as_stored(collections[method], fused_images, stored["ir"], stored["vi"], device)
                 else:
                     collections[method].update(stacked[method], ir, vi)
             for index, pair in enumerate(current):

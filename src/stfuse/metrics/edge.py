@@ -7,8 +7,9 @@ constants, and each keeps its reference implementation's quirks:
 * Qabf (CDDFuse ``Evaluator.Qabf``, Tang's ``analysis_Qabf``): computed in float32 like CDDFuse's
   (float32 images and kernels; Sobel responses of 8-bit data are exact integers there), with float64
   sums. Sobel by ``convolve2d(..., 'same')`` with zero padding; α = atan(S_y/S_x) with π/2 where S_x = 0; where g_A = g_F exactly the strength "ratio" is
-  g_F itself, not 1. That quirk depends on the data scale: g_F on 0–255 for ``cddfuse``/``vifb``, g_F/255
-  for ``tang`` (which runs Qabf on 0–1 data).
+  g_F itself, not 1. That quirk depends on the data scale: g_F on 0–255 for ``cddfuse``, g_F/255
+  for ``tang`` (which runs Qabf on 0–1 data); ``vifb`` uses its own float64 form on 255× data
+  (:func:`stfuse.metrics.vifb.qabf_vifb`).
 * Nabf (Kumar's ``objective_fusion_perform_fn``): Sobel/8 by correlation over a mirrored border without
   repeating the edge pixel (``per_extn_im_fn``, i.e. reflect-101), weights g^1.5 above Td = 2 and 0.001
   below. ``tang`` runs it on 0–1 data, where no strength reaches Td, so all weights are 0.001.

@@ -84,7 +84,10 @@ def _channels_255(image: torch.Tensor, *, data_range: float, quantize: bool, rol
     """N×C×H×W on 0–255 float64 with the channels kept, by :func:`to_gray_255`'s scaling rules."""
     image = _as_nchw(image, role)
     return torch.stack(
-        [to_gray_255(image[:, k : k + 1], data_range=data_range, quantize=quantize, role=role) for k in range(image.shape[1])],
+        [
+            to_gray_255(image[:, k : k + 1], data_range=data_range, quantize=quantize, role=role)
+            for k in range(image.shape[1])
+        ],
         dim=1,
     )
 
