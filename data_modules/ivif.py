@@ -42,8 +42,12 @@ class IVIFDataModule(TrainerPositionMixin, pl.LightningDataModule):
         crop_size, batch_size, eval_batch_size, num_workers: loader settings.
         seed: seeds augmentation, shuffling, worker streams, the hold-out choice and the synthetic data.
         val_size: number of validation pairs when ``val_roots`` is None.
+        split_seed: chooses the held-out validation pairs (default: ``seed``); fixing it lets runs with
+            different seeds share one validation split.
         default_train_size, default_image_size: size of the synthetic default (pairs, pixels per side).
         flips, rotate90, photometric: training augmentations.
+        cache_images: keep decoded training and validation pairs in memory (per process) after their first
+            read; with ``num_workers=0`` a CPU run then decodes each image once.
     """
 
     def __init__(
@@ -62,11 +66,13 @@ class IVIFDataModule(TrainerPositionMixin, pl.LightningDataModule):
         num_workers: int = 2,
         seed: int = 0,
         val_size: int = 8,
+        split_seed: int | None = None,
         default_train_size: int = 512,
         default_image_size: int = 256,
         flips: bool = True,
         rotate90: bool = True,
         photometric: bool = True,
+        cache_images: bool = False,
     ) -> None:
         super().__init__()
         for name, roots in (("train_roots", train_roots), ("val_roots", val_roots), ("test_roots", test_roots), ("predict_roots", predict_roots)):
@@ -84,8 +90,10 @@ class IVIFDataModule(TrainerPositionMixin, pl.LightningDataModule):
         self.size_policy = size_policy
         self.crop_size, self.batch_size, self.eval_batch_size = crop_size, batch_size, eval_batch_size
         self.num_workers, self.seed, self.val_size = num_workers, seed, val_size
+        self.split_seed = seed if split_seed is None else split_seed
         self.default_train_size, self.default_image_size = default_train_size, default_image_size
         self.flips, self.rotate90, self.photometric = flips, rotate90, photometric
+        self.cache_images = cache_images
         self.train_dataset: Dataset | None = None
         self.val_dataset: Dataset | None = None
         self.test_dataset: Dataset | None = None
@@ -99,9 +107,11 @@ class IVIFDataModule(TrainerPositionMixin, pl.LightningDataModule):
             seed=int(np.random.SeedSequence([self.seed, self._rank]).generate_state(1)[0]),
         )
 
-    def _open_roots(self, roots: list[str], split: str | None, transform: Any = None) -> list[PairedImageFolder]:
+    def _open_roots(
+        self, roots: list[str], split: str | None, transform: Any = None, cache: bool = False
+    ) -> list[PairedImageFolder]:
         return [
-            open_dataset(root, name=self.layout, split=split, size_policy=self.size_policy, transform=transform)
+            open_dataset(root, name=self.layout, split=split, size_policy=self.size_policy, transform=transform, cache=cache)
             for root in roots
         ]
 
@@ -117,7 +127,7 @@ class IVIFDataModule(TrainerPositionMixin, pl.LightningDataModule):
                 f"the training roots hold {total} pair(s), too few to hold out val_size={self.val_size} "
                 "for validation; pass val_roots or a smaller val_size"
             )
-        chosen = set(np.random.default_rng(self.seed).choice(total, size=self.val_size, replace=False).tolist())
+        chosen = set(np.random.default_rng(self.split_seed).choice(total, size=self.val_size, replace=False).tolist())
         train_parts: list[Dataset] = []
         val_parts: list[Dataset] = []
         offset = 0
@@ -131,7 +141,7 @@ class IVIFDataModule(TrainerPositionMixin, pl.LightningDataModule):
             if val_idx:
                 evaluation = PairedImageFolder(
                     folder.ir_dir, folder.vi_dir, size_policy=folder.size_policy, extra_dirs=folder.extra_dirs,
-                    names=[folder.records[i].name for i in val_idx], check_sizes=False,
+                    names=[folder.records[i].name for i in val_idx], check_sizes=False, cache=folder.cache,
                 )
                 val_parts.append(evaluation)
         return train_parts, val_parts
@@ -155,7 +165,7 @@ class IVIFDataModule(TrainerPositionMixin, pl.LightningDataModule):
             self.train_dataset = self._synthetic(self.default_train_size, "train", augmentation)
             held_out: list[Dataset] = [self._synthetic(self.val_size, "val")]
         else:
-            folders = self._open_roots(self.train_roots, self.train_split, augmentation)
+            folders = self._open_roots(self.train_roots, self.train_split, augmentation, cache=self.cache_images)
             if self.val_roots is None:
                 train_parts, held_out = self._held_out(folders)
                 self.train_dataset = _concat(train_parts)
@@ -163,7 +173,7 @@ class IVIFDataModule(TrainerPositionMixin, pl.LightningDataModule):
                 self.train_dataset = _concat(list(folders))
                 held_out = []
         if self.val_roots is not None:
-            held_out = list(self._open_roots(self.val_roots, self.eval_split))
+            held_out = list(self._open_roots(self.val_roots, self.eval_split, cache=self.cache_images))
         self.val_dataset = _concat(held_out)
 
     def _build_test(self) -> Dataset | None:

@@ -197,6 +197,8 @@ class PairedImageFolder(Dataset):
     for every pair at construction), ``"resize"`` resizes the visible image (and extras) to the infrared
     size, the registration reference, and ``"center_crop"`` crops all members to their common centre.
     ``transform`` acts on the float arrays (see :data:`PairArrays`) before the YCbCr split.
+    ``cache`` keeps each pair's decoded arrays in memory after its first read (per process), so training
+    epochs after the first decode nothing; about 5 MB per 640×480 colour pair.
     """
 
     def __init__(
@@ -208,6 +210,7 @@ class PairedImageFolder(Dataset):
         transform: PairTransform | None = None,
         names: Sequence[str] | None = None,
         check_sizes: bool = True,
+        cache: bool = False,
     ) -> None:
         if size_policy not in SIZE_POLICIES:
             raise ValueError(f"size_policy must be one of {SIZE_POLICIES}, got {size_policy!r}")
@@ -219,6 +222,8 @@ class PairedImageFolder(Dataset):
         if reserved:
             raise ValueError(f"extra folder keys {sorted(reserved)} clash with the item keys; rename them")
         self.transform = transform
+        self.cache = bool(cache)
+        self._cache: dict[int, PairArrays] = {}
         self.records = self._pair_files(names)
         if check_sizes:
             self._check_headers()
@@ -286,7 +291,21 @@ class PairedImageFolder(Dataset):
         return [record.name for record in self.records]
 
     def load_arrays(self, index: int) -> PairArrays:
-        """The sample's float arrays with the size policy applied, before any transform."""
+        """The sample's float arrays with the size policy applied, before any transform.
+
+        With ``cache`` the arrays are shared between calls: transforms must not modify them in place
+        (``PairedAugmentation`` crops into new arrays).
+        """
+        cached = self._cache.get(index)
+        if cached is not None:
+            return dict(cached)
+        arrays = self._read_arrays(index)
+        if self.cache:
+            self._cache[index] = arrays
+            return dict(arrays)
+        return arrays
+
+    def _read_arrays(self, index: int) -> PairArrays:
         record = self.records[index]
         ir = read_image_array(record.ir_path)
         if ir.shape[2] == 3:

@@ -1,17 +1,22 @@
-"""Retrain the reference STFuse model and its ablations from scratch, then regenerate docs/results.md.
+"""Retrain the reference STFuse model, its 3-seed ablations and the probe runs, then regenerate docs/results.md.
 
-    python experiments/reproduce.py --budget cpu            # what produced the committed weights (2-core CPU)
-    python experiments/reproduce.py --budget gpu            # the same recipe at GPU scale
-    python experiments/reproduce.py --skip-train            # re-evaluate existing runs only
+    python experiments/reproduce.py --budget cpu              # what produced the committed weights (2-core CPU)
+    python experiments/reproduce.py --budget gpu              # the same recipe at GPU scale (experiments/gpu_recipe.sh)
+    python experiments/reproduce.py --skip-train              # re-score existing runs only
+    python experiments/reproduce.py --only main               # just the shipped model (source + full STFuse, seed 0)
 
-Stages (each a LightningCLI run, exactly what `make train-mfif` / `make transfer-ivif` run):
-1. source stage on synthetic multi-focus pairs from DATA/train/natural (420 all-in-focus images);
-2. target stage on DATA/train/ivif/{roadscene,msrs} (171 + 12 pairs), three variants on one budget:
-   full STFuse, transfer without L_g (no_guidance), and no transfer (IVIF from scratch);
-3. the full model's network is exported to src/stfuse/weights/stfuse_default.safetensors with its config,
-   seed, command, data and wall time;
-4. every model and the classical baselines fuse TNO-25, RoadScene-50 and MSRS-20, and the `cddfuse` preset
-   scores them (experiments/results.py writes the tables).
+What runs (each a LightningCLI ``stfuse fit``, exactly what ``make train-mfif`` / ``make transfer-ivif`` run,
+with the overrides below; a rerun resumes every interrupted run from its ``last.ckpt`` and skips finished ones):
+
+1. ``mfif``: the source stage on synthetic multi-focus pairs from DATA/train/natural (420 images), seed 0.
+2. ``ivif_<variant>_s<seed>``: the target stage on DATA/train/ivif/{roadscene,msrs} minus 16 held-out
+   validation pairs, for the variants full STFuse, transfer without L_g and no transfer, seeds 0, 1, 2.
+   All share the one source stage and one step budget; the seed changes the target stage's initial
+   order of crops, augmentation and (for no transfer) the weights.
+3. ``probe_<name>``: short target-stage runs, one per hypothesis of the "what moved the metrics" table.
+4. experiments/validate.py scores every run on the held-out validation pairs; the shipped weights are the
+   full-STFuse seed with the best mean rank there (never a test set). experiments/results.py then
+   exports them, fuses TNO-25, RoadScene-50 and MSRS-20 and writes docs/results.md and the README table.
 """
 
 from __future__ import annotations
@@ -23,41 +28,144 @@ import shlex
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
 BUDGETS = {
-    # steps, crops and batch sizes per stage; the three IVIF variants share one budget.
-    "cpu": {"preset": "small", "mfif_steps": 400, "ivif_steps": 120, "crop": 96, "batch": 8, "workers": 2,
-            "trainer": "experiments/reference/cpu.yaml"},
-    "gpu": {"preset": "base", "mfif_steps": 20000, "ivif_steps": 6000, "crop": 192, "batch": 16, "workers": 8,
-            "trainer": "experiments/reference/gpu.yaml"},
+    # steps, crops and batch sizes per stage; every target-stage run of a budget shares one schedule.
+    "cpu": {"preset": "compact", "mfif_steps": 2000, "ivif_steps": 800, "probe_steps": 400, "crop": 96, "batch": 8,
+            "replay_batch": 4, "workers": 0, "mfif_val_every": 1000, "trainer": "experiments/reference/cpu.yaml",
+            "jobs": 2},
+    "gpu": {"preset": "compact", "mfif_steps": 12000, "ivif_steps": 4000, "probe_steps": 1500, "crop": 128,
+            "batch": 32, "replay_batch": 16, "workers": 6, "mfif_val_every": 2000,
+            "trainer": "experiments/reference/gpu.yaml", "jobs": 1},
 }  # fmt: skip
+
+#: the target-stage recipe every variant shares (docs/results.md, "what moved the metrics", says why).
+RECIPE = [
+    "--model.init_args.lambda_int", "1.0", "--model.init_args.lambda_grad", "10.0",
+    "--model.init_args.lambda_ssim", "1.0", "--model.init_args.lambda_g", "1.0",
+    "--model.init_args.lambda_g_schedule", "cosine", "--model.init_args.lambda_src", "0.5",
+]  # fmt: skip
 
 VARIANTS = {
     "stfuse": [],
     "no_guidance": ["--config", "experiments/ablations/no_guidance.yaml"],
     "no_transfer": ["--config", "experiments/ablations/no_transfer.yaml"],
 }
+SEEDS = (0, 1, 2)
+VAL_SIZE = 16  # validation pairs held out of train/ivif; experiments/validate.py uses the same split
+
+#: hypothesis probes: (variant, overrides on top of RECIPE, what it tests). One short run each.
+PROBES: dict[str, tuple[str, list[str], str]] = {
+    "recipe": ("stfuse", [], "the shipped recipe at the probe budget"),
+    "lambda_g_constant": ("stfuse", ["--model.init_args.lambda_g_schedule", "constant"],
+                          "λ_g held at 1 for the whole run instead of decayed to 0"),
+    "output_grad": ("stfuse", ["--config", "experiments/ablations/guidance_output_grad.yaml"],
+                    "L_g on contrast-normalised output gradients instead of IN features"),
+    "no_guidance": ("no_guidance", [], "transfer without L_g"),
+    "no_replay": ("stfuse", ["--model.init_args.lambda_src", "0"], "no labeled MFIF replay"),
+    "equal_weights": ("stfuse", ["--model.init_args.lambda_grad", "1.0"], "λ_grad 1 instead of 10"),
+    "no_photometric": ("stfuse", ["--data.init_args.ivif.init_args.photometric", "false"],
+                       "no brightness/contrast/gamma/noise augmentation of the sources"),
+    "scratch": ("no_transfer", [], "no transfer (IVIF from scratch)"),
+    "scratch_small_preset": ("no_transfer", ["--model.init_args.net", json.dumps({"preset": "small"})],
+                             "no transfer, the old `small` preset (1/4 resolution, average prior)"),
+}  # fmt: skip
 
 
-def run(command: list[str], log: Path) -> float:
-    """Run a CLI command, tee its output to ``log``; return the wall time in seconds."""
+def mfif_command(budget: dict, data: Path, out: Path, seed: int) -> list[str]:
+    steps = budget["mfif_steps"]
+    return [
+        sys.executable, "-m", "stfuse", "fit", "--config", "experiments/mfif.yaml", "--config", budget["trainer"],
+        "--seed_everything", str(seed), "--trainer.default_root_dir", str(out),
+        "--trainer.max_steps", str(steps), "--trainer.val_check_interval", str(min(steps, budget["mfif_val_every"])),
+        "--trainer.log_every_n_steps", "50",
+        "--model.init_args.net", json.dumps({"preset": budget["preset"]}),
+        "--data.init_args.roots", json.dumps([str(data / "train" / "natural")]),
+        "--data.init_args.crop_size", str(budget["crop"]), "--data.init_args.batch_size", str(budget["batch"]),
+        "--data.init_args.num_workers", str(budget["workers"]),
+        "--data.init_args.samples_per_epoch", str(steps * budget["batch"]),
+        "--data.init_args.val_samples", "16", "--data.init_args.val_crop_size", "128",
+        "--data.init_args.cache_images", "true",
+    ]  # fmt: skip
+
+
+def ivif_command(budget: dict, data: Path, out: Path, variant: str, seed: int, steps: int, source: Path,
+                 extra: list[str]) -> list[str]:  # fmt: skip
+    command = [
+        sys.executable, "-m", "stfuse", "fit", "--config", "experiments/ivif.yaml", *VARIANTS[variant],
+        "--config", budget["trainer"], "--seed_everything", str(seed), "--trainer.default_root_dir", str(out),
+        "--trainer.max_steps", str(steps), "--trainer.val_check_interval", str(steps),
+        "--trainer.check_val_every_n_epoch", "null", "--trainer.log_every_n_steps", "50",
+        "--data.init_args.ivif.init_args.train_roots",
+        json.dumps([str(data / "train" / "ivif" / "roadscene"), str(data / "train" / "ivif" / "msrs")]),
+        # Validation pairs are held out of the training data by split seed 0 for every run (one fixed split);
+        # the crop order and augmentation follow the run's seed.
+        "--data.init_args.ivif.init_args.val_size", str(VAL_SIZE), "--data.init_args.ivif.init_args.split_seed", "0",
+        "--data.init_args.ivif.init_args.seed", str(seed),
+        "--data.init_args.ivif.init_args.crop_size", str(budget["crop"]),
+        "--data.init_args.ivif.init_args.batch_size", str(budget["batch"]),
+        "--data.init_args.ivif.init_args.num_workers", str(budget["workers"]),
+        "--data.init_args.ivif.init_args.cache_images", "true",
+        *RECIPE,
+    ]  # fmt: skip
+    if variant == "no_transfer":
+        command += ["--model.init_args.net", json.dumps({"preset": budget["preset"]})]
+    else:
+        # One replay epoch per IVIF epoch: CombinedLoader("max_size_cycle") would otherwise cycle the IVIF
+        # loader inside one long epoch and repeat the same crops every pass.
+        pairs = sum(1 for sub in ("roadscene", "msrs") for _ in (data / "train" / "ivif" / sub / "ir").iterdir())
+        ivif_batches = max(1, (pairs - VAL_SIZE) // budget["batch"])
+        command += [
+            "--model.init_args.source_ckpt", str(source),
+            "--data.init_args.replay.init_args.roots", json.dumps([str(data / "train" / "natural")]),
+            "--data.init_args.replay.init_args.crop_size", str(budget["crop"]),
+            "--data.init_args.replay.init_args.batch_size", str(budget["replay_batch"]),
+            "--data.init_args.replay.init_args.num_workers", str(budget["workers"]),
+            "--data.init_args.replay.init_args.samples_per_epoch", str(ivif_batches * budget["replay_batch"]),
+            "--data.init_args.replay.init_args.val_samples", "4",
+            "--data.init_args.replay.init_args.val_crop_size", str(budget["crop"]),
+            "--data.init_args.replay.init_args.cache_images", "true",
+            "--data.init_args.replay.init_args.seed", str(seed + 1),
+        ]  # fmt: skip
+    return command + extra
+
+
+def run(name: str, command: list[str], out: Path, threads: int) -> float:
+    """Run one ``stfuse fit`` to completion (resuming an interrupted one); returns its wall time in seconds.
+
+    A finished run leaves ``<out>/<name>/done.json`` (its command and wall time) and is skipped next time.
+    """
+    run_dir = out / name
+    done = run_dir / "done.json"
+    if done.is_file():
+        return float(json.loads(done.read_text())["seconds"])
+    log = out / "logs" / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    print("$ " + shlex.join(command), flush=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE", "WANDB_MODE": "disabled",
+           "PYTHONUNBUFFERED": "1"}  # fmt: skip
+    print(f"[{time.strftime('%H:%M:%S')}] start {name} ({threads} thread(s)); log: {log}", flush=True)
     started = time.perf_counter()
-    with log.open("w") as handle:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
-        assert process.stdout is not None
-        for line in process.stdout:
-            handle.write(line)
-            if "Epoch" not in line:  # keep the console readable; the log has the progress bars
-                sys.stdout.write(line)
-        code = process.wait()
+    with log.open("a") as handle:
+        handle.write("$ " + shlex.join(command) + "\n")
+        handle.flush()
+        code = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO, env=env).returncode
+    seconds = time.perf_counter() - started
     if code != 0:
-        raise SystemExit(f"command failed with exit code {code}; see {log}")
-    return time.perf_counter() - started
+        raise SystemExit(f"{name} failed with exit code {code}; see {log}")
+    done.write_text(json.dumps({"command": shlex.join(command), "seconds": seconds}, indent=2))
+    print(f"[{time.strftime('%H:%M:%S')}] done  {name}: {seconds / 60:.1f} min", flush=True)
+    return seconds
+
+
+def run_all(jobs: list[tuple[str, list[str]]], out: Path, parallel: int) -> dict[str, float]:
+    threads = max(1, (os.cpu_count() or 1) // parallel)
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        futures = {name: pool.submit(run, name, command, out, threads) for name, command in jobs}
+        return {name: future.result() for name, future in futures.items()}
 
 
 def main() -> int:
@@ -65,91 +173,67 @@ def main() -> int:
     parser.add_argument("--budget", choices=sorted(BUDGETS), default="cpu")
     parser.add_argument("--data-root", default=os.environ.get("STFUSE_DATA", str(REPO.parent / "shared" / "data")))
     parser.add_argument("--out", default="outputs/reproduce")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--skip-train", action="store_true", help="only export and evaluate existing runs")
-    parser.add_argument("--mfif-steps", type=int, help="override the budget's source-stage steps")
-    parser.add_argument("--ivif-steps", type=int, help="override the budget's target-stage steps")
-    parser.add_argument("--skip-mfif", action="store_true", help="reuse <out>/mfif/checkpoints/last.ckpt")
-    parser.add_argument("--mfif-ckpt", help="with --skip-mfif: a source checkpoint elsewhere")
-    parser.add_argument("--ivif-args", default="", help="extra CLI overrides for every target-stage run")
-    parser.add_argument("--no-results", action="store_true", help="train only; skip export and evaluation")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated IVIF variants to train")
+    parser.add_argument("--only", choices=["all", "main", "ablations", "probes"], default="all",
+                        help="main: source + full STFuse seed 0; ablations: + the 3-seed variants; probes: the probe runs")  # fmt: skip
+    parser.add_argument("--seeds", default=",".join(map(str, SEEDS)), help="target-stage seeds of the ablation table")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="target-stage variants of the ablation table")
+    parser.add_argument("--probes", default=",".join(PROBES), help="comma-separated probe names ('' for none)")
+    parser.add_argument("--jobs", type=int, help="target-stage runs in parallel (default: the budget's)")
+    parser.add_argument("--mfif-ckpt", help="use this source checkpoint instead of training the source stage")
+    parser.add_argument("--skip-train", action="store_true", help="only score existing runs and write the results")
+    parser.add_argument("--no-results", action="store_true", help="train only")
     args = parser.parse_args()
 
     budget = dict(BUDGETS[args.budget])
-    budget["mfif_steps"] = args.mfif_steps or budget["mfif_steps"]
-    budget["ivif_steps"] = args.ivif_steps or budget["ivif_steps"]
     data = Path(args.data_root).resolve()
     out = (REPO / args.out).resolve()
-    for needed in ("train/natural", "train/ivif/roadscene", "train/ivif/msrs", "ivif/tno", "mfif/lytro"):
+    for needed in ("train/natural", "train/ivif/roadscene", "train/ivif/msrs", "ivif/tno"):
         if not (data / needed).is_dir():
             raise SystemExit(f"data root {data} lacks {needed}; pass --data-root or set STFUSE_DATA")
-    stfuse = [sys.executable, "-m", "stfuse", "fit"]
-    net = json.dumps({"preset": budget["preset"]})
-    timings: dict[str, float] = {}
-    mfif_ckpt = Path(args.mfif_ckpt).resolve() if args.mfif_ckpt else out / "mfif" / "checkpoints" / "last.ckpt"
+    parallel = args.jobs or budget["jobs"]
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    probes = [p for p in args.probes.split(",") if p]
+    unknown = sorted(set(probes) - set(PROBES))
+    if unknown:
+        raise SystemExit(f"unknown probe(s) {unknown}; choose from {sorted(PROBES)}")
+    source = Path(args.mfif_ckpt).resolve() if args.mfif_ckpt else out / "mfif" / "checkpoints" / "last.ckpt"
 
+    timings: dict[str, float] = {}
+    needs_source = args.only in ("all", "main", "probes") or any(v != "no_transfer" for v in args.variants.split(","))
     if not args.skip_train:
-        mfif_cmd = stfuse + [
-            "--config", "experiments/mfif.yaml", "--config", budget["trainer"],
-            "--seed_everything", str(args.seed),
-            "--trainer.default_root_dir", str(out / "mfif"),
-            "--trainer.max_steps", str(budget["mfif_steps"]),
-            "--trainer.val_check_interval", str(max(1, budget["mfif_steps"] // 2)),
-            "--model.init_args.net", net,
-            "--data.init_args.roots", json.dumps([str(data / "train" / "natural")]),
-            "--data.init_args.real_val_root", str(data / "mfif" / "lytro"),
-            "--data.init_args.crop_size", str(budget["crop"]),
-            "--data.init_args.batch_size", str(budget["batch"]),
-            "--data.init_args.num_workers", str(budget["workers"]),
-            "--data.init_args.samples_per_epoch", str(budget["mfif_steps"] * budget["batch"]),
-            "--data.init_args.val_samples", "32",
-            "--data.init_args.cache_images", "true",
-        ]  # fmt: skip
-        if args.skip_mfif:
-            if not mfif_ckpt.is_file():
-                raise SystemExit(f"--skip-mfif needs {mfif_ckpt}")
-            previous = out / "timings.json"
-            if previous.is_file():
-                timings.update(json.loads(previous.read_text()).get("seconds", {}))
-        else:
-            timings["mfif"] = run(mfif_cmd, out / "logs" / "mfif.log")
-        steps_per_epoch = max(1, (183 - 8) // budget["batch"])
-        for variant in [v for v in args.variants.split(",") if v]:
-            ivif_cmd = stfuse + [
-                "--config", "experiments/ivif.yaml", *VARIANTS[variant], "--config", budget["trainer"],
-                "--seed_everything", str(args.seed),
-                "--trainer.default_root_dir", str(out / f"ivif_{variant}"),
-                "--trainer.max_steps", str(budget["ivif_steps"]),
-                "--trainer.check_val_every_n_epoch", str(max(1, budget["ivif_steps"] // steps_per_epoch // 2)),
-                "--model.init_args.source_ckpt", str(mfif_ckpt),
-                "--data.init_args.ivif.init_args.train_roots",
-                json.dumps([str(data / "train" / "ivif" / "roadscene"), str(data / "train" / "ivif" / "msrs")]),
-                "--data.init_args.ivif.init_args.val_roots", json.dumps([str(data / "ivif" / "tno")]),
-                "--data.init_args.ivif.init_args.crop_size", str(budget["crop"]),
-                "--data.init_args.ivif.init_args.batch_size", str(budget["batch"]),
-                "--data.init_args.ivif.init_args.num_workers", str(budget["workers"]),
-            ]  # fmt: skip
-            ivif_cmd += shlex.split(args.ivif_args)
-            if variant == "no_transfer":
-                ivif_cmd += ["--model.init_args.net", net]
-            else:
-                ivif_cmd += [
-                    "--data.init_args.replay.init_args.roots", json.dumps([str(data / "train" / "natural")]),
-                    "--data.init_args.replay.init_args.crop_size", str(budget["crop"]),
-                    "--data.init_args.replay.init_args.batch_size", str(max(2, budget["batch"] // 2)),
-                    "--data.init_args.replay.init_args.num_workers", "1",
-                    "--data.init_args.replay.init_args.samples_per_epoch", str(steps_per_epoch * budget["batch"]),
-                    "--data.init_args.replay.init_args.cache_images", "true",
-                ]  # fmt: skip
-            timings[f"ivif_{variant}"] = run(ivif_cmd, out / "logs" / f"ivif_{variant}.log")
-        (out / "timings.json").write_text(json.dumps({"budget": args.budget, **budget, "seconds": timings}, indent=2))
+        if not args.mfif_ckpt and needs_source:
+            timings["mfif"] = run("mfif", mfif_command(budget, data, out / "mfif", 0), out, os.cpu_count() or 1)
+        jobs: list[tuple[str, list[str]]] = []
+        variants = ["stfuse"] if args.only == "main" else [v for v in args.variants.split(",") if v]
+        if set(variants) - set(VARIANTS):
+            raise SystemExit(f"unknown variant(s) {sorted(set(variants) - set(VARIANTS))}; choose from {sorted(VARIANTS)}")
+        if args.only in ("all", "main", "ablations"):
+            for seed in seeds if args.only != "main" else [0]:
+                for variant in variants:
+                    name = f"ivif_{variant}_s{seed}"
+                    jobs.append((name, ivif_command(budget, data, out / name, variant, seed, budget["ivif_steps"], source, [])))
+        if args.only in ("all", "probes"):
+            for probe in probes:
+                variant, extra, _ = PROBES[probe]
+                name = f"probe_{probe}"
+                jobs.append((name, ivif_command(budget, data, out / name, variant, 0, budget["probe_steps"], source, extra)))
+        timings.update(run_all(jobs, out, parallel))
+        record = out / "timings.json"
+        previous = json.loads(record.read_text()).get("seconds", {}) if record.is_file() else {}
+        record.write_text(json.dumps({"budget": args.budget, **budget, "recipe": RECIPE,
+                                      "seconds": {**previous, **timings}}, indent=2))  # fmt: skip
 
     if args.no_results:
         return 0
-    results_cmd = [sys.executable, str(REPO / "experiments" / "results.py"), "--out", str(out), "--data-root", str(data),
-                   "--budget", args.budget]  # fmt: skip
-    run(results_cmd, out / "logs" / "results.log")
+    runs = sorted(p.name for p in out.iterdir() if (p / "checkpoints" / "last.ckpt").is_file() and p.name != "mfif")
+    validate = [sys.executable, str(REPO / "experiments" / "validate.py"), "--data-root", str(data),
+                "--val-size", str(VAL_SIZE), "--json", str(out / "validation.json"), *[str(out / r) for r in runs]]  # fmt: skip
+    print("$ " + shlex.join(validate), flush=True)
+    subprocess.run(validate, check=True, cwd=REPO)
+    results = [sys.executable, str(REPO / "experiments" / "results.py"), "--out", str(out), "--data-root", str(data),
+               "--budget", args.budget]  # fmt: skip
+    print("$ " + shlex.join(results), flush=True)
+    subprocess.run(results, check=True, cwd=REPO)
     return 0
 
 

@@ -31,9 +31,15 @@ def _count(net: torch.nn.Module) -> int:
 
 
 def test_presets_are_registered_and_sized() -> None:
-    assert list_presets() == ["base", "small"]
+    assert list_presets() == ["base", "compact", "small"]
     small, base = _count(STFuseNet("small")), _count(STFuseNet("base"))
+    compact = STFuseNet("compact")
     assert 50_000 <= small <= 250_000
+    assert 50_000 <= _count(compact) <= 250_000
+    # The reference CPU model: 1/2-resolution features, a 16-channel full-resolution head, no average prior.
+    assert (compact.downsample, compact.config["head_channels"], compact.average_prior) == (2, 16, False)
+    assert STFuseNet("small").average_prior and STFuseNet("base").average_prior
+    assert STFuseNet("compact", average_prior=True).average_prior
     assert base <= 1_000_000
     assert small * 3 < base
 

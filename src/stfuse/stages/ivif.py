@@ -7,6 +7,7 @@ and (optionally) replayed labeled MFIF batches.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,9 @@ from stfuse.losses import GuidanceLoss, IVIFFusionLoss, MFIFLoss
 from stfuse.models import build_network
 from stfuse.models.checkpoint import load_network
 from stfuse.stages.base import FusionStageBase
+
+#: how λ_g changes over the run (see ``IVIFTransferStage``).
+LAMBDA_G_SCHEDULES = ("constant", "linear", "cosine")
 
 #: metrics logged on validation pairs by default (the community's no-reference set).
 DEFAULT_VAL_METRICS = ["EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM"]
@@ -56,6 +60,9 @@ class IVIFTransferStage(FusionStageBase):
             the student copies the teacher's architecture.
         guidance: L_g mode, ``feature_in`` (default), ``output_grad`` or ``none``.
         lambda_*: loss weights of L = λ_int·L_int + λ_grad·L_grad + λ_ssim·L_ssim + λ_g·L_g + λ_s·L_src.
+        lambda_g_schedule: ``constant`` keeps λ_g; ``linear`` and ``cosine`` decay it from λ_g to 0 over the
+            run's optimizer steps, so the student holds the teacher's structure early and follows the IVIF
+            objective by the end.
         alpha, beta: weights inside the replayed supervised MFIF loss L_src.
         val_metrics: fusion metrics logged on validation/test pairs; ``metric_preset`` picks conventions.
     """
@@ -74,6 +81,7 @@ class IVIFTransferStage(FusionStageBase):
         lambda_ssim: float = 1.0,
         lambda_g: float = 1.0,
         lambda_src: float = 0.5,
+        lambda_g_schedule: str = "constant",
         alpha: float = 1.0,
         beta: float = 1.0,
         val_metrics: list[str] | None = None,
@@ -87,6 +95,8 @@ class IVIFTransferStage(FusionStageBase):
     ) -> None:
         if guidance not in {"feature_in", "output_grad", "none"}:
             raise ValueError(f"guidance must be 'feature_in', 'output_grad' or 'none', got {guidance!r}")
+        if lambda_g_schedule not in LAMBDA_G_SCHEDULES:
+            raise ValueError(f"lambda_g_schedule must be one of {LAMBDA_G_SCHEDULES}, got {lambda_g_schedule!r}")
         if not transfer and guidance != "none":
             raise ValueError(
                 "guidance needs the source teacher, but transfer=False trains from scratch; "
@@ -141,6 +151,20 @@ class IVIFTransferStage(FusionStageBase):
         return self
 
     # ---- steps -----------------------------------------------------------------------------
+    def current_lambda_g(self) -> float:
+        """λ_g at the current optimizer step under ``lambda_g_schedule``."""
+        base = float(self.hparams.lambda_g)
+        schedule = self.hparams.lambda_g_schedule
+        if schedule == "constant" or self._trainer is None:
+            return base
+        total = self.trainer.max_steps if self.trainer.max_steps > 0 else self.trainer.estimated_stepping_batches
+        if not math.isfinite(total) or total <= 0:
+            return base
+        progress = min(1.0, self.global_step / float(total))
+        if schedule == "linear":
+            return base * (1.0 - progress)
+        return base * 0.5 * (1.0 + math.cos(math.pi * progress))
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         ivif = batch["ivif"] if "ivif" in batch else batch
         ir, vi = ivif["ir"], ivif["vi"]  # N×1×H×W each
@@ -148,12 +172,15 @@ class IVIFTransferStage(FusionStageBase):
         fused, features = self.net(ir, vi, return_features=True)
         terms = self.fusion_loss(fused, ir, vi)
         total = terms["total"]
-        if self.teacher is not None and self.hparams.lambda_g > 0:
+        lambda_g = self.current_lambda_g()
+        if self.teacher is not None and lambda_g > 0:
             with torch.no_grad():
                 teacher_fused, teacher_features = self.teacher(ir, vi, return_features=True)
             loss_g = self.guidance_loss(fused, teacher_fused, features, teacher_features)
             terms["g"] = loss_g
-            total = total + self.hparams.lambda_g * loss_g
+            total = total + lambda_g * loss_g
+            if self.hparams.lambda_g_schedule != "constant":
+                self.log("train/lambda_g", lambda_g, batch_size=n)
         mfif = batch.get("mfif") if "ivif" in batch else None
         if mfif is not None and self.hparams.lambda_src > 0:
             replay = self.replay_loss(self.net(mfif["a"], mfif["b"]), mfif["gt"])
