@@ -7,56 +7,61 @@ Quick use::
     metrics.update(fused, ir, vi)                       # N×1×H×W floats in [0, 1] (or uint8)
     metrics.compute()                                   # {"EN": tensor(6.8), ...}
 
+    from stfuse.metrics import MetricSuite              # the same values, no torchmetrics state
+    MetricSuite("cddfuse")(fused, ir, vi)               # {"EN": tensor([...]), ...} per image
+
 See docs/metrics.md for the definitions, the presets and the verification against reference values.
+Names load on first use: the metric names (:mod:`stfuse.metrics.registry`) need neither torch nor
+torchmetrics, and :class:`MetricSuite` needs no torchmetrics.
 """
 
-from stfuse.metrics.base import FusionMetric
-from stfuse.metrics.collection import (
-    LOWER_IS_BETTER,
-    METRICS,
-    FusionMetrics,
-    build_metric,
-    canonical_metric_name,
-    resolve_metric_names,
-)
-from stfuse.metrics.edge import NabfMetric, QabfMetric
-from stfuse.metrics.error import MSEMetric, PSNRMetric
-from stfuse.metrics.fmi import FMIMetric
-from stfuse.metrics.gradient import AGMetric, SFMetric
-from stfuse.metrics.information import ENMetric, MIMetric
-from stfuse.metrics.inputs import FusionBatch, prepare_batch, to_gray_255
-from stfuse.metrics.presets import PRESETS, MetricPreset, get_preset
-from stfuse.metrics.ssim import MSSSIMMetric, SSIMMetric
-from stfuse.metrics.statistics import CCMetric, SCDMetric, SDMetric
-from stfuse.metrics.vif import VIFMetric
+from __future__ import annotations
 
-__all__ = [
-    "AGMetric",
-    "CCMetric",
-    "ENMetric",
-    "FMIMetric",
-    "FusionBatch",
-    "FusionMetric",
-    "FusionMetrics",
-    "LOWER_IS_BETTER",
-    "METRICS",
-    "MIMetric",
-    "MSEMetric",
-    "MSSSIMMetric",
-    "MetricPreset",
-    "NabfMetric",
-    "PRESETS",
-    "PSNRMetric",
-    "QabfMetric",
-    "SCDMetric",
-    "SDMetric",
-    "SFMetric",
-    "SSIMMetric",
-    "VIFMetric",
-    "build_metric",
-    "canonical_metric_name",
-    "get_preset",
-    "prepare_batch",
-    "resolve_metric_names",
-    "to_gray_255",
-]
+import importlib
+
+_EXPORTS = {
+    "FusionMetric": "stfuse.metrics.base",
+    "FusionMetrics": "stfuse.metrics.collection",
+    "METRICS": "stfuse.metrics.collection",
+    "build_metric": "stfuse.metrics.collection",
+    "LOWER_IS_BETTER": "stfuse.metrics.registry",
+    "METRIC_NAMES": "stfuse.metrics.registry",
+    "canonical_metric_name": "stfuse.metrics.registry",
+    "resolve_metric_names": "stfuse.metrics.registry",
+    "PRESETS": "stfuse.metrics.presets",
+    "MetricPreset": "stfuse.metrics.presets",
+    "get_preset": "stfuse.metrics.presets",
+    "FusionBatch": "stfuse.metrics.inputs",
+    "prepare_batch": "stfuse.metrics.inputs",
+    "to_gray_255": "stfuse.metrics.inputs",
+    "MetricDefinition": "stfuse.metrics.suite",
+    "MetricSuite": "stfuse.metrics.suite",
+    **{
+        name: "stfuse.metrics.classes"
+        for name in (
+            "AGMetric",
+            "CCMetric",
+            "ENMetric",
+            "FMIMetric",
+            "MIMetric",
+            "MSEMetric",
+            "MSSSIMMetric",
+            "NabfMetric",
+            "PSNRMetric",
+            "QabfMetric",
+            "SCDMetric",
+            "SDMetric",
+            "SFMetric",
+            "SSIMMetric",
+            "VIFMetric",
+        )
+    },  # fmt: skip
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> object:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'stfuse.metrics' has no attribute {name!r}")

@@ -8,25 +8,35 @@ same numbers for the same images. Inputs are converted once per batch and shared
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torchmetrics import MetricCollection
 
 from stfuse.metrics.base import FusionMetric
-from stfuse.metrics.edge import NabfMetric, QabfMetric
-from stfuse.metrics.error import MSEMetric, PSNRMetric
-from stfuse.metrics.fmi import FMIMetric
-from stfuse.metrics.gradient import AGMetric, SFMetric
-from stfuse.metrics.information import ENMetric, MIMetric
+from stfuse.metrics.classes import (
+    AGMetric,
+    CCMetric,
+    ENMetric,
+    FMIMetric,
+    MIMetric,
+    MSEMetric,
+    MSSSIMMetric,
+    NabfMetric,
+    PSNRMetric,
+    QabfMetric,
+    SCDMetric,
+    SDMetric,
+    SFMetric,
+    SSIMMetric,
+    VIFMetric,
+)
 from stfuse.metrics.inputs import FusionBatch, prepare_batch
 from stfuse.metrics.presets import MetricPreset, get_preset
-from stfuse.metrics.ssim import MSSSIMMetric, SSIMMetric
-from stfuse.metrics.statistics import CCMetric, SCDMetric, SDMetric
-from stfuse.metrics.vif import VIFMetric
+from stfuse.metrics.registry import canonical_metric_name, resolve_metric_names
 from stfuse.metrics.vifb import prepare_vifb_batch
 
-#: Every metric by its canonical name, in table order.
+#: Every metric class (or factory) by its canonical name, in table order.
 METRICS: dict[str, Callable[..., FusionMetric]] = {
     "EN": ENMetric,
     "SD": SDMetric,
@@ -45,50 +55,6 @@ METRICS: dict[str, Callable[..., FusionMetric]] = {
     "CC": CCMetric,
     "PSNR": PSNRMetric,
 }
-
-#: Metrics for which a smaller value is better (for marking the best entry of a table).
-LOWER_IS_BETTER: frozenset[str] = frozenset({"MSE", "Nabf"})
-
-_ALIASES = {"FMI": "FMI_pixel", "MS-SSIM": "MS_SSIM", "MSSSIM": "MS_SSIM", "VIFF": "VIF", "QABF": "Qabf"}
-_BY_LOWER = {name.lower(): name for name in METRICS} | {k.lower(): v for k, v in _ALIASES.items()}
-
-
-def canonical_metric_name(name: str) -> str:
-    """The registry name for ``name`` (case-insensitive; FMI → FMI_pixel, MS-SSIM → MS_SSIM, VIFF → VIF)."""
-    try:
-        return _BY_LOWER[name.strip().lower()]
-    except KeyError:
-        raise ValueError(f"unknown metric {name!r}; choose from {', '.join(METRICS)}") from None
-
-
-def resolve_metric_names(metrics: str | Iterable[str] | None, preset: str | MetricPreset = "cddfuse") -> list[str]:
-    """Canonical names for a list, a comma-separated string, "all" (every metric the preset defines) or
-    None (the preset's default table)."""
-    spec = get_preset(preset)
-    if metrics is None:
-        return list(spec.default_metrics)
-    if isinstance(metrics, str):
-        if metrics.strip().lower() == "all":
-            return [name for name in METRICS if _defined_by(name, spec)]
-        metrics = [part for part in metrics.split(",") if part.strip()]
-    names: list[str] = []
-    for name in metrics:
-        canonical = canonical_metric_name(name)
-        if canonical not in names:
-            names.append(canonical)
-    if not names:
-        raise ValueError("no metrics selected")
-    return names
-
-
-def _defined_by(name: str, preset: MetricPreset) -> bool:
-    if name == "SSIM":
-        return preset.ssim_variant is not None
-    if name == "MS_SSIM":
-        return preset.ms_ssim_supported
-    if name.startswith("FMI_"):
-        return name.removeprefix("FMI_") in preset.fmi_features
-    return True
 
 
 def build_metric(name: str, preset: str | MetricPreset = "cddfuse", **kwargs: object) -> FusionMetric:

@@ -24,8 +24,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from stfuse.metrics.base import FusionMetric
 from stfuse.metrics.inputs import FusionBatch
+from stfuse.metrics.presets import MetricPreset
 
 
 def sobel_same_zero(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -161,25 +161,16 @@ def nabf(fused: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor, *, scale: floa
     return num / (w_a + w_b).sum(dim=(-2, -1))
 
 
-class QabfMetric(FusionMetric):
+def qabf_values(batch: FusionBatch, preset: MetricPreset) -> torch.Tensor:
     """Xydeas–Petrović Q^{AB/F} (see the module docstring for the conventions kept)."""
-
-    name = "Qabf"
-
-    def values_for(self, batch: FusionBatch) -> torch.Tensor:
-        ir, vi = batch.sources()
-        return qabf(batch.fused, ir, vi, equal_scale=self.preset.qabf_scale / 255.0)
+    ir, vi = batch.sources()
+    return qabf(batch.fused, ir, vi, equal_scale=preset.qabf_scale / 255.0)
 
 
-class NabfMetric(FusionMetric):
+def nabf_values(batch: FusionBatch, preset: MetricPreset) -> torch.Tensor:
     """Kumar's N^{AB/F} artefact measure; lower is better (module docstring)."""
-
-    name = "Nabf"
-    higher_is_better = False
-
-    def values_for(self, batch: FusionBatch) -> torch.Tensor:
-        ir, vi = batch.sources()
-        h, w = batch.fused.shape[-2:]
-        if min(h, w) < 2:
-            raise ValueError(f"Nabf needs images of at least 2×2 pixels, got {h}×{w}")
-        return nabf(batch.fused, ir, vi, scale=self.preset.nabf_scale / 255.0)
+    ir, vi = batch.sources()
+    h, w = batch.fused.shape[-2:]
+    if min(h, w) < 2:
+        raise ValueError(f"Nabf needs images of at least 2×2 pixels, got {h}×{w}")
+    return nabf(batch.fused, ir, vi, scale=preset.nabf_scale / 255.0)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from stfuse.metrics.base import FusionMetric
 from stfuse.metrics.inputs import FusionBatch
+from stfuse.metrics.presets import MetricPreset
 
 
 def mean_squared_error(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -27,35 +27,26 @@ def fusion_mse_255(batch: FusionBatch) -> torch.Tensor:
     return 0.5 * (mean_squared_error(ir, batch.fused) + mean_squared_error(vi, batch.fused))
 
 
-class MSEMetric(FusionMetric):
+def mse_values(batch: FusionBatch, preset: MetricPreset) -> torch.Tensor:
     """½(MSE(A, F) + MSE(B, F)); 0–255 units except ``tang`` (0–1 units)."""
-
-    name = "MSE"
-    higher_is_better = False
-
-    def values_for(self, batch: FusionBatch) -> torch.Tensor:
-        scale = self.preset.mse_scale / 255.0
-        return fusion_mse_255(batch) * (scale * scale)
+    scale = preset.mse_scale / 255.0
+    return fusion_mse_255(batch) * (scale * scale)
 
 
-class PSNRMetric(FusionMetric):
+def psnr_values(batch: FusionBatch, preset: MetricPreset) -> torch.Tensor:
     """PSNR of F against both sources, with the preset's peak and MSE form (module docstring)."""
-
-    name = "PSNR"
-
-    def values_for(self, batch: FusionBatch) -> torch.Tensor:
-        variant = self.preset.psnr_variant
-        f = batch.fused
-        if variant == "fused_peak":
-            peak = f.amax(dim=(-2, -1))
-            return 10.0 * torch.log10(peak * peak / fusion_mse_255(batch))
-        if variant == "unit_mse":
-            mse_unit = fusion_mse_255(batch) / (255.0 * 255.0)
-            return 20.0 * torch.log10(255.0 / torch.sqrt(mse_unit))
-        if variant == "vifb_root":
-            ir, vi = batch.sources()
-            pixels = f.shape[-2] * f.shape[-1]
-            root_a = torch.sqrt(((ir - f) ** 2).sum(dim=(-2, -1))) / pixels
-            root_b = torch.sqrt(((vi - f) ** 2).sum(dim=(-2, -1))) / pixels
-            return 20.0 * torch.log10(255.0 / torch.sqrt(0.5 * (root_a + root_b)))
-        raise ValueError(f"unknown PSNR variant {variant!r}")
+    variant = preset.psnr_variant
+    f = batch.fused
+    if variant == "fused_peak":
+        peak = f.amax(dim=(-2, -1))
+        return 10.0 * torch.log10(peak * peak / fusion_mse_255(batch))
+    if variant == "unit_mse":
+        mse_unit = fusion_mse_255(batch) / (255.0 * 255.0)
+        return 20.0 * torch.log10(255.0 / torch.sqrt(mse_unit))
+    if variant == "vifb_root":
+        ir, vi = batch.sources()
+        pixels = f.shape[-2] * f.shape[-1]
+        root_a = torch.sqrt(((ir - f) ** 2).sum(dim=(-2, -1))) / pixels
+        root_b = torch.sqrt(((vi - f) ** 2).sum(dim=(-2, -1))) / pixels
+        return 20.0 * torch.log10(255.0 / torch.sqrt(0.5 * (root_a + root_b)))
+    raise ValueError(f"unknown PSNR variant {variant!r}")

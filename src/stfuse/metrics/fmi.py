@@ -18,11 +18,8 @@ entropy is not summed over the 81 cells of each window: see :func:`_pair_fmi`.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
-from stfuse.metrics.base import FusionMetric
 from stfuse.metrics.gradient import numpy_style_gradient
 from stfuse.metrics.inputs import FusionBatch
 from stfuse.metrics.presets import MetricPreset
@@ -144,24 +141,18 @@ def fmi(fused: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor, *, feature: str
     return per_window.view(n, -1).mean(dim=-1)
 
 
-class FMIMetric(FusionMetric):
+def check_fmi(preset: MetricPreset, feature: str) -> None:
+    """Raise unless ``preset`` defines FMI with ``feature`` features."""
+    if feature not in FMI_FEATURES:
+        raise ValueError(f"unknown FMI feature {feature!r}; choose one of {', '.join(FMI_FEATURES)}")
+    if feature not in preset.fmi_features:
+        raise ValueError(
+            f"preset {preset.name!r} does not define FMI with {feature} features (Tang's "
+            "'FMI_pixel' is computed on edge maps, which stfuse does not provide); use preset 'cddfuse'"
+        )
+
+
+def fmi_values(batch: FusionBatch, preset: MetricPreset, *, feature: str = "pixel") -> torch.Tensor:
     """Fast-FMI over 3×3 windows with ``feature`` "pixel" or "gradient" (module docstring)."""
-
-    name = "FMI"
-
-    def __init__(self, preset: str | MetricPreset = "cddfuse", *, feature: str = "pixel", **kwargs: Any) -> None:
-        if feature not in FMI_FEATURES:
-            raise ValueError(f"unknown FMI feature {feature!r}; choose one of {', '.join(FMI_FEATURES)}")
-        self.feature = feature
-        super().__init__(preset, **kwargs)
-
-    def _check_preset(self) -> None:
-        if self.feature not in self.preset.fmi_features:
-            raise ValueError(
-                f"preset {self.preset.name!r} does not define FMI with {self.feature} features (Tang's "
-                "'FMI_pixel' is computed on edge maps, which stfuse does not provide); use preset 'cddfuse'"
-            )
-
-    def values_for(self, batch: FusionBatch) -> torch.Tensor:
-        ir, vi = batch.sources()
-        return fmi(batch.fused, ir, vi, feature=self.feature)
+    ir, vi = batch.sources()
+    return fmi(batch.fused, ir, vi, feature=feature)

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import torch
 
-from stfuse.metrics.base import FusionMetric
 from stfuse.metrics.inputs import FusionBatch
+from stfuse.metrics.presets import MetricPreset
 
 
 def spatial_frequency(x: torch.Tensor, *, denominator: str = "valid") -> torch.Tensor:
@@ -61,22 +61,12 @@ def average_gradient(x: torch.Tensor, *, denominator: str = "pixels") -> torch.T
     raise ValueError(f"unknown AG denominator {denominator!r}; use 'pixels' or 'interior'")
 
 
-class SFMetric(FusionMetric):
+def sf_values(batch: FusionBatch, preset: MetricPreset) -> torch.Tensor:
     """Spatial frequency of F (preset conventions in the module docstring)."""
-
-    name = "SF"
-    needs_sources = False
-
-    def values_for(self, batch: FusionBatch) -> torch.Tensor:
-        sf = spatial_frequency(batch.fused, denominator=self.preset.sf_denominator)
-        return sf * (self.preset.sf_scale / 255.0)
+    sf = spatial_frequency(batch.fused, denominator=preset.sf_denominator)
+    return sf * (preset.sf_scale / 255.0)
 
 
-class AGMetric(FusionMetric):
+def ag_values(batch: FusionBatch, preset: MetricPreset) -> torch.Tensor:
     """Average gradient of F on 0–255 (preset conventions in the module docstring)."""
-
-    name = "AG"
-    needs_sources = False
-
-    def values_for(self, batch: FusionBatch) -> torch.Tensor:
-        return average_gradient(batch.fused, denominator=self.preset.ag_denominator)
+    return average_gradient(batch.fused, denominator=preset.ag_denominator)

@@ -11,8 +11,8 @@ import math
 
 import torch
 
-from stfuse.metrics.base import FusionMetric
 from stfuse.metrics.inputs import FusionBatch
+from stfuse.metrics.presets import MetricPreset
 
 LEVELS = 256
 
@@ -61,28 +61,19 @@ def mutual_information_nats(x_levels: torch.Tensor, y_levels: torch.Tensor) -> t
     return mi.clamp_min(0.0)
 
 
-class ENMetric(FusionMetric):
-    """Entropy of the fused image, in bits (all presets)."""
-
-    name = "EN"
-    needs_sources = False
-
-    def values_for(self, batch: FusionBatch) -> torch.Tensor:
-        return entropy_bits(batch.fused)
+def en_values(batch: FusionBatch, preset: MetricPreset) -> torch.Tensor:
+    """EN of the fused image in bits (all presets)."""
+    return entropy_bits(batch.fused)
 
 
-class MIMetric(FusionMetric):
+def mi_values(batch: FusionBatch, preset: MetricPreset) -> torch.Tensor:
     """MI(F, A) + MI(F, B) from exact 256-level joint histograms.
 
     ``cddfuse`` and ``vifb`` report nats (natural log); ``tang`` reports bits (nats / ln 2). VIFB
     min–max stretches each image before binning, which maps distinct levels to distinct bins and
     therefore leaves MI unchanged for 8-bit images.
     """
-
-    name = "MI"
-
-    def values_for(self, batch: FusionBatch) -> torch.Tensor:
-        ir, vi = batch.sources()
-        f = grey_levels(batch.fused)
-        mi = mutual_information_nats(f, grey_levels(ir)) + mutual_information_nats(f, grey_levels(vi))
-        return mi / math.log(2.0) if self.preset.mi_unit == "bits" else mi
+    ir, vi = batch.sources()
+    f = grey_levels(batch.fused)
+    mi = mutual_information_nats(f, grey_levels(ir)) + mutual_information_nats(f, grey_levels(vi))
+    return mi / math.log(2.0) if preset.mi_unit == "bits" else mi

@@ -24,9 +24,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from stfuse.metrics.base import FusionMetric
 from stfuse.metrics.filters import box_mean_valid, filter_valid, gaussian_window_1d
 from stfuse.metrics.inputs import FusionBatch
+from stfuse.metrics.presets import MetricPreset
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 #: ceil(161 / 16) = 11: the smallest side whose fifth scale still holds one 11×11 window.
@@ -179,40 +179,34 @@ def _halved_shape(shape: torch.Size) -> tuple[int, int]:
     return (shape[0] + 1) // 2, (shape[1] + 1) // 2
 
 
-class SSIMMetric(FusionMetric):
-    """SSIM(F, A) + SSIM(F, B) with the preset's window and data range (module docstring)."""
-
-    name = "SSIM"
-
-    def _check_preset(self) -> None:
-        if self.preset.ssim_variant is None:
-            raise ValueError(
-                f"preset {self.preset.name!r} defines SSIM as MEF-SSIM (Ma et al. 2015), which stfuse does "
-                "not implement; use preset 'cddfuse' or 'vifb' for SSIM"
-            )
-
-    def values_for(self, batch: FusionBatch) -> torch.Tensor:
-        ir, vi = batch.sources()
-        f = batch.fused
-        if self.preset.ssim_variant == "gaussian":
-            return ssim_gaussian_pair_sum(f, ir, vi)
-        return ssim_skimage_pair_sum(
-            f, ir, vi, emulate_float32=self.preset.ssim_float32, integer_levels=batch.integer_levels
+def check_ssim(preset: MetricPreset) -> None:
+    """Raise unless ``preset`` defines SSIM as implemented here."""
+    if preset.ssim_variant is None:
+        raise ValueError(
+            f"preset {preset.name!r} defines SSIM as MEF-SSIM (Ma et al. 2015), which stfuse does "
+            "not implement; use preset 'cddfuse' or 'vifb' for SSIM"
         )
 
 
-class MSSSIMMetric(FusionMetric):
+def ssim_values(batch: FusionBatch, preset: MetricPreset) -> torch.Tensor:
+    """SSIM(F, A) + SSIM(F, B) with the preset's window and data range (module docstring)."""
+    ir, vi = batch.sources()
+    f = batch.fused
+    if preset.ssim_variant == "gaussian":
+        return ssim_gaussian_pair_sum(f, ir, vi)
+    return ssim_skimage_pair_sum(f, ir, vi, emulate_float32=preset.ssim_float32, integer_levels=batch.integer_levels)
+
+
+def check_ms_ssim(preset: MetricPreset) -> None:
+    """Raise unless ``preset`` defines the standard MS-SSIM."""
+    if not preset.ms_ssim_supported:
+        raise ValueError(
+            f"preset {preset.name!r} reports a multi-exposure (MEF) MS-SSIM, which stfuse does not "
+            "implement; use preset 'cddfuse' or 'vifb' for the standard MS-SSIM"
+        )
+
+
+def ms_ssim_values(batch: FusionBatch, preset: MetricPreset) -> torch.Tensor:
     """MS-SSIM(F, A) + MS-SSIM(F, B), Wang et al.'s five-scale form (module docstring)."""
-
-    name = "MS_SSIM"
-
-    def _check_preset(self) -> None:
-        if not self.preset.ms_ssim_supported:
-            raise ValueError(
-                f"preset {self.preset.name!r} reports a multi-exposure (MEF) MS-SSIM, which stfuse does not "
-                "implement; use preset 'cddfuse' or 'vifb' for the standard MS-SSIM"
-            )
-
-    def values_for(self, batch: FusionBatch) -> torch.Tensor:
-        ir, vi = batch.sources()
-        return ms_ssim_pair_sum(batch.fused, ir, vi)
+    ir, vi = batch.sources()
+    return ms_ssim_pair_sum(batch.fused, ir, vi)

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import torch
 
-from stfuse.metrics.base import FusionMetric
 from stfuse.metrics.inputs import FusionBatch
+from stfuse.metrics.presets import MetricPreset
 
 
 def pearson(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -25,37 +25,24 @@ def standard_deviation(x: torch.Tensor) -> torch.Tensor:
     return torch.sqrt((centred * centred).mean(dim=(-2, -1)))
 
 
-class SDMetric(FusionMetric):
+def sd_values(batch: FusionBatch, preset: MetricPreset) -> torch.Tensor:
     """Population standard deviation of F on 0–255 (all presets).
 
     An old version of Tang's ``SD_evaluation`` subtracted the mean from the uint8 image, which saturates
     negative deviations to zero; published tables made with the toolkit do not show that bug, so the
     ``tang`` preset uses the correct form too.
     """
-
-    name = "SD"
-    needs_sources = False
-
-    def values_for(self, batch: FusionBatch) -> torch.Tensor:
-        return standard_deviation(batch.fused)
+    return standard_deviation(batch.fused)
 
 
-class CCMetric(FusionMetric):
+def cc_values(batch: FusionBatch, preset: MetricPreset) -> torch.Tensor:
     """½·(corr(A, F) + corr(B, F)), Pearson over all pixels."""
-
-    name = "CC"
-
-    def values_for(self, batch: FusionBatch) -> torch.Tensor:
-        ir, vi = batch.sources()
-        return 0.5 * (pearson(ir, batch.fused) + pearson(vi, batch.fused))
+    ir, vi = batch.sources()
+    return 0.5 * (pearson(ir, batch.fused) + pearson(vi, batch.fused))
 
 
-class SCDMetric(FusionMetric):
+def scd_values(batch: FusionBatch, preset: MetricPreset) -> torch.Tensor:
     """corr(A, F − B) + corr(B, F − A): how much of each source the fused image holds beyond the other."""
-
-    name = "SCD"
-
-    def values_for(self, batch: FusionBatch) -> torch.Tensor:
-        ir, vi = batch.sources()
-        f = batch.fused
-        return pearson(ir, f - vi) + pearson(vi, f - ir)
+    ir, vi = batch.sources()
+    f = batch.fused
+    return pearson(ir, f - vi) + pearson(vi, f - ir)

@@ -15,9 +15,9 @@ import math
 
 import torch
 
-from stfuse.metrics.base import FusionMetric
 from stfuse.metrics.filters import FFT_MIN_TAPS, fast_fft_length, filter_valid, gaussian_window_1d
 from stfuse.metrics.inputs import FusionBatch
+from stfuse.metrics.presets import MetricPreset
 
 SIGMA_N_SQ = 2.0
 EPS = 1e-10
@@ -122,14 +122,10 @@ def vifp_sum(fused: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor) -> torch.T
     return torch.where(torch.isnan(vif_a), 1.0, vif_a) + torch.where(torch.isnan(vif_b), 1.0, vif_b)
 
 
-class VIFMetric(FusionMetric):
+def vif_values(batch: FusionBatch, preset: MetricPreset) -> torch.Tensor:
     """VIFp(A→F) + VIFp(B→F) (module docstring). Needs images of at least 41×41 pixels."""
-
-    name = "VIF"
-
-    def values_for(self, batch: FusionBatch) -> torch.Tensor:
-        ir, vi = batch.sources()
-        h, w = batch.fused.shape[-2:]
-        if min(h, w) < 41:
-            raise ValueError(f"VIF needs images of at least 41×41 pixels (4 scales), got {h}×{w}")
-        return vifp_sum(batch.fused, ir, vi)
+    ir, vi = batch.sources()
+    h, w = batch.fused.shape[-2:]
+    if min(h, w) < 41:
+        raise ValueError(f"VIF needs images of at least 41×41 pixels (4 scales), got {h}×{w}")
+    return vifp_sum(batch.fused, ir, vi)
