@@ -187,7 +187,9 @@ def main() -> int:
     budget = dict(BUDGETS[args.budget])
     data = Path(args.data_root).resolve()
     out = (REPO / args.out).resolve()
-    for needed in ("train/natural", "train/ivif/roadscene", "train/ivif/msrs", "ivif/tno"):
+    needed_folders = ["train/natural", "train/ivif/roadscene", "train/ivif/msrs"]
+    needed_folders += [] if args.no_results else ["ivif/tno", "ivif/roadscene", "ivif/msrs"]
+    for needed in needed_folders:
         if not (data / needed).is_dir():
             raise SystemExit(f"data root {data} lacks {needed}; pass --data-root or set STFUSE_DATA")
     parallel = args.jobs or budget["jobs"]
