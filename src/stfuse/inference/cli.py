@@ -1,7 +1,7 @@
 """``stfuse fuse`` and ``stfuse export``.
 
     stfuse fuse --ckpt ivif.ckpt --ir data/ir --vi data/vi --out fused/
-    stfuse fuse --ckpt ivif.ckpt --dataset tno --root ../shared/data/ivif/tno --out fused/tno
+    stfuse fuse --ckpt ivif.ckpt --dataset tno --root ../shared/data --out fused/tno
     stfuse fuse --baseline laplacian --ir ir.png --vi vi.png --out fused.png
     stfuse export --ckpt ivif.ckpt --format onnx --out stfuse.onnx
 
@@ -43,15 +43,16 @@ def _non_negative(text: str) -> int:
     return value
 
 
-def _default_workers() -> int:
+def _default_workers(pairs: int) -> int:
     """One decoding worker beside the network when there are two cores or more; else decode inline.
 
     Decoding and colour conversion cost about a third of a small-preset forward pass on the CPU, so one
-    worker keeps up; the network then gets the remaining cores (see ``configure_cpu_threads``).
+    worker keeps up; the network then gets the remaining cores (see ``configure_cpu_threads``). For a
+    handful of pairs, starting the worker process costs more than it saves.
     """
     from stfuse.inference.runtime import physical_cores
 
-    return 1 if physical_cores() >= 2 else 0
+    return 1 if physical_cores() >= 2 and pairs >= 4 else 0
 
 
 def _default_batch_size(device_type: str) -> int:
@@ -60,8 +61,7 @@ def _default_batch_size(device_type: str) -> int:
 
 
 def build_fuse_parser() -> argparse.ArgumentParser:
-    from stfuse.inference.fuser import DEFAULT_MAX_PIXELS, DEFAULT_TILE_OVERLAP
-    from stfuse.inference.runner import OUTPUT_FORMATS
+    from stfuse.inference.options import DEFAULT_MAX_PIXELS, DEFAULT_TILE_OVERLAP, OUTPUT_FORMATS
 
     parser = argparse.ArgumentParser(
         prog="stfuse fuse",
@@ -76,7 +76,11 @@ def build_fuse_parser() -> argparse.ArgumentParser:
     inputs.add_argument("--ir", type=Path, help="infrared folder or file")
     inputs.add_argument("--vi", type=Path, help="visible folder or file")
     inputs.add_argument("--dataset", help="data-set layout name (tno, roadscene, msrs, m3fd, llvip, generic, auto)")
-    inputs.add_argument("--root", type=Path, help="root folder of --dataset")
+    inputs.add_argument(
+        "--root", type=Path,
+        help="data root holding ivif/<dataset>/ (as make's DATA_ROOT and stfuse evaluate --root); "
+        "a data set's own folder also works",
+    )  # fmt: skip
     inputs.add_argument("--split", help="split of --dataset (train/test) for layouts that have splits")
 
     output = parser.add_argument_group("output")
@@ -115,6 +119,16 @@ def _error(prog: str, message: str) -> int:
     return 2
 
 
+def _dataset_folder(root: Path, name: str | None) -> Path:
+    """The folder of data set ``name`` under the data root ``root`` (``root/ivif/<name>``, ``root/<name>``), or
+    ``root`` itself when it is the data set's own folder (or the layout is to be detected)."""
+    if name and name.lower() not in ("auto", "generic"):
+        for candidate in (root / "ivif" / name.lower(), root / name.lower()):
+            if candidate.is_dir():
+                return candidate
+    return root
+
+
 def _gather_pairs(args: argparse.Namespace) -> tuple[list[tuple[str, Path, Path]], list[tuple[str, str]]]:
     from stfuse.inference.runner import collect_pairs
 
@@ -125,7 +139,7 @@ def _gather_pairs(args: argparse.Namespace) -> tuple[list[tuple[str, Path, Path]
             raise ValueError("--dataset needs --root (the data-set folder)")
         from data_modules.layouts import detect_layout
 
-        layout = detect_layout(args.root, split=args.split, name=args.dataset or "auto")
+        layout = detect_layout(_dataset_folder(args.root, args.dataset), split=args.split, name=args.dataset or "auto")
         return collect_pairs(layout.ir_dir, layout.vi_dir)
     if not (args.ir and args.vi):
         raise ValueError("give the inputs as --ir and --vi (folders or files), or --dataset and --root")
@@ -156,7 +170,7 @@ def fuse_main(argv: list[str] | None = None) -> int:
     from stfuse.inference.runtime import configure_cpu_threads
     from stfuse.models.checkpoint import CheckpointError
 
-    workers = _default_workers() if args.workers is None else args.workers
+    workers = _default_workers(len(pairs)) if args.workers is None else args.workers
     options = {
         "device": args.device,
         "precision": args.precision,
@@ -165,6 +179,7 @@ def fuse_main(argv: list[str] | None = None) -> int:
         "tile": args.tile,
         "tile_overlap": args.tile_overlap,
         "max_pixels": args.max_pixels,
+        "progress": not args.quiet,
     }
     try:
         if args.baseline:
@@ -193,7 +208,7 @@ def fuse_main(argv: list[str] | None = None) -> int:
 
 
 def build_export_parser() -> argparse.ArgumentParser:
-    from stfuse.inference.export import EXPORT_FORMATS
+    from stfuse.inference.options import EXPORT_FORMATS
 
     parser = argparse.ArgumentParser(
         prog="stfuse export",

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from stfuse.inference.convert import from_batch, to_batch
+from stfuse.inference.options import DEFAULT_MAX_PIXELS, DEFAULT_TILE, DEFAULT_TILE_OVERLAP
 from stfuse.inference.runtime import autocast, is_out_of_memory, resolve_device, resolve_precision
 from stfuse.inference.tiling import fuse_tiled
 
@@ -29,10 +30,6 @@ __all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_TILE", "DEFAULT_TILE_OVERLAP", "DEFAUL
 
 #: where a release ships trained weights; absent in a development checkout.
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "stfuse_default.safetensors"
-#: images above this many pixels are fused in tiles (about 16 MP: a 4608×3456 photo still goes in one pass).
-DEFAULT_MAX_PIXELS = 16_000_000
-DEFAULT_TILE = 1024
-DEFAULT_TILE_OVERLAP = 64
 _MIN_TILE = 128
 
 
@@ -63,6 +60,7 @@ class Fuser:
         max_pixels: images with more pixels than this are tiled automatically; None disables that.
             The default suits CPUs and GPUs with 16 GB or more; the OOM fallback covers smaller GPUs.
         tiles_per_batch: tiles sent through the network together.
+        progress: show a progress bar (on stderr) while an image is fused in tiles.
     """
 
     def __init__(
@@ -78,6 +76,7 @@ class Fuser:
         tile_overlap: int = DEFAULT_TILE_OVERLAP,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         tiles_per_batch: int = 1,
+        progress: bool = False,
     ) -> None:
         if (net is None) == (baseline is None):
             raise ValueError("give exactly one of `net` and `baseline`")
@@ -90,6 +89,7 @@ class Fuser:
         self.tile_overlap = tile_overlap
         self.max_pixels = max_pixels
         self.tiles_per_batch = tiles_per_batch
+        self.progress = progress
         self.baseline = baseline
         self.net: nn.Module | None = None
         self._run: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -178,6 +178,10 @@ class Fuser:
             raise ValueError(
                 f"expected two N×1×H×W tensors of the same shape, got {tuple(ir.shape)} and {tuple(vi_y.shape)}"
             )
+        if ir.numel() == 0:
+            raise ValueError(f"empty input: ir and vi_y have shape {tuple(ir.shape)}; there are no pixels to fuse")
+        if ir.dtype == torch.bool or vi_y.dtype == torch.bool:
+            raise TypeError("ir and vi_y must be floating tensors in [0, 1], not bool masks")
         home = ir.device
         height, width = ir.shape[-2:]
         tile = self._tile_for(height, width)
@@ -209,10 +213,11 @@ class Fuser:
         while True:
             overlap = min(self.tile_overlap, tile // 2)  # beyond half a tile, three tiles would share pixels
             try:
-                return fuse_tiled(
-                    self._forward, ir_cpu, vi_cpu, tile, overlap, device=self.device,
-                    tiles_per_batch=self.tiles_per_batch,
-                )
+                with _TileBar(self.progress, f"{ir.shape[-2]}×{ir.shape[-1]} in {tile}-px tiles") as bar:
+                    return fuse_tiled(
+                        self._forward, ir_cpu, vi_cpu, tile, overlap, device=self.device,
+                        tiles_per_batch=self.tiles_per_batch, progress=bar.update,
+                    )
             except (torch.OutOfMemoryError, RuntimeError) as error:
                 if not is_out_of_memory(error) or tile // 2 < _MIN_TILE:
                     raise
@@ -232,6 +237,8 @@ class Fuser:
         """
         from data_modules.io import merge_y_cbcr, split_visible
 
+        _check_pixels(ir, "ir")
+        _check_pixels(vi, "vi")
         ir_batch, _ = to_batch(ir, "ir")
         vi_batch, kind = to_batch(vi, "vi")
         if ir_batch.shape[0] != vi_batch.shape[0] or ir_batch.shape[-2:] != vi_batch.shape[-2:]:
@@ -252,6 +259,50 @@ class Fuser:
     def __repr__(self) -> str:
         what = f"baseline={self.baseline!r}" if self.net is None else f"config={self.config}"
         return f"Fuser({what}, device='{self.device}', precision='{self.precision}')"
+
+
+class _TileBar:
+    """A tqdm bar over the tiles of one image, created on the first update (when the total is known)."""
+
+    def __init__(self, enabled: bool, description: str) -> None:
+        self.enabled = enabled
+        self.description = description
+        self._bar: Any = None
+
+    def update(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self._bar is None:
+            import sys
+
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=total, desc=self.description, unit="tile", leave=False, file=sys.stderr)
+        self._bar.update(done - self._bar.n)
+
+    def __enter__(self) -> _TileBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _check_pixels(image: Any, role: str) -> None:
+    """Refuse what would otherwise fail deep inside a convolution, or pass silently as nonsense."""
+    import numpy as np
+
+    dtype = getattr(image, "dtype", None)
+    if dtype is not None and (dtype == torch.bool or dtype == np.bool_):
+        raise TypeError(
+            f"{role}: a bool array is a mask, not an image; pass intensities (uint8, uint16 or floats in [0, 1]), "
+            "e.g. mask.astype(np.uint8) * 255"
+        )
+    shape = tuple(getattr(image, "shape", ()) or ())
+    if not shape and hasattr(image, "size") and not callable(image.size):  # PIL: size is (width, height)
+        shape = tuple(image.size)
+    if shape and min(shape) == 0:
+        raise ValueError(f"{role}: empty image (shape {shape}); there are no pixels to fuse")
 
 
 def _describe(batch: torch.Tensor) -> str:

@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from stfuse.inference.fuser import Fuser
+from stfuse.inference.options import OUTPUT_FORMATS, SIXTEEN_BIT_FORMATS
 
 __all__ = [
     "OUTPUT_FORMATS",
@@ -33,9 +34,6 @@ __all__ = [
     "stored_bit_depth",
 ]
 
-#: --format value → file extension; jpg and bmp store 8 bits only.
-OUTPUT_FORMATS: dict[str, str] = {"png": ".png", "jpg": ".jpg", "tif": ".tif", "bmp": ".bmp"}
-SIXTEEN_BIT_FORMATS = frozenset({"png", "tif"})
 _SUFFIX_FORMATS = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".tif": "tif", ".tiff": "tif", ".bmp": "bmp"}
 
 

@@ -124,12 +124,14 @@ def fuse_tiled(
     overlap: int,
     device: torch.device | str | None = None,
     tiles_per_batch: int = 1,
+    progress: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
     """Fuse N×1×H×W ``a`` and ``b`` tile by tile; the result is float32 N×1×H×W on ``a``'s device.
 
     ``device`` is where ``fuse`` runs (default: ``a``'s device); tiles travel there one batch at a time
     and their predictions come back into an accumulator beside the inputs, so GPU memory stays bounded by
     the tile size even for 100-megapixel images. ``tiles_per_batch`` tiles go through ``fuse`` together.
+    ``progress(done, total)`` is called after each batch of tiles.
     """
     if a.shape != b.shape or a.ndim != 4:
         raise ValueError(f"expected two N×1×H×W tensors of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
@@ -153,6 +155,8 @@ def fuse_tiled(
             top, left = grid.rows[i], grid.cols[j]
             weight = torch.outer(grid.row_windows[i], grid.col_windows[j]).to(torch.float32).to(a.device)
             out[:, :, top : top + grid.tile_h, left : left + grid.tile_w] += fused[k * n : (k + 1) * n] * weight
+        if progress is not None:
+            progress(first + len(chunk), len(positions))
     row_sum, col_sum = grid.normaliser()
     out.div_(row_sum.to(torch.float32).to(a.device).view(-1, 1)).div_(col_sum.to(torch.float32).to(a.device).view(1, -1))
     return out.clamp_(0.0, 1.0)

@@ -1,0 +1,18 @@
+"""Defaults shared by the Fuser, the folder runner and the ``stfuse fuse``/``stfuse export`` parsers.
+
+Plain constants, importable without torch, so that ``stfuse fuse --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+#: images above this many pixels are fused in tiles (about 16 MP: a 4608×3456 photo still goes in one pass).
+DEFAULT_MAX_PIXELS = 16_000_000
+DEFAULT_TILE = 1024
+DEFAULT_TILE_OVERLAP = 64
+
+#: --format value → file extension; jpg and bmp store 8 bits only.
+OUTPUT_FORMATS: dict[str, str] = {"png": ".png", "jpg": ".jpg", "tif": ".tif", "bmp": ".bmp"}
+SIXTEEN_BIT_FORMATS = frozenset({"png", "tif"})
+
+#: what ``stfuse export`` writes; the same tuple as ``stfuse.inference.export.EXPORT_FORMATS`` (a test checks).
+EXPORT_FORMATS = ("onnx", "torchscript")
