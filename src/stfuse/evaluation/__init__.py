@@ -2,19 +2,29 @@
 
 The Python API is :func:`evaluate_pairs` (with :func:`find_pairs` / :func:`resolve_dataset` to list the
 pairs); :func:`read_gray_255` is the image reader that reproduces CDDFuse's numbers.
+
+Names load on first use, so ``stfuse evaluate --help`` imports neither torch nor the metrics.
 """
 
-from stfuse.evaluation.evaluator import EvaluationResult, evaluate_pairs
-from stfuse.evaluation.io import EvaluationInputError, read_gray_255
-from stfuse.evaluation.sources import SourcePair, find_pairs, match_fused, resolve_dataset
+from __future__ import annotations
 
-__all__ = [
-    "EvaluationInputError",
-    "EvaluationResult",
-    "SourcePair",
-    "evaluate_pairs",
-    "find_pairs",
-    "match_fused",
-    "read_gray_255",
-    "resolve_dataset",
-]
+import importlib
+
+_EXPORTS = {
+    "EvaluationInputError": "stfuse.evaluation.io",
+    "EvaluationResult": "stfuse.evaluation.evaluator",
+    "SourcePair": "stfuse.evaluation.sources",
+    "evaluate_pairs": "stfuse.evaluation.evaluator",
+    "find_pairs": "stfuse.evaluation.sources",
+    "match_fused": "stfuse.evaluation.sources",
+    "read_gray_255": "stfuse.evaluation.io",
+    "resolve_dataset": "stfuse.evaluation.sources",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> object:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'stfuse.evaluation' has no attribute {name!r}")

@@ -11,20 +11,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
-import torch
+# Torch, the metrics and the readers are imported in main(), after the arguments are parsed: --help stays instant.
 
-from stfuse.evaluation.evaluator import evaluate_pairs
-from stfuse.evaluation.io import EvaluationInputError
-from stfuse.evaluation.report import write_report
-from stfuse.evaluation.runtime import keep_freed_memory
-from stfuse.evaluation.sources import DATASETS, find_pairs, resolve_dataset
-from stfuse.evaluation.tables import markdown_table, write_tables
-from stfuse.metrics import METRICS, PRESETS
-
-#: Exit status for bad inputs (missing or mis-sized images, unknown names).
+#: Exit status for bad inputs (missing or mis-sized images, unknown names, unwritable outputs, NaN results).
 EXIT_INPUT_ERROR = 2
+#: --fused names taken by the sources in the report and the thumbnails.
+RESERVED_METHOD_NAMES = frozenset({"ir", "vi"})
 
 
 def _fused_spec(text: str) -> tuple[str, Path]:
@@ -46,18 +41,22 @@ def build_parser() -> argparse.ArgumentParser:
     sources = parser.add_argument_group("sources (either --ir and --vi, or --dataset and --root)")
     sources.add_argument("--ir", type=Path, help="folder of infrared images")
     sources.add_argument("--vi", type=Path, help="folder of visible images (same file stems)")
-    sources.add_argument("--dataset", choices=sorted(DATASETS), help="named data set under --root")
-    sources.add_argument("--root", type=Path, help="data root holding ivif/<dataset>/{ir,vi}")
+    sources.add_argument("--dataset", help="named data set under --root: tno, roadscene, msrs or m3fd")
+    sources.add_argument(
+        "--root", type=Path,
+        help="data root holding ivif/<dataset>/ (as make's DATA_ROOT, and as in stfuse fuse); a data set's own "
+        "folder also works",
+    )  # fmt: skip
     methods = parser.add_argument_group("methods")
     methods.add_argument(
         "--fused", action="append", default=[], type=_fused_spec, metavar="NAME=DIR",
         help="a method's fused images (same stems as the sources); repeat for several methods",
     )  # fmt: skip
     methods.add_argument("--baseline", default="", help="classical baselines computed on the fly, e.g. avg,max,laplacian,gradient")
-    parser.add_argument("--preset", default="cddfuse", choices=sorted(PRESETS), help="metric conventions (default: cddfuse)")
+    parser.add_argument("--preset", default="cddfuse", help="metric conventions: cddfuse (default), tang, vifb, ... (docs/metrics.md)")
     parser.add_argument(
         "--metrics", default=None,
-        help=f"comma-separated subset of {','.join(METRICS)}, or 'all' (default: the preset's table)",
+        help="comma-separated subset of the metrics above, or 'all' (default: the preset's table)",
     )  # fmt: skip
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, … or auto (GPU when available)")
     parser.add_argument("--out", type=Path, default=Path("outputs/evaluate"), help="folder for the CSV/Markdown/JSON tables")
@@ -68,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _resolve_device(name: str) -> torch.device:
+def _resolve_device(name: str):  # -> torch.device
+    from stfuse.evaluation.io import EvaluationInputError
     from stfuse.inference.runtime import resolve_device
 
     try:
@@ -83,9 +83,47 @@ def _is_own_process(argv: list[str] | None) -> bool:
     return argv is None or list(argv) in (sys.argv[1:], sys.argv[2:])
 
 
+def _check_writable(path: Path, flag: str, is_file: bool) -> None:
+    """Fail before any work when an output cannot be written (the tables and the report come last)."""
+    from stfuse.evaluation.io import EvaluationInputError
+
+    folder = path.parent if is_file else path
+    if is_file and path.is_dir():
+        raise EvaluationInputError(f"{flag} '{path}' is a folder; give a file name such as {path / 'report.html'}")
+    if not is_file and path.exists() and not path.is_dir():
+        raise EvaluationInputError(f"{flag} '{path}' is a file; give a folder for the tables")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise EvaluationInputError(f"{flag} '{path}': cannot write to '{folder}' ({reason}); choose a writable location") from None
+
+
+def _check_method_names(names: list[str]) -> None:
+    from stfuse.evaluation.io import EvaluationInputError
+
+    for name in names:
+        if name.lower() in RESERVED_METHOD_NAMES:
+            raise EvaluationInputError(
+                f"method name {name!r} is reserved for the {'infrared' if name.lower() == 'ir' else 'visible'} source; "
+                f"name the fused images another way, e.g. --fused {name}_fused=DIR"
+            )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    import torch
+
+    from stfuse.evaluation.evaluator import evaluate_pairs
+    from stfuse.evaluation.io import EvaluationInputError
+    from stfuse.evaluation.report import write_report
+    from stfuse.evaluation.runtime import keep_freed_memory
+    from stfuse.evaluation.sources import find_pairs, resolve_dataset
+    from stfuse.evaluation.tables import markdown_table, nan_note, write_tables
+
     try:
         if args.dataset:
             if args.ir or args.vi:
@@ -105,6 +143,10 @@ def main(argv: list[str] | None = None) -> int:
         baselines = [part.strip() for part in args.baseline.split(",") if part.strip()]
         if not fused_dirs and not baselines:
             parser.error("nothing to evaluate: give --fused NAME=DIR and/or --baseline")
+        _check_method_names([*fused_dirs, *baselines])
+        _check_writable(args.out, "--out", is_file=False)
+        if args.report is not None:
+            _check_writable(args.report, "--report", is_file=True)
         pairs = find_pairs(ir_dir, vi_dir)
         device = _resolve_device(args.device)
         if _is_own_process(argv):
@@ -139,12 +181,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stfuse evaluate: error: {error}", file=sys.stderr)
         return EXIT_INPUT_ERROR
 
-    paths = write_tables(result, args.out)
-    print(markdown_table(result))
-    print(f"per-image values: {paths['csv']}\nsummary: {paths['markdown']}, {paths['json']}", file=sys.stderr)
-    if args.report is not None:
-        write_report(result, args.report, title=f"Fusion evaluation ({len(result.images)} pairs from {ir_dir.parent})")
-        print(f"report: {args.report}", file=sys.stderr)
+    try:
+        paths = write_tables(result, args.out)
+        print(markdown_table(result))
+        print(f"per-image values: {paths['csv']}\nsummary: {paths['markdown']}, {paths['json']}", file=sys.stderr)
+        if args.report is not None:
+            write_report(result, args.report, title=f"Fusion evaluation ({len(result.images)} pairs from {ir_dir.parent})")
+            print(f"report: {args.report}", file=sys.stderr)
+    except OSError as error:
+        where = getattr(error, "filename", None) or args.out
+        print(f"stfuse evaluate: error: cannot write '{where}': {error.strerror or error}; choose a writable --out/--report", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+    undefined = nan_note(result)
+    if undefined:
+        print(f"stfuse evaluate: error: {undefined} (flagged in the tables and the report)", file=sys.stderr)
+        return EXIT_INPUT_ERROR
     return 0
 
 

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from stfuse.evaluation.evaluator import EvaluationResult
-from stfuse.evaluation.tables import direction_arrow, format_value
+from stfuse.evaluation.tables import direction_arrow, format_value, nan_note
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px; color: #222; }
@@ -25,6 +25,7 @@ table.metrics .std { display: block; font-size: 0.8em; color: #666; font-weight:
 table.grid td, table.grid th { padding: 4px; text-align: center; vertical-align: top; font-size: 0.85em; }
 table.grid img { display: block; image-rendering: auto; border: 1px solid #ddd; }
 .note { color: #666; font-size: 0.9em; }
+.warning { background: #fff4e5; border-left: 4px solid #e69500; padding: 6px 10px; }
 """
 
 
@@ -91,12 +92,14 @@ def render_report(result: EvaluationResult, *, title: str = "Fusion evaluation")
         "over images · ↑ higher is better, ↓ lower is better · best mean of each column highlighted"
     )
     grid = _thumbnail_grid(result) if result.thumbnails else '<p class="note">No thumbnails.</p>'
+    undefined = nan_note(result)
+    warning = f'<p class="warning">Warning: {html.escape(undefined)}.</p>' if undefined else ""
     return (
         "<!DOCTYPE html>\n"
         f'<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
         f"<style>{_STYLE}</style></head><body>"
         f"<h1>{html.escape(title)}</h1><p class=\"note\">{note}</p>"
-        f"<h2>Metrics</h2>{_metrics_table(result)}"
+        f"<h2>Metrics</h2>{warning}{_metrics_table(result)}"
         f"<h2>Images</h2>{grid}"
         "</body></html>\n"
     )

@@ -24,6 +24,32 @@ def format_value(value: float) -> str:
     return f"{value:.4f}"
 
 
+def nan_values(result: EvaluationResult) -> dict[tuple[str, str], list[str]]:
+    """``(method, metric)`` → the images whose value is NaN, in table order."""
+    found: dict[tuple[str, str], list[str]] = {}
+    for method in result.methods:
+        for metric in result.metrics:
+            names = [name for name, value in zip(result.images, result.values[method][metric]) if math.isnan(value)]
+            if names:
+                found[(method, metric)] = names
+    return found
+
+
+def nan_note(result: EvaluationResult, listed: int = 3) -> str:
+    """One line naming every NaN (metric, method and images), or ``""`` when there is none."""
+    found = nan_values(result)
+    if not found:
+        return ""
+    parts = []
+    for (method, metric), names in found.items():
+        shown = ", ".join(names[:listed]) + (", …" if len(names) > listed else "")
+        parts.append(f"{metric} of {method} on {len(names)} image{'s' if len(names) > 1 else ''} ({shown})")
+    return (
+        "NaN (undefined) values: " + "; ".join(parts) + ". A metric is undefined when an image it normalises by "
+        "is constant, such as an all-black source: check those images or leave the metric out with --metrics"
+    )
+
+
 def direction_arrow(metric: str) -> str:
     return "↓" if metric in LOWER_IS_BETTER else "↑"
 
@@ -56,6 +82,9 @@ def markdown_table(result: EvaluationResult) -> str:
         f"\n{len(result.images)} images, preset `{result.preset}`; mean ± population std over images; "
         "↑ higher is better, ↓ lower is better; best mean in bold.\n"
     )
+    undefined = nan_note(result)
+    if undefined:
+        note += f"\n**Warning:** {undefined}.\n"
     return "\n".join(lines) + "\n" + note
 
 
