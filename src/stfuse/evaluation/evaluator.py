@@ -1,16 +1,21 @@
 """The evaluation loop behind ``stfuse evaluate``: read every pair once, fuse baselines on the fly, and
-feed each method's images to its own :class:`~stfuse.metrics.FusionMetrics`.
+score each method's images with one :class:`~stfuse.metrics.MetricSuite`.
 
 Images are read with :func:`read_gray_255` (CDDFuse's reader), so the numbers match the reference;
 under the ``vifb`` preset with their stored channels as well (:mod:`stfuse.evaluation.vifb_io`).
-Reading runs in a background thread while the metrics compute; pairs of equal size are batched up to
-``batch_pixels`` per update, which is what makes the GPU path fast.
+
+Work is split into tasks of equal-size pairs (up to ``batch_pixels`` per task: one pair on the CPU,
+8 M pixels on a GPU), and a pool of threads reads, converts and scores whole tasks side by side. Every
+thread runs torch with one intra-op thread, so the CPU cores work on different images instead of
+waiting on each other inside every small operation; OpenCV and torch release the GIL while they work.
+The suite is the same code as :class:`~stfuse.metrics.FusionMetrics` without the ``torchmetrics``
+import and state, and values come back in pair order whatever the order the tasks finish in.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +26,9 @@ import torch
 from stfuse.baselines import canonical_baseline_name, fuse_baseline
 from stfuse.evaluation.io import EvaluationInputError, read_gray_255
 from stfuse.evaluation.sources import SourcePair, image_size, match_fused
-from stfuse.evaluation.vifb_io import grey_of_stored, read_as_stored, update_as_stored
-from stfuse.metrics import LOWER_IS_BETTER, FusionMetrics, resolve_metric_names
 from stfuse.metrics.presets import get_preset
+from stfuse.metrics.registry import LOWER_IS_BETTER, resolve_metric_names
+from stfuse.metrics.suite import MetricSuite
 
 #: Longest thumbnail side in the HTML report.
 THUMBNAIL_SIZE = 192
@@ -104,6 +109,27 @@ def _batches(pairs: list[SourcePair], sizes: dict[str, tuple[int, int]], batch_p
     return batches
 
 
+class _CollectedValues:
+    """Takes ``update(fused, ir, vi)`` calls (the interface :func:`~stfuse.evaluation.vifb_io.update_as_stored`
+    drives) and keeps the suite's per-image values in call order."""
+
+    def __init__(self, suite: MetricSuite) -> None:
+        self.suite = suite
+        self.parts: list[dict[str, torch.Tensor]] = []
+
+    def update(self, fused: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor) -> None:
+        self.parts.append(self.suite(fused, ir, vi))
+
+    def values(self) -> dict[str, torch.Tensor]:
+        return {name: torch.cat([part[name] for part in self.parts]) for name in self.suite.metric_names}
+
+
+def default_workers(device: torch.device) -> int:
+    """Tasks run side by side: one per torch CPU thread on the CPU (``--threads`` sets that), two on a
+    GPU (one reads and converts while the other's batch computes)."""
+    return 2 if device.type != "cpu" else max(1, torch.get_num_threads())
+
+
 def evaluate_pairs(
     pairs: list[SourcePair],
     fused_dirs: dict[str, Path] | None = None,
@@ -115,12 +141,14 @@ def evaluate_pairs(
     batch_pixels: int | None = None,
     thumbnails: bool = False,
     progress: Callable[[int], None] | None = None,
+    workers: int | None = None,
 ) -> EvaluationResult:
     """Evaluate every method on every pair.
 
     ``fused_dirs`` maps a method name to the folder of its fused images (same stems as the pairs);
     ``baselines`` names classical rules computed here from the sources (rounded to 8 bits like a saved
-    PNG). ``progress`` is called with the number of pairs finished after each batch.
+    PNG). ``progress`` is called with the number of pairs finished, in pair order. ``workers`` tasks run
+    side by side (default :func:`default_workers`); each of their threads uses one torch thread.
     """
     fused_dirs = dict(fused_dirs or {})
     baseline_names = [canonical_baseline_name(name) for name in (baselines or [])]
@@ -134,69 +162,81 @@ def evaluate_pairs(
         raise EvaluationInputError("no image pairs to evaluate")
     spec = get_preset(preset)
     metric_names = resolve_metric_names(metrics, spec)
+    suite = MetricSuite(spec, metric_names, data_range=255.0)
     device = torch.device(device)
     if batch_pixels is None:
         batch_pixels = 8_000_000 if device.type == "cuda" else 1
+    workers = default_workers(device) if workers is None else max(1, int(workers))
     fused_files = match_fused(pairs, fused_dirs)
     as_stored = spec.colour == "vifb"  # VIFB scores images with their stored channels (vifb_io)
-    collections = {m: FusionMetrics(spec, metric_names, data_range=255.0).to(device) for m in methods}
     sizes = {pair.name: image_size(pair.ir) for pair in pairs}
     result = EvaluationResult(
         preset=spec.name,
         metrics=metric_names,
         methods=methods,
-        images=[],
+        images=[pair.name for pair in pairs],
         values={m: {k: [] for k in metric_names} for m in methods},
         origins={m: ("baseline" if m in baseline_names else "folder") for m in methods},
     )
 
-    def load(batch: list[SourcePair]) -> tuple[dict[str, list[np.ndarray]], dict[str, list[np.ndarray]]]:
-        images: dict[str, list[np.ndarray]] = {"ir": [], "vi": []}
-        for method in fused_dirs:
-            images[method] = []
-        stored: dict[str, list[np.ndarray]] = {key: [] for key in images} if as_stored else {}
+    def run(batch: list[SourcePair]) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, dict[str, np.ndarray]]]:
+        """Read, fuse the baselines and score one task: ``({method: {metric: values}}, thumbnails)``."""
+        if workers > 1:
+            torch.set_num_threads(1)  # this thread's own setting; the caller's is restored at the end
+        stored: dict[str, list[np.ndarray]] = {}
+        grey: dict[str, list[np.ndarray]] = {}
         for pair in batch:
             paths = {"ir": pair.ir, "vi": pair.vi} | {m: fused_files[m][pair.name] for m in fused_dirs}
             for key, path in paths.items():
                 if as_stored:
-                    stored[key].append(read_as_stored(path))
-                    images[key].append(grey_of_stored(stored[key][-1]))
-                else:
-                    images[key].append(_to_uint8(read_gray_255(path)))
-        return images, stored
+                    from stfuse.evaluation.vifb_io import grey_of_stored, read_as_stored
 
-    batches = _batches(pairs, sizes, batch_pixels)
-    with ThreadPoolExecutor(max_workers=1) as reader:
-        upcoming: Iterator[list[SourcePair]] = iter(batches)
-        current: list[SourcePair] | None = next(upcoming)
-        future = reader.submit(load, current)
-        while current is not None:
-            images, stored = future.result()
-            following = next(upcoming, None)
-            if following is not None:
-                future = reader.submit(load, following)
-            stacked = {key: torch.from_numpy(np.stack(arrays))[:, None].to(device) for key, arrays in images.items()}
-            ir, vi = stacked["ir"], stacked["vi"]
-            for name in baseline_names:
-                fused = fuse_baseline(name, ir.to(torch.float64), vi.to(torch.float64), data_range=255.0)
-                stacked[name] = fused.round().to(torch.uint8)
-            for method in methods:
-                if as_stored:
-                    fused_images = stored.get(method, stacked[method])  # baselines: grey tensors
-                    update_as_stored(collections[method], fused_images, stored["ir"], stored["vi"], device)
+                    stored.setdefault(key, []).append(read_as_stored(path))
+                    grey.setdefault(key, []).append(grey_of_stored(stored[key][-1]))
                 else:
-                    collections[method].update(stacked[method], ir, vi)
-            for index, pair in enumerate(current):
-                result.images.append(pair.name)
-                if thumbnails:
-                    result.thumbnails[pair.name] = {
-                        key: _thumbnail(stacked[key][index, 0].cpu().numpy()) for key in ["ir", "vi", *methods]
-                    }
-            if progress is not None:
-                progress(len(current))
-            current = following
-    for method in methods:
-        per_image = collections[method].compute_per_image()
-        for metric in metric_names:
-            result.values[method][metric] = [float(v) for v in per_image[metric].cpu().tolist()]
+                    grey.setdefault(key, []).append(_to_uint8(read_gray_255(path)))
+        stacked = {key: torch.from_numpy(np.stack(arrays))[:, None].to(device) for key, arrays in grey.items()}
+        ir, vi = stacked["ir"], stacked["vi"]
+        for name in baseline_names:
+            fused = fuse_baseline(name, ir.to(torch.float64), vi.to(torch.float64), data_range=255.0)
+            stacked[name] = fused.round().to(torch.uint8)
+        values: dict[str, dict[str, torch.Tensor]] = {}
+        for method in methods:
+            if as_stored:
+                from stfuse.evaluation.vifb_io import update_as_stored
+
+                collected = _CollectedValues(suite)
+                fused_images = stored.get(method, stacked[method])  # baselines: grey tensors
+                update_as_stored(collected, fused_images, stored["ir"], stored["vi"], device)  # type: ignore[arg-type]
+                values[method] = collected.values()
+            else:
+                values[method] = suite(stacked[method], ir, vi)
+        thumbs: dict[str, dict[str, np.ndarray]] = {}
+        if thumbnails:
+            for index, pair in enumerate(batch):
+                thumbs[pair.name] = {
+                    key: _thumbnail(stacked[key][index, 0].cpu().numpy()) for key in ["ir", "vi", *methods]
+                }
+        return values, thumbs
+
+    caller_threads = torch.get_num_threads()
+    tasks = _batches(pairs, sizes, batch_pixels)
+    try:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stfuse-evaluate") as pool:
+            futures = [pool.submit(run, batch) for batch in tasks]
+            for batch, future in zip(tasks, futures):
+                try:
+                    values, thumbs = future.result()
+                except BaseException:
+                    for pending in futures:
+                        pending.cancel()  # an unreadable image stops the run without scoring the rest
+                    raise
+                for method in methods:
+                    for metric in metric_names:
+                        result.values[method][metric].extend(float(v) for v in values[method][metric].cpu().tolist())
+                result.thumbnails.update(thumbs)
+                if progress is not None:
+                    progress(len(batch))
+    finally:
+        torch.set_num_threads(caller_threads)
     return result
