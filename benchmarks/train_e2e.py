@@ -73,9 +73,8 @@ def main() -> int:
     parser.add_argument("--data-root", default=os.environ.get("STFUSE_DATA", str(REPO.parent / "shared" / "data")))
     args = parser.parse_args()
 
-    import torch
-
     import reproduce
+    import torch
 
     torch.set_num_threads(args.threads)
     data = Path(args.data_root).resolve()

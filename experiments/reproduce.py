@@ -35,8 +35,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 BUDGETS = {
     # steps, crops and batch sizes per stage; every target-stage run of a budget shares one schedule.
-    "cpu": {"preset": "compact", "mfif_steps": 2000, "ivif_steps": 800, "probe_steps": 400, "crop": 96, "batch": 8,
-            "replay_batch": 4, "workers": 0, "mfif_val_every": 1000, "trainer": "experiments/reference/cpu.yaml",
+    "cpu": {"preset": "compact", "mfif_steps": 2000, "ivif_steps": 600, "probe_steps": 300, "crop": 96, "batch": 8,
+            "replay_batch": 2, "workers": 0, "mfif_val_every": 1000, "trainer": "experiments/reference/cpu.yaml",
             "jobs": 2},
     "gpu": {"preset": "compact", "mfif_steps": 12000, "ivif_steps": 4000, "probe_steps": 1500, "crop": 128,
             "batch": 32, "replay_batch": 16, "workers": 6, "mfif_val_every": 2000,
@@ -60,16 +60,14 @@ VAL_SIZE = 16  # validation pairs held out of train/ivif; experiments/validate.p
 
 #: hypothesis probes: (variant, overrides on top of RECIPE, what it tests). One short run each.
 PROBES: dict[str, tuple[str, list[str], str]] = {
-    "recipe": ("stfuse", [], "the shipped recipe at the probe budget"),
+    "recipe": ("stfuse", [], "the shipped recipe at the probe budget (the other probes change one thing)"),
     "lambda_g_constant": ("stfuse", ["--model.init_args.lambda_g_schedule", "constant"],
                           "λ_g held at 1 for the whole run instead of decayed to 0"),
     "output_grad": ("stfuse", ["--config", "experiments/ablations/guidance_output_grad.yaml"],
                     "L_g on contrast-normalised output gradients instead of IN features"),
-    "no_guidance": ("no_guidance", [], "transfer without L_g"),
     "no_replay": ("stfuse", ["--model.init_args.lambda_src", "0"], "no labeled MFIF replay"),
     "equal_weights": ("stfuse", ["--model.init_args.lambda_grad", "1.0"], "λ_grad 1 instead of 10"),
-    "no_photometric": ("stfuse", ["--data.init_args.ivif.init_args.photometric", "false"],
-                       "no brightness/contrast/gamma/noise augmentation of the sources"),
+    "no_ssim": ("stfuse", ["--model.init_args.lambda_ssim", "0"], "λ_ssim 0 instead of 1"),
     "scratch": ("no_transfer", [], "no transfer (IVIF from scratch)"),
     "scratch_small_preset": ("no_transfer", ["--model.init_args.net", json.dumps({"preset": "small"})],
                              "no transfer, the old `small` preset (1/4 resolution, average prior)"),
