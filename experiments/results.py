@@ -84,7 +84,7 @@ def export_weights(out: Path, budget: str) -> tuple[dict[str, Path], dict]:
     from stfuse.models.checkpoint import load_network, save_network
 
     timings = json.loads((out / "timings.json").read_text()) if (out / "timings.json").is_file() else {}
-    seconds = timings.get("seconds", {})
+    seconds = {p.parent.name: json.loads(p.read_text())["seconds"] for p in out.glob("*/done.json")}
     runs = final_runs(out)
     if "stfuse" not in runs:
         raise SystemExit(f"no finished full-STFuse run under {out}; run experiments/reproduce.py first")
@@ -300,7 +300,8 @@ def main() -> int:
                         + f"\nFurther metrics:\n\n{extra}\n\n![{label}](images/{grids[list(SETS).index(name)].name})\n")  # fmt: skip
         readme_rows.append(f"**{label}**\n\n{table}\n")
 
-    seconds = timings.get("seconds", {})
+    # Each finished run records its own wall time (runs in parallel processes share no timings file).
+    seconds = {p.parent.name: json.loads(p.read_text())["seconds"] for p in sorted(out.glob("*/done.json"))}
     record = "\n".join(f"| {k} | {v / 60:.1f} min |" for k, v in sorted(seconds.items()))
     grid_note = ", ".join(["shipped"] + [VARIANT_NAMES[v] + f" ({runs[v][0]})" for v in runs if v != "stfuse" and runs[v]])
     body = RESULTS_TEMPLATE.format(
