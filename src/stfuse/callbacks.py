@@ -199,9 +199,12 @@ class PlainProgress(ProgressBar):
         return self.every_n_steps or max(1, int(getattr(trainer, "log_every_n_steps", 50) or 50))
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        steps = f", at most {trainer.max_steps} steps" if trainer.max_steps and trainer.max_steps > 0 else ""
-        epochs = f"{trainer.max_epochs} epochs" if trainer.max_epochs and trainer.max_epochs > 0 else "no epoch limit"
-        self._print(f"[train] {epochs}{steps}, {self.total_train_batches} batches per epoch; a line every {self._interval(trainer)} steps")
+        limits = []
+        if trainer.max_epochs is not None and trainer.max_epochs > 0:
+            limits.append(f"{trainer.max_epochs} epochs of {trainer.num_training_batches} batches")
+        if trainer.max_steps and trainer.max_steps > 0:
+            limits.append(f"{trainer.max_steps} steps")
+        self._print(f"[train] {' or '.join(limits) or 'no limit'}; a line every {self._interval(trainer)} steps")
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._epoch_start = time.monotonic()
@@ -209,22 +212,26 @@ class PlainProgress(ProgressBar):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         step = trainer.global_step
-        total = self.total_train_batches
-        last_batch = isinstance(total, int) and batch_idx + 1 >= total
-        if step % self._interval(trainer) != 0 and not last_batch:
+        total = trainer.num_training_batches  # batches in a full epoch (inf for an unsized loader)
+        steps_left = trainer.max_steps - step if trainer.max_steps and trainer.max_steps > 0 else math.inf
+        epoch_left = total - (batch_idx + 1)
+        finishing = min(epoch_left, steps_left) <= 0
+        if step % self._interval(trainer) != 0 and not finishing:
             return
         now = time.monotonic()
         start, start_batch = self._window
         rate = (batch_idx + 1 - start_batch) / (now - start) if now > start else float("nan")
         self._window = (now, batch_idx + 1)
-        parts = [f"[train] {epoch_text(trainer)}", f"batch {batch_idx + 1}/{total}"]
-        parts.append(f"step {step}/{trainer.max_steps}" if trainer.max_steps and trainer.max_steps > 0 else f"step {step}")
+        shown_total = total if math.isfinite(total) else "?"
+        parts = [f"[train] {epoch_text(trainer)}", f"batch {batch_idx + 1}/{shown_total}"]
+        parts.append(f"step {step}/{trainer.max_steps}" if math.isfinite(steps_left) else f"step {step}")
         metrics = {k: v for k, v in self.get_metrics(trainer, pl_module).items() if k != "v_num"}
         parts += [f"{key} {_number(value)}" for key, value in list(metrics.items())[:4]]
         if rate == rate:
             parts.append(f"{rate:.2f} it/s")
-            if isinstance(total, int) and not last_batch and rate > 0:
-                parts.append(f"epoch ETA {_duration((total - batch_idx - 1) / rate)}")
+            if not finishing and rate > 0 and math.isfinite(min(epoch_left, steps_left)):
+                label = "ETA" if steps_left <= epoch_left else "epoch ETA"
+                parts.append(f"{label} {_duration(min(epoch_left, steps_left) / rate)}")
         self._print(" · ".join(parts))
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -236,7 +243,7 @@ class PlainProgress(ProgressBar):
         self._print("[val] " + " · ".join(part for part in (where, shown) if part))
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._print(f"[train] done: step {trainer.global_step}, {trainer.current_epoch} full epochs")
+        self._print(f"[train] done at step {trainer.global_step}")
 
     def _eval_line(self, stage: str, batch_idx: int, total: Any) -> None:
         done = batch_idx + 1

@@ -91,6 +91,46 @@ def help_text() -> str:
     return "\n".join(lines)
 
 
+_LIGHTNING_USAGE = {
+    "fit": "Train a stage. The YAML picks the stage (model.class_path) and the data (data.class_path); a rerun\n"
+    "resumes from <default_root_dir>/checkpoints/last.ckpt (written at epoch ends and every few minutes).",
+    "validate": "Run a stage's validation loop on a checkpoint (--ckpt_path) and print the metrics.",
+    "test": "Run a stage's test loop on a checkpoint (--ckpt_path): per-image metric tables in the log folder.",
+    "predict": "Write fused images of the predict data with a checkpoint (--ckpt_path) and a FusedImageWriter callback.",
+}
+
+
+def lightning_help(command: str) -> str:
+    """A short help for the training commands that needs no Lightning import; ``--help-all`` gives every option."""
+    lines = [
+        f"usage: stfuse {command} --config CONFIG.yaml [--config OVERLAY.yaml ...] [--KEY VALUE ...]",
+        "",
+        _LIGHTNING_USAGE[command],
+        "",
+        "configs (in experiments/):",
+        "  mfif.yaml                source stage: supervised multi-focus fusion on synthesized pairs",
+        "  ivif.yaml                target stage: transfer to infrared/visible fusion from a source checkpoint",
+        "  trainer/<preset>.yaml    cpu, gpu, ddp, ddp_sim, multinode;  ablations/<name>.yaml: ablation overlays",
+        "",
+        "common options:",
+        "  --config PATH                       a YAML config; repeat to overlay",
+        "  --trainer.max_steps N               also --trainer.max_epochs N, --trainer.accelerator, --trainer.devices",
+        "  --trainer.default_root_dir DIR      checkpoints (DIR/checkpoints/last.ckpt) and logs",
+        "  --data.init_args.roots '[DIR]'      training images (mfif.yaml); null: the built-in synthetic data",
+        "  --model.init_args.source_ckpt PATH  the source-stage checkpoint (ivif.yaml)",
+        "  --ckpt_path PATH                    resume from (fit) or evaluate (validate/test/predict) this checkpoint",
+    ]
+    if command == "fit":
+        lines.append("  --auto_resume false                 start afresh even when last.ckpt exists")
+    lines += [
+        "  --print_config                      print the resolved config and exit",
+        "  --help-all                          every option of the trainer, the stage and the data (loads Lightning)",
+        "",
+        "Inputs are checked first: a bad one stops the run with one line naming the key or file (exit status 2).",
+    ]
+    return "\n".join(lines)
+
+
 def _suggest(name: str) -> str:
     import difflib
 
@@ -146,6 +186,13 @@ def _dispatch(argv: list[str], from_shell: bool) -> object:
         module_name, func_name = TOOL_COMMANDS[command].split(":")
         func = getattr(importlib.import_module(module_name), func_name)
         return func(argv[1:])
+    if command in LIGHTNING_COMMANDS and argv[1:] in (["-h"], ["--help"]):
+        print(lightning_help(command))
+        return 0
+    if command in LIGHTNING_COMMANDS and "--help-all" in argv:
+        argv = [arg if arg != "--help-all" else "--help" for arg in argv]
+        if from_shell:
+            sys.argv[1:] = argv  # LightningCLI reads sys.argv itself from the shell
     if command in LIGHTNING_COMMANDS or command.startswith("-"):
         from stfuse.lightning_cli import run_lightning_cli
 

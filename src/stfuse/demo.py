@@ -32,8 +32,28 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--size", type=int, nargs=2, default=[240, 320], metavar=("H", "W"))
     parser.add_argument("--val-pairs", type=int, default=8, help="held-out validation pairs per stage")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=1, help="data-loader workers")
+    parser.add_argument("--workers", type=int, default=1, help="data-loader workers (at most the CPU count)")
+    parser.add_argument(
+        "--threads", type=int, default=None,
+        help="torch threads (default: the CPUs not already busy with other processes, at least 1)",
+    )  # fmt: skip
     return parser.parse_args(argv)
+
+
+def _free_cpus() -> int:
+    """CPUs this process may use, less those other processes keep busy (the 1-minute load average).
+
+    On a machine shared with other jobs, a second torch thread only waits for its turn on a busy core, and
+    every parallel operation then waits for it: training slows several-fold instead of sharing the machine.
+    """
+    from stfuse.lightning_cli import available_cpus
+
+    cpus = available_cpus()
+    try:
+        busy = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not available on this platform
+        busy = 0.0
+    return max(1, min(cpus, int(cpus - busy + 0.5)))
 
 
 def _trainer(root: Path, steps: int, val_every: int):
@@ -41,6 +61,9 @@ def _trainer(root: Path, steps: int, val_every: int):
     from pytorch_lightning.callbacks import ModelCheckpoint
     from pytorch_lightning.loggers import CSVLogger
 
+    from stfuse.callbacks import hide_lightning_tips, progress_callback
+
+    hide_lightning_tips()
     return pl.Trainer(
         accelerator="cpu",
         devices=1,
@@ -51,10 +74,16 @@ def _trainer(root: Path, steps: int, val_every: int):
         log_every_n_steps=10,
         default_root_dir=str(root),
         logger=CSVLogger(str(root), name="logs"),
-        callbacks=[ModelCheckpoint(dirpath=str(root / "checkpoints"), save_last=True, save_top_k=0)],
+        callbacks=[
+            ModelCheckpoint(dirpath=str(root / "checkpoints"), save_last=True, save_top_k=0),
+            progress_callback(every_n_steps=max(10, steps // 10)),
+        ],
         enable_model_summary=False,
         num_sanity_val_steps=0,
     )
+
+
+_COLUMN_TITLES = {"stfuse": "STFuse", "average": "average", "maximum": "maximum", "laplacian": "Laplacian"}
 
 
 def _step(index: int, total: int, text: str) -> None:
@@ -76,13 +105,18 @@ def main(argv: list[str] | None = None) -> int:
     from stfuse.stages import IVIFTransferStage, MFIFStage
     from stfuse.utils.visual import make_grid, save_png
 
+    from stfuse.lightning_cli import available_cpus
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    threads = args.threads or _free_cpus()
+    torch.set_num_threads(threads)
+    args.workers = min(args.workers, available_cpus())
     pl.seed_everything(args.seed, workers=True)
     started = time.perf_counter()
     total = 5
 
+    print(f"Using {threads} torch thread{'s' if threads > 1 else ''} and {args.workers} data worker{'s' if args.workers != 1 else ''}.")
     _step(1, total, f"Source stage: supervised multi-focus fusion, {args.mfif_steps} steps on synthesized pairs")
     mfif_data = MFIFDataModule(
         roots=None, crop_size=args.crop, batch_size=args.batch_size, num_workers=args.workers,
@@ -149,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         "# Demo: held-out synthetic IR/VIS pairs (cddfuse preset)\n\n" + table + "\n", encoding="utf-8"
     )
     (out / "metrics.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
-    grid = save_png(make_grid(rows, height=160), out / "grid.png")
+    labels = ["IR", "VIS", *(_COLUMN_TITLES.get(m, m) for m in methods)]
+    grid = save_png(make_grid(rows, height=160, labels=labels), out / "grid.png")
 
     minutes = (time.perf_counter() - started) / 60
     print("\n" + table)
