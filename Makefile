@@ -73,9 +73,11 @@ IVIF_OUT ?= $(OUT)/ivif
 # The latest source checkpoint; override with SOURCE_CKPT=path.
 SOURCE_CKPT ?= $(MFIF_OUT)/checkpoints/last.ckpt
 
-# Real data when DATA_ROOT holds it, the embedded synthetic default otherwise.
+# Real data when DATA_ROOT holds it, the embedded synthetic default otherwise. Commas inside $(if ...) must
+# be $(comma), or make splits the list there.
+comma := ,
 MFIF_DATA_ARGS := $(if $(wildcard $(DATA_ROOT)/train/natural),--data.init_args.roots '[$(DATA_ROOT)/train/natural]' --data.init_args.real_val_root $(DATA_ROOT)/mfif/lytro,)
-IVIF_DATA_ARGS := $(if $(wildcard $(DATA_ROOT)/train/ivif),--data.init_args.ivif.init_args.train_roots '[$(DATA_ROOT)/train/ivif/roadscene,$(DATA_ROOT)/train/ivif/msrs]' --data.init_args.ivif.init_args.val_roots '[$(DATA_ROOT)/ivif/tno]' --data.init_args.ivif.init_args.test_roots '[$(DATA_ROOT)/ivif/tno,$(DATA_ROOT)/ivif/roadscene,$(DATA_ROOT)/ivif/msrs]',)
+IVIF_DATA_ARGS := $(if $(wildcard $(DATA_ROOT)/train/ivif),--data.init_args.ivif.init_args.train_roots '[$(DATA_ROOT)/train/ivif/roadscene$(comma)$(DATA_ROOT)/train/ivif/msrs]' --data.init_args.ivif.init_args.val_roots '[$(DATA_ROOT)/ivif/tno]' --data.init_args.ivif.init_args.test_roots '[$(DATA_ROOT)/ivif/tno$(comma)$(DATA_ROOT)/ivif/roadscene$(comma)$(DATA_ROOT)/ivif/msrs]',)
 
 train-mfif: install
 	$(STFUSE) fit --config experiments/mfif.yaml --config experiments/trainer/$(TRAINER_PRESET).yaml \
@@ -97,7 +99,7 @@ COUNT ?=
 
 sweep: install
 	@test -n "$(SWEEP)" || { echo "usage: make sweep SWEEP=experiments/sweeps/<name>.yaml"; exit 2; }
-	$(PY) -m stfuse.utils.sweeps create $(SWEEP)
+	$(STFUSE) sweep create $(SWEEP)
 
 # The agent starts `python` from PATH (wandb's ${interpreter}), so the venv goes first.
 agent: install

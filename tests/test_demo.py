@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+from PIL import Image
+
 from stfuse.cli import main
 
+COLUMNS = 6  # IR | VIS | STFuse | average | maximum | Laplacian
+HEIGHT, PAD, BAND = 160, 4, 22
 
-def test_demo_writes_fused_images_metrics_and_grid(tmp_path, capsys):
+
+def test_demo_writes_fused_images_metrics_and_a_labelled_grid(tmp_path, capsys):
     out = tmp_path / "demo"
     code = main(["demo", "--out", str(out), "--mfif-steps", "2", "--ivif-steps", "2", "--crop", "32",
                  "--batch-size", "2", "--pairs", "2", "--val-pairs", "2", "--size", "48", "64", "--workers", "0"])  # fmt: skip
@@ -18,7 +24,15 @@ def test_demo_writes_fused_images_metrics_and_grid(tmp_path, capsys):
     assert set(results) == {"stfuse", "average", "maximum", "laplacian"}
     for values in results.values():
         assert 0 < values["EN"] <= 8 and values["SD"] > 0
-    assert (out / "grid.png").stat().st_size > 1000
     assert (out / "stfuse_demo.safetensors").is_file()
     printed = capsys.readouterr().out
     assert str(out) in printed and "grid" in printed
+    assert "Tip:" not in printed and "/-2" not in printed
+
+    grid = np.asarray(Image.open(out / "grid.png").convert("L"))
+    assert grid.shape[0] == BAND + 2 * (HEIGHT + PAD) + PAD, "a label band above the two rows of images"
+    column = round(64 * HEIGHT / 48)  # each 48×64 image is shown 160 px high
+    for index in range(COLUMNS):
+        left = PAD + index * (column + PAD)
+        label = grid[:BAND, left : left + column]
+        assert (label < 128).sum() > 20, f"column {index} has no label drawn above it"

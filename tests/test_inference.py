@@ -120,6 +120,34 @@ def test_api_errors_name_the_problem(fuser: Fuser) -> None:
         fuser.fuse([[0.0]], np.zeros((8, 8), np.uint8))
 
 
+def test_empty_images_and_bool_masks_are_refused_with_a_clear_error(fuser: Fuser) -> None:
+    grey = np.zeros((8, 8), np.uint8)
+    for empty in (np.zeros((0, 0), np.uint8), np.zeros((8, 0), np.uint8), Image.new("L", (0, 0))):
+        with pytest.raises(ValueError, match=r"ir: empty image \(shape \(\d+, \d+\)\); there are no pixels to fuse"):
+            fuser.fuse(empty, empty)
+    with pytest.raises(ValueError, match="vi: empty image"):
+        fuser.fuse(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 0, 8))
+    with pytest.raises(ValueError, match="empty input"):
+        fuser.fuse_luminance(torch.zeros(0, 1, 8, 8), torch.zeros(0, 1, 8, 8))
+    with pytest.raises(TypeError, match="ir: a bool array is a mask, not an image"):
+        fuser.fuse(np.ones((8, 8), bool), grey)
+    with pytest.raises(TypeError, match="vi: a bool array is a mask"):
+        fuser.fuse(grey, torch.ones(8, 8, dtype=torch.bool))
+    assert fuser.fuse(grey, grey).shape == (8, 8)  # the checks refuse nothing valid
+
+
+def test_tiled_fusion_reports_progress_per_tile(capsys: pytest.CaptureFixture[str]) -> None:
+    calls: list[tuple[int, int]] = []
+    a = torch.from_numpy(scene(100, 150))[None, None]
+    fuse_tiled(lambda x, y: 0.5 * (x + y), a, a, tile=64, overlap=16, tiles_per_batch=2,
+               progress=lambda done, total: calls.append((done, total)))  # fmt: skip
+    total = len(TileGrid.build(100, 150, 64, 16))
+    assert calls[-1] == (total, total) and [done for done, _ in calls] == sorted({done for done, _ in calls})
+    Fuser(tiny_net(), tile=64, tile_overlap=16, progress=True).fuse(scene(100, 150), scene(100, 150))
+    err = capsys.readouterr().err
+    assert "100×150 in 64-px tiles" in err and f"/{total} " in err  # the tqdm bar over the tiles
+
+
 def test_from_checkpoint_loads_safely_and_refuses_other_presets(tiny_ckpt: Path) -> None:
     import stfuse
 
@@ -364,6 +392,17 @@ def test_pairs_are_matched_by_stem_and_batches_group_sizes(pair_folders: Path) -
     sampler = SizeGroupedBatchSampler([(48, 64), (40, 50), (48, 64), (48, 64), (40, 50)], batch_size=2)
     batches = list(sampler)
     assert sorted(sorted(b) for b in batches) == [[0, 2], [1, 4], [3]]
+
+
+@pytest.mark.data
+def test_fuse_root_is_the_data_root_as_in_evaluate_and_a_data_set_folder_still_works(
+    data_root: Path, tmp_path: Path
+) -> None:
+    for root in (data_root, data_root / "ivif" / "tno"):
+        out = tmp_path / root.name
+        assert fuse_main(["--baseline", "average", "--dataset", "tno", "--root", str(root), "--out", str(out),
+                          "--quiet", "--workers", "0"]) == 0  # fmt: skip
+        assert len(list(out.glob("*.png"))) == 25
 
 
 @pytest.mark.data

@@ -247,14 +247,23 @@ class PlainProgress(ProgressBar):
 
     def _eval_line(self, stage: str, batch_idx: int, total: Any) -> None:
         done = batch_idx + 1
-        if isinstance(total, int) and total > 0 and (done == total or done % max(1, math.ceil(total / 10)) == 0):
+        if isinstance(total, (int, float)) and math.isfinite(total) and total > 0 and (
+            done == total or done % max(1, math.ceil(total / 10)) == 0
+        ):
             self._print(f"[{stage}] batch {done}/{total}")
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:  # noqa: ANN001
-        self._eval_line("test", batch_idx, self.total_test_batches_current_dataloader)
+        self._eval_line("test", batch_idx, _batches(trainer.num_test_batches, dataloader_idx))
 
     def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:  # noqa: ANN001
-        self._eval_line("predict", batch_idx, self.total_predict_batches_current_dataloader)
+        self._eval_line("predict", batch_idx, _batches(trainer.num_predict_batches, dataloader_idx))
+
+
+def _batches(counts: Any, dataloader_idx: int) -> Any:
+    """The batch count of one evaluation loader (Lightning keeps a list, one entry per loader)."""
+    if isinstance(counts, (list, tuple)):
+        return counts[dataloader_idx] if dataloader_idx < len(counts) else None
+    return counts
 
 
 class EpochProgressBar(RichProgressBar):
