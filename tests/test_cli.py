@@ -150,3 +150,38 @@ def test_trainer_preset_parses_and_runs_on_cpu(preset, tmp_path):
     cli = main(["fit", "--config", str(EXPERIMENTS / "mfif.yaml"), "--config", str(preset), *_mfif_tiny(tmp_path),
                 *cpu_overrides, "--trainer.fast_dev_run", "1"])  # fmt: skip
     assert cli.trainer.state.finished
+
+
+def test_epoch_display_counts_from_one_and_never_shows_a_negative_total():
+    from types import SimpleNamespace
+
+    from stfuse.callbacks import EpochProgressBar, epoch_text
+
+    assert epoch_text(SimpleNamespace(current_epoch=0, max_epochs=-1)) == "epoch 1"  # a step-bounded run
+    assert epoch_text(SimpleNamespace(current_epoch=2, max_epochs=40)) == "epoch 3/40"
+    bar = EpochProgressBar()
+    bar._trainer = SimpleNamespace(current_epoch=0, max_epochs=-1)
+    assert bar._get_train_description(0).strip() == "Epoch 1"
+
+
+def test_progress_is_a_bar_on_a_terminal_and_plain_lines_in_a_log(monkeypatch):
+    import io
+
+    from stfuse.callbacks import EpochProgressBar, PlainProgress, progress_callback
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setenv("TERM", "xterm")
+    assert isinstance(progress_callback(stream=Terminal()), EpochProgressBar)
+    assert isinstance(progress_callback(stream=io.StringIO()), PlainProgress)
+
+
+def test_interval_checkpoint_refuses_a_non_positive_interval():
+    from stfuse.callbacks import IntervalCheckpoint
+
+    with pytest.raises(ValueError, match="every_n_train_steps must be ≥ 1"):
+        IntervalCheckpoint(every_n_train_steps=0)
+    with pytest.raises(ValueError, match="every_minutes must be > 0"):
+        IntervalCheckpoint(every_minutes=0)

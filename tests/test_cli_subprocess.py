@@ -34,7 +34,9 @@ def stfuse(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 
 
 def python_m_stfuse(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "stfuse", *args], env=ENV, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "stfuse", *args], env=ENV, capture_output=True, text=True, timeout=600
+    )
 
 
 # ---- help, version, start-up --------------------------------------------------------------------------
@@ -57,7 +59,10 @@ def test_version_from_the_console_script_and_python_m():
 def test_unknown_command_is_one_line_with_a_suggestion():
     result = stfuse("evalute")
     assert result.returncode == 2
-    assert result.stderr.strip() == "stfuse: error: unknown command 'evalute'; did you mean 'evaluate'? (stfuse --help lists them)"
+    assert (
+        result.stderr.strip()
+        == "stfuse: error: unknown command 'evalute'; did you mean 'evaluate'? (stfuse --help lists them)"
+    )
 
 
 _IMPORTS = """
@@ -78,7 +83,9 @@ print("MODULES=" + json.dumps(sorted(sys.modules)), file=sys.stderr)
     ids=lambda argv: " ".join(argv),
 )  # fmt: skip
 def test_help_imports_no_torch_lightning_torchmetrics_or_wandb(argv):
-    result = subprocess.run([sys.executable, "-c", _IMPORTS, *argv], env=ENV, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", _IMPORTS, *argv], env=ENV, capture_output=True, text=True, timeout=120
+    )
     assert "usage" in result.stdout or "stfuse" in result.stdout, result.stdout + result.stderr
     modules = json.loads(result.stderr.rsplit("MODULES=", 1)[1])
     loaded = sorted({name.split(".")[0] for name in modules} & set(HEAVY))
@@ -124,7 +131,10 @@ def test_fit_exits_0_and_writes_plain_progress_lines_to_a_log(trained):
     assert "Tip:" not in output and "litlogger" not in output
     assert "/-2" not in output and "Epoch 0/" not in output
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    assert f"data.init_args.num_workers: {(os.cpu_count() or 1) + 1} workers on {cpus} CPUs; using {cpus}" in output
+    assert (
+        f"data.init_args.num_workers: {(os.cpu_count() or 1) + 1} workers on {cpus} CPUs; using {cpus}"
+        in output
+    )
 
 
 def test_validate_and_test_exit_0_through_python_m_and_the_console_script(trained):

@@ -89,12 +89,16 @@ def case(tmp_path_factory) -> dict:
 
     data = tmp / "pairs"
     rng = np.random.default_rng(0)
-    _write_pair(data, "textured", rng.integers(0, 256, (48, 64), np.uint8), rng.integers(0, 256, (48, 64), np.uint8))
+    _write_pair(
+        data, "textured", rng.integers(0, 256, (48, 64), np.uint8), rng.integers(0, 256, (48, 64), np.uint8)
+    )
     _write_pair(data, "black", np.zeros((48, 64), np.uint8), np.zeros((48, 64), np.uint8))
     fused = tmp / "fused" / "vi"  # a method folder that happens to be called vi
     fused.mkdir(parents=True)
     for name in ("textured", "black"):
-        cv2.imwrite(str(fused / f"{name}.png"), cv2.imread(str(data / "vi" / f"{name}.png"), cv2.IMREAD_GRAYSCALE))
+        cv2.imwrite(
+            str(fused / f"{name}.png"), cv2.imread(str(data / "vi" / f"{name}.png"), cv2.IMREAD_GRAYSCALE)
+        )
     a_file = tmp / "a_file"
     a_file.write_text("not a folder")
     a_folder = tmp / "a_folder"
@@ -106,21 +110,32 @@ def case(tmp_path_factory) -> dict:
         "missing_data_root": (_mfif(tmp / "r2", "--data.init_args.roots", f'["{tmp / "nowhere"}"]'), None),
         "missing_ckpt_path": (_mfif(tmp / "r3", "--ckpt_path", str(tmp / "none.ckpt")), None),
         "truncated_ckpt_path": (_mfif(tmp / "r4", "--ckpt_path", str(truncated)), None),
-        "missing_source_ckpt": (_ivif(tmp / "r5", "--model.init_args.source_ckpt", str(tmp / "none.ckpt")), None),
+        "missing_source_ckpt": (
+            _ivif(tmp / "r5", "--model.init_args.source_ckpt", str(tmp / "none.ckpt")),
+            None,
+        ),
         "malicious_source_ckpt": (_ivif(tmp / "r6", "--model.init_args.source_ckpt", str(malicious)), None),
         "wrong_kind_source_ckpt": (_ivif(tmp / "r7", "--model.init_args.source_ckpt", str(wrong_kind)), None),
         "ivif_before_source_stage": (_ivif(fresh_clone / "outputs" / "ivif"), fresh_clone),
         "malicious_last_ckpt": (_mfif(resume_root), None),
-        "report_is_a_folder": ([*sources, "--baseline", "avg", "--out", str(tmp / "e1"), "--report", str(a_folder)], None),
+        "report_is_a_folder": (
+            [*sources, "--baseline", "avg", "--out", str(tmp / "e1"), "--report", str(a_folder)],
+            None,
+        ),
         "out_under_a_file": ([*sources, "--baseline", "avg", "--out", str(a_file / "tables")], None),
         "method_named_ir": ([*sources, "--fused", f"ir={fused}", "--out", str(tmp / "e2")], None),
         "method_named_vi": ([*sources, "--fused", str(fused), "--out", str(tmp / "e3")], None),
-        "nan_metrics": ([*sources, "--baseline", "avg", "--out", str(tmp / "e4"), "--report", str(tmp / "e4" / "r.html")], None),
+        "nan_metrics": (
+            [*sources, "--baseline", "avg", "--out", str(tmp / "e4"), "--report", str(tmp / "e4" / "r.html")],
+            None,
+        ),
     }
 
     def run(item):
         name, (argv, cwd) = item
-        result = subprocess.run([str(STFUSE), *argv], env=ENV, capture_output=True, text=True, timeout=600, cwd=cwd)
+        result = subprocess.run(
+            [str(STFUSE), *argv], env=ENV, capture_output=True, text=True, timeout=600, cwd=cwd
+        )
         return name, result
 
     with ThreadPoolExecutor(max_workers=4) as pool:

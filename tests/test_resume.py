@@ -19,7 +19,10 @@ TINY_NET = json.dumps({"preset": "small", "channels": 8, "num_blocks": 1, "heads
 STEPS_PER_EPOCH = 6
 EPOCHS = 3
 # A step checkpoint every 2 steps; the YAML's time-based one (5 minutes) never fires in these short runs.
-INTERVAL = ["--trainer.callbacks+=stfuse.callbacks.IntervalCheckpoint", "--trainer.callbacks.every_n_train_steps=2"]
+INTERVAL = [
+    "--trainer.callbacks+=stfuse.callbacks.IntervalCheckpoint",
+    "--trainer.callbacks.every_n_train_steps=2",
+]
 
 
 def _command(root: Path, extra: list[str]) -> list[str]:
@@ -78,7 +81,9 @@ def test_sigkill_mid_epoch_then_rerun_matches_uninterrupted_run(reference, tmp_p
     interrupted = tmp_path / "interrupted"
     kill_step = STEPS_PER_EPOCH + STEPS_PER_EPOCH // 2  # the middle of the second epoch
     killed = _run(interrupted, _kill_at(kill_step))  # no step checkpoint: the epoch-end one is what remains
-    assert killed.returncode == -signal.SIGKILL, f"expected SIGKILL, got {killed.returncode}: {killed.stderr[-2000:]}"
+    assert killed.returncode == -signal.SIGKILL, (
+        f"expected SIGKILL, got {killed.returncode}: {killed.stderr[-2000:]}"
+    )
     saved = torch.load(interrupted / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
     assert saved["global_step"] == STEPS_PER_EPOCH, "last.ckpt should hold the end of the first epoch"
 
@@ -92,9 +97,13 @@ def test_sigkill_mid_epoch_then_rerun_matches_uninterrupted_run(reference, tmp_p
 def test_sigkill_before_the_first_epoch_ends_resumes_from_the_step_checkpoint(reference, tmp_path):
     interrupted = tmp_path / "interrupted"
     killed = _run(interrupted, [*INTERVAL, *_kill_at(5)])  # step 4 is saved, step 5 is lost
-    assert killed.returncode == -signal.SIGKILL, f"expected SIGKILL, got {killed.returncode}: {killed.stderr[-2000:]}"
+    assert killed.returncode == -signal.SIGKILL, (
+        f"expected SIGKILL, got {killed.returncode}: {killed.stderr[-2000:]}"
+    )
     saved = torch.load(interrupted / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
-    assert saved["global_step"] == 4 and saved["epoch"] == 0, "last.ckpt should hold step 4 of the first epoch"
+    assert saved["global_step"] == 4 and saved["epoch"] == 0, (
+        "last.ckpt should hold step 4 of the first epoch"
+    )
     assert not list((interrupted / "checkpoints").glob("last-v*.ckpt")), "one last.ckpt, not a versioned copy"
 
     resumed = _run(interrupted, INTERVAL)

@@ -27,7 +27,13 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint, ProgressBar, RichProgressBar
 from pytorch_lightning.utilities import rank_zero_info
 
-__all__ = ["EpochProgressBar", "IntervalCheckpoint", "PlainProgress", "hide_lightning_tips", "progress_callback"]
+__all__ = [
+    "EpochProgressBar",
+    "IntervalCheckpoint",
+    "PlainProgress",
+    "hide_lightning_tips",
+    "progress_callback",
+]
 
 
 class _NoTips(logging.Filter):
@@ -70,7 +76,9 @@ class IntervalCheckpoint(Callback):
 
     @property
     def state_key(self) -> str:
-        return self._generate_state_key(every_n_train_steps=self.every_n_train_steps, every_minutes=self.every_minutes)
+        return self._generate_state_key(
+            every_n_train_steps=self.every_n_train_steps, every_minutes=self.every_minutes
+        )
 
     # ---- saving ---------------------------------------------------------------------------------
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -78,7 +86,9 @@ class IntervalCheckpoint(Callback):
         self._last_saved_step = trainer.global_step
         self._skip_trained_batches(trainer)
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         step = trainer.global_step
         if step == self._last_saved_step or trainer.sanity_checking or trainer.fast_dev_run:
             return
@@ -93,7 +103,11 @@ class IntervalCheckpoint(Callback):
     def save(self, trainer: pl.Trainer) -> Path:
         """Write ``last.ckpt`` now (on every rank: saving is a collective under DDP)."""
         target = next(
-            (cb for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint) and cb.save_last and cb.dirpath),
+            (
+                cb
+                for cb in trainer.checkpoint_callbacks
+                if isinstance(cb, ModelCheckpoint) and cb.save_last and cb.dirpath
+            ),
             None,
         )
         if target is not None:
@@ -128,8 +142,12 @@ class IntervalCheckpoint(Callback):
                 next(iterator)
             except StopIteration:
                 break
-        warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
-        rank_zero_info(f"Resumed mid-epoch: skipped the {done} batches of epoch {trainer.current_epoch + 1} already trained")
+        warnings.filterwarnings(
+            "ignore", message="You're resuming from a checkpoint that ended before the epoch ended"
+        )
+        rank_zero_info(
+            f"Resumed mid-epoch: skipped the {done} batches of epoch {trainer.current_epoch + 1} already trained"
+        )
 
 
 # ---- progress ---------------------------------------------------------------------------------
@@ -158,7 +176,11 @@ def epoch_text(trainer: pl.Trainer, epoch: int | None = None) -> str:
     """``epoch 3/40``, or ``epoch 3`` when the run is bounded by steps only (max_epochs -1 or None)."""
     epoch = trainer.current_epoch if epoch is None else epoch
     max_epochs = trainer.max_epochs
-    return f"epoch {epoch + 1}/{max_epochs}" if max_epochs is not None and max_epochs > 0 else f"epoch {epoch + 1}"
+    return (
+        f"epoch {epoch + 1}/{max_epochs}"
+        if max_epochs is not None and max_epochs > 0
+        else f"epoch {epoch + 1}"
+    )
 
 
 class PlainProgress(ProgressBar):
@@ -204,13 +226,17 @@ class PlainProgress(ProgressBar):
             limits.append(f"{trainer.max_epochs} epochs of {trainer.num_training_batches} batches")
         if trainer.max_steps and trainer.max_steps > 0:
             limits.append(f"{trainer.max_steps} steps")
-        self._print(f"[train] {' or '.join(limits) or 'no limit'}; a line every {self._interval(trainer)} steps")
+        self._print(
+            f"[train] {' or '.join(limits) or 'no limit'}; a line every {self._interval(trainer)} steps"
+        )
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._epoch_start = time.monotonic()
         self._window = (self._epoch_start, 0)
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         step = trainer.global_step
         total = trainer.num_training_batches  # batches in a full epoch (inf for an unsized loader)
         steps_left = trainer.max_steps - step if trainer.max_steps and trainer.max_steps > 0 else math.inf
@@ -239,7 +265,11 @@ class PlainProgress(ProgressBar):
             return
         metrics = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("val")}
         shown = " · ".join(f"{key} {_number(value)}" for key, value in list(metrics.items())[:8])
-        where = f"{epoch_text(trainer)} · step {trainer.global_step}" if trainer.training or trainer.state.fn == "fit" else ""
+        where = (
+            f"{epoch_text(trainer)} · step {trainer.global_step}"
+            if trainer.training or trainer.state.fn == "fit"
+            else ""
+        )
         self._print("[val] " + " · ".join(part for part in (where, shown) if part))
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -247,8 +277,11 @@ class PlainProgress(ProgressBar):
 
     def _eval_line(self, stage: str, batch_idx: int, total: Any) -> None:
         done = batch_idx + 1
-        if isinstance(total, (int, float)) and math.isfinite(total) and total > 0 and (
-            done == total or done % max(1, math.ceil(total / 10)) == 0
+        if (
+            isinstance(total, (int, float))
+            and math.isfinite(total)
+            and total > 0
+            and (done == total or done % max(1, math.ceil(total / 10)) == 0)
         ):
             self._print(f"[{stage}] batch {done}/{total}")
 

@@ -53,6 +53,14 @@ TOOL_SUMMARIES: dict[str, str] = {
 }
 
 
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, e.g. a SLURM allocation), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS / Windows
+        return max(1, os.cpu_count() or 1)
+
+
 class UsageError(Exception):
     """A bad input, named by its file or config key, with the fix; printed as one line, exit status 2."""
 
@@ -198,7 +206,10 @@ def _dispatch(argv: list[str], from_shell: bool) -> object:
 
         # From the shell LightningCLI reads sys.argv itself (given both, it warns).
         return run_lightning_cli(None if from_shell and argv == sys.argv[1:] else argv)
-    print(f"stfuse: error: unknown command '{command}'{_suggest(command)} (stfuse --help lists them)", file=sys.stderr)
+    print(
+        f"stfuse: error: unknown command '{command}'{_suggest(command)} (stfuse --help lists them)",
+        file=sys.stderr,
+    )
     return EXIT_INPUT_ERROR
 
 

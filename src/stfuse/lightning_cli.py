@@ -25,7 +25,7 @@ from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.utilities import rank_zero_info
 
 from stfuse.callbacks import hide_lightning_tips, progress_callback
-from stfuse.cli import UsageError, _chain
+from stfuse.cli import UsageError, _chain, available_cpus
 from stfuse.stages.base import FusionStageBase
 
 #: ``ckpt_path`` values that Lightning resolves itself
@@ -33,15 +33,9 @@ _SPECIAL_CKPT_PATHS = ("last", "best", "hpc", "registry")
 _PROJECT_MODULES = ("stfuse", "data_modules")
 
 
-def available_cpus() -> int:
-    """CPUs this process may run on (its affinity mask, e.g. a SLURM allocation), at least 1."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS / Windows
-        return max(1, os.cpu_count() or 1)
-
-
-def check_training_checkpoint(path: str | os.PathLike[str], what: str, fix: str, resume: bool = False) -> dict[str, Any]:
+def check_training_checkpoint(
+    path: str | os.PathLike[str], what: str, fix: str, resume: bool = False
+) -> dict[str, Any]:
     """Load a Lightning checkpoint the safe way (``weights_only=True``) or raise a :class:`UsageError`
     naming ``what`` (the flag or the finder), the file, the problem and ``fix``."""
     from stfuse.models.checkpoint import CheckpointError, _safe_torch_load
@@ -110,7 +104,11 @@ def _constructing_class(error: BaseException) -> type | None:
     while tb is not None:
         frame = tb.tb_frame
         module = str(frame.f_globals.get("__name__", ""))
-        if frame.f_code.co_name == "__init__" and module.split(".")[0] in _PROJECT_MODULES and "self" in frame.f_locals:
+        if (
+            frame.f_code.co_name == "__init__"
+            and module.split(".")[0] in _PROJECT_MODULES
+            and "self" in frame.f_locals
+        ):
             return type(frame.f_locals["self"])
         tb = tb.tb_next
     return None
@@ -136,7 +134,9 @@ class STFuseCLI(LightningCLI):
         ckpt_path = config.get("ckpt_path")
         if ckpt_path and str(ckpt_path) not in _SPECIAL_CKPT_PATHS:
             check_training_checkpoint(
-                ckpt_path, "--ckpt_path", "pass a checkpoint written by `stfuse fit` (<run>/checkpoints/last.ckpt)",
+                ckpt_path,
+                "--ckpt_path",
+                "pass a checkpoint written by `stfuse fit` (<run>/checkpoints/last.ckpt)",
                 resume=subcommand == "fit",
             )
         model_args = config.get("model.init_args") if config.get("model") is not None else None
@@ -208,8 +208,14 @@ class STFuseCLI(LightningCLI):
         trainer_config = self._get(self.config_init, "trainer", default={}) or {}
         callbacks = trainer_config.get("callbacks") or []
         callbacks = list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
-        wants_bar = trainer_config.get("enable_progress_bar") is not False and not trainer_config.get("fast_dev_run")
-        if wants_bar and "callbacks" not in kwargs and not any(isinstance(cb, ProgressBar) for cb in callbacks):
+        wants_bar = trainer_config.get("enable_progress_bar") is not False and not trainer_config.get(
+            "fast_dev_run"
+        )
+        if (
+            wants_bar
+            and "callbacks" not in kwargs
+            and not any(isinstance(cb, ProgressBar) for cb in callbacks)
+        ):
             kwargs["callbacks"] = [*callbacks, progress_callback()]
         return super().instantiate_trainer(**kwargs)
 
@@ -237,7 +243,12 @@ class STFuseCLI(LightningCLI):
             return
         candidates = []
         folder = next(
-            (Path(cb.dirpath) for cb in self.trainer.callbacks if isinstance(cb, ModelCheckpoint) and cb.dirpath), None
+            (
+                Path(cb.dirpath)
+                for cb in self.trainer.callbacks
+                if isinstance(cb, ModelCheckpoint) and cb.dirpath
+            ),
+            None,
         )
         if folder is not None:
             last = folder / f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}{ModelCheckpoint.FILE_EXTENSION}"
@@ -250,7 +261,10 @@ class STFuseCLI(LightningCLI):
             return
         chosen = max(candidates, key=lambda path: path.stat().st_mtime)
         check_training_checkpoint(
-            chosen, "auto-resume:", "delete or move it, or pass --auto_resume false to start afresh", resume=True
+            chosen,
+            "auto-resume:",
+            "delete or move it, or pass --auto_resume false to start afresh",
+            resume=True,
         )
         rank_zero_info(f"Resuming from {chosen} (pass --auto_resume false to start afresh)")
         config["ckpt_path"] = str(chosen)
