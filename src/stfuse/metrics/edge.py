@@ -56,8 +56,8 @@ def sobel_reflect_eighth(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def _strength_orientation(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     sx, sy = sobel_same_zero(x.to(torch.float32))
     g = torch.sqrt(sx * sx + sy * sy)
-    safe_sx = torch.where(sx == 0, 1.0, sx)
-    alpha = torch.where(sx == 0, math.pi / 2, torch.atan(sy / safe_sx))
+    vertical = sx == 0
+    alpha = torch.atan(sy.div_(sx)).masked_fill_(vertical, math.pi / 2)  # ±inf or NaN there, replaced
     return g, alpha
 
 
@@ -75,14 +75,14 @@ def _qabf_preservation(
     ka: float,
     da: float,
 ) -> torch.Tensor:
-    safe_s = torch.where(g_s == 0, 1.0, g_s)
-    safe_f = torch.where(g_f == 0, 1.0, g_f)
-    ratio = torch.where(g_s > g_f, g_f / safe_s, g_s / safe_f)
+    # The smaller strength over the larger (0/0 only where they are equal, which the quirk replaces).
+    # In-place chains of the same operations as tg / (1 + exp(kg·(ratio − dg))), rounding included.
+    ratio = torch.minimum(g_s, g_f).div_(torch.maximum(g_s, g_f))
     ratio = torch.where(g_s == g_f, g_f * equal_scale, ratio)
-    agreement = 1.0 - torch.abs(a_s - a_f) / (math.pi / 2)
-    q_g = tg / (1.0 + torch.exp(kg * (ratio - dg)))
-    q_a = ta / (1.0 + torch.exp(ka * (agreement - da)))
-    return q_g * q_a
+    q_g = ratio.sub_(dg).mul_(kg).exp_().add_(1.0).reciprocal_().mul_(tg)
+    agreement = torch.abs(a_s - a_f).div_(math.pi / 2).neg_().add_(1.0)  # 1 − |Δα|/(π/2)
+    q_a = agreement.sub_(da).mul_(ka).exp_().add_(1.0).reciprocal_().mul_(ta)
+    return q_g.mul_(q_a)
 
 
 def qabf(
@@ -107,7 +107,7 @@ def qabf(
     consts = dict(equal_scale=equal_scale, tg=tg, kg=kg, dg=dg, ta=ta, ka=ka, da=da)
     q_af = _qabf_preservation(g_a, a_a, g_f, a_f, **consts)
     q_bf = _qabf_preservation(g_b, a_b, g_f, a_f, **consts)
-    num = (q_af * g_a + q_bf * g_b).sum(dim=(-2, -1), dtype=torch.float64)
+    num = q_af.mul_(g_a).add_(q_bf.mul_(g_b)).sum(dim=(-2, -1), dtype=torch.float64)
     return num / (g_a + g_b).sum(dim=(-2, -1), dtype=torch.float64)
 
 

@@ -14,17 +14,32 @@ import torch
 
 from stfuse.metrics.inputs import FusionBatch
 from stfuse.metrics.presets import MetricPreset
+from stfuse.metrics.statistics import pixel_dot
+
+
+def squared_error_sum(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-image Σ(x − y)² (N×H×W → N); exact for integer levels, whatever the summation order."""
+    d = x - y
+    return pixel_dot(d, d)
 
 
 def mean_squared_error(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per-image mean of squared differences (N×H×W → N)."""
-    d = x - y
-    return (d * d).mean(dim=(-2, -1))
+    return squared_error_sum(x, y) / (x.shape[-2] * x.shape[-1])
+
+
+def _source_sse(batch: FusionBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Σ(A − F)², Σ(B − F)²), shared by MSE and PSNR."""
+    ir, vi = batch.sources()
+    return batch.shared(
+        "sse:sources", lambda: (squared_error_sum(ir, batch.fused), squared_error_sum(vi, batch.fused))
+    )
 
 
 def fusion_mse_255(batch: FusionBatch) -> torch.Tensor:
-    ir, vi = batch.sources()
-    return 0.5 * (mean_squared_error(ir, batch.fused) + mean_squared_error(vi, batch.fused))
+    sse_a, sse_b = _source_sse(batch)
+    pixels = batch.fused.shape[-2] * batch.fused.shape[-1]
+    return 0.5 * (sse_a / pixels + sse_b / pixels)
 
 
 def mse_values(batch: FusionBatch, preset: MetricPreset) -> torch.Tensor:
@@ -44,9 +59,9 @@ def psnr_values(batch: FusionBatch, preset: MetricPreset) -> torch.Tensor:
         mse_unit = fusion_mse_255(batch) / (255.0 * 255.0)
         return 20.0 * torch.log10(255.0 / torch.sqrt(mse_unit))
     if variant == "vifb_root":
-        ir, vi = batch.sources()
+        sse_a, sse_b = _source_sse(batch)
         pixels = f.shape[-2] * f.shape[-1]
-        root_a = torch.sqrt(((ir - f) ** 2).sum(dim=(-2, -1))) / pixels
-        root_b = torch.sqrt(((vi - f) ** 2).sum(dim=(-2, -1))) / pixels
+        root_a = torch.sqrt(sse_a) / pixels
+        root_b = torch.sqrt(sse_b) / pixels
         return 20.0 * torch.log10(255.0 / torch.sqrt(0.5 * (root_a + root_b)))
     raise ValueError(f"unknown PSNR variant {variant!r}")

@@ -53,7 +53,7 @@ def average_gradient(x: torch.Tensor, *, denominator: str = "pixels") -> torch.T
     if h < 2 or w < 2:
         raise ValueError(f"AG needs an image of at least 2×2 pixels, got {h}×{w}")
     gx, gy = numpy_style_gradient(x)
-    total = torch.sqrt((gx * gx + gy * gy) / 2).sum(dim=(-2, -1))
+    total = gx.mul_(gx).add_(gy.mul_(gy)).div_(2).sqrt_().sum(dim=(-2, -1))  # √((gx² + gy²)/2), in place
     if denominator == "pixels":
         return total / (h * w)
     if denominator == "interior":

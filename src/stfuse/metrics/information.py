@@ -22,26 +22,48 @@ def grey_levels(x: torch.Tensor) -> torch.Tensor:
     return x.round().clamp(0, LEVELS - 1).to(torch.int64)
 
 
+def _with_image_offsets(index: torch.Tensor, bins: int) -> torch.Tensor:
+    """Fold the image index into the bin index (N×H×W → flat), so one bincount serves a whole batch."""
+    n = index.shape[0]
+    if n > 1:
+        index = index + torch.arange(n, device=index.device, dtype=index.dtype).view(n, 1, 1) * bins
+    return index.reshape(-1)
+
+
 def histograms(levels: torch.Tensor) -> torch.Tensor:
     """Per-image 256-bin counts, N×256 (int64)."""
     n = levels.shape[0]
-    offsets = torch.arange(n, device=levels.device).view(n, 1, 1) * LEVELS
-    return torch.bincount((levels + offsets).reshape(-1), minlength=n * LEVELS).view(n, LEVELS)
+    return torch.bincount(_with_image_offsets(levels, LEVELS), minlength=n * LEVELS).view(n, LEVELS)
 
 
 def joint_histograms(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per-image 256×256 joint counts of two level images, N×256×256 (int64); rows index ``x``."""
     n = x.shape[0]
-    offsets = torch.arange(n, device=x.device).view(n, 1, 1) * (LEVELS * LEVELS)
-    index = (x * LEVELS + y + offsets).reshape(-1)
+    index = _with_image_offsets(x * LEVELS + y, LEVELS * LEVELS)
     return torch.bincount(index, minlength=n * LEVELS * LEVELS).view(n, LEVELS, LEVELS)
+
+
+def entropy_from_counts(counts: torch.Tensor) -> torch.Tensor:
+    """Shannon entropy in bits of each row of N×256 counts."""
+    counts = counts.to(torch.float64)
+    p = counts / counts.sum(dim=1, keepdim=True)
+    return -torch.where(p > 0, p * torch.log2(torch.where(p > 0, p, 1.0)), 0.0).sum(dim=1)
 
 
 def entropy_bits(fused: torch.Tensor) -> torch.Tensor:
     """EN: Shannon entropy in bits of each image's grey-level histogram (N×H×W → N)."""
-    counts = histograms(grey_levels(fused)).to(torch.float64)
-    p = counts / counts.sum(dim=1, keepdim=True)
-    return -torch.where(p > 0, p * torch.log2(torch.where(p > 0, p, 1.0)), 0.0).sum(dim=1)
+    return entropy_from_counts(histograms(grey_levels(fused)))
+
+
+def batch_levels(batch: FusionBatch, role: str) -> torch.Tensor:
+    """The integer levels (int32) of ``batch.fused``/``ir``/``vi``, shared by EN and MI. Integer-level
+    batches are converted without rounding (they hold 0..255 already)."""
+
+    def convert() -> torch.Tensor:
+        x = getattr(batch, role)
+        return x.to(torch.int32) if batch.integer_levels else grey_levels(x).to(torch.int32)
+
+    return batch.shared(f"levels:{role}", convert)
 
 
 def mutual_information_nats(x_levels: torch.Tensor, y_levels: torch.Tensor) -> torch.Tensor:
@@ -63,7 +85,7 @@ def mutual_information_nats(x_levels: torch.Tensor, y_levels: torch.Tensor) -> t
 
 def en_values(batch: FusionBatch, preset: MetricPreset) -> torch.Tensor:
     """EN of the fused image in bits (all presets)."""
-    return entropy_bits(batch.fused)
+    return entropy_from_counts(histograms(batch_levels(batch, "fused")))
 
 
 def mi_values(batch: FusionBatch, preset: MetricPreset) -> torch.Tensor:
@@ -73,7 +95,7 @@ def mi_values(batch: FusionBatch, preset: MetricPreset) -> torch.Tensor:
     min–max stretches each image before binning, which maps distinct levels to distinct bins and
     therefore leaves MI unchanged for 8-bit images.
     """
-    ir, vi = batch.sources()
-    f = grey_levels(batch.fused)
-    mi = mutual_information_nats(f, grey_levels(ir)) + mutual_information_nats(f, grey_levels(vi))
+    batch.sources()
+    f = batch_levels(batch, "fused")
+    mi = mutual_information_nats(f, batch_levels(batch, "ir")) + mutual_information_nats(f, batch_levels(batch, "vi"))
     return mi / math.log(2.0) if preset.mi_unit == "bits" else mi

@@ -18,9 +18,13 @@ Float64 carries everything afterwards: variances of 0–255 data lose their low 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import torch
+
+_T = TypeVar("_T")
 
 #: Relative slack for float inputs that exceed ``data_range`` through rounding (e.g. 1.0000001).
 _RANGE_TOLERANCE = 1e-3
@@ -36,10 +40,19 @@ class FusionBatch:
     #: All values are integer grey levels (8-bit input or quantised), which some metrics exploit for
     #: exact float32 sums.
     integer_levels: bool = False
+    #: Intermediate results that several metrics of this batch share (:meth:`shared`).
+    cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def num_images(self) -> int:
         return int(self.fused.shape[0])
+
+    def shared(self, key: str, compute: Callable[[], _T]) -> _T:
+        """``compute()`` once per batch: the metrics updated with one batch (a ``FusionMetrics`` or a
+        ``MetricSuite`` hands every metric the same batch) reuse its result under ``key``."""
+        if key not in self.cache:
+            self.cache[key] = compute()
+        return self.cache[key]
 
     def sources(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(ir, vi)``; raises when the batch was built without them."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from stfuse.metrics.filters import box_mean_valid, filter_valid, gaussian_window_1d
+from stfuse.metrics.filters import box_mean_valid, filter_valid, gaussian_window_1d, window_sums_valid
 from stfuse.metrics.inputs import FusionBatch
 from stfuse.metrics.presets import MetricPreset
 
@@ -47,12 +47,14 @@ def _uniform_mean_float32(x: torch.Tensor, size: int, *, integer_levels: bool) -
     rounds it: axis 0 first, each pass summed in double and stored as float32.
 
     With integer grey levels (and their products) the first pass is exact in float32 already (7 values
-    below 2^16 sum below 2^24); the second pass adds float32 means, which double holds exactly.
+    below 2^16 sum below 2^24); the second pass adds float32 means k/7, all multiples of 2⁻²⁶ below 2^16,
+    whose sums double holds exactly. Exact sums make the summation order irrelevant, so those passes may
+    use :func:`~stfuse.metrics.filters.window_sums_valid` (OpenCV's running sums on the CPU).
     """
     if integer_levels:
-        cols = _window_sums(x, size, -2).div_(size)
-    else:
-        cols = _window_sums(x.to(torch.float64), size, -2).div_(size).to(torch.float32)
+        cols = window_sums_valid(x, size, -2).div_(size)
+        return window_sums_valid(cols, size, -1, dtype=torch.float64).div_(size).to(torch.float32)
+    cols = _window_sums(x.to(torch.float64), size, -2).div_(size).to(torch.float32)
     return _window_sums(cols.to(torch.float64), size, -1).div_(size).to(torch.float32)
 
 
