@@ -40,8 +40,35 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _busy_cpus(cpus: set[int], interval: float = 0.3) -> float | None:
+    """How many of ``cpus`` are kept busy by running processes right now (from two /proc/stat readings),
+    or None where /proc/stat cannot be read. Unlike the load average, this sees only this process's CPUs and
+    the present moment (not the install that ran a minute ago)."""
+
+    def read() -> dict[int, tuple[int, int]]:
+        ticks = {}
+        with open("/proc/stat") as handle:
+            for line in handle:
+                if line.startswith("cpu") and line[3:4].isdigit():
+                    name, *fields = line.split()
+                    if int(name[3:]) in cpus:
+                        values = [int(v) for v in fields[:8]]  # user nice system idle iowait irq softirq steal
+                        ticks[int(name[3:])] = (sum(values), values[3] + values[4])
+        return ticks
+
+    try:
+        before = read()
+        time.sleep(interval)
+        after = read()
+    except (OSError, ValueError, IndexError):
+        return None
+    total = sum(after[c][0] - before[c][0] for c in after if c in before)
+    idle = sum(after[c][1] - before[c][1] for c in after if c in before)
+    return len(after) * (total - idle) / total if total > 0 else None
+
+
 def _free_cpus() -> int:
-    """CPUs this process may use, less those other processes keep busy (the 1-minute load average).
+    """CPUs this process may use, less those other processes keep busy.
 
     On a machine shared with other jobs, a second torch thread only waits for its turn on a busy core, and
     every parallel operation then waits for it: training slows several-fold instead of sharing the machine.
@@ -50,9 +77,15 @@ def _free_cpus() -> int:
 
     cpus = available_cpus()
     try:
-        busy = os.getloadavg()[0]
-    except (AttributeError, OSError):  # not available on this platform
-        busy = 0.0
+        allowed = set(os.sched_getaffinity(0))
+    except AttributeError:  # macOS / Windows
+        allowed = set(range(cpus))
+    busy = _busy_cpus(allowed)
+    if busy is None:
+        try:
+            busy = os.getloadavg()[0]
+        except (AttributeError, OSError):
+            busy = 0.0
     return max(1, min(cpus, int(cpus - busy + 0.5)))
 
 
