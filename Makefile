@@ -132,6 +132,6 @@ reproduce: install
 DOCK_PRESET ?= $(if $(filter 1,$(HAS_NVIDIA)),full,cpu)
 DOCK_BASELINES ?= avg,max,laplacian
 dock: install
-	$(STFUSE) dock --preset $(DOCK_PRESET) --data-root $(DATA_ROOT)/docking/msrs_det \
+	$(STFUSE) dock --preset $(DOCK_PRESET) --root $(DATA_ROOT) \
 		--out $(OUT)/dock_$(DOCK_PRESET) --baseline $(DOCK_BASELINES) \
 		$(if $(CKPT),--ckpt stfuse=$(CKPT)) $(if $(filter 1,$(HAS_NVIDIA)),,--threads 1) $(ARGS)

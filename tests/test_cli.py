@@ -185,3 +185,17 @@ def test_interval_checkpoint_refuses_a_non_positive_interval():
         IntervalCheckpoint(every_n_train_steps=0)
     with pytest.raises(ValueError, match="every_minutes must be > 0"):
         IntervalCheckpoint(every_minutes=0)
+
+
+def test_root_is_the_data_root_in_dock_too_and_data_root_is_a_deprecated_alias(tmp_path, capsys):
+    from stfuse.docking.cli import _docking_folder, build_parser
+    from stfuse.docking.labels import DockingError
+
+    (tmp_path / "docking" / "msrs_det").mkdir(parents=True)
+    assert _docking_folder(build_parser().parse_args(["--root", str(tmp_path)])) == str(tmp_path / "docking" / "msrs_det")
+    own = tmp_path / "docking" / "msrs_det"
+    assert _docking_folder(build_parser().parse_args(["--root", str(own)])) == str(own)  # the folder itself works too
+    assert _docking_folder(build_parser().parse_args(["--data-root", str(own)])) == str(own)
+    assert "--data-root is deprecated; use --root" in capsys.readouterr().err
+    with pytest.raises(DockingError, match="not both"):
+        _docking_folder(build_parser().parse_args(["--root", str(tmp_path), "--data-root", str(own)]))

@@ -58,9 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a folder of fused images named <stem>.<ext> (repeatable)")
     src.add_argument("--ckpt", action="append", default=[], metavar="NAME=PATH",
                      help="fuse on the fly with stfuse.Fuser.from_checkpoint(PATH) (repeatable)")
+    parser.add_argument("--root", default=None,
+                        help="data root holding docking/msrs_det/ (ir/, vi/, label/), as make's DATA_ROOT and "
+                        "--root in fuse and evaluate (default: $STFUSE_DATA or ../shared/data)")
     parser.add_argument("--data-root", default=None,
-                        help="folder with ir/, vi/, label/ (default: $STFUSE_DATA/docking/msrs_det or "
-                        "../shared/data/docking/msrs_det)")
+                        help="deprecated: the msrs_det folder itself; use --root DATA_ROOT")
     parser.add_argument("--split", default=None,
                         help="split file (default: experiments/docking/msrs_det_split.json)")
     parser.add_argument("--out", default="outputs/dock", help="output folder (default: outputs/dock)")
@@ -100,6 +102,22 @@ def sources_from_args(args: argparse.Namespace) -> list[SourceSpec]:
     return specs
 
 
+def _docking_folder(args: argparse.Namespace) -> str | None:
+    """The MSRS docking folder from ``--root`` (the data root, or the folder itself) or the old ``--data-root``."""
+    from pathlib import Path
+
+    if args.root and args.data_root:
+        raise DockingError("give --root (the data root) or the deprecated --data-root, not both")
+    if args.data_root:
+        print("stfuse dock: note: --data-root is deprecated; use --root with the data root "
+              "(the folder holding docking/msrs_det/), as in stfuse fuse and stfuse evaluate", file=sys.stderr)
+        return args.data_root
+    if args.root:
+        nested = Path(args.root) / "docking" / "msrs_det"
+        return str(nested) if nested.is_dir() else args.root
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``stfuse dock``; returns 0 on success and 2 on bad input."""
     parser = build_parser()
@@ -116,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.preset == "full" and select_device(config.device).type == "cpu":
             print("stfuse dock: note: preset 'full' on the CPU takes hours; '--preset cpu' is the CPU protocol",
                   file=sys.stderr)
-        run_docking(specs, args.out, config, data_root=args.data_root, split_path=args.split, force=args.force)
+        run_docking(specs, args.out, config, data_root=_docking_folder(args), split_path=args.split, force=args.force)
     except (DockingError, argparse.ArgumentTypeError) as exc:
         print(f"stfuse dock: error: {exc}", file=sys.stderr)
         return 2
