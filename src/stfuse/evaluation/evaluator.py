@@ -15,10 +15,11 @@ import and state, and values come back in pair order whatever the order the task
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -29,6 +30,9 @@ from stfuse.evaluation.sources import SourcePair, image_size, match_fused
 from stfuse.metrics.presets import get_preset
 from stfuse.metrics.registry import LOWER_IS_BETTER, resolve_metric_names
 from stfuse.metrics.suite import MetricSuite
+
+_Item = TypeVar("_Item")
+_Result = TypeVar("_Result")
 
 #: Longest thumbnail side in the HTML report.
 THUMBNAIL_SIZE = 192
@@ -124,6 +128,44 @@ class _CollectedValues:
         return {name: torch.cat([part[name] for part in self.parts]) for name in self.suite.metric_names}
 
 
+def map_in_threads(
+    function: Callable[[_Item], _Result],
+    items: Sequence[_Item],
+    workers: int,
+    cost: Callable[[_Item], float] | None = None,
+) -> Iterator[_Result]:
+    """``function(item)`` for every item on ``workers`` threads, yielded in item order.
+
+    Each thread runs torch with one intra-op thread (the caller's setting is restored afterwards), so
+    the cores work on different items instead of waiting on each other inside every small operation.
+    With ``cost``, the costliest items start first, so no thread is left alone with a big one at the
+    end. An exception cancels the items not started yet and propagates.
+    """
+    if workers <= 1:
+        yield from map(function, items)
+        return
+
+    def run(item: _Item) -> _Result:
+        torch.set_num_threads(1)  # this thread's own setting
+        return function(item)
+
+    caller_threads = torch.get_num_threads()
+    try:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stfuse-evaluate") as pool:
+            order = sorted(range(len(items)), key=lambda i: -cost(items[i])) if cost else range(len(items))
+            submitted = {index: pool.submit(run, items[index]) for index in order}
+            futures = [submitted[index] for index in range(len(items))]
+            try:
+                for future in futures:
+                    yield future.result()
+            except BaseException:
+                for pending in futures:
+                    pending.cancel()  # an unreadable image stops the run without scoring the rest
+                raise
+    finally:
+        torch.set_num_threads(caller_threads)
+
+
 def default_workers(device: torch.device) -> int:
     """Tasks run side by side: one per torch CPU thread on the CPU (``--threads`` sets that), two on a
     GPU (one reads and converts while the other's batch computes)."""
@@ -181,8 +223,6 @@ def evaluate_pairs(
 
     def run(batch: list[SourcePair]) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, dict[str, np.ndarray]]]:
         """Read, fuse the baselines and score one task: ``({method: {metric: values}}, thumbnails)``."""
-        if workers > 1:
-            torch.set_num_threads(1)  # this thread's own setting; the caller's is restored at the end
         stored: dict[str, list[np.ndarray]] = {}
         grey: dict[str, list[np.ndarray]] = {}
         for pair in batch:
@@ -219,24 +259,13 @@ def evaluate_pairs(
                 }
         return values, thumbs
 
-    caller_threads = torch.get_num_threads()
     tasks = _batches(pairs, sizes, batch_pixels)
-    try:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stfuse-evaluate") as pool:
-            futures = [pool.submit(run, batch) for batch in tasks]
-            for batch, future in zip(tasks, futures):
-                try:
-                    values, thumbs = future.result()
-                except BaseException:
-                    for pending in futures:
-                        pending.cancel()  # an unreadable image stops the run without scoring the rest
-                    raise
-                for method in methods:
-                    for metric in metric_names:
-                        result.values[method][metric].extend(float(v) for v in values[method][metric].cpu().tolist())
-                result.thumbnails.update(thumbs)
-                if progress is not None:
-                    progress(len(batch))
-    finally:
-        torch.set_num_threads(caller_threads)
+    pixels = lambda batch: len(batch) * math.prod(sizes[batch[0].name])  # noqa: E731
+    for batch, (values, thumbs) in zip(tasks, map_in_threads(run, tasks, workers, cost=pixels)):
+        for method in methods:
+            for metric in metric_names:
+                result.values[method][metric].extend(float(v) for v in values[method][metric].cpu().tolist())
+        result.thumbnails.update(thumbs)
+        if progress is not None:
+            progress(len(batch))
     return result
