@@ -124,6 +124,7 @@ bench: install
 	$(PY) benchmarks/dataloader.py
 	$(PY) benchmarks/train_step.py
 	$(PY) benchmarks/metrics.py
+	$(PY) benchmarks/evaluate.py
 	$(PY) benchmarks/inference.py --quick
 
 reproduce: install
