@@ -101,7 +101,7 @@ def build_fuse_parser() -> argparse.ArgumentParser:
     )
     speed.add_argument("--workers", type=_non_negative, default=None, help="decoding processes (default: 1 with two cores or more)")
     speed.add_argument(
-        "--threads", type=_positive, default=None, help="torch CPU threads (default: physical cores, less one with workers)"
+        "--threads", type=_positive, default=None, help="torch CPU threads (default: physical cores less one, at least 1)"
     )
     speed.add_argument("--compile", action="store_true", help="torch.compile the network")
     speed.add_argument("--no-channels-last", action="store_true", help="keep the NCHW memory layout")
@@ -190,7 +190,10 @@ def fuse_main(argv: list[str] | None = None) -> int:
     except (CheckpointError, NoDefaultWeightsError, ValueError) as error:
         return _error(prog, str(error))
     if fuser.device.type == "cpu":
-        configure_cpu_threads(workers, args.threads)
+        # One core stays free for decoding and writing, with or without a worker process: on a shared machine
+        # a torch thread waiting for a busy core stalls every parallel operation (one 640×480 pass took 0.2 s
+        # on one thread and 1.3-3 s on two, on 2 cores beside other jobs).
+        configure_cpu_threads(1, args.threads)
 
     try:
         report = fuse_pairs(
