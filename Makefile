@@ -123,6 +123,7 @@ fuse: install
 bench: install
 	$(PY) benchmarks/dataloader.py
 	$(PY) benchmarks/train_step.py
+	STFUSE_DATA=$(DATA_ROOT) $(PY) benchmarks/train_e2e.py
 	$(PY) benchmarks/metrics.py
 	$(PY) benchmarks/evaluate.py
 	$(PY) benchmarks/inference.py --quick
