@@ -133,20 +133,21 @@ def map_in_threads(
     items: Sequence[_Item],
     workers: int,
     cost: Callable[[_Item], float] | None = None,
+    threads_per_worker: int = 1,
 ) -> Iterator[_Result]:
     """``function(item)`` for every item on ``workers`` threads, yielded in item order.
 
-    Each thread runs torch with one intra-op thread (the caller's setting is restored afterwards), so
-    the cores work on different items instead of waiting on each other inside every small operation.
-    With ``cost``, the costliest items start first, so no thread is left alone with a big one at the
-    end. An exception cancels the items not started yet and propagates.
+    Each thread runs torch with ``threads_per_worker`` intra-op threads (default one; the caller's
+    setting is restored afterwards), so the cores work on different items instead of waiting on each
+    other inside every small operation. With ``cost``, the costliest items start first, so no thread is
+    left alone with a big one at the end. An exception cancels the items not started yet and propagates.
     """
     if workers <= 1:
         yield from map(function, items)
         return
 
     def run(item: _Item) -> _Result:
-        torch.set_num_threads(1)  # this thread's own setting
+        torch.set_num_threads(threads_per_worker)  # this thread's own setting
         return function(item)
 
     caller_threads = torch.get_num_threads()
@@ -166,10 +167,14 @@ def map_in_threads(
         torch.set_num_threads(caller_threads)
 
 
+#: At most this many tasks side by side on the CPU (each holds a few dozen full-size float64 maps).
+MAX_CPU_WORKERS = 8
+
+
 def default_workers(device: torch.device) -> int:
-    """Tasks run side by side: one per torch CPU thread on the CPU (``--threads`` sets that), two on a
-    GPU (one reads and converts while the other's batch computes)."""
-    return 2 if device.type != "cpu" else max(1, torch.get_num_threads())
+    """Tasks run side by side: one per torch CPU thread on the CPU (``--threads`` sets that), up to
+    :data:`MAX_CPU_WORKERS`; two on a GPU (one reads and converts while the other's batch computes)."""
+    return 2 if device.type != "cpu" else max(1, min(torch.get_num_threads(), MAX_CPU_WORKERS))
 
 
 def evaluate_pairs(
@@ -261,7 +266,8 @@ def evaluate_pairs(
 
     tasks = _batches(pairs, sizes, batch_pixels)
     pixels = lambda batch: len(batch) * math.prod(sizes[batch[0].name])  # noqa: E731
-    for batch, (values, thumbs) in zip(tasks, map_in_threads(run, tasks, workers, cost=pixels)):
+    threads = max(1, torch.get_num_threads() // workers) if device.type == "cpu" else 1
+    for batch, (values, thumbs) in zip(tasks, map_in_threads(run, tasks, workers, pixels, threads)):
         for method in methods:
             for metric in metric_names:
                 result.values[method][metric].extend(float(v) for v in values[method][metric].cpu().tolist())

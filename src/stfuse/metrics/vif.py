@@ -26,26 +26,34 @@ NUM_SCALES = 4
 LN10 = math.log(10.0)
 
 
+#: ``x > _BELOW_EPS`` ⇔ ``x >= EPS`` (``torch.threshold`` keeps values strictly above its threshold).
+_BELOW_EPS = math.nextafter(EPS, 0.0)
+
+
 def _vifp_terms(
     mu_r: torch.Tensor,
     e_rr: torch.Tensor,
     sigma_d: torch.Tensor,
     mu_d: torch.Tensor,
     e_rd: torch.Tensor,
+    distorted_flat: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-image (numerator, denominator) sums of one scale, for reference r and distorted d.
 
     The reference applies its guards in sequence (flat reference → g = 0 and σ_r = 0; flat distorted →
     g = 0; negative gain → g = 0; σ_v ≥ eps). Every guard that zeroes g or σ_r zeroes that pixel's
     numerator term, so they collapse into one mask; a pixel with σ_r < eps adds nothing to either sum.
-    Sums of log(1+x) are converted to log10 once per image.
+    Sums of log(1+x) are converted to log10 once per image. ``distorted_flat`` (σ_d < eps) may be passed
+    in when several references share one distorted image.
     """
+    if distorted_flat is None:
+        distorted_flat = sigma_d < EPS
     sigma_r = torch.addcmul(e_rr, mu_r, mu_r, value=-1.0).clamp_min_(0.0)
     sigma_rd = torch.addcmul(e_rd, mu_r, mu_d, value=-1.0)
     gain = sigma_rd / (sigma_r + EPS)
     sv = torch.addcmul(sigma_d, gain, sigma_rd, value=-1.0).clamp_min_(EPS).add_(SIGMA_N_SQ)
-    sigma_r.mul_(sigma_r >= EPS)
-    gain.clamp_min_(0.0).mul_(sigma_d >= EPS)
+    torch.threshold_(sigma_r, _BELOW_EPS, 0.0)  # σ_r < eps → 0
+    gain.clamp_min_(0.0).masked_fill_(distorted_flat, 0.0)
     num = torch.log1p(gain.mul_(gain).mul_(sigma_r).div_(sv)).sum(dim=(-2, -1))
     den = torch.log1p(sigma_r.mul_(1.0 / SIGMA_N_SQ)).sum(dim=(-2, -1))
     return num / LN10, den / LN10
@@ -80,8 +88,9 @@ def _scale_sums(moments: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
     """One scale's (num_A, den_A, num_B, den_B) from its N×8×H'×W' filtered moment maps."""
     mu_a, mu_b, mu_f, e_aa, e_bb, e_ff, e_af, e_bf = moments.unbind(dim=1)
     sigma_f = torch.addcmul(e_ff, mu_f, mu_f, value=-1.0).clamp_min_(0.0)
-    num_a, den_a = _vifp_terms(mu_a, e_aa, sigma_f, mu_f, e_af)
-    num_b, den_b = _vifp_terms(mu_b, e_bb, sigma_f, mu_f, e_bf)
+    fused_flat = sigma_f < EPS
+    num_a, den_a = _vifp_terms(mu_a, e_aa, sigma_f, mu_f, e_af, fused_flat)
+    num_b, den_b = _vifp_terms(mu_b, e_bb, sigma_f, mu_f, e_bf, fused_flat)
     return num_a, den_a, num_b, den_b
 
 
