@@ -38,6 +38,7 @@ VARIANT_NAMES = {"stfuse": "STFuse (full)", "no_guidance": "transfer without L_g
 BASELINE_NAMES = {"average": "average", "maximum": "maximum", "laplacian": "Laplacian pyramid", "gradient": "gradient-weighted"}
 DEFAULT_WEIGHTS = REPO / "src" / "stfuse" / "weights" / "stfuse_default.safetensors"
 SHIPPED = "shipped"  # the method name of the default weights in the evaluation tables
+MAIN = "main_stfuse"  # the full-STFuse run on the budget's main_steps (experiments/reproduce.py)
 
 
 def sh(command: list[str]) -> None:
@@ -66,15 +67,19 @@ def mean_rank(scores: dict[str, dict[str, float]], candidates: list[str]) -> dic
 
 
 def select_shipped(out: Path, runs: dict[str, list[tuple[int, Path]]]) -> tuple[int, Path, dict]:
-    """The full-STFuse seed with the best mean rank on the held-out validation pairs (never a test set)."""
+    """The full-STFuse run (the main run or a seed) with the best mean rank on the held-out validation
+    pairs (never a test set)."""
     validation = json.loads((out / "validation.json").read_text())
-    candidates = [run.name for _, run in runs["stfuse"]]
+    pool = list(runs.get("stfuse", []))
+    if (out / MAIN / "checkpoints" / "last.ckpt").is_file():
+        pool.append((0, out / MAIN))
+    candidates = [run.name for _, run in pool]
     ranks = mean_rank(validation["scores"], candidates)
     best = min(candidates, key=lambda name: ranks[name])
-    seed, run = next((s, r) for s, r in runs["stfuse"] if r.name == best)
+    seed, run = next((s, r) for s, r in pool if r.name == best)
     selection = {"split": f"{validation['pairs']} pairs held out of train/ivif/{{roadscene,msrs}} (split seed "
                           f"{validation['seed']}), experiments/validate.py", "rule": "best mean rank over the 8 table "
-                          "metrics among the full-STFuse seeds", "mean_rank": ranks,
+                          "metrics among the full-STFuse runs (the main run and the ablation seeds)", "mean_rank": ranks,
                  "validation_scores": {name: validation["scores"][name] for name in candidates}}  # fmt: skip
     return seed, run, selection
 
@@ -86,31 +91,34 @@ def export_weights(out: Path, budget: str) -> tuple[dict[str, Path], dict]:
     timings = json.loads((out / "timings.json").read_text()) if (out / "timings.json").is_file() else {}
     seconds = {p.parent.name: json.loads(p.read_text())["seconds"] for p in out.glob("*/done.json")}
     runs = final_runs(out)
-    if "stfuse" not in runs:
+    if "stfuse" not in runs and not (out / MAIN / "checkpoints" / "last.ckpt").is_file():
         raise SystemExit(f"no finished full-STFuse run under {out}; run experiments/reproduce.py first")
     seed, chosen, selection = select_shipped(out, runs)
     exported: dict[str, Path] = {}
-    for variant, seeded in runs.items():
-        for run_seed, run in seeded:
-            net = load_network(run / "checkpoints" / "last.ckpt")
-            record = {
-                "variant": variant, "budget": budget, "seed": run_seed, "config": net.config,
-                "schedule": {k: timings.get(k) for k in ("preset", "mfif_steps", "ivif_steps", "crop", "batch", "replay_batch")},
-                "recipe": timings.get("recipe"),
-                "train_seconds": {"mfif": seconds.get("mfif"), run.name: seconds.get(run.name)},
-                "data": {"source": "train/natural (420 images, synthetic multi-focus pairs)",
-                         "target": "train/ivif/roadscene (171) + train/ivif/msrs (12), minus 16 held-out validation pairs"},
-                "command": f"python experiments/reproduce.py --budget {budget}",
-                "device": f"{platform.processor() or platform.machine()} CPU, 2 cores" if budget == "cpu" else "1 GPU",
-            }  # fmt: skip
-            path = save_network(net, out / "weights" / f"{run.name}.safetensors", {"training": json.dumps(record)})
-            exported[run.name] = path
-            if run == chosen:
-                record = {**record, "selection": selection}
-                shipped = save_network(net, out / "weights" / f"{SHIPPED}.safetensors", {"training": json.dumps(record)})
-                DEFAULT_WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(shipped, DEFAULT_WEIGHTS)
-                DEFAULT_WEIGHTS.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    everything = [(v, s, r) for v, seeded in runs.items() for s, r in seeded]
+    if (out / MAIN / "checkpoints" / "last.ckpt").is_file():
+        everything.append(("stfuse", 0, out / MAIN))
+    for variant, run_seed, run in everything:
+        net = load_network(run / "checkpoints" / "last.ckpt")
+        record = {
+            "variant": variant, "budget": budget, "seed": run_seed, "config": net.config,
+            "schedule": {**{k: timings.get(k) for k in ("preset", "mfif_steps", "crop", "batch", "replay_batch")},
+                         "ivif_steps": timings.get("main_steps" if run.name == MAIN else "ivif_steps")},
+            "recipe": timings.get("recipe"),
+            "train_seconds": {"mfif": seconds.get("mfif"), run.name: seconds.get(run.name)},
+            "data": {"source": "train/natural (420 images, synthetic multi-focus pairs)",
+                     "target": "train/ivif/roadscene (171) + train/ivif/msrs (12), minus 16 held-out validation pairs"},
+            "command": f"python experiments/reproduce.py --budget {budget}",
+            "device": f"{platform.processor() or platform.machine()} CPU, 2 cores" if budget == "cpu" else "1 GPU",
+        }  # fmt: skip
+        path = save_network(net, out / "weights" / f"{run.name}.safetensors", {"training": json.dumps(record)})
+        exported[run.name] = path
+        if run == chosen:
+            record = {**record, "selection": selection}
+            shipped = save_network(net, out / "weights" / f"{SHIPPED}.safetensors", {"training": json.dumps(record)})
+            DEFAULT_WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(shipped, DEFAULT_WEIGHTS)
+            DEFAULT_WEIGHTS.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     return exported, {"seed": seed, "run": chosen.name, **selection}
 
 
