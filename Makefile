@@ -27,7 +27,7 @@ else
 CONSTRAINTS := -c constraints-cpu.txt
 endif
 
-.PHONY: install test test-fast lint format demo train-mfif transfer-ivif evaluate fuse export bench \
+.PHONY: install test test-fast lint format demo bench-demo train-mfif transfer-ivif evaluate fuse export bench \
         reproduce dock sweep agent help
 
 help:
@@ -91,6 +91,10 @@ transfer-ivif: install
 
 demo: install
 	$(STFUSE) demo --out $(OUT)/demo $(ARGS)
+
+# The demo's wall time alone and beside two busy processes (`yes`), as JSON; run it on an otherwise idle machine.
+bench-demo: install
+	$(PY) benchmarks/demo_load.py $(if $(ARGS),-- $(ARGS))
 
 # ---- W&B sweeps (docs/cluster.md) -------------------------------------------------------------------
 SWEEP ?=
