@@ -31,7 +31,8 @@ endif
         reproduce dock sweep agent help
 
 help:
-	@echo "make demo            install, then train both stages on the embedded default and fuse (2-core CPU: ~3 min)"
+	@echo "make demo            install, then train both stages on the embedded default and fuse (timings: README)"
+	@echo "make bench-demo      the demo timed alone and beside two busy processes (JSON)"
 	@echo "make test            install, then run the test suite"
 	@echo "make train-mfif      source stage (DATA_ROOT, GPUS, NODES, ARGS)"
 	@echo "make transfer-ivif   target stage from the latest source checkpoint"
