@@ -101,13 +101,13 @@ def qabf(
     """Q^{AB/F} per image (N×H×W on 0–255 → N). ``equal_scale`` scales the g_A = g_F quirk value
     (1 for 0–255 data, 1/255 for Tang's 0–1 data). Liu's MFIF toolbox variant uses kg=-10, dg=0.5,
     ka=-20, da=0.75."""
-    g_a, a_a = _strength_orientation(ir)
-    g_b, a_b = _strength_orientation(vi)
-    g_f, a_f = _strength_orientation(fused)
+    # A, B and F through one set of operations (…×3×H×W), A and B against F as one …×2×H×W pair.
+    g, alpha = _strength_orientation(torch.stack([ir, vi, fused], dim=-3))
     consts = dict(equal_scale=equal_scale, tg=tg, kg=kg, dg=dg, ta=ta, ka=ka, da=da)
-    q_af = _qabf_preservation(g_a, a_a, g_f, a_f, **consts)
-    q_bf = _qabf_preservation(g_b, a_b, g_f, a_f, **consts)
-    num = q_af.mul_(g_a).add_(q_bf.mul_(g_b)).sum(dim=(-2, -1), dtype=torch.float64)
+    q = _qabf_preservation(g[..., 0:2, :, :], alpha[..., 0:2, :, :], g[..., 2:3, :, :], alpha[..., 2:3, :, :], **consts)
+    q.mul_(g[..., 0:2, :, :])
+    g_a, g_b = g[..., 0, :, :], g[..., 1, :, :]
+    num = (q[..., 0, :, :] + q[..., 1, :, :]).sum(dim=(-2, -1), dtype=torch.float64)
     return num / (g_a + g_b).sum(dim=(-2, -1), dtype=torch.float64)
 
 

@@ -69,17 +69,17 @@ def batch_levels(batch: FusionBatch, role: str) -> torch.Tensor:
 def mutual_information_nats(x_levels: torch.Tensor, y_levels: torch.Tensor) -> torch.Tensor:
     """MI(x, y) in nats from the exact joint histogram (as ``sklearn.metrics.mutual_info_score``).
 
-    Like scikit-learn, a result that rounds below zero is clipped to 0.
+    Like scikit-learn, a result that rounds below zero is clipped to 0. Computed from count entropies,
+    MI = (Σ c log c − Σ cₓ log cₓ − Σ c_y log c_y) / T + log T with T pixels: three ``xlogy`` passes over the
+    65 536 cells instead of a dozen (the bins, not the pixels, dominate on small images).
     """
-    joint = joint_histograms(x_levels, y_levels).to(torch.float64)
-    total = joint.sum(dim=(1, 2), keepdim=True)
-    p_xy = joint / total
-    p_x = p_xy.sum(dim=2, keepdim=True)
-    p_y = p_xy.sum(dim=1, keepdim=True)
-    nonzero = p_xy > 0
-    safe = torch.where(nonzero, p_xy, 1.0)
-    ratio = safe / torch.where(nonzero, p_x * p_y, 1.0)
-    mi = torch.where(nonzero, p_xy * torch.log(ratio), 0.0).sum(dim=(1, 2))
+    joint = joint_histograms(x_levels, y_levels).to(torch.float64)  # N×256×256
+    total = joint.sum(dim=(1, 2))
+    marginal_x, marginal_y = joint.sum(dim=2), joint.sum(dim=1)
+    s_xy = torch.xlogy(joint, joint).sum(dim=(1, 2))
+    s_x = torch.xlogy(marginal_x, marginal_x).sum(dim=1)
+    s_y = torch.xlogy(marginal_y, marginal_y).sum(dim=1)
+    mi = (s_xy - s_x - s_y) / total + torch.log(total)
     return mi.clamp_min(0.0)
 
 
