@@ -20,7 +20,7 @@ from stfuse.evaluation import find_pairs, read_gray_255
 from stfuse.evaluation.evaluator import evaluate_pairs, map_in_threads
 from stfuse.metrics import PRESETS, FusionMetrics, MetricSuite, resolve_metric_names
 from stfuse.metrics import filters as flt
-from stfuse.metrics.vif import _vifp_pair_sums_fft, _vifp_pair_sums_separable
+from stfuse.metrics.vif import _sum_log1p, _vifp_pair_sums_fft, _vifp_pair_sums_separable
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +111,14 @@ def test_vif_fft_path_for_gpus_equals_the_separable_cpu_path(tno07: list[torch.T
     f, a, b = (x[:, 0].to(torch.float64) for x in tno07)
     for fft_sum, direct_sum in zip(_vifp_pair_sums_fft(f, a, b), _vifp_pair_sums_separable(f, a, b)):
         torch.testing.assert_close(fft_sum, direct_sum, rtol=1e-11, atol=0)
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 1e4, 1e30])
+def test_vif_log_sums_by_chunk_products_equal_log1p_sums_without_overflow(scale: float) -> None:
+    x = torch.from_numpy(np.random.default_rng(3).random((2, 2, 37, 41)) * scale)
+    got = _sum_log1p(x.clone())
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got, torch.log1p(x).sum(dim=(-2, -1)), rtol=1e-12, atol=0)
 
 
 def _write_pairs(folder: Path, shapes: dict[str, tuple[int, int]]) -> Path:

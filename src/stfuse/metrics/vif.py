@@ -26,6 +26,33 @@ NUM_SCALES = 4
 LN10 = math.log(10.0)
 
 
+#: Most factors multiplied before one logarithm in :func:`_sum_log1p`.
+LOG_CHUNK = 64
+
+
+def _sum_log1p(x: torch.Tensor) -> torch.Tensor:
+    """Σ log(1 + x) over the last two dims for x ≥ 0, overwriting ``x``: on the CPU the log of products
+    of up to :data:`LOG_CHUNK` factors (1 + x), one logarithm per chunk instead of per pixel.
+
+    The chunk is shortened so that no product can overflow (factors here stay below ~10⁴, where 64
+    fit easily). Each product adds at most one rounding per factor, ~1e-14 per chunk, which is
+    negligible against sums of 10⁵ terms of order 1; ``log(1 + x)`` is also the reference's form.
+    """
+    if x.device.type != "cpu":  # logarithms are cheap there, and the chunk choice would sync with the host
+        return torch.log1p(x).sum(dim=(-2, -1))
+    lead = x.shape[:-2]
+    flat = x.add_(1.0).reshape(*lead, -1)
+    if flat.shape[-1] == 0:
+        return flat.sum(dim=-1)
+    largest = float(flat.amax())
+    chunk = min(LOG_CHUNK, int(1000.0 / math.log2(largest))) if largest > 2.0 else LOG_CHUNK
+    if chunk < 2 or not math.isfinite(largest):
+        return flat.log().sum(dim=-1)
+    whole = flat.shape[-1] // chunk * chunk
+    head = flat[..., :whole].reshape(*lead, -1, chunk).prod(dim=-1).log_().sum(dim=-1)
+    return head + flat[..., whole:].log().sum(dim=-1)
+
+
 #: ``x > _BELOW_EPS`` ⇔ ``x >= EPS`` (``torch.threshold`` keeps values strictly above its threshold).
 _BELOW_EPS = math.nextafter(EPS, 0.0)
 
@@ -54,8 +81,8 @@ def _vifp_terms(
     sv = torch.addcmul(sigma_d, gain, sigma_rd, value=-1.0).clamp_min_(EPS).add_(SIGMA_N_SQ)
     torch.threshold_(sigma_r, _BELOW_EPS, 0.0)  # σ_r < eps → 0
     gain.clamp_min_(0.0).masked_fill_(distorted_flat, 0.0)
-    num = torch.log1p(gain.mul_(gain).mul_(sigma_r).div_(sv)).sum(dim=(-2, -1))
-    den = torch.log1p(sigma_r.mul_(1.0 / SIGMA_N_SQ)).sum(dim=(-2, -1))
+    num = _sum_log1p(gain.mul_(gain).mul_(sigma_r).div_(sv))
+    den = _sum_log1p(sigma_r.mul_(1.0 / SIGMA_N_SQ))
     return num / LN10, den / LN10
 
 
