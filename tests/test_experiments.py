@@ -1,0 +1,113 @@
+"""The reference-model scripts: data pack, run commands, shipped-model selection and result tables."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "experiments"))
+
+import reproduce  # noqa: E402
+import results  # noqa: E402
+
+
+def _fake_data(root: Path) -> None:
+    rng = np.random.default_rng(0)
+    natural = root / "train" / "natural" / "set"
+    natural.mkdir(parents=True)
+    Image.fromarray(rng.integers(0, 255, (20, 30, 3), dtype=np.uint8)).save(natural / "a.png")
+    Image.fromarray(rng.integers(0, 255, (20, 30, 3), dtype=np.uint8)).save(natural / "b.jpg", quality=90)
+    for sub in ("roadscene", "msrs"):
+        for kind, shape in (("ir", (16, 16)), ("vi", (16, 16, 3))):
+            folder = root / "train" / "ivif" / sub / kind
+            folder.mkdir(parents=True)
+            Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8)).save(folder / "01.png")
+    (root / "train" / "ivif" / "msrs" / "mask").mkdir()
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(root / "train" / "ivif" / "msrs" / "mask" / "01.png")
+
+
+def test_pack_keeps_layout_grey_pngs_and_jpeg_bytes(tmp_path) -> None:
+    _fake_data(tmp_path / "data")
+    out = tmp_path / "pack"
+    subprocess.run([sys.executable, str(REPO / "experiments" / "pack_data.py"), "--data-root", str(tmp_path / "data"),
+                    "--out", str(out)], check=True, capture_output=True)  # fmt: skip
+    png = Image.open(out / "train" / "natural" / "set" / "a.png")
+    assert png.mode == "L" and png.size == (30, 20)
+    assert (out / "train" / "natural" / "set" / "b.jpg").read_bytes() == (tmp_path / "data" / "train" / "natural" / "set" / "b.jpg").read_bytes()
+    assert Image.open(out / "train" / "ivif" / "roadscene" / "vi" / "01.png").mode == "L"
+    assert not (out / "train" / "ivif" / "msrs" / "mask").exists()  # training never reads the masks
+    # the Y written is the Y training computes (BT.601), rounded to 8 bits
+    from data_modules.io import read_image_array
+    from data_modules.paired import luma
+
+    source = luma(read_image_array(tmp_path / "data" / "train" / "natural" / "set" / "a.png"))[:, :, 0]
+    assert np.abs(np.asarray(png, dtype=np.float64) / 255 - source).max() <= 0.5 / 255 + 1e-6
+
+
+def test_pack_refuses_a_root_without_training_data(tmp_path) -> None:
+    result = subprocess.run([sys.executable, str(REPO / "experiments" / "pack_data.py"), "--data-root", str(tmp_path)],
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode != 0 and "missing training folder" in result.stderr
+
+
+def test_commands_share_one_validation_split_and_vary_the_seed(tmp_path) -> None:
+    _fake_data(tmp_path)
+    budget = reproduce.BUDGETS["cpu"]
+    commands = [reproduce.ivif_command(budget, tmp_path, tmp_path / "r", "stfuse", seed, 600, tmp_path / "s.ckpt", [])
+                for seed in (0, 1)]  # fmt: skip
+
+    def value(command: list[str], key: str) -> str:
+        return command[command.index(key) + 1]
+
+    for command in commands:
+        assert value(command, "--data.init_args.ivif.init_args.split_seed") == "0"
+        assert value(command, "--data.init_args.ivif.init_args.val_size") == str(reproduce.VAL_SIZE)
+        # one replay epoch per IVIF epoch: 2 pairs - 16 held out → at least one batch
+        assert value(command, "--data.init_args.replay.init_args.samples_per_epoch") == str(budget["replay_batch"])
+    assert value(commands[0], "--data.init_args.ivif.init_args.seed") != value(commands[1], "--data.init_args.ivif.init_args.seed")
+    scratch = reproduce.ivif_command(budget, tmp_path, tmp_path / "r", "no_transfer", 0, 600, tmp_path / "s.ckpt", [])
+    assert "--model.init_args.source_ckpt" not in scratch
+    assert json.loads(value(scratch, "--model.init_args.net")) == {"preset": budget["preset"]}
+
+
+def test_mean_rank_and_selection_use_validation_scores_only(tmp_path) -> None:
+    scores = {
+        "ivif_stfuse_s0": dict.fromkeys(results.TABLE_METRICS, 1.0),
+        "ivif_stfuse_s1": dict.fromkeys(results.TABLE_METRICS, 2.0),
+        "main_stfuse": {**dict.fromkeys(results.TABLE_METRICS, 3.0), "EN": 0.0},
+    }
+    ranks = results.mean_rank(scores, list(scores))
+    assert ranks["main_stfuse"] == pytest.approx((7 * 1 + 3) / 8)
+    assert ranks["ivif_stfuse_s0"] == pytest.approx((7 * 3 + 2) / 8)
+    (tmp_path / "validation.json").write_text(json.dumps({"pairs": 16, "seed": 0, "scores": scores}))
+    for name in scores:
+        (tmp_path / name / "checkpoints").mkdir(parents=True)
+        (tmp_path / name / "checkpoints" / "last.ckpt").write_bytes(b"")
+    seed, run, selection = results.select_shipped(tmp_path, results.final_runs(tmp_path))
+    assert run.name == "main_stfuse" and seed == 0
+    assert set(selection["validation_scores"]) == set(scores)
+
+
+def test_results_table_counts_wins_against_the_mean_of_seeds() -> None:
+    metrics = results.TABLE_METRICS
+    methods = {
+        "shipped": dict.fromkeys(metrics, 100.0),
+        "laplacian": dict.fromkeys(metrics, 5.0),
+        "ivif_stfuse_s0": dict.fromkeys(metrics, 4.0),
+        "ivif_stfuse_s1": dict.fromkeys(metrics, 6.0),
+        "ivif_no_transfer_s0": {**dict.fromkeys(metrics, 4.5), "SD": 5.5},
+    }
+    summary = {"methods": {m: {k: {"mean": v} for k, v in values.items()} for m, values in methods.items()},
+               "lower_is_better": []}  # fmt: skip
+    runs = {"stfuse": ["ivif_stfuse_s0", "ivif_stfuse_s1"], "no_transfer": ["ivif_no_transfer_s0"]}
+    table, facts = results.results_table("tno", summary, metrics, runs, "shipped")
+    assert "5.000 ± 1.414" in table  # mean ± sample sd of the two full-STFuse seeds
+    assert facts["full_beats_no_transfer"] == [m for m in metrics if m != "SD"]
+    assert len(facts["shipped_beats_laplacian"]) == 8 and len(facts["shipped_beats_seafusion"]) == 8
