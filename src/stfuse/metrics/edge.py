@@ -24,6 +24,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from stfuse.metrics.filters import correlate_separable_same
 from stfuse.metrics.inputs import FusionBatch
 from stfuse.metrics.presets import MetricPreset
 
@@ -32,8 +33,14 @@ def sobel_same_zero(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(S_x, S_y) = ``convolve2d(x, h3, 'same')``, ``convolve2d(x, h1, 'same')`` with zero padding.
 
     h3 = [[-1,0,1],[-2,0,2],[-1,0,1]], h1 = [[1,2,1],[0,0,0],[-1,-2,-1]]; convolution flips them, so
-    S_x = [1,2,1]ᵀ·(left − right) and S_y = [1,2,1]·(below − above).
+    S_x = [1,2,1]ᵀ·(left − right) and S_y = [1,2,1]·(below − above). On the CPU these are OpenCV
+    separable correlations (exact for 8-bit data, whose responses are small integers).
     """
+    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
+        smooth, difference = torch.tensor([1.0, 2.0, 1.0]), torch.tensor([1.0, 0.0, -1.0])
+        sx = correlate_separable_same(x, difference, smooth)  # left − right, smoothed down the columns
+        sy = correlate_separable_same(x, smooth, -difference)  # below − above, smoothed along the rows
+        return sx, sy
     xp = F.pad(x, (1, 1, 1, 1))
     dx = xp[..., :, :-2] - xp[..., :, 2:]
     sx = dx[..., :-2, :] + 2.0 * dx[..., 1:-1, :] + dx[..., 2:, :]

@@ -107,6 +107,19 @@ def _filter_valid_direct(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def correlate_separable_same(x: torch.Tensor, row_taps: torch.Tensor, column_taps: torch.Tensor) -> torch.Tensor:
+    """Correlate the last two dims of a CPU tensor with ``outer(column_taps, row_taps)`` (odd lengths),
+    zero padding, same size: ``out[i, j] = Σ column_taps[u]·row_taps[v]·x[i+u−c, j+v−r]`` (OpenCV)."""
+    cv2 = opencv()
+    dtype = np.float64 if x.dtype == torch.float64 else np.float32
+    kx, ky = row_taps.numpy().astype(dtype), column_taps.numpy().astype(dtype)
+
+    def apply(src: np.ndarray, dst: np.ndarray) -> None:
+        cv2.sepFilter2D(src, -1, kx, ky, dst=dst, borderType=cv2.BORDER_CONSTANT)  # type: ignore[attr-defined]
+
+    return _opencv_planes(x, apply)
+
+
 def filter_valid(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
     """Filter the last two dims with the separable symmetric window ``outer(taps, taps)``, 'valid' mode.
 
