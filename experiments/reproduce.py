@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 BUDGETS = {
     # steps, crops and batch sizes per stage; every target-stage run of a budget shares one schedule.
-    "cpu": {"preset": "compact", "mfif_steps": 2000, "main_steps": 1500, "ivif_steps": 600, "probe_steps": 300, "crop": 96, "batch": 8,
+    "cpu": {"preset": "compact", "mfif_steps": 2000, "main_steps": 1500, "ivif_steps": 600, "probe_steps": 200, "crop": 96, "batch": 8,
             "replay_batch": 2, "workers": 0, "mfif_val_every": 1000, "trainer": "experiments/reference/cpu.yaml",
             "jobs": 2},
     "gpu": {"preset": "compact", "mfif_steps": 12000, "main_steps": 4000, "ivif_steps": 4000, "probe_steps": 1500, "crop": 128,
