@@ -3,8 +3,9 @@
 Three contenders, each over all 25 pairs in one process, images pre-loaded:
 
 * ``torch_cpu``: the ``stfuse.metrics`` classes (batch size 1, one metric at a time, each converting its
-  inputs), and ``collection_cpu``: the same metrics in one ``FusionMetrics`` (inputs converted once), as
-  ``stfuse evaluate`` and the Lightning stages run them;
+  inputs), and ``collection_cpu``: the same metrics in one ``FusionMetrics`` (inputs converted once and
+  intermediates shared), as the Lightning stages run them, on one thread (``stfuse evaluate`` runs the
+  same value functions through ``MetricSuite``, pairs side by side: ``benchmarks/evaluate.py``);
 * ``numpy``: ``stfuse.metrics.numpy_reference`` — straightforward per-image NumPy/SciPy code written from
   the same definitions (direct ``scipy.signal.convolve2d`` for VIF, as the reference evaluator does);
 * ``torch_cuda``: the same classes on the GPU, when one is present.
