@@ -228,7 +228,8 @@ def main() -> int:
 
     if args.no_results:
         return 0
-    runs = sorted(p.name for p in out.iterdir() if (p / "checkpoints" / "last.ckpt").is_file() and p.name != "mfif")
+    # Finished runs only: an interrupted one has an interval last.ckpt but no done.json.
+    runs = sorted(p.name for p in out.iterdir() if (p / "done.json").is_file() and p.name != "mfif")
     validate = [sys.executable, str(REPO / "experiments" / "validate.py"), "--data-root", str(data),
                 "--val-size", str(VAL_SIZE), "--json", str(out / "validation.json"), *[str(out / r) for r in runs]]  # fmt: skip
     print("$ " + shlex.join(validate), flush=True)

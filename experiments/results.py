@@ -51,7 +51,7 @@ def final_runs(out: Path) -> dict[str, list[tuple[int, Path]]]:
     runs: dict[str, list[tuple[int, Path]]] = {}
     for variant in VARIANT_NAMES:
         for run in sorted(out.glob(f"ivif_{variant}_s*")):
-            if (run / "checkpoints" / "last.ckpt").is_file():
+            if (run / "done.json").is_file():  # finished (an interrupted run has only an interval last.ckpt)
                 runs.setdefault(variant, []).append((int(run.name.rsplit("_s", 1)[1]), run))
     return runs
 
@@ -71,7 +71,7 @@ def select_shipped(out: Path, runs: dict[str, list[tuple[int, Path]]]) -> tuple[
     pairs (never a test set)."""
     validation = json.loads((out / "validation.json").read_text())
     pool = list(runs.get("stfuse", []))
-    if (out / MAIN / "checkpoints" / "last.ckpt").is_file():
+    if (out / MAIN / "done.json").is_file():
         pool.append((0, out / MAIN))
     candidates = [run.name for _, run in pool]
     ranks = mean_rank(validation["scores"], candidates)
@@ -91,12 +91,12 @@ def export_weights(out: Path, budget: str) -> tuple[dict[str, Path], dict]:
     timings = json.loads((out / "timings.json").read_text()) if (out / "timings.json").is_file() else {}
     seconds = {p.parent.name: json.loads(p.read_text())["seconds"] for p in out.glob("*/done.json")}
     runs = final_runs(out)
-    if "stfuse" not in runs and not (out / MAIN / "checkpoints" / "last.ckpt").is_file():
+    if "stfuse" not in runs and not (out / MAIN / "done.json").is_file():
         raise SystemExit(f"no finished full-STFuse run under {out}; run experiments/reproduce.py first")
     seed, chosen, selection = select_shipped(out, runs)
     exported: dict[str, Path] = {}
     everything = [(v, s, r) for v, seeded in runs.items() for s, r in seeded]
-    if (out / MAIN / "checkpoints" / "last.ckpt").is_file():
+    if (out / MAIN / "done.json").is_file():
         everything.append(("stfuse", 0, out / MAIN))
     for variant, run_seed, run in everything:
         net = load_network(run / "checkpoints" / "last.ckpt")

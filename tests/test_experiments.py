@@ -90,9 +90,13 @@ def test_mean_rank_and_selection_use_validation_scores_only(tmp_path) -> None:
     for name in scores:
         (tmp_path / name / "checkpoints").mkdir(parents=True)
         (tmp_path / name / "checkpoints" / "last.ckpt").write_bytes(b"")
+        (tmp_path / name / "done.json").write_text("{}")
+    (tmp_path / "ivif_stfuse_s2" / "checkpoints").mkdir(parents=True)  # interrupted: no done.json
+    (tmp_path / "ivif_stfuse_s2" / "checkpoints" / "last.ckpt").write_bytes(b"")
     seed, run, selection = results.select_shipped(tmp_path, results.final_runs(tmp_path))
     assert run.name == "main_stfuse" and seed == 0
     assert set(selection["validation_scores"]) == set(scores)
+    assert [run.name for _, run in results.final_runs(tmp_path)["stfuse"]] == ["ivif_stfuse_s0", "ivif_stfuse_s1"]
 
 
 def test_results_table_counts_wins_against_the_mean_of_seeds() -> None:
