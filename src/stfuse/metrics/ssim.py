@@ -49,7 +49,7 @@ def _uniform_mean_float32(x: torch.Tensor, size: int, *, integer_levels: bool) -
     With integer grey levels (and their products) the first pass is exact in float32 already (7 values
     below 2^16 sum below 2^24); the second pass adds float32 means k/7, all multiples of 2⁻²⁶ below 2^16,
     whose sums double holds exactly. Exact sums make the summation order irrelevant, so those passes may
-    use :func:`~stfuse.metrics.filters.window_sums_valid` (OpenCV's running sums on the CPU).
+    use :func:`~stfuse.metrics.filters.window_sums_valid` (OpenCV on the CPU).
     """
     if integer_levels:
         cols = window_sums_valid(x, size, -2).div_(size)

@@ -1,6 +1,6 @@
 """Moment metrics: standard deviation (SD), correlation coefficient (CC), sum of the correlations of
 differences (SCD). All presets agree on them (correlations are scale-free, so Tang's 0–1 data changes
-nothing), apart from one old bug noted on :class:`SDMetric`.
+nothing), apart from one old bug noted on :func:`sd_values`.
 """
 
 from __future__ import annotations
