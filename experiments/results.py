@@ -123,13 +123,21 @@ def export_weights(out: Path, budget: str) -> tuple[dict[str, Path], dict]:
     return exported, {"seed": seed, "run": chosen.name, **selection}
 
 
-def fuse_and_score(out: Path, data: Path, weights: dict[str, Path]) -> dict[str, dict]:
+def fuse_and_score(out: Path, data: Path, weights: dict[str, Path], shipped_run: str | None = None) -> dict[str, dict]:
+    """Fuse every test set with every model and score them; the shipped model's images are a copy of the
+    run it was exported from (the same network, so the same pixels)."""
     summaries = {}
     for name in SETS:
         ir, vi = data / "ivif" / name / "ir", data / "ivif" / name / "vi"
         fused_args = []
-        for method, path in weights.items():
+        for method, path in sorted(weights.items(), key=lambda item: item[0] == SHIPPED):
             target = out / "fused" / method / name
+            source = out / "fused" / str(shipped_run) / name
+            if method == SHIPPED and shipped_run in weights and source.is_dir():
+                shutil.rmtree(target, ignore_errors=True)
+                shutil.copytree(source, target)
+                fused_args += ["--fused", f"{method}={target}"]
+                continue
             sh([sys.executable, "-m", "stfuse", "fuse", "--ckpt", str(path), "--ir", str(ir), "--vi", str(vi),
                 "--out", str(target), "--gray", "--quiet", "--skip-existing"])  # fmt: skip
             fused_args += ["--fused", f"{method}={target}"]
@@ -284,7 +292,7 @@ def main() -> int:
 
     weights, selection = export_weights(out, args.budget)
     shipped_path = out / "weights" / f"{SHIPPED}.safetensors"
-    summaries = fuse_and_score(out, data, {SHIPPED: shipped_path, **weights})
+    summaries = fuse_and_score(out, data, {SHIPPED: shipped_path, **weights}, shipped_run=selection["run"])
     runs = {v: [r.name for _, r in seeded] for v, seeded in final_runs(out).items()}
     grid_methods = [SHIPPED] + [seeded[0] for v, seeded in runs.items() if v != "stfuse" and seeded]
     grids = write_grids(out, data, grid_methods)
