@@ -1,6 +1,6 @@
 """Inference speed of STFuse: images/s and ms per megapixel, printed as JSON.
 
-    python benchmarks/inference.py --quick                 # small preset, 640×480, about a minute on 2 cores
+    python benchmarks/inference.py --quick                 # compact preset (the default weights), 640×480
     python benchmarks/inference.py                         # small + base, 640×480 + 1024×768, batch 1 + 16
     python benchmarks/inference.py --compile --profile     # add torch.compile and a torch.profiler table
 
@@ -188,11 +188,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pipeline-batch", type=int, default=1)
     parser.add_argument("--pipeline-workers", type=int, nargs="*", help="loader workers to try (default: 0 and 1)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: physical cores)")
-    parser.add_argument("--quick", action="store_true", help="small preset, 640×480, batch 1 and 16, 3 repeats")
+    parser.add_argument("--quick", action="store_true", help="compact preset, 640×480, batch 1 and 16, 3 repeats")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args(argv)
     if args.quick:
-        args.presets, args.sizes, args.repeats = "small", "640x480", min(args.repeats, 3)
+        args.presets, args.sizes, args.repeats = "compact", "640x480", min(args.repeats, 3)
     args.baselines = [b for b in args.baselines.split(",") if b]
 
     threads = configure_cpu_threads(workers=0, threads=args.threads)
