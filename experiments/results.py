@@ -297,7 +297,8 @@ def main() -> int:
     grid_methods = [SHIPPED] + [seeded[0] for v, seeded in runs.items() if v != "stfuse" and seeded]
     grids = write_grids(out, data, grid_methods)
     timings = json.loads((out / "timings.json").read_text()) if (out / "timings.json").is_file() else {}
-    shipped_label = f"**STFuse, shipped weights** (`{selection['run']}`)"
+    kind = VARIANT_NAMES["no_guidance" if selection["run"].startswith("ivif_no_guidance") else "stfuse"]
+    shipped_label = f"**STFuse, shipped weights** ({kind}, `{selection['run']}`)"
 
     sections, readme_rows, goals = [], [], []
     for name, label in SETS.items():
