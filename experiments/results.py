@@ -239,11 +239,16 @@ def probe_table(out: Path) -> str:
     lines = ["| run | what it tests | " + " | ".join(TABLE_METRICS) + " | > Laplacian | Δ vs recipe (wins/losses) |",
              "|---|---|" + "---|" * (len(TABLE_METRICS) + 2)]  # fmt: skip
     ordered = [f"probe_{p}" for p in PROBES if f"probe_{p}" in scores]
-    ordered += sorted(k for k in scores if k.startswith("ivif_"))
+    ordered += [k for k in (MAIN,) if k in scores] + sorted(k for k in scores if k.startswith("ivif_"))
     ordered += [k for k in ("average", "maximum", "laplacian") if k in scores]
     for name in ordered:
         values = scores[name]
-        what = PROBES[name[6:]][2] if name.startswith("probe_") else ("final run (full budget)" if name.startswith("ivif_") else "classical baseline")
+        if name.startswith("probe_"):
+            what = PROBES[name[6:]][2]
+        elif name == MAIN:
+            what = "main run (the budget's main_steps)"
+        else:
+            what = "ablation run (the budget's ivif_steps)" if name.startswith("ivif_") else "classical baseline"
         beats = f"{sum(values[m] > laplacian[m] for m in TABLE_METRICS)}/8" if laplacian else "–"
         delta = "–"
         if reference and name != "probe_recipe" and name.startswith("probe_"):
