@@ -38,7 +38,7 @@ help:
 	@echo "make transfer-ivif   target stage from the latest source checkpoint"
 	@echo "make evaluate        metrics table + HTML report"
 	@echo "make bench           speed benchmarks (JSON)"
-	@echo "make lint            ruff"
+	@echo "make lint            ruff check + ruff format --check (part of make test)"
 	@echo "make fuse IR=dir VI=dir [CKPT=path]   fuse your own pairs (packaged weights by default)"
 	@echo "make dock            detection docking on MSRS: IR vs VIS vs baselines (CKPT=path adds our model)"
 	@echo "make reproduce       retrain the reference model + ablations and regenerate docs/results.md"
@@ -53,17 +53,22 @@ $(VENV)/.installed: setup.cfg pyproject.toml constraints-cpu.txt
 	$(PY) -m pip install -q -e ".[dev]" $(CONSTRAINTS)
 	touch $@
 
-test: install
+# CI runs `make test`, so lint runs there too.
+test: install lint
 	$(PY) -m pytest -q tests notebooks --nbmake $(PYTEST_ARGS)
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
+LINT_PATHS := src data_modules tests benchmarks experiments
+
 lint: install
-	$(BIN)/ruff check src data_modules tests benchmarks
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 
 format: install
-	$(BIN)/ruff format src data_modules tests benchmarks
+	$(BIN)/ruff check --fix $(LINT_PATHS)
+	$(BIN)/ruff format $(LINT_PATHS)
 
 # ---- training ---------------------------------------------------------------------------------
 # GPUS=0 → CPU preset; GPUS=1 → single GPU (bf16-mixed); GPUS>1 or NODES>1 → DDP.

@@ -25,7 +25,7 @@ from torch.utils.data import DistributedSampler
 from data_modules import IVIFDataModule, MFIFDataModule, TransferDataModule
 from data_modules.samplers import UnpaddedDistributedSampler, eval_sampler
 from stfuse.stages import IVIFTransferStage, MFIFStage
-from stfuse.utils.logging import TestMetricTable
+from stfuse.utils.logging import PerImageMetricTable
 
 TINY_NET = {"preset": "small", "channels": 8, "num_blocks": 1, "heads": 2}
 VAL_SAMPLES = 3  # odd, so a padded sampler would count one sample twice on 2 ranks
@@ -196,7 +196,7 @@ def test_ivif_transfer_stage_under_ddp_matches_single_process(mfif_ddp_run, tmp_
     pl.seed_everything(0)
     stage = IVIFTransferStage(source_ckpt=str(source), warmup_steps=1, val_metrics=IVIF_METRICS, grid_images=2)
     trainer = _ddp_trainer(root)
-    trainer.callbacks.append(TestMetricTable())
+    trainer.callbacks.append(PerImageMetricTable())
     trainer.fit(stage, datamodule=_ivif_data())
     _, weights = _read_ranks(root)
     single = IVIFTransferStage(source_ckpt=str(source), val_metrics=IVIF_METRICS, grid_images=0)
@@ -212,7 +212,7 @@ def test_ivif_transfer_stage_under_ddp_matches_single_process(mfif_ddp_run, tmp_
     single_root = tmp_path / "single_test"
     pl.Trainer(
         accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
-        default_root_dir=str(single_root), callbacks=[TestMetricTable()],
+        default_root_dir=str(single_root), callbacks=[PerImageMetricTable()],
     ).test(single, datamodule=_ivif_data(), verbose=False)
     ddp_rows, single_rows = _table(tables[0]), _table(single_root / "test_per_image.csv")
     assert sorted(ddp_rows) == sorted(single_rows) and len(ddp_rows) == VAL_SAMPLES + 1
