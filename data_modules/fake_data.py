@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_modules.io import write_image
+from data_modules.io import luma_array, write_image
 from data_modules.synthetic import derive_seed, make_ivif_arrays, make_texture_array
 
 PathLike = str | os.PathLike
@@ -45,7 +45,7 @@ def write_fake_pairs(
         if vi_color:
             vi_image = vi
         else:
-            grey = vi @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+            grey = luma_array(vi)
             vi_image = np.repeat(grey[:, :, None], 3, axis=2)  # grey stored as RGB, as TNO does
         write_image(Path(ir_dir) / f"{name}{ir_ext}", ir_image)
         write_image(Path(vi_dir) / f"{name}{vi_ext}", vi_image)

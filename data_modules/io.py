@@ -1,4 +1,6 @@
-"""Image reading and writing, and the visible image's YCbCr split.
+"""Image files: extensions, reading and writing, pairing by file stem, luma and the visible image's YCbCr split.
+
+This module is the one place for these rules; evaluation, docking, inference and the stages use it.
 
 Conventions (the contract every other part relies on):
 
@@ -16,8 +18,10 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -33,6 +37,10 @@ _TIFF_EXTENSIONS = frozenset({".tif", ".tiff"})
 _EIGHT_BIT_ONLY = frozenset({".jpg", ".jpeg", ".bmp"})
 
 PathLike = str | os.PathLike
+
+#: BT.601 luma weights (R, G, B), identical to ``kornia.color.rgb_to_ycbcr`` and OpenCV's grey conversion.
+LUMA_WEIGHTS: tuple[float, float, float] = (0.299, 0.587, 0.114)
+_LUMA = np.array(LUMA_WEIGHTS, dtype=np.float32)
 
 
 class ImageReadError(OSError):
@@ -73,6 +81,64 @@ def list_images(folder: PathLike, recursive: bool = False) -> list[Path]:
         raise FileNotFoundError(f"image folder '{folder}' does not exist or is not a folder")
     candidates = folder.rglob("*") if recursive else folder.iterdir()
     return sorted(p for p in candidates if is_image_file(p) and p.is_file())
+
+
+@dataclass(frozen=True)
+class StemIndex:
+    """The images of one folder by file stem: ``files`` for stems with one image, ``duplicates`` for stems
+    with several (``01.png`` and ``01.jpg``), whose pairing would be ambiguous. Lists are in path order."""
+
+    folder: Path
+    files: dict[str, Path] = field(default_factory=dict)
+    duplicates: dict[str, list[Path]] = field(default_factory=dict)
+
+    def first(self) -> dict[str, Path]:
+        """Every stem, ambiguous ones resolved to their first file in path order."""
+        return {**{stem: paths[0] for stem, paths in self.duplicates.items()}, **self.files}
+
+    def __len__(self) -> int:
+        return len(self.files) + len(self.duplicates)
+
+
+def index_by_stem(folder: PathLike) -> StemIndex:
+    """Index the images in ``folder`` by stem (see :class:`StemIndex`); raises FileNotFoundError without it."""
+    groups: dict[str, list[Path]] = {}
+    for path in list_images(folder):
+        groups.setdefault(path.stem, []).append(path)
+    return StemIndex(
+        folder=Path(folder),
+        files={stem: paths[0] for stem, paths in groups.items() if len(paths) == 1},
+        duplicates={stem: paths for stem, paths in groups.items() if len(paths) > 1},
+    )
+
+
+@dataclass(frozen=True)
+class StemPairing:
+    """Stems found on both sides (``common``), and on one side only, each list sorted."""
+
+    common: list[str]
+    only_first: list[str]
+    only_second: list[str]
+
+    @property
+    def complete(self) -> bool:
+        return not (self.only_first or self.only_second)
+
+
+def pair_by_stem(
+    first: Mapping[str, Any], second: Mapping[str, Any], key: Callable[[str], Any] | None = None
+) -> StemPairing:
+    """Match two stem indexes (``{stem: file}``); ``key`` orders the stems (plain string order by default)."""
+    return StemPairing(
+        common=sorted(set(first) & set(second), key=key),
+        only_first=sorted(set(first) - set(second), key=key),
+        only_second=sorted(set(second) - set(first), key=key),
+    )
+
+
+def luma_array(rgb: np.ndarray) -> np.ndarray:
+    """BT.601 luma of an H×W×C array (C ≥ 3, RGB order; alpha ignored) as float32 H×W."""
+    return (rgb[..., :3] @ _LUMA).astype(np.float32, copy=False)
 
 
 def _decode_tiff(path: Path) -> np.ndarray:
@@ -135,7 +201,7 @@ def read_luma(path: PathLike) -> np.ndarray:
 
     The fast path for training on natural images: the decoder converts to grey itself (libjpeg skips the
     chroma planes), and callers crop before converting to float. OpenCV's grey conversion uses the same
-    weights as ``kornia.color.rgb_to_ycbcr`` (0.299, 0.587, 0.114), rounded to the storage type.
+    weights as ``kornia.color.rgb_to_ycbcr`` (:data:`LUMA_WEIGHTS`), rounded to the storage type.
     """
     path = Path(path)
     if not path.is_file():
@@ -147,7 +213,7 @@ def read_luma(path: PathLike) -> np.ndarray:
     array = None if tiff else cv2.imdecode(data, cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH)
     if array is None:
         colour = read_image_array(path)  # formats the grey decoder refuses; raises ImageReadError when corrupt
-        return (colour[:, :, :3] @ np.array([0.299, 0.587, 0.114], np.float32)) if colour.shape[2] == 3 else colour[:, :, 0]
+        return luma_array(colour) if colour.shape[2] == 3 else colour[:, :, 0]
     return array
 
 

@@ -21,10 +21,13 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from data_modules.io import (
+    LUMA_WEIGHTS,
     NEUTRAL_CHROMA,
     ImageReadError,
     array_to_tensor,
-    is_image_file,
+    index_by_stem,
+    luma_array,
+    pair_by_stem,
     read_image_array,
     read_image_size,
     read_raw_array,
@@ -32,8 +35,6 @@ from data_modules.io import (
 
 PathLike = str | os.PathLike
 SIZE_POLICIES = ("error", "resize", "center_crop")
-# BT.601 luma, identical to kornia.color.rgb_to_ycbcr, used where a colour IR image must become grey.
-LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 PairArrays = dict[str, np.ndarray]
 """Float32 arrays in [0, 1] before tensor conversion: "ir" H×W×1, "vi" H×W×C (C = 1 or 3), extras H×W."""
@@ -71,7 +72,7 @@ class SizeMismatchError(DatasetError):
 
 def luma(rgb: np.ndarray) -> np.ndarray:
     """H×W×3 RGB to H×W×1 Y with the BT.601 weights kornia uses."""
-    return (rgb[:, :, :3] @ LUMA_WEIGHTS)[:, :, None].astype(np.float32, copy=False)
+    return luma_array(rgb)[:, :, None]
 
 
 def split_visible_array(vi: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -84,7 +85,7 @@ def split_visible_array(vi: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
     if vi.shape[2] == 1:
         return vi, np.full((*vi.shape[:2], 2), NEUTRAL_CHROMA, dtype=np.float32), False
     r, g, b = vi[:, :, 0], vi[:, :, 1], vi[:, :, 2]
-    y = 0.299 * r + 0.587 * g + 0.114 * b
+    y = LUMA_WEIGHTS[0] * r + LUMA_WEIGHTS[1] * g + LUMA_WEIGHTS[2] * b
     cbcr = np.stack([(b - y) * 0.564 + 0.5, (r - y) * 0.713 + 0.5], axis=2)
     return y[:, :, None].astype(np.float32, copy=False), cbcr.astype(np.float32, copy=False), True
 
@@ -154,14 +155,11 @@ def _stem_index(folder: Path, role: str) -> dict[str, Path]:
         raise DataFolderNotFoundError(f"{role} folder '{folder}' does not exist")
     if not folder.is_dir():
         raise DataFolderNotFoundError(f"{role} folder '{folder}' is not a folder")
-    index: dict[str, Path] = {}
-    duplicates: list[str] = []
-    for path in sorted(folder.iterdir()):
-        if not (is_image_file(path) and path.is_file()):
-            continue
-        if path.stem in index:
-            duplicates.append(f"'{index[path.stem].name}' and '{path.name}'")
-        index[path.stem] = path
+    found = index_by_stem(folder)
+    index = found.files
+    duplicates = [
+        f"'{a.name}' and '{b.name}'" for paths in found.duplicates.values() for a, b in zip(paths, paths[1:])
+    ]
     if duplicates:
         raise DuplicateStemError(
             f"{role} folder '{folder}' has several images with one stem, so the pairing is ambiguous: "
@@ -232,8 +230,8 @@ class PairedImageFolder(Dataset):
         ir_index = _stem_index(self.ir_dir, "infrared")
         vi_index = _stem_index(self.vi_dir, "visible")
         extra_indices = {key: _stem_index(folder, f"extra '{key}'") for key, folder in self.extra_dirs.items()}
-        ir_only = sorted(set(ir_index) - set(vi_index))
-        vi_only = sorted(set(vi_index) - set(ir_index))
+        pairing = pair_by_stem(ir_index, vi_index)
+        ir_only, vi_only = pairing.only_first, pairing.only_second
         if ir_only or vi_only:
             lines = [f"unpaired images between '{self.ir_dir}' and '{self.vi_dir}':"]
             if ir_only:

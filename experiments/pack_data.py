@@ -22,8 +22,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from data_modules.io import IMAGE_EXTENSIONS
+from stfuse.runtime import find_data_root
+
 REPO = Path(__file__).resolve().parents[1]
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
 
 def to_y8(path: Path) -> np.ndarray:
@@ -57,7 +59,7 @@ def pack_one(source: Path, target: Path) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-root", default=os.environ.get("STFUSE_DATA", str(REPO.parent / "shared" / "data")))
+    parser.add_argument("--data-root", default=str(find_data_root()))
     parser.add_argument("--out", default="outputs/pack")
     args = parser.parse_args()
     data, out = Path(args.data_root).resolve(), (REPO / args.out).resolve()
@@ -68,7 +70,7 @@ def main() -> int:
     jobs = []
     for folder in folders:
         for source in sorted(folder.rglob("*")):
-            if source.suffix.lower() in IMAGE_SUFFIXES and "mask" not in source.relative_to(data).parts:
+            if source.suffix.lower() in IMAGE_EXTENSIONS and "mask" not in source.relative_to(data).parts:
                 target = out / source.relative_to(data)
                 jobs.append((source, target if source.suffix.lower() in JPEG_SUFFIXES else target.with_suffix(".png")))
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:

@@ -206,7 +206,7 @@ def fused_grid(checkpoints, count=2):
     """IR | VIS | each variant's fused image, on the first test pairs (colour from the visible image)."""
     from data_modules import IVIFDataModule
     from stfuse.models.checkpoint import load_network
-    from stfuse.stages.ivif import colorize
+    from data_modules.io import merge_y_cbcr
 
     nets = {v: load_network(p).eval() for v, p in checkpoints.items() if Path(p).is_file()}
     if not nets:
@@ -217,10 +217,11 @@ def fused_grid(checkpoints, count=2):
     fig, axes = plt.subplots(count, 2 + len(nets), figsize=(1.9 * (2 + len(nets)), 2.0 * count), squeeze=False)
     for row, batch in zip(range(count), data.test_dataloader()):
         cbcr = batch.get("vi_cbcr")
-        panels = {"IR": batch["ir"][0], "VIS": colorize(batch["vi"][0], cbcr, 0)}
+        rgb = (lambda y: y) if cbcr is None else (lambda y: merge_y_cbcr(y, cbcr[0]))
+        panels = {"IR": batch["ir"][0], "VIS": rgb(batch["vi"][0])}
         with torch.no_grad():
             for variant, net in nets.items():
-                panels[variant] = colorize(net(batch["ir"], batch["vi"]).clamp(0, 1)[0], cbcr, 0)
+                panels[variant] = rgb(net(batch["ir"], batch["vi"]).clamp(0, 1)[0])
         for col, (title, image) in enumerate(panels.items()):
             ax = axes[row][col]
             ax.imshow(image.permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray", vmin=0, vmax=1)

@@ -19,9 +19,10 @@ import cv2
 import numpy as np
 import torch
 
+from data_modules.io import ImageReadError, ImageWriteError, index_by_stem, luma_array, read_image_array
+from data_modules.io import write_image as io_write_image
 from stfuse.docking.labels import DockingError
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 SOURCE_KINDS = ("dataset", "folder", "baseline", "checkpoint")
 #: which way grey and colour images enter the detector
 COLOR_MODES = ("luma", "rgb")
@@ -45,50 +46,27 @@ class SourceSpec:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """H×W×C float32 in [0, 1]; C = 1 for grey (also grey stored as three equal channels), else RGB.
-
-    16-bit images are scaled by 65535 and alpha is dropped.
-    """
-    path = Path(path)
-    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if raw is None:
-        raise DockingError(f"{path}: cannot be read as an image")
-    if raw.dtype == np.uint8:
-        img = raw.astype(np.float32) / 255.0
-    elif raw.dtype == np.uint16:
-        img = raw.astype(np.float32) / 65535.0
-    elif raw.dtype in (np.float32, np.float64):
-        img = np.clip(raw.astype(np.float32), 0.0, 1.0)
-    else:
-        raise DockingError(f"{path}: unsupported pixel type {raw.dtype}")
-    if img.ndim == 2:
-        return img[:, :, None]
-    if img.shape[2] == 4:
-        img = img[:, :, :3]
-    if img.shape[2] == 1:
-        return img
-    if img.shape[2] != 3:
-        raise DockingError(f"{path}: expected 1, 3 or 4 channels, got {img.shape[2]}")
-    if np.array_equal(img[:, :, 0], img[:, :, 1]) and np.array_equal(img[:, :, 1], img[:, :, 2]):
-        return img[:, :, :1]
-    return np.ascontiguousarray(img[:, :, ::-1])
+    """H×W×C float32 in [0, 1] by ``data_modules.io`` (C = 1 for grey, also grey stored as equal channels)."""
+    try:
+        return read_image_array(path)
+    except ImageReadError as error:
+        raise DockingError(f"{path}: cannot be read as an image ({error.reason})") from error
 
 
 def write_image(path: Path, img: np.ndarray) -> None:
-    """Write H×W×C [0, 1] as 8-bit PNG (grey or RGB)."""
+    """Write H×W×C [0, 1] as 8-bit PNG (grey or RGB), creating the folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    arr = (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    if arr.shape[2] == 3:
-        arr = arr[:, :, ::-1]
-    if not cv2.imwrite(str(path), np.ascontiguousarray(arr)):
-        raise DockingError(f"{path}: could not write image")
+    try:
+        io_write_image(path, np.clip(img, 0.0, 1.0))
+    except ImageWriteError as error:
+        raise DockingError(f"{path}: could not write image ({error.reason})") from error
 
 
 def luminance(img: np.ndarray) -> np.ndarray:
     """BT.601 luma (the Y of YCbCr the fusion network sees) of an H×W×C image, as H×W×1."""
     if img.shape[2] == 1:
         return img
-    return (img @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[:, :, None]
+    return luma_array(img)[:, :, None]
 
 
 def to_detector_input(img: np.ndarray, color: str, size: tuple[int, int]) -> torch.Tensor:
@@ -110,14 +88,10 @@ def list_stems(folder: Path) -> dict[str, Path]:
     """stem -> image file in ``folder``; two files with one stem is an error."""
     if not folder.is_dir():
         raise DockingError(f"{folder}: image folder does not exist")
-    found: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
-            continue
-        if path.stem in found:
-            raise DockingError(f"{folder}: two images share the stem {path.stem!r} ({found[path.stem].name}, {path.name})")
-        found[path.stem] = path
-    return found
+    found = index_by_stem(folder)
+    for stem, paths in found.duplicates.items():
+        raise DockingError(f"{folder}: two images share the stem {stem!r} ({paths[0].name}, {paths[1].name})")
+    return found.files
 
 
 def check_stems(name: str, folder: Path, available: Iterable[str], needed: Iterable[str]) -> None:

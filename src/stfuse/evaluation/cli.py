@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     sources = parser.add_argument_group("sources (either --ir and --vi, or --dataset and --root)")
     sources.add_argument("--ir", type=Path, help="folder of infrared images")
     sources.add_argument("--vi", type=Path, help="folder of visible images (same file stems)")
-    sources.add_argument("--dataset", help="named data set under --root: tno, roadscene, msrs or m3fd")
+    sources.add_argument("--dataset", help="named data set under --root: a data-layout name (docs/data.md; an unknown name lists them)")
     sources.add_argument(
         "--root", type=Path,
         help="data root holding ivif/<dataset>/ (as make's DATA_ROOT, and as in stfuse fuse); a data set's own "

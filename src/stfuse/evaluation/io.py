@@ -15,7 +15,11 @@ class EvaluationInputError(ValueError):
 
 def read_gray_255(path: str | os.PathLike) -> np.ndarray:
     """CDDFuse's ``image_read_cv2(path, 'GRAY')``: OpenCV ``imread`` (3-channel 8-bit BGR) → float32 →
-    ``COLOR_BGR2GRAY`` in float32 → ``np.round`` (halves to even). Returns H×W float32 with values 0..255."""
+    ``COLOR_BGR2GRAY`` in float32 → ``np.round`` (halves to even). Returns H×W float32 with values 0..255.
+
+    Deliberately not ``data_modules.io``'s reader: reference parity needs OpenCV's own 8-bit decode and grey
+    rounding (16-bit files are cut to 8 bits, alpha and equal channels pass through BGR2GRAY), so the numbers
+    match the published tables to the last digit. Everything else reads images through ``data_modules.io``."""
     path = Path(path)
     if not path.is_file():
         raise EvaluationInputError(f"image not found: {path}")

@@ -6,13 +6,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image
-
+from data_modules.io import index_by_stem, pair_by_stem, read_image_size
+from data_modules.layouts import LAYOUT_NAMES
 from stfuse.evaluation.io import EvaluationInputError
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-#: ``--dataset`` names and the folder under ``<root>/ivif/`` that holds them.
-DATASETS = {"tno": "tno", "roadscene": "roadscene", "msrs": "msrs", "m3fd": "m3fd"}
+#: ``--dataset`` names: the data layer's named layouts, each under ``<root>/ivif/<name>``.
+DATASETS: tuple[str, ...] = tuple(name for name in LAYOUT_NAMES if name != "generic")
 
 
 @dataclass(frozen=True)
@@ -29,13 +28,10 @@ def _natural_key(text: str) -> list[object]:
 
 
 def _images_by_stem(folder: Path) -> dict[str, Path]:
+    """Stem → image; of several images with one stem, the first in path order."""
     if not folder.is_dir():
         raise EvaluationInputError(f"folder not found: {folder}")
-    found: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
-            found.setdefault(path.stem, path)
-    return found
+    return index_by_stem(folder).first()
 
 
 def find_pairs(ir_dir: Path, vi_dir: Path) -> list[SourcePair]:
@@ -43,8 +39,8 @@ def find_pairs(ir_dir: Path, vi_dir: Path) -> list[SourcePair]:
     ir_files, vi_files = _images_by_stem(Path(ir_dir)), _images_by_stem(Path(vi_dir))
     if not ir_files:
         raise EvaluationInputError(f"no images in {ir_dir}")
-    only_ir = sorted(set(ir_files) - set(vi_files), key=_natural_key)
-    only_vi = sorted(set(vi_files) - set(ir_files), key=_natural_key)
+    pairing = pair_by_stem(ir_files, vi_files, key=_natural_key)
+    only_ir, only_vi = pairing.only_first, pairing.only_second
     if only_ir or only_vi:
         parts = []
         if only_ir:
@@ -52,7 +48,7 @@ def find_pairs(ir_dir: Path, vi_dir: Path) -> list[SourcePair]:
         if only_vi:
             parts.append(f"no infrared image for {', '.join(only_vi[:5])}{' …' if len(only_vi) > 5 else ''} in {ir_dir}")
         raise EvaluationInputError("; ".join(parts))
-    return [SourcePair(stem, ir_files[stem], vi_files[stem]) for stem in sorted(ir_files, key=_natural_key)]
+    return [SourcePair(stem, ir_files[stem], vi_files[stem]) for stem in pairing.common]
 
 
 def resolve_dataset(name: str, root: Path) -> tuple[Path, Path]:
@@ -63,7 +59,7 @@ def resolve_dataset(name: str, root: Path) -> tuple[Path, Path]:
     if key not in DATASETS:
         raise EvaluationInputError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
     root = Path(root)
-    candidates = [root / "ivif" / DATASETS[key], root / DATASETS[key], root]
+    candidates = [root / "ivif" / key, root / key, root]
     tried = []
     for folder in candidates:
         if not folder.is_dir():
@@ -74,8 +70,6 @@ def resolve_dataset(name: str, root: Path) -> tuple[Path, Path]:
 
             layout = detect_layout(folder, split="test", name=key)
             return Path(layout.ir_dir), Path(layout.vi_dir)
-        except ImportError:
-            pass
         except Exception as error:  # the layout module's own errors: fall back to ir/ + vi/
             tried.append(f"{folder} ({error})")
         if (folder / "ir").is_dir() and (folder / "vi").is_dir():
@@ -87,11 +81,9 @@ def resolve_dataset(name: str, root: Path) -> tuple[Path, Path]:
 def image_size(path: Path) -> tuple[int, int]:
     """(height, width) from the file header."""
     try:
-        with Image.open(path) as image:
-            width, height = image.size
+        return read_image_size(path)
     except (OSError, ValueError) as error:
         raise EvaluationInputError(f"cannot read image {path}: {error}") from error
-    return height, width
 
 
 def match_fused(pairs: list[SourcePair], methods: dict[str, Path]) -> dict[str, dict[str, Path]]:

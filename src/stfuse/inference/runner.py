@@ -77,17 +77,6 @@ class FusionReport:
 
 
 # ------------------------------------------------------------------------------------------------ pairing
-def _index_folder(folder: Path) -> tuple[dict[str, Path], dict[str, list[Path]]]:
-    from data_modules.io import list_images
-
-    index: dict[str, list[Path]] = defaultdict(list)
-    for path in list_images(folder):
-        index[path.stem].append(path)
-    unique = {stem: paths[0] for stem, paths in index.items() if len(paths) == 1}
-    duplicates = {stem: paths for stem, paths in index.items() if len(paths) > 1}
-    return unique, duplicates
-
-
 def collect_pairs(ir: Path, vi: Path) -> tuple[list[tuple[str, Path, Path]], list[tuple[str, str]]]:
     """Pairs ``(name, ir_path, vi_path)`` matched by stem, and ``(name, reason)`` for files left unpaired.
 
@@ -98,24 +87,22 @@ def collect_pairs(ir: Path, vi: Path) -> tuple[list[tuple[str, Path, Path]], lis
         return [(ir.stem, ir, vi)], []
     if not (ir.is_dir() and vi.is_dir()):
         raise ValueError(f"--ir and --vi must both be folders or both be files, got '{ir}' and '{vi}'")
-    ir_index, ir_duplicates = _index_folder(ir)
-    vi_index, vi_duplicates = _index_folder(vi)
+    from data_modules.io import index_by_stem, pair_by_stem
+
+    ir_found, vi_found = index_by_stem(ir), index_by_stem(vi)
     problems: list[tuple[str, str]] = []
-    for folder, duplicates in ((ir, ir_duplicates), (vi, vi_duplicates)):
-        for stem, paths in sorted(duplicates.items()):
+    for found in (ir_found, vi_found):
+        for stem, paths in sorted(found.duplicates.items()):
             names = ", ".join(p.name for p in paths)
-            problems.append((stem, f"ambiguous: several images with this stem in '{folder}' ({names})"))
-    ambiguous = set(ir_duplicates) | set(vi_duplicates)
-    pairs = []
-    for stem in sorted(set(ir_index) | set(vi_index)):
-        if stem in ambiguous:
-            continue
-        if stem not in vi_index:
-            problems.append((stem, f"'{ir_index[stem]}' has no visible partner in '{vi}'"))
-        elif stem not in ir_index:
-            problems.append((stem, f"'{vi_index[stem]}' has no infrared partner in '{ir}'"))
-        else:
-            pairs.append((stem, ir_index[stem], vi_index[stem]))
+            problems.append((stem, f"ambiguous: several images with this stem in '{found.folder}' ({names})"))
+    ambiguous = set(ir_found.duplicates) | set(vi_found.duplicates)
+    ir_index = {stem: path for stem, path in ir_found.files.items() if stem not in ambiguous}
+    vi_index = {stem: path for stem, path in vi_found.files.items() if stem not in ambiguous}
+    pairing = pair_by_stem(ir_index, vi_index)
+    unpaired = [(stem, f"'{ir_index[stem]}' has no visible partner in '{vi}'") for stem in pairing.only_first]
+    unpaired += [(stem, f"'{vi_index[stem]}' has no infrared partner in '{ir}'") for stem in pairing.only_second]
+    problems += sorted(unpaired, key=lambda problem: problem[0])
+    pairs = [(stem, ir_index[stem], vi_index[stem]) for stem in pairing.common]
     return pairs, problems
 
 

@@ -24,6 +24,8 @@ from typing import Any, TypeVar
 
 import torch
 
+from data_modules.io import LUMA_WEIGHTS
+
 _T = TypeVar("_T")
 
 #: Relative slack for float inputs that exceed ``data_range`` through rounding (e.g. 1.0000001).
@@ -78,7 +80,8 @@ def _as_nchw(image: torch.Tensor, role: str) -> torch.Tensor:
 def rgb_to_gray_255(rgb: torch.Tensor) -> torch.Tensor:
     """N×3×H×W on 0–255 → N×H×W grey, OpenCV's weights in float32 (unrounded)."""
     rgb32 = rgb.to(torch.float32)
-    gray = rgb32[:, 2] * 0.114 + rgb32[:, 1] * 0.587 + rgb32[:, 0] * 0.299
+    w_r, w_g, w_b = LUMA_WEIGHTS
+    gray = rgb32[:, 2] * w_b + rgb32[:, 1] * w_g + rgb32[:, 0] * w_r  # OpenCV's B, G, R summation order
     return gray.to(torch.float64)
 
 

@@ -11,10 +11,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-import kornia
 import torch
 from torch import nn
 
+from data_modules.io import merge_y_cbcr
 from stfuse.losses import GuidanceLoss, IVIFFusionLoss, MFIFLoss
 from stfuse.models import build_network
 from stfuse.models.checkpoint import load_network
@@ -203,10 +203,12 @@ class IVIFTransferStage(FusionStageBase):
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         fused = self._evaluate(batch, "val")
+        cbcr = batch.get("vi_cbcr")  # N×2×H×W, or None for grey pairs
         for i in range(fused.shape[0]):
-            self.collect_grid_row(
-                [batch["ir"][i], colorize(batch["vi"][i], batch.get("vi_cbcr"), i), colorize(fused[i], batch.get("vi_cbcr"), i)]
-            )
+            vi, out = batch["vi"][i], fused[i]
+            if cbcr is not None:
+                vi, out = merge_y_cbcr(vi, cbcr[i]), merge_y_cbcr(out, cbcr[i])
+            self.collect_grid_row([batch["ir"][i], vi, out])
 
     def on_validation_epoch_end(self) -> None:
         values = self.val_metrics.compute()
@@ -227,12 +229,4 @@ class IVIFTransferStage(FusionStageBase):
         return {"fused": fused, "vi_cbcr": batch.get("vi_cbcr"), "name": batch.get("name")}
 
 
-def colorize(y: torch.Tensor, cbcr: torch.Tensor | None, index: int = 0) -> torch.Tensor:
-    """Y (1×H×W) + the visible image's Cb/Cr (N×2×H×W) → RGB 3×H×W; grey when no chroma is given."""
-    if cbcr is None:
-        return y
-    ycbcr = torch.cat([y, cbcr[index].to(y)], dim=0)
-    return kornia.color.ycbcr_to_rgb(ycbcr[None])[0]
-
-
-__all__ = ["IVIFTransferStage", "colorize"]
+__all__ = ["IVIFTransferStage"]
