@@ -32,14 +32,12 @@ from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
 from data_modules.ivif import IVIFDataModule  # noqa: E402
 from data_modules.mfif import MFIFDataModule  # noqa: E402
+from stfuse import runtime  # noqa: E402
 
 
 def find_data_root(explicit: str | None) -> Path | None:
-    candidates = [Path(explicit)] if explicit else []
-    if os.environ.get("STFUSE_DATA"):
-        candidates.append(Path(os.environ["STFUSE_DATA"]))
-    candidates.append(REPO_ROOT.parent / "shared" / "data")
-    return next((c for c in candidates if c.is_dir()), None)
+    root = runtime.find_data_root(explicit)
+    return root if root.is_dir() else None
 
 
 def measure(loader: DataLoader, passes: int, batches: int) -> dict[str, float]:

@@ -41,6 +41,7 @@ from stfuse.evaluation.io import read_gray_255  # noqa: E402
 from stfuse.evaluation.runtime import keep_freed_memory  # noqa: E402
 from stfuse.metrics import FusionMetrics, build_metric  # noqa: E402
 from stfuse.metrics.numpy_reference import REFERENCE_FUNCTIONS, fmi_vectorised  # noqa: E402
+from stfuse.runtime import find_data_root  # noqa: E402
 
 CDDFUSE_METRICS = ["EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM", "MSE", "CC", "PSNR"]
 EXTRA_METRICS = ["Nabf", "MS_SSIM"]
@@ -141,7 +142,7 @@ def verify(data_root: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-root", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--data-root", type=Path, default=find_data_root())
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per contender (median reported)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--fmi", action="store_true", help="also time FMI (pixel, gradient)")

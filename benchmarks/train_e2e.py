@@ -31,6 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "experiments"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+from stfuse.runtime import find_data_root  # noqa: E402
+
 
 def bare_step(stage: str, preset: str, crop: int, batch: int, repeats: int) -> float:
     import torch
@@ -70,7 +72,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=300, help="optimizer steps of each real fit (default 300)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--repeats", type=int, default=10, help="timed bare steps per measurement")
-    parser.add_argument("--data-root", default=os.environ.get("STFUSE_DATA", str(REPO.parent / "shared" / "data")))
+    parser.add_argument("--data-root", default=str(find_data_root()))
     args = parser.parse_args()
 
     import reproduce

@@ -32,6 +32,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from stfuse.runtime import find_data_root
+
 REPO = Path(__file__).resolve().parents[1]
 
 BUDGETS = {
@@ -170,7 +172,7 @@ def run_all(jobs: list[tuple[str, list[str]]], out: Path, parallel: int) -> dict
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", choices=sorted(BUDGETS), default="cpu")
-    parser.add_argument("--data-root", default=os.environ.get("STFUSE_DATA", str(REPO.parent / "shared" / "data")))
+    parser.add_argument("--data-root", default=str(find_data_root()))
     parser.add_argument("--out", default="outputs/reproduce")
     parser.add_argument("--only", choices=["all", "main", "ablations", "probes"], default="all",
                         help="main: source + the main full-STFuse run; ablations: the 3-seed variants; probes: the probe runs")  # fmt: skip

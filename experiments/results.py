@@ -20,6 +20,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from stfuse.runtime import find_data_root
+
 REPO = Path(__file__).resolve().parents[1]
 SETS = {"tno": "TNO-25", "roadscene": "RoadScene-50", "msrs": "MSRS-20"}
 TABLE_METRICS = ["EN", "SD", "SF", "MI", "SCD", "VIF", "Qabf", "SSIM"]
@@ -290,7 +292,7 @@ def _goal_line(label: str, facts: dict[str, list[str]], key: str, need: int, wha
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="outputs/reproduce")
-    parser.add_argument("--data-root", default=str(REPO.parent / "shared" / "data"))
+    parser.add_argument("--data-root", default=str(find_data_root()))
     parser.add_argument("--budget", default="cpu")
     args = parser.parse_args()
     out, data = (REPO / args.out).resolve(), Path(args.data_root).resolve()

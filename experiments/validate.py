@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from stfuse.runtime import find_data_root
+
 REPO = Path(__file__).resolve().parents[1]
 TABLE_METRICS = ["EN", "SD", "SF", "MI", "SCD", "VIF", "Qabf", "SSIM"]
 
@@ -60,7 +62,7 @@ def resolve_checkpoint(path: Path) -> Path:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", help="run folders (with checkpoints/last.ckpt) or checkpoint files")
-    parser.add_argument("--data-root", default=os.environ.get("STFUSE_DATA", str(REPO.parent / "shared" / "data")))
+    parser.add_argument("--data-root", default=str(find_data_root()))
     parser.add_argument("--val-size", type=int, default=16, help="pairs held out of the training data (default 16)")
     parser.add_argument("--seed", type=int, default=0, help="the split seed the runs held their pairs out with (default 0)")
     parser.add_argument("--no-baselines", action="store_true")

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from stfuse import runtime
+
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -15,14 +17,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def find_data_root() -> Path | None:
-    """``$STFUSE_DATA`` if set, else ``../shared/data`` beside the checkout, else None."""
-    env = os.environ.get("STFUSE_DATA")
-    candidates = [Path(env)] if env else []
-    candidates.append(REPO_ROOT.parent / "shared" / "data")
-    for candidate in candidates:
-        if candidate.is_dir():
-            return candidate
-    return None
+    """``$STFUSE_DATA`` if set, else ``../shared/data`` beside the checkout (stfuse.runtime), else None."""
+    root = runtime.find_data_root()
+    return root if root.is_dir() else None
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -101,14 +100,9 @@ def find_data_root(explicit: str | Path | None = None) -> Path:
         if not root.is_dir():
             raise DockingError(f"{root}: data root does not exist")
         return root
-    candidates = []
-    if os.environ.get("STFUSE_DATA"):
-        candidates.append(Path(os.environ["STFUSE_DATA"]) / "docking" / "msrs_det")
-    candidates.append(Path.cwd().parent / "shared" / "data" / "docking" / "msrs_det")
-    here = Path(__file__).resolve()
-    if len(here.parents) > 4:
-        candidates.append(here.parents[4] / "shared" / "data" / "docking" / "msrs_det")
-    for candidate in candidates:
+    from stfuse.runtime import data_root_candidates
+
+    for candidate in (root / "docking" / "msrs_det" for root in data_root_candidates()):
         if candidate.is_dir():
             return candidate
     raise DockingError(

@@ -90,8 +90,8 @@ def normalise(x: torch.Tensor) -> torch.Tensor:
 
 
 def select_device(device: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU (the shared rule of :func:`stfuse.inference.runtime.resolve_device`)."""
-    from stfuse.inference.runtime import resolve_device
+    """``auto`` → CUDA when available, else CPU (the shared rule of :func:`stfuse.runtime.resolve_device`)."""
+    from stfuse.runtime import resolve_device
 
     try:
         return resolve_device(device)

@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _resolve_device(name: str):  # -> torch.device
     from stfuse.evaluation.io import EvaluationInputError
-    from stfuse.inference.runtime import resolve_device
+    from stfuse.runtime import resolve_device
 
     try:
         return resolve_device(name)

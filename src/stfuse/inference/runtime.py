@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from stfuse.runtime import resolve_device
+
 __all__ = [
     "PRECISIONS",
     "autocast",
@@ -20,16 +22,6 @@ __all__ = [
 
 PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 _PRECISION_ALIASES = {"32": "fp32", "float32": "fp32", "bfloat16": "bf16", "16": "fp16", "float16": "fp16"}
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``"auto"``/None picks CUDA when present; an unavailable CUDA device is an error, not a silent CPU."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {str(device)!r} requested but CUDA is not available on this machine")
-    return resolved
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
