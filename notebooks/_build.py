@@ -76,7 +76,7 @@ import pytorch_lightning  # noqa: E402,F401  (sets its loggers to INFO on import
 for _name in ("pytorch_lightning", "lightning_fabric"):
     logging.getLogger(_name).setLevel(logging.ERROR)
 
-TINY_NET = {"preset": "small", "channels": 8, "num_blocks": 1, "heads": 2}
+TINY_NET = {"preset": "tiny"}
 TRAINER = EXP / "trainer" / ("gpu.yaml" if FULL and torch.cuda.is_available() else "cpu.yaml")
 COMMON = [
     "--config", str(TRAINER), "--config", str(EXP / "loggers" / "csv.yaml"), "--auto_resume", "false",
@@ -379,7 +379,9 @@ Its mode is one switch (`model.init_args.guidance`):
 """ + HOW_TO_RUN),
         ("code", SOURCE_CELL),
         ("code", '''\
-MODES = {mode: f"guidance_{mode}" for mode in ("feature_in", "output_grad", "none")}
+from stfuse.losses import GUIDANCE_MODES
+
+MODES = {mode: f"guidance_{mode}" for mode in GUIDANCE_MODES}
 if TRAIN:
     for mode, name in MODES.items():
         fit_and_test(name, [

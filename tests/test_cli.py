@@ -16,7 +16,7 @@ from stfuse.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
-TINY_NET = json.dumps({"preset": "small", "channels": 8, "num_blocks": 1, "heads": 2})
+TINY_NET = json.dumps({"preset": "tiny"})
 
 
 def _base_of(overlay: Path) -> Path:
@@ -119,7 +119,7 @@ def test_ablation_overlay_runs_fast_dev_run(overlay, source_ckpt, tmp_path):
     if base.name == "mfif.yaml":
         net = spec["model"]["init_args"]["net"]
         tiny = _mfif_tiny(tmp_path)
-        tiny[tiny.index("--model.init_args.net") + 1] = json.dumps({**json.loads(TINY_NET), **net, "preset": "small"})
+        tiny[tiny.index("--model.init_args.net") + 1] = json.dumps({**net, **json.loads(TINY_NET)})
     else:
         replay = spec.get("data", {}).get("init_args", {}).get("replay", "keep") is not None
         net = spec.get("model", {}).get("init_args", {}).get("net")

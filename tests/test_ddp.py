@@ -27,7 +27,7 @@ from data_modules.samplers import UnpaddedDistributedSampler, eval_sampler
 from stfuse.stages import IVIFTransferStage, MFIFStage
 from stfuse.utils.logging import PerImageMetricTable
 
-TINY_NET = {"preset": "small", "channels": 8, "num_blocks": 1, "heads": 2}
+TINY_NET = {"preset": "tiny"}
 VAL_SAMPLES = 3  # odd, so a padded sampler would count one sample twice on 2 ranks
 IVIF_METRICS = ["EN", "SF", "Qabf"]
 

@@ -12,7 +12,7 @@ from stfuse.inference.export import ExportError, export_network, load_exported
 from stfuse.models import STFuseNet
 from stfuse.models.checkpoint import save_network
 
-TINY = {"preset": "small", "channels": 8, "num_blocks": 1, "cem_depths": [1], "heads": 2, "head_channels": 4}
+TINY = {"preset": "tiny", "head_channels": 4}
 ODD_SIZES = [(1, 37, 53), (2, 91, 67)]
 
 

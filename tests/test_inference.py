@@ -23,7 +23,7 @@ from stfuse.inference.tiling import TileGrid, fuse_tiled, tile_starts
 from stfuse.models import STFuseNet
 from stfuse.models.checkpoint import CheckpointError, save_network
 
-TINY = {"preset": "small", "channels": 8, "num_blocks": 1, "cem_depths": [1], "heads": 2, "head_channels": 4}
+TINY = {"preset": "tiny", "head_channels": 4}
 
 
 def tiny_net(seed: int = 0) -> STFuseNet:

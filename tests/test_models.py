@@ -31,7 +31,7 @@ def _count(net: torch.nn.Module) -> int:
 
 
 def test_presets_are_registered_and_sized() -> None:
-    assert list_presets() == ["base", "compact", "small"]
+    assert list_presets() == ["base", "compact", "small", "tiny"]
     small, base = _count(STFuseNet("small")), _count(STFuseNet("base"))
     compact = STFuseNet("compact")
     assert 50_000 <= small <= 250_000

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_NET = json.dumps({"preset": "small", "channels": 8, "num_blocks": 1, "heads": 2})
+TINY_NET = json.dumps({"preset": "tiny"})
 STEPS_PER_EPOCH = 6
 EPOCHS = 3
 # A step checkpoint every 2 steps; the YAML's time-based one (5 minutes) never fires in these short runs.

@@ -12,7 +12,7 @@ from data_modules import IVIFDataModule, MFIFDataModule, TransferDataModule
 from stfuse.models.checkpoint import CheckpointError
 from stfuse.stages import IVIFTransferStage, MFIFStage
 
-TINY_NET = {"preset": "small", "channels": 8, "num_blocks": 1, "heads": 2}
+TINY_NET = {"preset": "tiny"}
 
 
 def _trainer(root: Path, steps: int = 2, **kwargs) -> pl.Trainer:

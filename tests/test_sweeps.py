@@ -36,7 +36,7 @@ from stfuse.utils.sweeps import (
 
 REPO = Path(__file__).resolve().parents[1]
 SPECS = sorted((REPO / "experiments" / "sweeps").glob("*.yaml"))
-TINY_NET = {"preset": "small", "channels": 8, "num_blocks": 1, "heads": 2}
+TINY_NET = {"preset": "tiny"}
 
 
 

@@ -30,7 +30,7 @@ from stfuse.utils.logging import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_NET = {"preset": "small", "channels": 8, "num_blocks": 1, "heads": 2}
+TINY_NET = {"preset": "tiny"}
 METRICS = ["EN", "SF", "Qabf"]
 TEST_PAIRS = 3
 

@@ -8,11 +8,12 @@ from stfuse.losses.functional import (
     ssim_distance,
 )
 from stfuse.losses.fusion import IVIFFusionLoss, MFIFLoss, SSIMLoss
-from stfuse.losses.guidance import GUIDANCE_MODES, GuidanceLoss
+from stfuse.losses.guidance import GUIDANCE_MODES, GuidanceLoss, GuidanceMode
 
 __all__ = [
     "GUIDANCE_MODES",
     "GuidanceLoss",
+    "GuidanceMode",
     "IVIFFusionLoss",
     "MFIFLoss",
     "SSIMLoss",

@@ -2,12 +2,63 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Literal
+
 import torch
 from torch import nn
 
 from stfuse.losses.functional import check_same_shape, gradient_magnitude, instance_norm, local_contrast_norm
 
-GUIDANCE_MODES = ("feature_in", "output_grad", "none")
+Features = Sequence[torch.Tensor]
+
+
+def _feature_in(
+    loss: GuidanceLoss, student_fused: torch.Tensor, teacher_fused: torch.Tensor, student: Features, teacher: Features
+) -> torch.Tensor:
+    """Σ_l mean|IN(φ_l^S) − IN(φ_l^T)| over the network's guidance features."""
+    if len(student) != len(teacher) or not student:
+        raise ValueError(
+            "student and teacher must give the same non-empty number of feature maps, got "
+            f"{len(student)} and {len(teacher)}"
+        )
+    total = student_fused.new_zeros(())
+    for index, (phi_s, phi_t) in enumerate(zip(student, teacher)):
+        if phi_s.shape != phi_t.shape:
+            raise ValueError(
+                f"feature map {index}: student {tuple(phi_s.shape)} and teacher {tuple(phi_t.shape)} differ "
+                "(student and teacher need the same cem_depths, channels and downsample)"
+            )
+        total = total + (instance_norm(phi_s, loss.eps) - instance_norm(phi_t.detach(), loss.eps)).abs().mean()
+    return total
+
+
+def _output_grad(
+    loss: GuidanceLoss, student_fused: torch.Tensor, teacher_fused: torch.Tensor, student: Features, teacher: Features
+) -> torch.Tensor:
+    """mean|N(|∇F_S|) − N(|∇F_T|)| with N a local contrast normalisation."""
+    check_same_shape(student_fused=student_fused, teacher_fused=teacher_fused)
+    s = local_contrast_norm(gradient_magnitude(student_fused), loss.lcn_window, eps=loss.lcn_eps)
+    t = local_contrast_norm(gradient_magnitude(teacher_fused.detach()), loss.lcn_window, eps=loss.lcn_eps)
+    return (s - t).abs().mean()
+
+
+def _none(
+    loss: GuidanceLoss, student_fused: torch.Tensor, teacher_fused: torch.Tensor, student: Features, teacher: Features
+) -> torch.Tensor:
+    """A zero that still back-propagates (plain fine-tuning)."""
+    return student_fused.new_zeros(()).requires_grad_(student_fused.requires_grad)
+
+
+#: The guidance modes: the one registry that adds a mode (a function of the loss, both fused images and both
+#: feature lists). The stage's ``guidance`` argument is typed from it, so ``--help`` lists the choices.
+GUIDANCE_FUNCTIONS: dict[str, Callable[..., torch.Tensor]] = {
+    "feature_in": _feature_in,
+    "output_grad": _output_grad,
+    "none": _none,
+}
+GUIDANCE_MODES: tuple[str, ...] = tuple(GUIDANCE_FUNCTIONS)
+GuidanceMode = Literal[GUIDANCE_MODES]  # type: ignore[valid-type]  # Literal["feature_in", "output_grad", "none"]
 
 
 class GuidanceLoss(nn.Module):
@@ -24,7 +75,7 @@ class GuidanceLoss(nn.Module):
     The teacher side is detached: it is a fixed target, whatever the caller's grad mode.
     """
 
-    def __init__(self, mode: str = "feature_in", eps: float = 1e-6, lcn_window: int = 7, lcn_eps: float = 1e-3) -> None:
+    def __init__(self, mode: GuidanceMode = "feature_in", eps: float = 1e-6, lcn_window: int = 7, lcn_eps: float = 1e-3) -> None:
         super().__init__()
         if mode not in GUIDANCE_MODES:
             raise ValueError(f"unknown guidance mode {mode!r}; expected one of {GUIDANCE_MODES}")
@@ -40,24 +91,4 @@ class GuidanceLoss(nn.Module):
         student_features: list[torch.Tensor] | tuple[torch.Tensor, ...],
         teacher_features: list[torch.Tensor] | tuple[torch.Tensor, ...],
     ) -> torch.Tensor:
-        if self.mode == "none":
-            return student_fused.new_zeros(()).requires_grad_(student_fused.requires_grad)
-        if self.mode == "output_grad":
-            check_same_shape(student_fused=student_fused, teacher_fused=teacher_fused)
-            student = local_contrast_norm(gradient_magnitude(student_fused), self.lcn_window, eps=self.lcn_eps)
-            teacher = local_contrast_norm(gradient_magnitude(teacher_fused.detach()), self.lcn_window, eps=self.lcn_eps)
-            return (student - teacher).abs().mean()
-        if len(student_features) != len(teacher_features) or not student_features:
-            raise ValueError(
-                "student and teacher must give the same non-empty number of feature maps, got "
-                f"{len(student_features)} and {len(teacher_features)}"
-            )
-        total = student_fused.new_zeros(())
-        for index, (phi_s, phi_t) in enumerate(zip(student_features, teacher_features)):
-            if phi_s.shape != phi_t.shape:
-                raise ValueError(
-                    f"feature map {index}: student {tuple(phi_s.shape)} and teacher {tuple(phi_t.shape)} differ "
-                    "(student and teacher need the same cem_depths, channels and downsample)"
-                )
-            total = total + (instance_norm(phi_s, self.eps) - instance_norm(phi_t.detach(), self.eps)).abs().mean()
-        return total
+        return GUIDANCE_FUNCTIONS[self.mode](self, student_fused, teacher_fused, student_features, teacher_features)

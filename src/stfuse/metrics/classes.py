@@ -12,11 +12,18 @@ from stfuse.metrics.base import FusionMetric
 from stfuse.metrics.fmi import FMI_FEATURES
 from stfuse.metrics.inputs import FusionBatch
 from stfuse.metrics.presets import MetricPreset
+from stfuse.metrics.registry import METRICS
 from stfuse.metrics.suite import DEFINITIONS
 
 
 class _DefinedMetric(FusionMetric):
-    """A metric whose values and preset check come from ``DEFINITIONS[name]``."""
+    """A metric whose values and preset check come from ``DEFINITIONS[name]``, and its flags from the registry."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        info = METRICS[cls.name]
+        cls.higher_is_better = info.higher_is_better
+        cls.needs_sources = info.needs_sources
 
     def _check_preset(self) -> None:
         check = DEFINITIONS[self.name].check
@@ -31,28 +38,24 @@ class ENMetric(_DefinedMetric):
     """Entropy of the fused image, in bits (all presets)."""
 
     name = "EN"
-    needs_sources = False
 
 
 class SDMetric(_DefinedMetric):
     """Population standard deviation of F on 0–255 (all presets; :func:`~stfuse.metrics.statistics.sd_values`)."""
 
     name = "SD"
-    needs_sources = False
 
 
 class SFMetric(_DefinedMetric):
     """Spatial frequency of F (preset conventions in :mod:`stfuse.metrics.gradient`)."""
 
     name = "SF"
-    needs_sources = False
 
 
 class AGMetric(_DefinedMetric):
     """Average gradient of F on 0–255 (preset conventions in :mod:`stfuse.metrics.gradient`)."""
 
     name = "AG"
-    needs_sources = False
 
 
 class MIMetric(_DefinedMetric):
@@ -103,7 +106,6 @@ class NabfMetric(_DefinedMetric):
     """Kumar's N^{AB/F} artefact measure; lower is better (:mod:`stfuse.metrics.edge`)."""
 
     name = "Nabf"
-    higher_is_better = False
 
 
 class SSIMMetric(_DefinedMetric):
@@ -122,7 +124,6 @@ class MSEMetric(_DefinedMetric):
     """½(MSE(A, F) + MSE(B, F)); 0–255 units except ``tang`` (0–1 units)."""
 
     name = "MSE"
-    higher_is_better = False
 
 
 class CCMetric(_DefinedMetric):

@@ -7,20 +7,52 @@ names without paying for those imports.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from stfuse.metrics.presets import MetricPreset, get_preset
 
-#: Every metric by its canonical name, in table order.
-METRIC_NAMES: tuple[str, ...] = (
-    "EN", "SD", "SF", "AG", "MI", "FMI_pixel", "FMI_gradient", "SCD", "VIF", "Qabf", "Nabf", "SSIM",
-    "MS_SSIM", "MSE", "CC", "PSNR",
-)  # fmt: skip
 
-#: Metrics for which a smaller value is better (for marking the best entry of a table).
-LOWER_IS_BETTER: frozenset[str] = frozenset({"MSE", "Nabf"})
+@dataclass(frozen=True)
+class MetricInfo:
+    """What every layer needs to know about a metric without computing it."""
+
+    name: str
+    #: False where a smaller value is better (marks the best entry of a table, sets torchmetrics' flag)
+    higher_is_better: bool = True
+    #: False for metrics of the fused image alone
+    needs_sources: bool = True
+
+
+#: Every metric by its canonical name, in table order: the one list that adds a metric.
+METRICS: dict[str, MetricInfo] = {
+    info.name: info
+    for info in (
+        MetricInfo("EN", needs_sources=False),
+        MetricInfo("SD", needs_sources=False),
+        MetricInfo("SF", needs_sources=False),
+        MetricInfo("AG", needs_sources=False),
+        MetricInfo("MI"),
+        MetricInfo("FMI_pixel"),
+        MetricInfo("FMI_gradient"),
+        MetricInfo("SCD"),
+        MetricInfo("VIF"),
+        MetricInfo("Qabf"),
+        MetricInfo("Nabf", higher_is_better=False),
+        MetricInfo("SSIM"),
+        MetricInfo("MS_SSIM"),
+        MetricInfo("MSE", higher_is_better=False),
+        MetricInfo("CC"),
+        MetricInfo("PSNR"),
+    )
+}
+
+METRIC_NAMES: tuple[str, ...] = tuple(METRICS)
+
+#: Metrics for which a smaller value is better, from each metric's ``higher_is_better``.
+LOWER_IS_BETTER: frozenset[str] = frozenset(name for name, info in METRICS.items() if not info.higher_is_better)
 
 #: Metrics of the fused image alone; every other one compares it with the sources.
-NO_REFERENCE: frozenset[str] = frozenset({"EN", "SD", "SF", "AG"})
+NO_REFERENCE: frozenset[str] = frozenset(name for name, info in METRICS.items() if not info.needs_sources)
 
 _ALIASES = {"FMI": "FMI_pixel", "MS-SSIM": "MS_SSIM", "MSSSIM": "MS_SSIM", "VIFF": "VIF", "QABF": "Qabf"}
 _BY_LOWER = {name.lower(): name for name in METRIC_NAMES} | {k.lower(): v for k, v in _ALIASES.items()}

@@ -24,7 +24,7 @@ from stfuse.metrics.gradient import ag_values, sf_values
 from stfuse.metrics.information import en_values, mi_values
 from stfuse.metrics.inputs import FusionBatch, prepare_batch
 from stfuse.metrics.presets import MetricPreset, get_preset
-from stfuse.metrics.registry import LOWER_IS_BETTER, NO_REFERENCE, resolve_metric_names
+from stfuse.metrics.registry import METRICS, resolve_metric_names
 from stfuse.metrics.ssim import check_ms_ssim, check_ssim, ms_ssim_values, ssim_values
 from stfuse.metrics.statistics import cc_values, scd_values, sd_values
 from stfuse.metrics.vif import vif_values
@@ -41,11 +41,11 @@ class MetricDefinition:
 
     @property
     def needs_sources(self) -> bool:
-        return self.name not in NO_REFERENCE
+        return METRICS[self.name].needs_sources
 
     @property
     def higher_is_better(self) -> bool:
-        return self.name not in LOWER_IS_BETTER
+        return METRICS[self.name].higher_is_better
 
 
 #: Every metric by its canonical name, in table order (:data:`stfuse.metrics.registry.METRIC_NAMES`).

@@ -6,11 +6,12 @@ import inspect
 from typing import Any
 
 from stfuse.models.cem import CEM_MODES, ChannelAttention, CrossFeatureEnhancement
-from stfuse.models.net import OUTPUT_MODES, PRESETS, STFuseNet
+from stfuse.models.net import DEFAULT_PRESET, OUTPUT_MODES, PRESETS, STFuseNet
 
 __all__ = [
     "CEM_MODES",
     "OUTPUT_MODES",
+    "DEFAULT_PRESET",
     "PRESETS",
     "ChannelAttention",
     "CrossFeatureEnhancement",

@@ -58,7 +58,21 @@ PRESETS: dict[str, dict[str, Any]] = {
         "block": "residual",
         "average_prior": True,
     },
+    # A few thousand parameters: seconds per step on one CPU core, for tests, notebooks and smoke runs.
+    "tiny": {
+        "channels": 8,
+        "num_blocks": 1,
+        "cem_depths": [1],
+        "heads": 2,
+        "downsample": 4,
+        "head_channels": 8,
+        "block": "residual",
+        "average_prior": True,
+    },
 }
+
+#: the preset a stage builds when its config names none
+DEFAULT_PRESET = "base"
 
 
 class BranchEncoder(nn.Module):
@@ -104,7 +118,8 @@ class STFuseNet(nn.Module):
     """The STFuse fusion network; a plain nn.Module whose kwargs are all JSON types.
 
     Args:
-        preset: ``"compact"``, ``"small"`` or ``"base"``; fills every argument left as None.
+        preset: a name of :data:`PRESETS` (``"compact"``, ``"small"``, ``"base"``, ``"tiny"``); fills every
+            argument left as None.
         channels: feature width C of both branches (divisible by ``heads``).
         num_blocks: conv blocks per encoder branch (the decoder gets ``max(1, num_blocks // 2)``).
         shared_encoder: one encoder for both sources (source stage) or two separate ones.
@@ -129,7 +144,7 @@ class STFuseNet(nn.Module):
 
     def __init__(
         self,
-        preset: str = "base",
+        preset: str = DEFAULT_PRESET,
         channels: int | None = None,
         num_blocks: int | None = None,
         shared_encoder: bool = True,

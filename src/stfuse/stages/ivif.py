@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from data_modules.io import merge_y_cbcr
-from stfuse.losses import GuidanceLoss, IVIFFusionLoss, MFIFLoss
-from stfuse.models import build_network
+from stfuse.losses import GUIDANCE_MODES, GuidanceLoss, GuidanceMode, IVIFFusionLoss, MFIFLoss
+from stfuse.models import DEFAULT_PRESET, build_network
 from stfuse.models.checkpoint import load_network
 from stfuse.stages.base import FusionStageBase
 
@@ -58,7 +58,8 @@ class IVIFTransferStage(FusionStageBase):
             (the ``no_transfer`` ablation; it then needs ``guidance="none"`` and no replay).
         net: architecture overrides for the student (e.g. ``{"shared_encoder": false}``); by default
             the student copies the teacher's architecture.
-        guidance: L_g mode, ``feature_in`` (default), ``output_grad`` or ``none``.
+        guidance: L_g mode, one of ``stfuse.losses.GUIDANCE_MODES`` (``feature_in`` by default; ``none`` is
+            plain fine-tuning).
         lambda_*: loss weights of L = λ_int·L_int + λ_grad·L_grad + λ_ssim·L_ssim + λ_g·L_g + λ_s·L_src.
         lambda_g_schedule: ``constant`` keeps λ_g; ``linear`` and ``cosine`` decay it from λ_g to 0 over the
             run's optimizer steps, so the student holds the teacher's structure early and follows the IVIF
@@ -75,7 +76,7 @@ class IVIFTransferStage(FusionStageBase):
         source_ckpt: str | None = None,
         transfer: bool = True,
         net: dict[str, Any] | None = None,
-        guidance: str = "feature_in",
+        guidance: GuidanceMode = "feature_in",
         lambda_int: float = 1.0,
         lambda_grad: float = 1.0,
         lambda_ssim: float = 1.0,
@@ -93,8 +94,8 @@ class IVIFTransferStage(FusionStageBase):
         channels_last: bool = False,
         grid_images: int = 4,
     ) -> None:
-        if guidance not in {"feature_in", "output_grad", "none"}:
-            raise ValueError(f"guidance must be 'feature_in', 'output_grad' or 'none', got {guidance!r}")
+        if guidance not in GUIDANCE_MODES:
+            raise ValueError(f"guidance must be one of {GUIDANCE_MODES}, got {guidance!r}")
         if lambda_g_schedule not in LAMBDA_G_SCHEDULES:
             raise ValueError(f"lambda_g_schedule must be one of {LAMBDA_G_SCHEDULES}, got {lambda_g_schedule!r}")
         if not transfer and guidance != "none":
@@ -121,7 +122,7 @@ class IVIFTransferStage(FusionStageBase):
         if teacher is not None and (self.hparams.transfer or self.hparams.guidance != "none"):
             config = {**teacher.config, **self._net_overrides}
         else:
-            config = dict(self._net_overrides or {"preset": "base"})
+            config = dict(self._net_overrides or {"preset": DEFAULT_PRESET})
         self.net = build_network(config)
         if self.hparams.transfer:
             _init_student_from(self.net, teacher)

@@ -9,7 +9,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
 from stfuse.losses import MFIFLoss
-from stfuse.models import build_network
+from stfuse.models import DEFAULT_PRESET, build_network
 from stfuse.stages.base import FusionStageBase
 
 #: no-reference metrics logged on real multi-focus pairs (Lytro), which have no ground truth.
@@ -42,7 +42,7 @@ class MFIFStage(FusionStageBase):
         channels_last: bool = False,
         grid_images: int = 4,
     ) -> None:
-        self._net_kwargs = dict(net or {"preset": "base"})
+        self._net_kwargs = dict(net or {"preset": DEFAULT_PRESET})
         self._real_val_metrics = list(real_val_metrics or NO_REFERENCE_METRICS)
         super().__init__(lr, weight_decay, warmup_steps, min_lr_ratio, channels_last, grid_images)
 
