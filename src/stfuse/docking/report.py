@@ -168,12 +168,12 @@ def detection_grid(
             img = panels[name][stem]
             h, w = img.shape[:2]
             ax.imshow(img[:, :, 0] if img.shape[2] == 1 else img, cmap="gray", vmin=0, vmax=1)
-            for box in (ground_truth[stem].xyxy * np.array([w, h, w, h])).tolist():
+            for box in (np.asarray(ground_truth[stem].xyxy) * np.array([w, h, w, h])).tolist():
                 ax.add_patch(Rectangle((box[0], box[1]), box[2] - box[0], box[3] - box[1], fill=False,
                                        edgecolor="white", linestyle="--", linewidth=0.8))
             xyxy, scores, labels = detections[name][stem]
             keep = scores >= score_threshold
-            for box, score, cls in zip((xyxy[keep] * np.array([w, h, w, h])).tolist(), scores[keep].tolist(), labels[keep].tolist()):
+            for box, score, cls in zip((np.asarray(xyxy[keep]) * np.array([w, h, w, h])).tolist(), scores[keep].tolist(), labels[keep].tolist()):
                 colour = colours[int(cls) % len(colours)]
                 ax.add_patch(Rectangle((box[0], box[1]), box[2] - box[0], box[3] - box[1], fill=False,
                                        edgecolor=colour, linewidth=1.2))
