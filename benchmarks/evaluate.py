@@ -49,6 +49,7 @@ from stfuse.evaluation.io import read_gray_255  # noqa: E402
 from stfuse.evaluation.runtime import keep_freed_memory  # noqa: E402
 from stfuse.metrics import MetricSuite  # noqa: E402
 from stfuse.metrics.numpy_reference import REFERENCE_FUNCTIONS  # noqa: E402
+from stfuse.runtime import find_data_root  # noqa: E402
 
 CDDFUSE_METRICS = ["EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM", "MSE", "CC", "PSNR"]
 #: The issue's goals on 2 cores, in seconds and as a ratio to the NumPy baseline.
@@ -131,7 +132,7 @@ def time_numpy(triplets: list, repeats: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-root", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--data-root", type=Path, default=find_data_root())
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of the end-to-end command and the loop")
     parser.add_argument("--numpy-repeats", type=int, default=1, help="timed runs of the NumPy baseline (~30 s each)")
     parser.add_argument("--workers", type=int, default=None, help="metric-loop threads (default: as stfuse evaluate)")
