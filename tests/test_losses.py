@@ -252,3 +252,26 @@ def test_guidance_works_on_network_features() -> None:
         assert torch.isfinite(value) and value.ndim == 0
     GuidanceLoss("feature_in")(fused, teacher_fused, features, teacher_features).backward()
     assert all(p.grad is not None for p in student.cem_parameters())
+
+
+def test_transfer_objective_weighs_all_five_terms() -> None:
+    from stfuse.losses import TransferObjective
+
+    torch.manual_seed(0)
+    ir, vi, fused = (torch.rand(2, 1, 24, 24) for _ in range(3))
+    teacher_fused = torch.rand(2, 1, 24, 24)
+    a, b, gt, replay_fused = (torch.rand(2, 1, 24, 24) for _ in range(4))
+    weights = {"lambda_int": 2.0, "lambda_grad": 3.0, "lambda_ssim": 0.5, "lambda_g": 0.25, "lambda_src": 0.75}
+    objective = TransferObjective(**weights, guidance="output_grad")
+    terms = objective(fused, ir, vi, teacher_fused=teacher_fused, replay_fused=replay_fused, replay_target=gt)
+    fusion = IVIFFusionLoss(lambda_int=2.0, lambda_grad=3.0, lambda_ssim=0.5)(fused, ir, vi)
+    replay = MFIFLoss()(replay_fused, gt)["total"]
+    guidance = GuidanceLoss("output_grad")(fused, teacher_fused, [], [])
+    assert torch.allclose(terms["g"], guidance) and torch.allclose(terms["src"], replay)
+    assert torch.allclose(terms["total"], fusion["total"] + 0.25 * guidance + 0.75 * replay)
+    # λ_g per call (a schedule), and terms left out without a teacher or a replay batch
+    assert torch.allclose(objective(fused, ir, vi, teacher_fused=teacher_fused, lambda_g=0.0)["total"], fusion["total"])
+    plain = objective(fused, ir, vi)
+    assert set(plain) == {"int", "grad", "ssim", "total"} and torch.allclose(plain["total"], fusion["total"])
+    no_src = TransferObjective(lambda_src=0.0)(fused, ir, vi, replay_fused=replay_fused, replay_target=gt)
+    assert "src" not in no_src

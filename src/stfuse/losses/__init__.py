@@ -9,6 +9,7 @@ from stfuse.losses.functional import (
 )
 from stfuse.losses.fusion import IVIFFusionLoss, MFIFLoss, SSIMLoss
 from stfuse.losses.guidance import GUIDANCE_MODES, GuidanceLoss, GuidanceMode
+from stfuse.losses.transfer import TransferObjective
 
 __all__ = [
     "GUIDANCE_MODES",
@@ -17,6 +18,7 @@ __all__ = [
     "IVIFFusionLoss",
     "MFIFLoss",
     "SSIMLoss",
+    "TransferObjective",
     "gradient_magnitude",
     "instance_norm",
     "local_contrast_norm",

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from data_modules.io import merge_y_cbcr
-from stfuse.losses import GUIDANCE_MODES, GuidanceLoss, GuidanceMode, IVIFFusionLoss, MFIFLoss
+from stfuse.losses import GUIDANCE_MODES, GuidanceMode, TransferObjective
 from stfuse.models import DEFAULT_PRESET, build_network
 from stfuse.models.checkpoint import load_network
 from stfuse.stages.base import FusionStageBase
@@ -60,7 +60,8 @@ class IVIFTransferStage(FusionStageBase):
             the student copies the teacher's architecture.
         guidance: L_g mode, one of ``stfuse.losses.GUIDANCE_MODES`` (``feature_in`` by default; ``none`` is
             plain fine-tuning).
-        lambda_*: loss weights of L = λ_int·L_int + λ_grad·L_grad + λ_ssim·L_ssim + λ_g·L_g + λ_s·L_src.
+        lambda_*: loss weights of L = λ_int·L_int + λ_grad·L_grad + λ_ssim·L_ssim + λ_g·L_g + λ_s·L_src
+            (:class:`stfuse.losses.TransferObjective` holds them all).
         lambda_g_schedule: ``constant`` keeps λ_g; ``linear`` and ``cosine`` decay it from λ_g to 0 over the
             run's optimizer steps, so the student holds the teacher's structure early and follows the IVIF
             objective by the end.
@@ -134,9 +135,16 @@ class IVIFTransferStage(FusionStageBase):
 
     def configure_losses(self) -> None:
         hp = self.hparams
-        self.fusion_loss = IVIFFusionLoss(lambda_int=hp.lambda_int, lambda_grad=hp.lambda_grad, lambda_ssim=hp.lambda_ssim)
-        self.guidance_loss = GuidanceLoss(mode=hp.guidance)
-        self.replay_loss = MFIFLoss(alpha=hp.alpha, beta=hp.beta)
+        self.objective = TransferObjective(
+            lambda_int=hp.lambda_int,
+            lambda_grad=hp.lambda_grad,
+            lambda_ssim=hp.lambda_ssim,
+            lambda_g=hp.lambda_g,
+            lambda_src=hp.lambda_src,
+            guidance=hp.guidance,
+            alpha=hp.alpha,
+            beta=hp.beta,
+        )
 
     def configure_metrics(self) -> None:
         from stfuse.metrics import FusionMetrics
@@ -171,23 +179,19 @@ class IVIFTransferStage(FusionStageBase):
         ir, vi = ivif["ir"], ivif["vi"]  # N×1×H×W each
         n = ir.shape[0]
         fused, features = self.net(ir, vi, return_features=True)
-        terms = self.fusion_loss(fused, ir, vi)
-        total = terms["total"]
         lambda_g = self.current_lambda_g()
+        teacher: dict[str, Any] = {}
         if self.teacher is not None and lambda_g > 0:
             with torch.no_grad():
-                teacher_fused, teacher_features = self.teacher(ir, vi, return_features=True)
-            loss_g = self.guidance_loss(fused, teacher_fused, features, teacher_features)
-            terms["g"] = loss_g
-            total = total + lambda_g * loss_g
-            if self.hparams.lambda_g_schedule != "constant":
-                self.log("train/lambda_g", lambda_g, batch_size=n)
+                teacher["teacher_fused"], teacher["teacher_features"] = self.teacher(ir, vi, return_features=True)
+        replay: dict[str, Any] = {}
         mfif = batch.get("mfif") if "ivif" in batch else None
-        if mfif is not None and self.hparams.lambda_src > 0:
-            replay = self.replay_loss(self.net(mfif["a"], mfif["b"]), mfif["gt"])
-            terms["src"] = replay["total"]
-            total = total + self.hparams.lambda_src * replay["total"]
-        terms["total"] = total
+        if mfif is not None and self.objective.lambda_src > 0:
+            replay = {"replay_fused": self.net(mfif["a"], mfif["b"]), "replay_target": mfif["gt"]}
+        terms = self.objective(fused, ir, vi, features=features, lambda_g=lambda_g, **teacher, **replay)
+        total = terms["total"]
+        if "g" in terms and self.hparams.lambda_g_schedule != "constant":
+            self.log("train/lambda_g", lambda_g, batch_size=n)
         self._log_terms("train", {k: v for k, v in terms.items() if k != "total"}, batch_size=n)
         self.log("train/loss", total.detach(), batch_size=n, prog_bar=True)
         return total
@@ -195,7 +199,7 @@ class IVIFTransferStage(FusionStageBase):
     def _evaluate(self, batch: dict[str, Any], split: str) -> torch.Tensor:
         ir, vi = batch["ir"], batch["vi"]
         fused = self.net(ir, vi).clamp(0, 1)
-        terms = self.fusion_loss(fused, ir, vi)
+        terms = self.objective.fusion(fused, ir, vi)
         n = ir.shape[0]
         self.log_eval_loss(split, terms["total"], n)
         metrics = self.val_metrics if split == "val" else self.test_metrics

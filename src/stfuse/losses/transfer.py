@@ -1,0 +1,71 @@
+"""The whole transfer objective L = λ_int·L_int + λ_grad·L_grad + λ_ssim·L_ssim + λ_g·L_g + λ_src·L_src.
+
+All five weights live here; the IVIF stage only runs the student, the frozen teacher and the replayed source
+batch, passes their outputs in and logs the terms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from stfuse.losses.fusion import IVIFFusionLoss, MFIFLoss
+from stfuse.losses.guidance import GuidanceLoss, GuidanceMode
+
+
+class TransferObjective(nn.Module):
+    """IVIF fusion terms, the guidance term L_g against the MFIF teacher and the replayed MFIF loss L_src.
+
+    ``forward`` returns the unweighted terms ``int``, ``grad``, ``ssim`` (always), ``g`` (when the teacher's
+    outputs are given and λ_g > 0), ``src`` (when a replay batch is given and λ_src > 0) and the weighted
+    ``total``. λ_g can be overridden per call, for a schedule that changes it over the run.
+    """
+
+    def __init__(
+        self,
+        lambda_int: float = 1.0,
+        lambda_grad: float = 1.0,
+        lambda_ssim: float = 1.0,
+        lambda_g: float = 1.0,
+        lambda_src: float = 0.5,
+        guidance: GuidanceMode = "feature_in",
+        alpha: float = 1.0,
+        beta: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.fusion = IVIFFusionLoss(lambda_int=lambda_int, lambda_grad=lambda_grad, lambda_ssim=lambda_ssim)
+        self.guidance = GuidanceLoss(mode=guidance)
+        self.replay = MFIFLoss(alpha=alpha, beta=beta)
+        self.lambda_g = float(lambda_g)
+        self.lambda_src = float(lambda_src)
+
+    def forward(
+        self,
+        fused: torch.Tensor,
+        ir: torch.Tensor,
+        vi: torch.Tensor,
+        *,
+        features: Sequence[torch.Tensor] = (),
+        teacher_fused: torch.Tensor | None = None,
+        teacher_features: Sequence[torch.Tensor] = (),
+        replay_fused: torch.Tensor | None = None,
+        replay_target: torch.Tensor | None = None,
+        lambda_g: float | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """fused, ir, vi: N×1×H×W; replay_fused/replay_target: the student on a source-task batch and its truth."""
+        terms = self.fusion(fused, ir, vi)
+        total = terms["total"]
+        lambda_g = self.lambda_g if lambda_g is None else float(lambda_g)
+        if teacher_fused is not None and lambda_g > 0:
+            terms["g"] = self.guidance(fused, teacher_fused, features, teacher_features)
+            total = total + lambda_g * terms["g"]
+        if replay_fused is not None and replay_target is not None and self.lambda_src > 0:
+            terms["src"] = self.replay(replay_fused, replay_target)["total"]
+            total = total + self.lambda_src * terms["src"]
+        terms["total"] = total
+        return terms
+
+
+__all__ = ["TransferObjective"]
