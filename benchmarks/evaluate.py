@@ -9,7 +9,7 @@ Three timings, each the median of ``--repeats`` runs (the NumPy baseline: ``--nu
 * ``metric_loop``: the 12 metrics alone over the 25 pre-loaded triplets, the way ``stfuse evaluate``
   runs them (one :class:`~stfuse.metrics.MetricSuite`, pairs scored side by side on ``--workers``
   threads, default: torch's thread count, i.e. the cores);
-* ``numpy_baseline``: ``stfuse.metrics.numpy_reference``, the straightforward per-image NumPy/SciPy
+* ``numpy_baseline``: ``benchmarks/numpy_reference.py``, the straightforward per-image NumPy/SciPy
   code of the same definitions (direct ``convolve2d`` for VIF as CDDFuse's Evaluator), one image and
   one metric at a time, on the same pre-loaded images.
 
@@ -44,11 +44,12 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+from numpy_reference import REFERENCE_FUNCTIONS  # noqa: E402
+
 from stfuse.evaluation.evaluator import default_workers, map_in_threads  # noqa: E402
 from stfuse.evaluation.io import read_gray_255  # noqa: E402
 from stfuse.evaluation.runtime import keep_freed_memory  # noqa: E402
 from stfuse.metrics import MetricSuite  # noqa: E402
-from stfuse.metrics.numpy_reference import REFERENCE_FUNCTIONS  # noqa: E402
 from stfuse.runtime import find_data_root  # noqa: E402
 
 CDDFUSE_METRICS = ["EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM", "MSE", "CC", "PSNR"]

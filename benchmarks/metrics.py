@@ -6,7 +6,7 @@ Three contenders, each over all 25 pairs in one process, images pre-loaded:
   inputs), and ``collection_cpu``: the same metrics in one ``FusionMetrics`` (inputs converted once and
   intermediates shared), as the Lightning stages run them, on one thread (``stfuse evaluate`` runs the
   same value functions through ``MetricSuite``, pairs side by side: ``benchmarks/evaluate.py``);
-* ``numpy``: ``stfuse.metrics.numpy_reference`` — straightforward per-image NumPy/SciPy code written from
+* ``numpy``: ``benchmarks/numpy_reference.py`` — straightforward per-image NumPy/SciPy code written from
   the same definitions (direct ``scipy.signal.convolve2d`` for VIF, as the reference evaluator does);
 * ``torch_cuda``: the same classes on the GPU, when one is present.
 
@@ -37,10 +37,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+from numpy_reference import REFERENCE_FUNCTIONS, fmi_vectorised  # noqa: E402
+
 from stfuse.evaluation.io import read_gray_255  # noqa: E402
 from stfuse.evaluation.runtime import keep_freed_memory  # noqa: E402
 from stfuse.metrics import FusionMetrics, build_metric  # noqa: E402
-from stfuse.metrics.numpy_reference import REFERENCE_FUNCTIONS, fmi_vectorised  # noqa: E402
 from stfuse.runtime import find_data_root  # noqa: E402
 
 CDDFUSE_METRICS = ["EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM", "MSE", "CC", "PSNR"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,9 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# benchmarks/numpy_reference.py, the independent NumPy oracle of the metrics, is a test and benchmark aid,
+# not part of the package: the tests import it from its folder.
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 
 
 def find_data_root() -> Path | None:

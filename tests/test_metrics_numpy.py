@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from numpy_reference import REFERENCE_FUNCTIONS, fmi, fmi_vectorised, nabf
 
 from stfuse.evaluation import read_gray_255
 from stfuse.metrics import METRICS, build_metric
-from stfuse.metrics.numpy_reference import REFERENCE_FUNCTIONS, fmi, fmi_vectorised, nabf
 
 
 def _value(name: str, f: np.ndarray, a: np.ndarray, b: np.ndarray, preset: str = "cddfuse") -> float:

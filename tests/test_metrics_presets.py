@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from numpy_reference import nabf as nabf_numpy
 from scipy.signal import convolve2d
 
 from stfuse.evaluation import read_gray_255
 from stfuse.metrics import FusionMetrics, build_metric, resolve_metric_names
-from stfuse.metrics.numpy_reference import nabf as nabf_numpy
 
 
 def _value(name: str, preset: str, f: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:

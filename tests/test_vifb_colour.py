@@ -1,6 +1,6 @@
 """The ``vifb`` preset scores colour and grey fused images the way VIFB's MATLAB code does
 (docs/metrics.md, "VIFB's colour and grey conventions"): hand-computed values, a NumPy transcription of
-the convention built on the independent oracle in ``stfuse.metrics.numpy_reference``, and the
+the convention built on the independent oracle in ``benchmarks/numpy_reference.py``, and the
 ``stfuse evaluate`` read path."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import numpy_reference as nr
 import pytest
 import torch
 from scipy.signal import convolve2d
@@ -18,7 +19,6 @@ from stfuse.evaluation import find_pairs, read_gray_255
 from stfuse.evaluation.evaluator import evaluate_pairs
 from stfuse.evaluation.vifb_io import grey_of_stored, read_as_stored
 from stfuse.metrics import FusionMetrics, build_metric, prepare_batch
-from stfuse.metrics import numpy_reference as nr
 from stfuse.metrics.vifb import matlab_rgb2gray
 
 VIFB_METRICS = ["EN", "SD", "SF", "AG", "MI", "SSIM", "PSNR", "Qabf"]
