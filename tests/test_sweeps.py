@@ -2,7 +2,7 @@
 
 The command is built the way wandb 0.31's agent builds it (``${env}``, ``${interpreter}``,
 ``${args_json_file}``, ...) and executed offline with ``--trainer.fast_dev_run 1`` on tiny embedded
-data. The runs go through the command's own entry point (``python -m stfuse.utils.sweeps run``), called
+data. The runs go through the command's own entry point (``python -m stfuse sweep run``), called
 in-process to spare the interpreter start-up; one spec is also run as a real subprocess.
 """
 
@@ -21,6 +21,7 @@ import pytorch_lightning as pl
 import yaml
 
 from data_modules import MFIFDataModule
+from stfuse.cli import main as stfuse_main
 from stfuse.stages import MFIFStage
 from stfuse.utils import sweeps
 from stfuse.utils.sweeps import (
@@ -171,13 +172,13 @@ def test_sampled_configuration_runs_through_the_agent_command(path, tiny_source_
     params = sample_parameters(spec, 3)
     command = agent_command(spec, params, run_id="run3", sweep_id="sweep3", base_dir=tmp_path)
     assert command[:3] == ["/usr/bin/env", "python", "-m"], command
-    assert command[3] == "stfuse.utils.sweeps" and command[4] == "run"
+    assert command[3:6] == ["stfuse", "sweep", "run"], command
     monkeypatch.chdir(REPO)  # the agent runs from the checkout; the spec's config paths are relative to it
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SWEEP_ID", "sweep3")
     monkeypatch.setenv("WANDB_RUN_ID", "run3")
     monkeypatch.setenv(sweeps.SWEEP_ROOT_ENV, str(tmp_path / "runs"))
-    cli = sweeps.run_sweep_command(command[5:] + _tiny_overrides(spec, params, tiny_source_ckpt))
+    cli = stfuse_main(command[4:] + _tiny_overrides(spec, params, tiny_source_ckpt))
     assert Path(cli.trainer.default_root_dir) == tmp_path / "runs" / "sweep3" / "run3"
     assert cli.trainer.state.finished, "fast_dev_run did not finish"
     hparams = cli.model.hparams
@@ -242,7 +243,7 @@ def test_sample_prints_the_command_with_extra_arguments(capsys):
     assert sweeps.main(["sample", str(spec_path), "--seed", "5", "--", "--trainer.fast_dev_run", "1"]) == 0
     out = capsys.readouterr().out
     command = out.strip().splitlines()[-1].split()
-    assert command[:5] == ["/usr/bin/env", "python", "-m", "stfuse.utils.sweeps", "run"]
+    assert command[:6] == ["/usr/bin/env", "python", "-m", "stfuse", "sweep", "run"]
     assert command[-2:] == ["--trainer.fast_dev_run", "1"]
     params = json.loads(out[: out.rindex("}") + 1])
     json_file = Path(command[command.index("--trainer.fast_dev_run") - 1])

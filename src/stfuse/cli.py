@@ -188,6 +188,10 @@ def _dispatch(argv: list[str], from_shell: bool) -> object:
         print(f"stfuse {version()}")
         return 0
     command = argv[0]
+    if command == "sweep" and argv[1:2] == ["run"]:  # what a sweep agent runs: fit/... in a per-run folder
+        from stfuse.utils.sweeps import sweep_run_args
+
+        return _dispatch(sweep_run_args(argv[2:]), from_shell)
     if command in TOOL_COMMANDS:
         import importlib
 

@@ -8,7 +8,7 @@ Commands::
 
     python -m stfuse.utils.sweeps create experiments/sweeps/ivif_loss_weights.yaml   # make sweep SWEEP=...
     python -m stfuse.utils.sweeps sample experiments/sweeps/guidance_modes.yaml [--run] [-- EXTRA ARGS]
-    python -m stfuse.utils.sweeps run fit --config ...                                # what the agent runs
+    python -m stfuse sweep run fit --config ...                                        # what the agent runs
 
 ``sample`` draws one configuration locally (no W&B server) and prints, or runs, exactly the command an
 agent would run, which is how the tests check every spec. ``run`` is the sweep's entry point: it gives
@@ -306,13 +306,6 @@ def sweep_run_args(argv: Sequence[str], environ: dict[str, str] | None = None) -
     return [*args, "--trainer.default_root_dir", str(root)]
 
 
-def run_sweep_command(argv: Sequence[str]) -> Any:
-    """Run ``argv`` (``fit --config ...``) through the stfuse CLI in the sweep run's folder; returns the CLI."""
-    from stfuse.cli import main as stfuse_main
-
-    return stfuse_main(sweep_run_args(argv))
-
-
 # ---- command line ---------------------------------------------------------------------------------
 def _cmd_create(spec_path: str, project: str | None, entity: str | None) -> int:
     import wandb
@@ -348,8 +341,9 @@ def _cmd_sample(spec_path: str, seed: int | None, run: bool, extra: list[str]) -
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "run":
-        run_sweep_command(argv[1:])
-        return 0
+        # `stfuse sweep run` (the CLI) runs the command; specs created before it was a sub-command still
+        # start this module, which hands over to it without importing the CLI here.
+        os.execv(sys.executable, [sys.executable, "-m", "stfuse", "sweep", *argv])
     parser = argparse.ArgumentParser(prog="python -m stfuse.utils.sweeps", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     create = sub.add_parser("create", help="validate a spec and create the sweep on the W&B server")
@@ -362,7 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sample.add_argument("spec")
     sample.add_argument("--seed", type=int, default=None)
     sample.add_argument("--run", action="store_true", help="run it (WANDB_MODE defaults to offline)")
-    sub.add_parser("run", help="the sweep's entry point: run ARGS through the LightningCLI in a per-run folder")
+    sub.add_parser("run", help="the sweep's entry point (stfuse sweep run): ARGS through the LightningCLI in a per-run folder")
     # Everything after "--" is appended to the sampled command verbatim (argparse would parse it).
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
     args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
