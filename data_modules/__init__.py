@@ -47,9 +47,9 @@ _EXPORTS: dict[str, str] = {
     # data modules
     "IVIFDataModule": "ivif",
     "MFIFDataModule": "mfif",
-    "MultiFocusSynthesizer": "mfif",
-    "SyntheticMultiFocusDataset": "mfif",
-    "MultiFocusPairFolder": "mfif",
+    "MultiFocusSynthesizer": "focus",
+    "SyntheticMultiFocusDataset": "mfif_datasets",
+    "MultiFocusPairFolder": "mfif_datasets",
     "TransferDataModule": "transfer",
     # embedded default data
     "make_ivif_pair": "synthetic",
