@@ -99,3 +99,15 @@ def test_stem_index_and_pairing(tmp_path: Path) -> None:
 def test_luma_weights_are_bt601() -> None:
     rgb = np.array([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]], np.float32)
     assert np.allclose(luma_array(rgb)[0], LUMA_WEIGHTS)
+
+
+def test_a_metric_without_its_own_class_gets_one_from_its_definition() -> None:
+    import torch
+
+    torch.manual_seed(0)
+    fused, ir, vi = (torch.rand(2, 1, 32, 32) for _ in range(3))
+    built, named = classes.defined_metric_class("CC")(), classes.CCMetric()
+    built.update(fused, ir, vi)
+    named.update(fused, ir, vi)
+    assert torch.equal(built.compute(), named.compute())
+    assert classes.defined_metric_class("MSE").higher_is_better is False

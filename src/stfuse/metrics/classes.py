@@ -136,3 +136,9 @@ class PSNRMetric(_DefinedMetric):
     """PSNR of F against both sources, with the preset's peak and MSE form (:mod:`stfuse.metrics.error`)."""
 
     name = "PSNR"
+
+
+def defined_metric_class(name: str) -> type[FusionMetric]:
+    """A metric class for a registered definition that has no class of its own (the class adds nothing)."""
+    return type(f"{name}Metric", (_DefinedMetric,), {"name": name, "__module__": __name__})
+

@@ -30,14 +30,14 @@ from stfuse.metrics.classes import (
     SFMetric,
     SSIMMetric,
     VIFMetric,
+    defined_metric_class,
 )
 from stfuse.metrics.inputs import FusionBatch, prepare_batch
 from stfuse.metrics.presets import MetricPreset, get_preset
-from stfuse.metrics.registry import canonical_metric_name, resolve_metric_names
+from stfuse.metrics.registry import METRIC_NAMES, canonical_metric_name, resolve_metric_names
 from stfuse.metrics.vifb import prepare_vifb_batch
 
-#: Every metric class (or factory) by its canonical name, in table order.
-METRICS: dict[str, Callable[..., FusionMetric]] = {
+_CLASSES: dict[str, Callable[..., FusionMetric]] = {
     "EN": ENMetric,
     "SD": SDMetric,
     "SF": SFMetric,
@@ -54,6 +54,12 @@ METRICS: dict[str, Callable[..., FusionMetric]] = {
     "MSE": MSEMetric,
     "CC": CCMetric,
     "PSNR": PSNRMetric,
+}
+
+#: Every metric class (or factory) by its canonical name, in table order: the named classes above, and for
+#: a metric registered without one, a class built from its definition.
+METRICS: dict[str, Callable[..., FusionMetric]] = {
+    name: _CLASSES[name] if name in _CLASSES else defined_metric_class(name) for name in METRIC_NAMES
 }
 
 
