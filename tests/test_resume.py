@@ -46,7 +46,8 @@ def _command(root: Path, extra: list[str]) -> list[str]:
 
 
 def _run(root: Path, extra: list[str] = ()) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO / "tests"), "OMP_NUM_THREADS": "1"}
+    pythonpath = os.pathsep.join(filter(None, [str(REPO / "tests"), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": pythonpath, "OMP_NUM_THREADS": "1"}
     return subprocess.run(_command(root, list(extra)), env=env, capture_output=True, text=True, timeout=600)
 
 
