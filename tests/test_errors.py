@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 STFUSE = Path(sys.executable).parent / "stfuse"
 ENV = {**os.environ, "WANDB_MODE": "disabled", "NO_ALBUMENTATIONS_UPDATE": "1", "OMP_NUM_THREADS": "1"}
 ENV.pop("STFUSE_TRACEBACK", None)
-TINY_NET = json.dumps({"preset": "small", "channels": 8, "num_blocks": 1, "heads": 2})
+TINY_NET = json.dumps({"preset": "tiny"})
 
 
 class _Payload:

@@ -15,7 +15,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 VENV = Path(sys.executable).parent.parent
-TINY_NET = json.dumps({"preset": "small", "channels": 8, "num_blocks": 1, "heads": 2})
+TINY_NET = json.dumps({"preset": "tiny"})
 COMMON = ["--trainer.max_steps", "2", "--trainer.limit_val_batches", "1", "--trainer.limit_test_batches", "1"]
 MFIF_ARGS = [
     *COMMON, "--model.init_args.net", TINY_NET, "--data.init_args.crop_size", "32", "--data.init_args.batch_size", "2",

@@ -63,7 +63,7 @@ def test_split_seed_fixes_the_validation_pairs_while_the_seed_changes(tmp_path) 
     [("constant", [2.0, 2.0, 2.0]), ("linear", [2.0, 1.0, 0.0]), ("cosine", [2.0, 1.0, 0.0])],
 )
 def test_lambda_g_schedule_decays_over_max_steps(schedule: str, expected: list[float]) -> None:
-    tiny = {"preset": "small", "channels": 8, "num_blocks": 1, "heads": 2}
+    tiny = {"preset": "tiny"}
     stage = IVIFTransferStage(transfer=False, guidance="none", net=tiny, lambda_g=2.0, lambda_g_schedule=schedule)
     stage._trainer = SimpleNamespace(max_steps=100, estimated_stepping_batches=100)
     values = [_lambda_at(stage, step) for step in (0, 50, 100)]
