@@ -104,16 +104,26 @@ def main(argv: list[str] | None = None) -> int:
 
     def ivif(roots: list[str] | None) -> DataLoader:
         dm = IVIFDataModule(
-            train_roots=roots, val_roots=roots, crop_size=crop, batch_size=batch, num_workers=workers,
-            default_train_size=epoch, default_image_size=max(256, crop),
+            train_roots=roots,
+            val_roots=roots,
+            crop_size=crop,
+            batch_size=batch,
+            num_workers=workers,
+            default_train_size=epoch,
+            default_image_size=max(256, crop),
         )
         dm.setup("fit")
         return dm.train_dataloader()
 
     def mfif(roots: list[str] | None, cache: bool = False) -> DataLoader:
         dm = MFIFDataModule(
-            roots=roots, crop_size=crop, batch_size=batch, num_workers=workers, samples_per_epoch=epoch,
-            val_samples=1, cache_images=cache,
+            roots=roots,
+            crop_size=crop,
+            batch_size=batch,
+            num_workers=workers,
+            samples_per_epoch=epoch,
+            val_samples=1,
+            cache_images=cache,
         )
         dm.setup("fit")
         return dm.train_dataloader()

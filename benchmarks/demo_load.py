@@ -32,7 +32,9 @@ def _demo(out: Path, extra: list[str]) -> dict[str, float]:
         sys.exit(f"stfuse demo failed ({result.returncode}):\n{result.stderr[-3000:]}")
     return {
         "wall_s": round(time.perf_counter() - started, 1),
-        "cpu_s": round((after.children_user - before.children_user) + (after.children_system - before.children_system), 1),
+        "cpu_s": round(
+            (after.children_user - before.children_user) + (after.children_system - before.children_system), 1
+        ),
         "load_average_before": round(load, 2),
     }
 
@@ -40,10 +42,14 @@ def _demo(out: Path, extra: list[str]) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-idle", action="store_true", help="only the run beside two busy processes")
-    parser.add_argument("--busy", type=int, default=2, help="busy processes beside the loaded run (default: 2)")
+    parser.add_argument(
+        "--busy", type=int, default=2, help="busy processes beside the loaded run (default: 2)"
+    )
     parser.add_argument("demo_args", nargs="*", help="extra `stfuse demo` arguments (after --)")
     args = parser.parse_args(argv)
-    report: dict[str, object] = {"cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()}
+    report: dict[str, object] = {
+        "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    }
     folder = Path(tempfile.mkdtemp(prefix="stfuse-demo-bench-"))
     try:
         if not args.skip_idle:

@@ -62,7 +62,11 @@ def load_tno(data_root: Path) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]
     names = sorted(p.stem for p in (data_root / "reference" / "tno" / "avg").glob("*.png"))
     if not names:
         raise SystemExit(f"no reference images under {data_root / 'reference' / 'tno' / 'avg'}")
-    folders = (data_root / "reference" / "tno" / "avg", data_root / "ivif" / "tno" / "ir", data_root / "ivif" / "tno" / "vi")
+    folders = (
+        data_root / "reference" / "tno" / "avg",
+        data_root / "ivif" / "tno" / "ir",
+        data_root / "ivif" / "tno" / "vi",
+    )
     return [
         (read_gray_255(folders[0] / f"{name}.png").astype(np.uint8),
          read_gray_255(folders[1] / f"{name}.png").astype(np.uint8),
@@ -97,7 +101,9 @@ def time_end_to_end(data_root: Path, repeats: int, threads: int | None) -> dict:
             subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             wall = time.perf_counter() - start
             after = os.times()
-            cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+            cpu = (after.children_user - before.children_user) + (
+                after.children_system - before.children_system
+            )
             runs.append((wall, cpu))
     return {"command": " ".join(argv[len(command) :]).replace(tmp, "TMP"), **_median(runs)}
 
@@ -134,10 +140,18 @@ def time_numpy(triplets: list, repeats: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", type=Path, default=find_data_root())
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs of the end-to-end command and the loop")
-    parser.add_argument("--numpy-repeats", type=int, default=1, help="timed runs of the NumPy baseline (~30 s each)")
-    parser.add_argument("--workers", type=int, default=None, help="metric-loop threads (default: as stfuse evaluate)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads here and --threads for the command")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="timed runs of the end-to-end command and the loop"
+    )
+    parser.add_argument(
+        "--numpy-repeats", type=int, default=1, help="timed runs of the NumPy baseline (~30 s each)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None, help="metric-loop threads (default: as stfuse evaluate)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads here and --threads for the command"
+    )
     parser.add_argument("--skip-numpy", action="store_true", help="leave the NumPy baseline out")
     args = parser.parse_args(argv)
     keep_freed_memory()  # as `stfuse evaluate` does for itself

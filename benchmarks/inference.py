@@ -57,27 +57,51 @@ def _time_runs(run: Any, warmup: int, repeats: int) -> tuple[list[float], list[f
     return walls, cpus
 
 
-def _record(name: str, device: str, precision: str, mode: str, size: tuple[int, int], batch: int,
-            walls: list[float], cpus: list[float], threads: int, **extra: Any) -> dict[str, Any]:
+def _record(
+    name: str,
+    device: str,
+    precision: str,
+    mode: str,
+    size: tuple[int, int],
+    batch: int,
+    walls: list[float],
+    cpus: list[float],
+    threads: int,
+    **extra: Any,
+) -> dict[str, Any]:
     height, width = size
     median = statistics.median(walls)
     megapixels = batch * height * width / 1e6
     return {
-        "model": name, "device": device, "precision": precision, "mode": mode,
-        "size": f"{width}x{height}", "batch": batch,
+        "model": name,
+        "device": device,
+        "precision": precision,
+        "mode": mode,
+        "size": f"{width}x{height}",
+        "batch": batch,
         "images_per_s": round(batch / median, 2),
         "ms_per_image": round(1000 * median / batch, 2),
         "ms_per_megapixel": round(1000 * median / megapixels, 2),
-        "median_s": round(median, 4), "repeats": len(walls),
+        "median_s": round(median, 4),
+        "repeats": len(walls),
         "cpu_ms_per_image": round(1000 * statistics.median(cpus) / batch, 1),
         "cpu_load": round(statistics.median(c / w for c, w in zip(cpus, walls)) / threads, 2)
-        if device == "cpu" else None,
+        if device == "cpu"
+        else None,
         **extra,
     }
 
 
-def bench_network(preset: str, device: str, precision: str, compiled: bool, size: tuple[int, int], batch: int,
-                  args: argparse.Namespace, threads: int) -> dict[str, Any]:
+def bench_network(
+    preset: str,
+    device: str,
+    precision: str,
+    compiled: bool,
+    size: tuple[int, int],
+    batch: int,
+    args: argparse.Namespace,
+    threads: int,
+) -> dict[str, Any]:
     torch.manual_seed(0)
     fuser = Fuser(STFuseNet(preset=preset), device=device, precision=precision, compile=compiled, tile=0)
     height, width = size
@@ -89,12 +113,23 @@ def bench_network(preset: str, device: str, precision: str, compiled: bool, size
         fuser.fuse_luminance(ir, vi)
         compile_s = round(time.perf_counter() - start, 1)
     walls, cpus = _time_runs(lambda: fuser.fuse_luminance(ir, vi), args.warmup, args.repeats)
-    return _record(f"stfuse-{preset}", device, precision, "compiled" if compiled else "eager", size, batch,
-                   walls, cpus, threads, compile_s=compile_s)
+    return _record(
+        f"stfuse-{preset}",
+        device,
+        precision,
+        "compiled" if compiled else "eager",
+        size,
+        batch,
+        walls,
+        cpus,
+        threads,
+        compile_s=compile_s,
+    )
 
 
-def bench_baselines(size: tuple[int, int], batch: int, args: argparse.Namespace, threads: int,
-                    skipped: list[dict[str, str]]) -> list[dict[str, Any]]:
+def bench_baselines(
+    size: tuple[int, int], batch: int, args: argparse.Namespace, threads: int, skipped: list[dict[str, str]]
+) -> list[dict[str, Any]]:
     try:
         from stfuse import baselines
     except ImportError as error:
@@ -104,10 +139,14 @@ def bench_baselines(size: tuple[int, int], batch: int, args: argparse.Namespace,
     if fuse_baseline is None:
         skipped.append({"what": "baselines", "reason": "stfuse.baselines has no fuse_baseline yet"})
         return []
-    available = list(getattr(baselines, "BASELINES", None) or getattr(baselines, "BASELINE_NAMES", None) or [])
+    available = list(
+        getattr(baselines, "BASELINES", None) or getattr(baselines, "BASELINE_NAMES", None) or []
+    )
     names = [n for n in args.baselines if not available or n in available]
     for missing in sorted(set(args.baselines) - set(names)):
-        skipped.append({"what": f"baseline {missing}", "reason": f"not in stfuse.baselines ({', '.join(available)})"})
+        skipped.append(
+            {"what": f"baseline {missing}", "reason": f"not in stfuse.baselines ({', '.join(available)})"}
+        )
     results = []
     height, width = size
     ir, vi = torch.rand(batch, 1, height, width), torch.rand(batch, 1, height, width)
@@ -136,10 +175,16 @@ def profile_network(preset: str, size: tuple[int, int], precision: str, top: int
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events) or 1.0
     return {
-        "model": f"stfuse-{preset}", "size": f"{width}x{height}", "precision": precision,
+        "model": f"stfuse-{preset}",
+        "size": f"{width}x{height}",
+        "precision": precision,
         "top_ops": [
-            {"op": e.key, "calls_per_forward": e.count // 3, "self_cpu_ms_per_forward": round(e.self_cpu_time_total / 3000, 2),
-             "percent": round(100 * e.self_cpu_time_total / total, 1)}
+            {
+                "op": e.key,
+                "calls_per_forward": e.count // 3,
+                "self_cpu_ms_per_forward": round(e.self_cpu_time_total / 3000, 2),
+                "percent": round(100 * e.self_cpu_time_total / total, 1),
+            }
             for e in events[:top]
         ],
     }
@@ -157,14 +202,23 @@ def bench_pipeline(folder: Path, preset: str, args: argparse.Namespace, workers:
     for _ in range(max(1, args.repeats // 2)):
         with tempfile.TemporaryDirectory() as out:
             start = time.perf_counter()
-            report = fuse_pairs(fuser, pairs, Path(out), batch_size=args.pipeline_batch, workers=workers, progress=False)
+            report = fuse_pairs(
+                fuser, pairs, Path(out), batch_size=args.pipeline_batch, workers=workers, progress=False
+            )
             walls.append(time.perf_counter() - start)
             if report.failed:
                 raise RuntimeError(f"pipeline run failed: {report.failed[:3]}")
     median = statistics.median(walls)
-    return {"model": f"stfuse-{preset}", "folder": str(folder), "pairs": len(pairs), "workers": workers,
-            "torch_threads": torch.get_num_threads(),
-            "batch": args.pipeline_batch, "pairs_per_s": round(len(pairs) / median, 2), "median_s": round(median, 2)}
+    return {
+        "model": f"stfuse-{preset}",
+        "folder": str(folder),
+        "pairs": len(pairs),
+        "workers": workers,
+        "torch_threads": torch.get_num_threads(),
+        "batch": args.pipeline_batch,
+        "pairs_per_s": round(len(pairs) / median, 2),
+        "median_s": round(median, 2),
+    }
 
 
 def _progress(label: str, result: dict[str, Any]) -> None:
@@ -182,13 +236,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baselines", default="laplacian", help="classical rules from stfuse.baselines")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile (first call = compile)")
+    parser.add_argument(
+        "--compile", action="store_true", help="also time torch.compile (first call = compile)"
+    )
     parser.add_argument("--profile", action="store_true", help="torch.profiler top ops for the small preset")
-    parser.add_argument("--pipeline", type=Path, help="folder with ir/ and vi/ for an end-to-end stfuse fuse run")
+    parser.add_argument(
+        "--pipeline", type=Path, help="folder with ir/ and vi/ for an end-to-end stfuse fuse run"
+    )
     parser.add_argument("--pipeline-batch", type=int, default=1)
-    parser.add_argument("--pipeline-workers", type=int, nargs="*", help="loader workers to try (default: 0 and 1)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: physical cores)")
-    parser.add_argument("--quick", action="store_true", help="compact preset, 640×480, batch 1 and 16, 3 repeats")
+    parser.add_argument(
+        "--pipeline-workers", type=int, nargs="*", help="loader workers to try (default: 0 and 1)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: physical cores)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="compact preset, 640×480, batch 1 and 16, 3 repeats"
+    )
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args(argv)
     if args.quick:
@@ -214,7 +278,9 @@ def main(argv: list[str] | None = None) -> int:
                     for batch in batches:
                         label = f"stfuse-{preset} {device} {precision} {size[1]}x{size[0]} batch {batch}"
                         try:
-                            results.append(bench_network(preset, device, precision, False, size, batch, args, threads))
+                            results.append(
+                                bench_network(preset, device, precision, False, size, batch, args, threads)
+                            )
                             _progress(label, results[-1])
                         except Exception as error:
                             skipped.append({"what": label, "reason": f"{type(error).__name__}: {error}"})
@@ -222,31 +288,45 @@ def main(argv: list[str] | None = None) -> int:
                 for precision in args.precisions.split(","):
                     label = f"stfuse-{preset} {device} {precision} compiled"
                     try:
-                        results.append(bench_network(preset, device, precision, True, sizes[0], 1, args, threads))
+                        results.append(
+                            bench_network(preset, device, precision, True, sizes[0], 1, args, threads)
+                        )
                         _progress(label, results[-1])
                     except Exception as error:
-                        skipped.append({"what": label, "reason": f"{type(error).__name__}: {error}".splitlines()[0]})
+                        skipped.append(
+                            {"what": label, "reason": f"{type(error).__name__}: {error}".splitlines()[0]}
+                        )
     for size in sizes:
         results += bench_baselines(size, 1, args, threads, skipped)
 
     report: dict[str, Any] = {
         "machine": {
-            "cpu": platform.processor() or platform.machine(), "physical_cores": physical_cores(),
-            "torch_threads": threads, "torch": torch.__version__, "cuda": torch.cuda.get_device_name(0)
-            if torch.cuda.is_available() else None,
+            "cpu": platform.processor() or platform.machine(),
+            "physical_cores": physical_cores(),
+            "torch_threads": threads,
+            "torch": torch.__version__,
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
             "load_average_before": [round(v, 2) for v in load_before],
             "load_average_after": [round(v, 2) for v in os.getloadavg()],
         },
-        "settings": {"repeats": args.repeats, "warmup": args.warmup, "channels_last": True, "weights": "random"},
+        "settings": {
+            "repeats": args.repeats,
+            "warmup": args.warmup,
+            "channels_last": True,
+            "weights": "random",
+        },
         "results": results,
         "skipped": skipped,
     }
     if args.profile:
-        report["profile"] = [profile_network("small", sizes[0], p, top=12) for p in args.precisions.split(",")]
+        report["profile"] = [
+            profile_network("small", sizes[0], p, top=12) for p in args.precisions.split(",")
+        ]
     if args.pipeline:
         report["pipeline"] = [
-            bench_pipeline(args.pipeline, "small", args, workers) for workers in (args.pipeline_workers or [0, 1])
+            bench_pipeline(args.pipeline, "small", args, workers)
+            for workers in (args.pipeline_workers or [0, 1])
         ]
     report["benchmark_seconds"] = round(time.perf_counter() - started, 1)
     text = json.dumps(report, indent=2)

@@ -149,7 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fmi", action="store_true", help="also time FMI (pixel, gradient)")
     parser.add_argument("--fmi-images", type=int, default=3, help="pairs used for the FMI timings")
     parser.add_argument("--no-numpy", action="store_true", help="skip the NumPy baseline")
-    parser.add_argument("--default-malloc", action="store_true", help="keep glibc's default large-block policy")
+    parser.add_argument(
+        "--default-malloc", action="store_true", help="keep glibc's default large-block policy"
+    )
     parser.add_argument(
         "--verify", action="store_true",
         help="instead of timing, print the largest relative difference per metric against the reference CSVs",
@@ -222,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
             entry["speedup_cpu_by_cpu_time"] = entry["numpy_cpu_s"] / entry["torch_cpu_cpu_s"]
             if "collection_cpu_s" in entry:
                 entry["speedup_collection_cpu"] = entry["numpy_s"] / entry["collection_cpu_s"]
-                entry["speedup_collection_cpu_by_cpu_time"] = entry["numpy_cpu_s"] / entry["collection_cpu_cpu_s"]
+                entry["speedup_collection_cpu_by_cpu_time"] = (
+                    entry["numpy_cpu_s"] / entry["collection_cpu_cpu_s"]
+                )
             if "cuda" in devices:
                 entry["speedup_cuda"] = entry["numpy_s"] / entry["torch_cuda_s"]
             entry["max_rel_diff"] = max(result["metrics"][n]["max_rel_diff"] for n in names)

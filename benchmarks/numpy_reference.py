@@ -339,7 +339,9 @@ def _fmi_pair_vectorised(s: np.ndarray, f: np.ndarray) -> np.ndarray:
     return np.where((s == f).all(axis=1), 1.0, value)
 
 
-def fmi_vectorised(f: np.ndarray, a: np.ndarray, b: np.ndarray, feature: str = "pixel", chunk: int = 8192) -> float:
+def fmi_vectorised(
+    f: np.ndarray, a: np.ndarray, b: np.ndarray, feature: str = "pixel", chunk: int = 8192
+) -> float:
     """:func:`fmi` with all windows of a chunk processed together in NumPy (the benchmark baseline)."""
     if feature == "gradient":
         f, a, b = (np.gradient(x.astype(np.float64), axis=1) for x in (f, a, b))
@@ -354,7 +356,9 @@ def fmi_vectorised(f: np.ndarray, a: np.ndarray, b: np.ndarray, feature: str = "
     total = 0.0
     for start in range(0, wf.shape[0], chunk):
         sl = slice(start, start + chunk)
-        total += float((0.5 * (_fmi_pair_vectorised(wa[sl], wf[sl]) + _fmi_pair_vectorised(wb[sl], wf[sl]))).sum())
+        total += float(
+            (0.5 * (_fmi_pair_vectorised(wa[sl], wf[sl]) + _fmi_pair_vectorised(wb[sl], wf[sl]))).sum()
+        )
     return total / wf.shape[0]
 
 

@@ -59,17 +59,26 @@ def end_to_end(stage: str, steps: int, threads: int, data: Path, work: Path) -> 
     timings = work / f"{stage}_times.json"
     command += ["--trainer.callbacks+=stfuse.utils.throughput.ThroughputMonitor",
                 f"--trainer.callbacks.path={timings}", "--trainer.enable_progress_bar", "false"]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE", "WANDB_MODE": "disabled"}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(threads),
+        "OMP_WAIT_POLICY": "PASSIVE",
+        "WANDB_MODE": "disabled",
+    }
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
     if result.returncode != 0:
-        raise SystemExit(f"the {stage} fit failed (exit {result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        raise SystemExit(
+            f"the {stage} fit failed (exit {result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
     return json.loads(timings.read_text())
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stages", default="mfif,ivif")
-    parser.add_argument("--steps", type=int, default=300, help="optimizer steps of each real fit (default 300)")
+    parser.add_argument(
+        "--steps", type=int, default=300, help="optimizer steps of each real fit (default 300)"
+    )
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--repeats", type=int, default=10, help="timed bare steps per measurement")
     parser.add_argument("--data-root", default=str(find_data_root()))

@@ -35,7 +35,11 @@ def measure(stage: str, config: dict, size: int, batch: int, device: torch.devic
     net = build_network(config).to(device)
     teacher = build_network(config).to(device).eval().requires_grad_(False) if stage == "ivif" else None
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
-    fusion, guidance, supervised = IVIFFusionLoss().to(device), GuidanceLoss("feature_in"), MFIFLoss().to(device)
+    fusion, guidance, supervised = (
+        IVIFFusionLoss().to(device),
+        GuidanceLoss("feature_in"),
+        MFIFLoss().to(device),
+    )
     a, b, g = (torch.rand(batch, 1, size, size, device=device) for _ in range(3))
     replay = tuple(torch.rand(max(1, batch // 2), 1, size, size, device=device) for _ in range(3))
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")

@@ -75,19 +75,34 @@ def write_fake_layout(
         write_fake_pairs(root / "IR", root / "VIS", names, size, vi_color=False, ir_as_rgb=True, seed=seed)
     elif layout == "roadscene":
         flir = [f"FLIR_{index:05d}" for index in range(n_pairs)]
-        write_fake_pairs(root / "cropinfrared", root / "crop_LR_visible", flir, size, ".jpg", ".jpg", seed=seed)
+        write_fake_pairs(
+            root / "cropinfrared", root / "crop_LR_visible", flir, size, ".jpg", ".jpg", seed=seed
+        )
     elif layout == "msrs":
         for split in splits:
             base = root / split
             write_fake_pairs(
-                base / "ir", base / "vi", [f"{n}{'D' if i % 2 else 'N'}" for i, n in enumerate(names)], size,
-                seed=seed, label_dir=base / "Segmentation_labels" if labels else None,
+                base / "ir",
+                base / "vi",
+                [f"{n}{'D' if i % 2 else 'N'}" for i, n in enumerate(names)],
+                size,
+                seed=seed,
+                label_dir=base / "Segmentation_labels" if labels else None,
             )
     elif layout == "m3fd":
-        write_fake_pairs(root / "Ir", root / "Vis", [f"{index:05d}" for index in range(n_pairs)], size, ir_as_rgb=True, seed=seed)
+        write_fake_pairs(
+            root / "Ir",
+            root / "Vis",
+            [f"{index:05d}" for index in range(n_pairs)],
+            size,
+            ir_as_rgb=True,
+            seed=seed,
+        )
     elif layout == "llvip":
         for split in splits:
-            write_fake_pairs(root / "infrared" / split, root / "visible" / split, names, size, ".jpg", ".jpg", seed=seed)
+            write_fake_pairs(
+                root / "infrared" / split, root / "visible" / split, names, size, ".jpg", ".jpg", seed=seed
+            )
     elif layout == "generic":
         write_fake_pairs(root / "ir", root / "vi", names, size, seed=seed)
     else:
@@ -126,7 +141,9 @@ def write_fake_multifocus(
     return root
 
 
-def write_fake_natural_images(root: PathLike, counts: dict[str, int], size: tuple[int, int] = (48, 64), seed: int = 0) -> Path:
+def write_fake_natural_images(
+    root: PathLike, counts: dict[str, int], size: tuple[int, int] = (48, 64), seed: int = 0
+) -> Path:
     """All-in-focus images in subfolders (``counts`` maps subfolder → number), like train/natural/*/."""
     root = Path(root)
     index = 0

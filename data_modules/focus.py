@@ -92,7 +92,9 @@ class MultiFocusSynthesizer:
         if crop_size < 8:
             raise ValueError(f"crop_size must be at least 8, got {crop_size}")
         if not 0 < sigma_range[0] <= sigma_range[1] or not 0 < disk_radius_range[0] <= disk_radius_range[1]:
-            raise ValueError(f"blur ranges must be positive and ordered, got {sigma_range} and {disk_radius_range}")
+            raise ValueError(
+                f"blur ranges must be positive and ordered, got {sigma_range} and {disk_radius_range}"
+            )
         self.crop_size = crop_size
         self.blur = blur
         self.sigma_range = sigma_range
@@ -122,10 +124,14 @@ class MultiFocusSynthesizer:
         if kind == "gaussian":
             sigma = math.exp(rng.uniform(math.log(self.sigma_range[0]), math.log(self.sigma_range[1])))
             return cv2.GaussianBlur(image, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
-        radius = math.exp(rng.uniform(math.log(self.disk_radius_range[0]), math.log(self.disk_radius_range[1])))
+        radius = math.exp(
+            rng.uniform(math.log(self.disk_radius_range[0]), math.log(self.disk_radius_range[1]))
+        )
         return cv2.filter2D(image, -1, disk_kernel(radius), borderType=cv2.BORDER_REFLECT_101)
 
-    def sample(self, image: np.ndarray, rng: np.random.Generator, crop_size: int | None = None) -> dict[str, np.ndarray]:
+    def sample(
+        self, image: np.ndarray, rng: np.random.Generator, crop_size: int | None = None
+    ) -> dict[str, np.ndarray]:
         """One sample from an H×W Y image: "a", "b", "gt", "mask", each crop×crop float32 in [0, 1].
 
         ``image`` may be uint8/uint16 as stored (only the window is converted to float) or float in [0, 1].
@@ -136,7 +142,9 @@ class MultiFocusSynthesizer:
             raise ValueError(f"the synthesizer takes an H×W grey image, got shape {image.shape}")
         pad_h, pad_w = max(0, window - image.shape[0]), max(0, window - image.shape[1])
         if pad_h or pad_w:
-            image = cv2.copyMakeBorder(image, pad_h // 2, pad_h - pad_h // 2, pad_w // 2, pad_w - pad_w // 2, cv2.BORDER_REFLECT_101)
+            image = cv2.copyMakeBorder(
+                image, pad_h // 2, pad_h - pad_h // 2, pad_w // 2, pad_w - pad_w // 2, cv2.BORDER_REFLECT_101
+            )
         top = int(rng.integers(0, image.shape[0] - window + 1))
         left = int(rng.integers(0, image.shape[1] - window + 1))
         patch = image[top : top + window, left : left + window]
@@ -147,7 +155,9 @@ class MultiFocusSynthesizer:
                 patch = patch[::-1, :]
         return self.synthesize(np.ascontiguousarray(to_unit_float(patch)), rng, crop)
 
-    def synthesize(self, patch: np.ndarray, rng: np.random.Generator, crop: int | None = None) -> dict[str, np.ndarray]:
+    def synthesize(
+        self, patch: np.ndarray, rng: np.random.Generator, crop: int | None = None
+    ) -> dict[str, np.ndarray]:
         """Blur ``patch`` (H×W) and combine with a random mask; the centre ``crop`` (default: all) is kept."""
         height, width = patch.shape
         crop_h = crop if crop is not None else height

@@ -157,7 +157,9 @@ def _decode_tiff(path: Path) -> np.ndarray:
         return array
     if axes == "SYX":
         return np.moveaxis(array, 0, -1)
-    raise ImageReadError(path, f"unsupported TIFF layout (axes {series.axes}, shape {series.shape}); expected one image")
+    raise ImageReadError(
+        path, f"unsupported TIFF layout (axes {series.axes}, shape {series.shape}); expected one image"
+    )
 
 
 def read_raw_array(path: PathLike) -> np.ndarray:
@@ -212,7 +214,9 @@ def read_luma(path: PathLike) -> np.ndarray:
     tiff = path.suffix.lower() in _TIFF_EXTENSIONS  # OpenCV misreads some TIFF layouts
     array = None if tiff else cv2.imdecode(data, cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH)
     if array is None:
-        colour = read_image_array(path)  # formats the grey decoder refuses; raises ImageReadError when corrupt
+        colour = read_image_array(
+            path
+        )  # formats the grey decoder refuses; raises ImageReadError when corrupt
         return luma_array(colour) if colour.shape[2] == 3 else colour[:, :, 0]
     return array
 
@@ -303,7 +307,9 @@ def merge_y_cbcr(y: torch.Tensor, cbcr: torch.Tensor) -> torch.Tensor:
     from kornia.color import ycbcr_to_rgb
 
     if y.shape[-3] != 1 or cbcr.shape[-3] != 2:
-        raise ValueError(f"expected Y with 1 channel and CbCr with 2, got {tuple(y.shape)} and {tuple(cbcr.shape)}")
+        raise ValueError(
+            f"expected Y with 1 channel and CbCr with 2, got {tuple(y.shape)} and {tuple(cbcr.shape)}"
+        )
     if y.shape[-2:] != cbcr.shape[-2:]:
         raise ValueError(f"Y is {tuple(y.shape[-2:])} but CbCr is {tuple(cbcr.shape[-2:])}")
     return ycbcr_to_rgb(torch.cat([y, cbcr.to(y.dtype)], dim=-3))
@@ -336,7 +342,9 @@ def _as_hwc_array(image: torch.Tensor | np.ndarray, path: Path) -> np.ndarray:
         if tensor.ndim == 2:
             tensor = tensor[None]
         if tensor.ndim != 3 or tensor.shape[0] not in (1, 3, 4):
-            raise ImageWriteError(path, f"expected a C×H×W tensor with C in (1, 3, 4), got {tuple(image.shape)}")
+            raise ImageWriteError(
+                path, f"expected a C×H×W tensor with C in (1, 3, 4), got {tuple(image.shape)}"
+            )
         if tensor.dtype == torch.bfloat16 or tensor.dtype == torch.float16:
             tensor = tensor.float()
         return tensor.permute(1, 2, 0).numpy()
@@ -360,7 +368,9 @@ def _quantise(array: np.ndarray, bit_depth: int, path: Path) -> np.ndarray:
         return (array.astype(np.uint32) * 255 // 65535).astype(np.uint8)
     if array.dtype == np.uint8 and bit_depth == 16:
         return array.astype(np.uint16) * 257
-    raise ImageWriteError(path, f"cannot store pixel type {array.dtype}; pass floats in [0, 1], uint8 or uint16")
+    raise ImageWriteError(
+        path, f"cannot store pixel type {array.dtype}; pass floats in [0, 1], uint8 or uint16"
+    )
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -392,7 +402,9 @@ def write_image(
         raise ImageWriteError(path, f"bit_depth must be 8 or 16, got {bit_depth!r}")
     suffix = path.suffix.lower()
     if suffix not in IMAGE_EXTENSIONS:
-        raise ImageWriteError(path, f"unsupported extension '{path.suffix}'; use one of {sorted(IMAGE_EXTENSIONS)}")
+        raise ImageWriteError(
+            path, f"unsupported extension '{path.suffix}'; use one of {sorted(IMAGE_EXTENSIONS)}"
+        )
     if bit_depth == 16 and suffix in _EIGHT_BIT_ONLY:
         raise ImageWriteError(path, f"{suffix} stores 8 bits only; use .png or .tif for 16-bit output")
     for protected_path in protected:

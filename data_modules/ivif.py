@@ -75,8 +75,15 @@ class IVIFDataModule(TrainerPositionMixin, pl.LightningDataModule):
         cache_images: bool = False,
     ) -> None:
         super().__init__()
-        for name, roots in (("train_roots", train_roots), ("val_roots", val_roots), ("test_roots", test_roots), ("predict_roots", predict_roots)):
-            if roots is not None and (isinstance(roots, str) or not all(isinstance(r, str) for r in roots) or not roots):
+        for name, roots in (
+            ("train_roots", train_roots),
+            ("val_roots", val_roots),
+            ("test_roots", test_roots),
+            ("predict_roots", predict_roots),
+        ):
+            if roots is not None and (
+                isinstance(roots, str) or not all(isinstance(r, str) for r in roots) or not roots
+            ):
                 raise TypeError(f"{name} must be a non-empty list of folder paths or None, got {roots!r}")
         if crop_size < 8 or batch_size < 1 or eval_batch_size < 1 or num_workers < 0 or val_size < 1:
             raise ValueError(
@@ -103,7 +110,10 @@ class IVIFDataModule(TrainerPositionMixin, pl.LightningDataModule):
 
     def make_augmentation(self) -> PairedAugmentation:
         return PairedAugmentation(
-            self.crop_size, flips=self.flips, rotate90=self.rotate90, photometric=self.photometric,
+            self.crop_size,
+            flips=self.flips,
+            rotate90=self.rotate90,
+            photometric=self.photometric,
             seed=int(np.random.SeedSequence([self.seed, self._rank]).generate_state(1)[0]),
         )
 
@@ -111,7 +121,14 @@ class IVIFDataModule(TrainerPositionMixin, pl.LightningDataModule):
         self, roots: list[str], split: str | None, transform: Any = None, cache: bool = False
     ) -> list[PairedImageFolder]:
         return [
-            open_dataset(root, name=self.layout, split=split, size_policy=self.size_policy, transform=transform, cache=cache)
+            open_dataset(
+                root,
+                name=self.layout,
+                split=split,
+                size_policy=self.size_policy,
+                transform=transform,
+                cache=cache,
+            )
             for root in roots
         ]
 
@@ -127,7 +144,9 @@ class IVIFDataModule(TrainerPositionMixin, pl.LightningDataModule):
                 f"the training roots hold {total} pair(s), too few to hold out val_size={self.val_size} "
                 "for validation; pass val_roots or a smaller val_size"
             )
-        chosen = set(np.random.default_rng(self.split_seed).choice(total, size=self.val_size, replace=False).tolist())
+        chosen = set(
+            np.random.default_rng(self.split_seed).choice(total, size=self.val_size, replace=False).tolist()
+        )
         train_parts: list[Dataset] = []
         val_parts: list[Dataset] = []
         offset = 0
@@ -140,8 +159,13 @@ class IVIFDataModule(TrainerPositionMixin, pl.LightningDataModule):
                 train_parts.append(Subset(folder, train_idx))
             if val_idx:
                 evaluation = PairedImageFolder(
-                    folder.ir_dir, folder.vi_dir, size_policy=folder.size_policy, extra_dirs=folder.extra_dirs,
-                    names=[folder.records[i].name for i in val_idx], check_sizes=False, cache=folder.cache,
+                    folder.ir_dir,
+                    folder.vi_dir,
+                    size_policy=folder.size_policy,
+                    extra_dirs=folder.extra_dirs,
+                    names=[folder.records[i].name for i in val_idx],
+                    check_sizes=False,
+                    cache=folder.cache,
                 )
                 val_parts.append(evaluation)
         return train_parts, val_parts
@@ -156,7 +180,9 @@ class IVIFDataModule(TrainerPositionMixin, pl.LightningDataModule):
             self.test_dataset = self._build_test()
         if stage in (None, "predict"):
             self.predict_dataset = (
-                _concat(self._open_roots(self.predict_roots, self.eval_split)) if self.predict_roots else self.test_dataset
+                _concat(self._open_roots(self.predict_roots, self.eval_split))
+                if self.predict_roots
+                else self.test_dataset
             )
 
     def _setup_fit(self) -> None:
@@ -165,7 +191,9 @@ class IVIFDataModule(TrainerPositionMixin, pl.LightningDataModule):
             self.train_dataset = self._synthetic(self.default_train_size, "train", augmentation)
             held_out: list[Dataset] = [self._synthetic(self.val_size, "val")]
         else:
-            folders = self._open_roots(self.train_roots, self.train_split, augmentation, cache=self.cache_images)
+            folders = self._open_roots(
+                self.train_roots, self.train_split, augmentation, cache=self.cache_images
+            )
             if self.val_roots is None:
                 train_parts, held_out = self._held_out(folders)
                 self.train_dataset = _concat(train_parts)

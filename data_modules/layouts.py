@@ -99,7 +99,9 @@ def accepted_layouts_text() -> str:
 
 def _subfolders(folder: Path) -> list[str]:
     try:
-        return sorted(entry.name for entry in os.scandir(folder) if entry.is_dir() and not entry.name.startswith("."))
+        return sorted(
+            entry.name for entry in os.scandir(folder) if entry.is_dir() and not entry.name.startswith(".")
+        )
     except FileNotFoundError:
         return []
 
@@ -125,7 +127,9 @@ def _label_dirs(folder: Path) -> dict[str, Path]:
     return found
 
 
-def _resolve(name: str, pattern: _Pattern, root: Path, split: str | None, entries: list[str]) -> Layout | None:
+def _resolve(
+    name: str, pattern: _Pattern, root: Path, split: str | None, entries: list[str]
+) -> Layout | None:
     if pattern.kind == "flat":
         if not {pattern.ir, pattern.vi} <= set(entries):
             return None
@@ -225,7 +229,9 @@ def open_dataset(
         missing = [key for key in extras if key not in layout.extra_dirs]
         if missing:
             found = ", ".join(f"{k} ({p})" for k, p in layout.extra_dirs.items()) or "none"
-            raise DatasetError(f"'{root}' has no {', '.join(missing)} folder; label/mask folders found: {found}")
+            raise DatasetError(
+                f"'{root}' has no {', '.join(missing)} folder; label/mask folders found: {found}"
+            )
         extra_dirs = {key: layout.extra_dirs[key] for key in extras}
     if "extra_dirs" in kwargs:
         extra_dirs.update(kwargs.pop("extra_dirs") or {})

@@ -71,7 +71,9 @@ class MFIFDataModule(TrainerPositionMixin, pl.LightningDataModule):
         cache_images: bool = False,
     ) -> None:
         super().__init__()
-        if roots is not None and (isinstance(roots, str) or not roots or not all(isinstance(r, str) for r in roots)):
+        if roots is not None and (
+            isinstance(roots, str) or not roots or not all(isinstance(r, str) for r in roots)
+        ):
             raise TypeError(f"roots must be a non-empty list of folder paths or None, got {roots!r}")
         if blur not in BLUR_KINDS:
             raise ValueError(f"blur must be one of {BLUR_KINDS}, got {blur!r}")
@@ -85,13 +87,16 @@ class MFIFDataModule(TrainerPositionMixin, pl.LightningDataModule):
         self.save_hyperparameters()
         self.roots = roots
         self.crop_size, self.batch_size, self.num_workers = crop_size, batch_size, num_workers
-        self.samples_per_epoch, self.val_samples, self.val_crop_size = samples_per_epoch, val_samples, val_crop_size
+        self.samples_per_epoch, self.val_samples, self.val_crop_size = (
+            samples_per_epoch,
+            val_samples,
+            val_crop_size,
+        )
         self.blur, self.soft_edges, self.seed = blur, soft_edges, seed
         self.real_val_root, self.val_fraction, self.cache_images = real_val_root, val_fraction, cache_images
         self.train_dataset: SyntheticMultiFocusDataset | None = None
         self.val_dataset: SyntheticMultiFocusDataset | None = None
         self.real_val_dataset: MultiFocusPairFolder | None = None
-
 
     def make_synthesizer(self, crop_size: int) -> MultiFocusSynthesizer:
         return MultiFocusSynthesizer(crop_size=crop_size, blur=self.blur, soft_edges=self.soft_edges)
@@ -115,23 +120,37 @@ class MFIFDataModule(TrainerPositionMixin, pl.LightningDataModule):
         train_paths, val_paths = self.split_images()
         train_seed = int(np.random.SeedSequence([self.seed, self._rank]).generate_state(1)[0])
         self.train_dataset = SyntheticMultiFocusDataset(
-            self.make_synthesizer(self.crop_size), self.samples_per_epoch, train_paths, seed=train_seed,
+            self.make_synthesizer(self.crop_size),
+            self.samples_per_epoch,
+            train_paths,
+            seed=train_seed,
             cache_images=self.cache_images,
         )
         self.val_dataset = SyntheticMultiFocusDataset(
-            self.make_synthesizer(self.val_crop_size), self.val_samples, val_paths, seed=self.seed, deterministic=True
+            self.make_synthesizer(self.val_crop_size),
+            self.val_samples,
+            val_paths,
+            seed=self.seed,
+            deterministic=True,
         )
         if self.real_val_root is not None:
             self.real_val_dataset = MultiFocusPairFolder(self.real_val_root)
 
-    def _loader(self, dataset: Dataset | None, batch_size: int, train: bool, collate: Any = None) -> DataLoader:
+    def _loader(
+        self, dataset: Dataset | None, batch_size: int, train: bool, collate: Any = None
+    ) -> DataLoader:
         if dataset is None:
             raise RuntimeError("MFIFDataModule.setup() must run before its dataloaders are requested")
         sampler = None if train else eval_sampler(dataset)
         if train:
             # Each (seed, epoch, index) gives the same draw in any process: a resumed run repeats exactly.
             sampler = EpochSeededSampler(
-                len(dataset), self.seed, False, self._world_size, self._rank, epoch=current_epoch(self.trainer)
+                len(dataset),
+                self.seed,
+                False,
+                self._world_size,
+                self._rank,
+                epoch=current_epoch(self.trainer),
             )
             dataset = EpochSeededDataset(dataset, self.seed)
         return DataLoader(

@@ -84,7 +84,9 @@ class SyntheticMultiFocusDataset(Dataset):
         if self.image_paths is None:
             texture_seed = int(rng.integers(2**31))
             window = self.synthesizer.window_size(self.crop_size)
-            return make_texture_array(texture_seed, window, window, channels=1)[:, :, 0], f"texture{texture_seed}"
+            return make_texture_array(texture_seed, window, window, channels=1)[
+                :, :, 0
+            ], f"texture{texture_seed}"
         if self.deterministic:
             image_index = index % len(self.image_paths)
         else:
@@ -158,7 +160,12 @@ class MultiFocusPairFolder(Dataset):
         return self._match(a_index, b_index, self.root, self.root, {})
 
     def _match(
-        self, a_index: dict[str, Path], b_index: dict[str, Path], a_dir: Path, b_dir: Path, gt_index: dict[str, Path]
+        self,
+        a_index: dict[str, Path],
+        b_index: dict[str, Path],
+        a_dir: Path,
+        b_dir: Path,
+        gt_index: dict[str, Path],
     ) -> list[tuple[str, Path, Path, Path | None]]:
         a_only, b_only = sorted(set(a_index) - set(b_index)), sorted(set(b_index) - set(a_index))
         if a_only or b_only:
@@ -172,7 +179,8 @@ class MultiFocusPairFolder(Dataset):
             missing = sorted(set(a_index) - set(gt_index))
             if missing:
                 raise UnpairedFilesError(
-                    f"pairs in '{self.root}' without ground truth ({len(missing)}): {', '.join(missing)}", {"gt": missing}
+                    f"pairs in '{self.root}' without ground truth ({len(missing)}): {', '.join(missing)}",
+                    {"gt": missing},
                 )
         return [(name, a_index[name], b_index[name], gt_index.get(name)) for name in sorted(a_index)]
 
@@ -190,7 +198,10 @@ class MultiFocusPairFolder(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         name, a_path, b_path, gt_path = self.pairs[index]
-        item: dict[str, Any] = {"a": torch.from_numpy(read_y(a_path))[None], "b": torch.from_numpy(read_y(b_path))[None]}
+        item: dict[str, Any] = {
+            "a": torch.from_numpy(read_y(a_path))[None],
+            "b": torch.from_numpy(read_y(b_path))[None],
+        }
         if gt_path is not None:
             item["gt"] = torch.from_numpy(read_y(gt_path))[None]
         item["name"] = name
@@ -206,10 +217,14 @@ def find_natural_images(roots: Sequence[PathLike]) -> list[Path]:
     for root in roots:
         root = Path(root)
         if not root.is_dir():
-            raise DataFolderNotFoundError(f"all-in-focus image root '{root}' does not exist or is not a folder")
+            raise DataFolderNotFoundError(
+                f"all-in-focus image root '{root}' does not exist or is not a folder"
+            )
         found = list_images(root, recursive=True)
         if not found:
-            raise EmptyFolderError(f"all-in-focus image root '{root}' contains no images (searched recursively)")
+            raise EmptyFolderError(
+                f"all-in-focus image root '{root}' contains no images (searched recursively)"
+            )
         paths.extend(found)
     return paths
 

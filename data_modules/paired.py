@@ -166,7 +166,9 @@ def _stem_index(folder: Path, role: str) -> dict[str, Path]:
             + "; ".join(duplicates)
         )
     if not index:
-        raise EmptyFolderError(f"{role} folder '{folder}' contains no images (accepted: png, jpg, jpeg, bmp, tif, tiff)")
+        raise EmptyFolderError(
+            f"{role} folder '{folder}' contains no images (accepted: png, jpg, jpeg, bmp, tif, tiff)"
+        )
     return index
 
 
@@ -229,15 +231,21 @@ class PairedImageFolder(Dataset):
     def _pair_files(self, names: Sequence[str] | None) -> list[PairRecord]:
         ir_index = _stem_index(self.ir_dir, "infrared")
         vi_index = _stem_index(self.vi_dir, "visible")
-        extra_indices = {key: _stem_index(folder, f"extra '{key}'") for key, folder in self.extra_dirs.items()}
+        extra_indices = {
+            key: _stem_index(folder, f"extra '{key}'") for key, folder in self.extra_dirs.items()
+        }
         pairing = pair_by_stem(ir_index, vi_index)
         ir_only, vi_only = pairing.only_first, pairing.only_second
         if ir_only or vi_only:
             lines = [f"unpaired images between '{self.ir_dir}' and '{self.vi_dir}':"]
             if ir_only:
-                lines.append(f"  in '{self.ir_dir}' without a visible partner ({len(ir_only)}): {_format_stems(ir_only)}")
+                lines.append(
+                    f"  in '{self.ir_dir}' without a visible partner ({len(ir_only)}): {_format_stems(ir_only)}"
+                )
             if vi_only:
-                lines.append(f"  in '{self.vi_dir}' without an infrared partner ({len(vi_only)}): {_format_stems(vi_only)}")
+                lines.append(
+                    f"  in '{self.vi_dir}' without an infrared partner ({len(vi_only)}): {_format_stems(vi_only)}"
+                )
             raise UnpairedFilesError("\n".join(lines), {str(self.ir_dir): ir_only, str(self.vi_dir): vi_only})
         stems = sorted(ir_index)
         if names is not None:
@@ -254,7 +262,8 @@ class PairedImageFolder(Dataset):
             for key, missing in missing_extras.items():
                 lines.append(f"  '{self.extra_dirs[key]}' lacks ({len(missing)}): {_format_stems(missing)}")
             raise UnpairedFilesError(
-                "\n".join(lines), {str(self.extra_dirs[key]): missing for key, missing in missing_extras.items()}
+                "\n".join(lines),
+                {str(self.extra_dirs[key]): missing for key, missing in missing_extras.items()},
             )
         return [
             PairRecord(
@@ -319,10 +328,15 @@ class PairedImageFolder(Dataset):
             return arrays
         if self.size_policy == "error":
             described = ", ".join(f"{key} {h}×{w}" for key, (h, w) in sizes.items())
-            raise SizeMismatchError(f"pair '{record.name}' ('{record.ir_path}', '{record.vi_path}') differs in size: {described}")
+            raise SizeMismatchError(
+                f"pair '{record.name}' ('{record.ir_path}', '{record.vi_path}') differs in size: {described}"
+            )
         if self.size_policy == "resize":
             height, width = sizes["ir"]
-            return {key: _resize(value, height, width, is_label=key not in ("ir", "vi")) for key, value in arrays.items()}
+            return {
+                key: _resize(value, height, width, is_label=key not in ("ir", "vi"))
+                for key, value in arrays.items()
+            }
         height = min(h for h, _ in sizes.values())
         width = min(w for _, w in sizes.values())
         return {key: _center_crop(value, height, width) for key, value in arrays.items()}
@@ -350,7 +364,9 @@ def _read_label_map(path: Path) -> np.ndarray:
     if raw.ndim == 3:
         first = raw[:, :, 0]
         if not all(np.array_equal(first, raw[:, :, c]) for c in range(1, min(raw.shape[2], 3))):
-            raise ImageReadError(path, "label/mask image has colour channels; expected a single-channel id map")
+            raise ImageReadError(
+                path, "label/mask image has colour channels; expected a single-channel id map"
+            )
         raw = first
     return raw
 

@@ -38,7 +38,9 @@ class UnpaddedDistributedSampler(DistributedSampler):
         shuffle: bool = False,
         seed: int = 0,
     ) -> None:
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=False)
+        super().__init__(
+            dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=False
+        )
         length = len(dataset)  # type: ignore[arg-type]
         self.total_size = length
         self.num_samples = len(range(self.rank, length, self.num_replicas))

@@ -126,7 +126,11 @@ def _noise(rng: np.random.Generator, height: int, width: int, channels: int) -> 
     """H×W×C standard normal noise: a random window of the bank, tiled when the image is larger."""
     bank = _noise_bank()
     reps_h, reps_w = -(-height // bank.shape[0]) + 1, -(-width // bank.shape[1]) + 1
-    source = bank if reps_h == reps_w == 2 and height <= 256 and width <= 256 else np.tile(bank, (reps_h, reps_w, 1))
+    source = (
+        bank
+        if reps_h == reps_w == 2 and height <= 256 and width <= 256
+        else np.tile(bank, (reps_h, reps_w, 1))
+    )
     top = int(rng.integers(0, source.shape[0] - height + 1))
     left = int(rng.integers(0, source.shape[1] - width + 1))
     first = int(rng.integers(0, bank.shape[2] - channels + 1))
@@ -160,7 +164,9 @@ def make_ivif_scene(seed: int, height: int = 256, width: int = 256) -> IVIFScene
     scale = min(height, width)
 
     vis_texture = fractal_noise(rng, height, width, octaves=7, base_cells=2, persistence=0.6)
-    fine_texture = fractal_noise(rng, height, width, octaves=3, base_cells=max(8, scale // 16), persistence=0.7)
+    fine_texture = fractal_noise(
+        rng, height, width, octaves=3, base_cells=max(8, scale // 16), persistence=0.7
+    )
     thermal_texture = fractal_noise(rng, height, width, octaves=4, base_cells=2, persistence=0.5)
 
     # Visible reflectance (before illumination) and infrared temperature; the sky is the rows above the horizon.
@@ -172,7 +178,9 @@ def make_ivif_scene(seed: int, height: int = 256, width: int = 256) -> IVIFScene
     shade = (0.55 + 0.6 * vis_texture[horizon:]) * (0.85 + 0.3 * fine_texture[horizon:])
     vi[horizon:] = shade[:, :, None] * ground_rgb
     ground_temperature = rng.uniform(0.25, 0.42)
-    ir[horizon:] = ground_temperature + 0.12 * (thermal_texture[horizon:] - 0.5) + 0.04 * (fine_texture[horizon:] - 0.5)
+    ir[horizon:] = (
+        ground_temperature + 0.12 * (thermal_texture[horizon:] - 0.5) + 0.04 * (fine_texture[horizon:] - 0.5)
+    )
 
     # A road with lane markings: warm after a sunny day, cooler than the ground at night.
     if rng.random() < 0.7:
@@ -180,7 +188,9 @@ def make_ivif_scene(seed: int, height: int = 256, width: int = 256) -> IVIFScene
         centre = rng.uniform(0.3, 0.7) * width
         near, far = rng.uniform(0.3, 0.6) * width, rng.uniform(0.02, 0.1) * width
         span = height - horizon
-        polygon = np.array([[centre - far, 0], [centre + far, 0], [centre + near, span], [centre - near, span]])
+        polygon = np.array(
+            [[centre - far, 0], [centre + far, 0], [centre + near, span], [centre - near, span]]
+        )
         cv2.fillPoly(road, [polygon.astype(np.int32)], 1)
         road_mask = road.astype(bool)
         fine_below = fine_texture[horizon:]
@@ -190,7 +200,13 @@ def make_ivif_scene(seed: int, height: int = 256, width: int = 256) -> IVIFScene
         for y in range(horizon + 4, height, max(6, height // 12)):
             t = (y - horizon) / max(span, 1)
             dash = max(1, int(2 + 6 * t))
-            cv2.line(vi, (int(centre), y), (int(centre), min(height - 1, y + dash)), (0.9, 0.9, 0.85), max(1, int(1 + 2 * t)))
+            cv2.line(
+                vi,
+                (int(centre), y),
+                (int(centre), min(height - 1, y + dash)),
+                (0.9, 0.9, 0.85),
+                max(1, int(1 + 2 * t)),
+            )
 
     # Buildings on the horizon: facades with window grids; lit windows at night are bright in VIS only.
     for _ in range(int(rng.integers(0, 5))):
@@ -199,15 +215,21 @@ def make_ivif_scene(seed: int, height: int = 256, width: int = 256) -> IVIFScene
         left = int(rng.integers(0, max(1, width - b_w)))
         top, bottom = max(0, horizon - b_h), min(height, horizon + int(0.05 * height))
         facade = np.asarray(rng.uniform(0.35, 0.8, 3), dtype=np.float32)
-        vi[top:bottom, left : left + b_w] = facade * (0.8 + 0.3 * fine_texture[top:bottom, left : left + b_w, None])
-        ir[top:bottom, left : left + b_w] = rng.uniform(0.3, 0.5) + 0.05 * np.linspace(0, 1, bottom - top)[:, None]
+        vi[top:bottom, left : left + b_w] = facade * (
+            0.8 + 0.3 * fine_texture[top:bottom, left : left + b_w, None]
+        )
+        ir[top:bottom, left : left + b_w] = (
+            rng.uniform(0.3, 0.5) + 0.05 * np.linspace(0, 1, bottom - top)[:, None]
+        )
         step = max(4, b_w // 6)
         size = max(1, step // 3)
         dark_window = tuple(float(c) for c in facade * 0.4)
         for wy in range(top + 2, bottom - 3, step):
             for wx in range(left + 2, left + b_w - 3, step):
                 lit = illumination != "day" and rng.random() < 0.4
-                cv2.rectangle(vi, (wx, wy), (wx + size, wy + size), (1.0, 0.9, 0.6) if lit else dark_window, -1)
+                cv2.rectangle(
+                    vi, (wx, wy), (wx + size, wy + size), (1.0, 0.9, 0.6) if lit else dark_window, -1
+                )
                 cv2.rectangle(ir, (wx, wy), (wx + size, wy + size), float(ir[wy, wx] - 0.04), -1)
 
     # Vegetation: leafy dark blobs, cool in infrared.
@@ -215,7 +237,12 @@ def make_ivif_scene(seed: int, height: int = 256, width: int = 256) -> IVIFScene
         radius = max(2, int(rng.uniform(0.04, 0.12) * scale))
         radius_y = int(radius * rng.uniform(0.7, 1.5))
         cx, cy = int(rng.integers(0, width)), int(rng.integers(max(0, horizon - radius), height))
-        y0, y1, x0, x1 = max(0, cy - radius_y), min(height, cy + radius_y + 1), max(0, cx - radius), min(width, cx + radius + 1)
+        y0, y1, x0, x1 = (
+            max(0, cy - radius_y),
+            min(height, cy + radius_y + 1),
+            max(0, cx - radius),
+            min(width, cx + radius + 1),
+        )
         if y1 <= y0 or x1 <= x0:
             continue
         bush = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
@@ -238,7 +265,9 @@ def make_ivif_scene(seed: int, height: int = 256, width: int = 256) -> IVIFScene
         if rng.random() < 0.6:
             _draw_person(mask, int(rng.integers(0, width)), base, max(8, int(nearness * height * 0.6)))
         else:
-            x, top, length, body_h = _draw_vehicle(mask, int(rng.integers(0, width)), base, max(10, int(nearness * width * 0.5)))
+            x, top, length, body_h = _draw_vehicle(
+                mask, int(rng.integers(0, width)), base, max(10, int(nearness * width * 0.5))
+            )
             engine_x = x + (length - length // 4 if rng.random() < 0.5 else 0)
             hot_spot = (engine_x, top, length // 4, body_h // 2)
         bx, by, bw, bh = cv2.boundingRect(mask)
@@ -248,7 +277,9 @@ def make_ivif_scene(seed: int, height: int = 256, width: int = 256) -> IVIFScene
         target_mask = mask[box].astype(bool)
         surround = vi[box].reshape(-1, 3).mean(axis=0)
         camouflage = surround * rng.uniform(0.75, 1.1) + rng.normal(0.0, 0.03, 3).astype(np.float32)
-        np.copyto(vi[box], camouflage * (0.9 + 0.2 * fine_texture[box][:, :, None]), where=target_mask[:, :, None])
+        np.copyto(
+            vi[box], camouflage * (0.9 + 0.2 * fine_texture[box][:, :, None]), where=target_mask[:, :, None]
+        )
         np.copyto(heat[box], body_heat + 0.06 * (thermal_texture[box] - 0.5), where=target_mask)
         targets[box] |= target_mask
         if hot_spot is not None:
@@ -265,7 +296,9 @@ def make_ivif_scene(seed: int, height: int = 256, width: int = 256) -> IVIFScene
             sigma = width / 12
             ys = np.exp(-0.5 * ((np.arange(height, dtype=np.float32) - cy) / sigma) ** 2)
             xs = np.exp(-0.5 * ((np.arange(width, dtype=np.float32) - cx) / sigma) ** 2)
-            vi += (0.6 * ys[:, None] * xs[None, :])[:, :, None] * np.asarray((1.0, 0.85, 0.55), dtype=np.float32)
+            vi += (0.6 * ys[:, None] * xs[None, :])[:, :, None] * np.asarray(
+                (1.0, 0.85, 0.55), dtype=np.float32
+            )
     vi += noise_std * _noise(rng, height, width, 3)
     ir = cv2.GaussianBlur(ir, (0, 0), rng.uniform(0.5, 1.0))
     column_pattern = rng.normal(0.0, 0.006, (1, width)).astype(np.float32)  # microbolometer stripe noise
@@ -326,7 +359,9 @@ class SyntheticIVIFDataset(Dataset):
             reseed(seed)
 
 
-def write_embedded_default(root: PathLike, n_pairs: int = 8, size: int | tuple[int, int] = 256, seed: int = 0) -> Path:
+def write_embedded_default(
+    root: PathLike, n_pairs: int = 8, size: int | tuple[int, int] = 256, seed: int = 0
+) -> Path:
     """Write ``n_pairs`` synthetic pairs as 8-bit PNGs in the generic layout ``root/ir`` + ``root/vi``.
 
     The pairs come from the "export" stream, so they are held out from the embedded training,
@@ -381,7 +416,9 @@ def make_texture_array(seed: int, height: int = 256, width: int = 256, channels:
         phase = (xx * np.cos(angle) + yy * np.sin(angle)) * (2 * np.pi / period)
         pattern = np.sin(phase)
         if rng.random() < 0.3:
-            pattern = np.sign(pattern * np.sin((xx * -np.sin(angle) + yy * np.cos(angle)) * (2 * np.pi / period)))
+            pattern = np.sign(
+                pattern * np.sin((xx * -np.sin(angle) + yy * np.cos(angle)) * (2 * np.pi / period))
+            )
         pattern = 0.5 + 0.5 * rng.uniform(0.4, 1.0) * pattern
         mask = region.astype(bool)
         tone = np.asarray(_random_colour(rng, channels), dtype=np.float32)
@@ -420,7 +457,13 @@ class TextureDataset(Dataset):
     """``length`` texture images {"image": C×H×W, "name"}; sample ``i`` depends only on (seed, stream, i)."""
 
     def __init__(
-        self, length: int, height: int = 256, width: int = 256, seed: int = 0, stream: str = "train", channels: int = 3
+        self,
+        length: int,
+        height: int = 256,
+        width: int = 256,
+        seed: int = 0,
+        stream: str = "train",
+        channels: int = 3,
     ) -> None:
         if length < 1:
             raise ValueError(f"length must be positive, got {length}")

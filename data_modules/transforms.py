@@ -67,13 +67,22 @@ class PairedAugmentation:
             geometric.append(A.RandomRotate90(p=1.0))
         self._geometric_steps = geometric
         self._geometric_cache: dict[tuple[str, ...], A.Compose] = {}
-        self.photometric_ir = self._photometric(photometric, brightness, contrast, gamma, noise_std, photometric_p)
-        self.photometric_vi = self._photometric(photometric, brightness, contrast, gamma, noise_std, photometric_p)
+        self.photometric_ir = self._photometric(
+            photometric, brightness, contrast, gamma, noise_std, photometric_p
+        )
+        self.photometric_vi = self._photometric(
+            photometric, brightness, contrast, gamma, noise_std, photometric_p
+        )
         self.reseed(seed)
 
     @staticmethod
     def _photometric(
-        enabled: bool, brightness: float, contrast: float, gamma: tuple[float, float], noise_std: float, p: float
+        enabled: bool,
+        brightness: float,
+        contrast: float,
+        gamma: tuple[float, float],
+        noise_std: float,
+        p: float,
     ) -> A.Compose | None:
         if not enabled:
             return None
@@ -108,7 +117,9 @@ class PairedAugmentation:
     def geometric(self, arrays: PairArrays) -> PairArrays:
         """Apply only the shared geometric pipeline."""
         extra_keys = tuple(sorted(key for key in arrays if key not in ("ir", "vi")))
-        result = self._geometric_for(extra_keys)(image=arrays["ir"], vi=arrays["vi"], **{k: arrays[k] for k in extra_keys})
+        result = self._geometric_for(extra_keys)(
+            image=arrays["ir"], vi=arrays["vi"], **{k: arrays[k] for k in extra_keys}
+        )
         out: PairArrays = {"ir": _with_channels(result["image"]), "vi": _with_channels(result["vi"])}
         for key in extra_keys:
             out[key] = result[key]

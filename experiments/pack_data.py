@@ -66,13 +66,17 @@ def main() -> int:
     folders = [data / "train" / "natural", data / "train" / "ivif"]
     missing = [str(f) for f in folders if not f.is_dir()]
     if missing:
-        raise SystemExit(f"missing training folder(s): {', '.join(missing)}; pass --data-root or set STFUSE_DATA")
+        raise SystemExit(
+            f"missing training folder(s): {', '.join(missing)}; pass --data-root or set STFUSE_DATA"
+        )
     jobs = []
     for folder in folders:
         for source in sorted(folder.rglob("*")):
             if source.suffix.lower() in IMAGE_EXTENSIONS and "mask" not in source.relative_to(data).parts:
                 target = out / source.relative_to(data)
-                jobs.append((source, target if source.suffix.lower() in JPEG_SUFFIXES else target.with_suffix(".png")))
+                jobs.append(
+                    (source, target if source.suffix.lower() in JPEG_SUFFIXES else target.with_suffix(".png"))
+                )
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         sizes = list(pool.map(lambda job: pack_one(*job), jobs))
     print(f"packed {len(jobs)} images into {out}: {sum(sizes) / 2**20:.1f} MiB")

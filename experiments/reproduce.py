@@ -118,7 +118,9 @@ def ivif_command(budget: dict, data: Path, out: Path, variant: str, seed: int, s
     else:
         # One replay epoch per IVIF epoch: CombinedLoader("max_size_cycle") would otherwise cycle the IVIF
         # loader inside one long epoch and repeat the same crops every pass.
-        pairs = sum(1 for sub in ("roadscene", "msrs") for _ in (data / "train" / "ivif" / sub / "ir").iterdir())
+        pairs = sum(
+            1 for sub in ("roadscene", "msrs") for _ in (data / "train" / "ivif" / sub / "ir").iterdir()
+        )
         ivif_batches = max(1, (pairs - VAL_SIZE) // budget["batch"])
         command += [
             "--model.init_args.source_ckpt", str(source),
@@ -176,12 +178,20 @@ def main() -> int:
     parser.add_argument("--out", default="outputs/reproduce")
     parser.add_argument("--only", choices=["all", "main", "ablations", "probes"], default="all",
                         help="main: source + the main full-STFuse run; ablations: the 3-seed variants; probes: the probe runs")  # fmt: skip
-    parser.add_argument("--seeds", default=",".join(map(str, SEEDS)), help="target-stage seeds of the ablation table")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="target-stage variants of the ablation table")
-    parser.add_argument("--probes", default=",".join(PROBES), help="comma-separated probe names ('' for none)")
+    parser.add_argument(
+        "--seeds", default=",".join(map(str, SEEDS)), help="target-stage seeds of the ablation table"
+    )
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help="target-stage variants of the ablation table"
+    )
+    parser.add_argument(
+        "--probes", default=",".join(PROBES), help="comma-separated probe names ('' for none)"
+    )
     parser.add_argument("--jobs", type=int, help="target-stage runs in parallel (default: the budget's)")
     parser.add_argument("--mfif-ckpt", help="use this source checkpoint instead of training the source stage")
-    parser.add_argument("--skip-train", action="store_true", help="only score existing runs and write the results")
+    parser.add_argument(
+        "--skip-train", action="store_true", help="only score existing runs and write the results"
+    )
     parser.add_argument("--no-results", action="store_true", help="train only")
     args = parser.parse_args()
 
@@ -202,26 +212,53 @@ def main() -> int:
     source = Path(args.mfif_ckpt).resolve() if args.mfif_ckpt else out / "mfif" / "checkpoints" / "last.ckpt"
 
     timings: dict[str, float] = {}
-    needs_source = args.only in ("all", "main", "probes") or any(v != "no_transfer" for v in args.variants.split(","))
+    needs_source = args.only in ("all", "main", "probes") or any(
+        v != "no_transfer" for v in args.variants.split(",")
+    )
     if not args.skip_train:
         if not args.mfif_ckpt and needs_source:
-            timings["mfif"] = run("mfif", mfif_command(budget, data, out / "mfif", 0), out, os.cpu_count() or 1)
+            timings["mfif"] = run(
+                "mfif", mfif_command(budget, data, out / "mfif", 0), out, os.cpu_count() or 1
+            )
         jobs: list[tuple[str, list[str]]] = []
         if args.only in ("all", "main"):
-            jobs.append(("main_stfuse", ivif_command(budget, data, out / "main_stfuse", "stfuse", 0, budget["main_steps"], source, [])))
+            jobs.append(
+                (
+                    "main_stfuse",
+                    ivif_command(
+                        budget, data, out / "main_stfuse", "stfuse", 0, budget["main_steps"], source, []
+                    ),
+                )
+            )
         variants = ["stfuse"] if args.only == "main" else [v for v in args.variants.split(",") if v]
         if set(variants) - set(VARIANTS):
-            raise SystemExit(f"unknown variant(s) {sorted(set(variants) - set(VARIANTS))}; choose from {sorted(VARIANTS)}")
+            raise SystemExit(
+                f"unknown variant(s) {sorted(set(variants) - set(VARIANTS))}; choose from {sorted(VARIANTS)}"
+            )
         if args.only in ("all", "main", "ablations"):
             for seed in seeds if args.only != "main" else []:
                 for variant in variants:
                     name = f"ivif_{variant}_s{seed}"
-                    jobs.append((name, ivif_command(budget, data, out / name, variant, seed, budget["ivif_steps"], source, [])))
+                    jobs.append(
+                        (
+                            name,
+                            ivif_command(
+                                budget, data, out / name, variant, seed, budget["ivif_steps"], source, []
+                            ),
+                        )
+                    )
         if args.only in ("all", "probes"):
             for probe in probes:
                 variant, extra, _ = PROBES[probe]
                 name = f"probe_{probe}"
-                jobs.append((name, ivif_command(budget, data, out / name, variant, 0, budget["probe_steps"], source, extra)))
+                jobs.append(
+                    (
+                        name,
+                        ivif_command(
+                            budget, data, out / name, variant, 0, budget["probe_steps"], source, extra
+                        ),
+                    )
+                )
         timings.update(run_all(jobs, out, parallel))
         record = out / "timings.json"
         previous = json.loads(record.read_text()).get("seconds", {}) if record.is_file() else {}

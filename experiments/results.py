@@ -36,8 +36,17 @@ SEAFUSION = {
     "roadscene": dict(zip(TABLE_METRICS, [7.43, 54.14, 16.21, 2.25, 1.74, 0.68, 0.52, 0.92])),
     "msrs": dict(zip(TABLE_METRICS, [6.49, 44.65, 11.72, 2.75, 1.75, 0.99, 0.67, 0.99])),
 }
-VARIANT_NAMES = {"stfuse": "STFuse (full)", "no_guidance": "transfer without L_g", "no_transfer": "no transfer"}
-BASELINE_NAMES = {"average": "average", "maximum": "maximum", "laplacian": "Laplacian pyramid", "gradient": "gradient-weighted"}
+VARIANT_NAMES = {
+    "stfuse": "STFuse (full)",
+    "no_guidance": "transfer without L_g",
+    "no_transfer": "no transfer",
+}
+BASELINE_NAMES = {
+    "average": "average",
+    "maximum": "maximum",
+    "laplacian": "Laplacian pyramid",
+    "gradient": "gradient-weighted",
+}
 DEFAULT_WEIGHTS = REPO / "src" / "stfuse" / "weights" / "stfuse_default.safetensors"
 SHIPPED = "shipped"  # the method name of the default weights in the evaluation tables
 MAIN = "main_stfuse"  # the full-STFuse run on the budget's main_steps (experiments/reproduce.py)
@@ -114,18 +123,24 @@ def export_weights(out: Path, budget: str) -> tuple[dict[str, Path], dict]:
             "command": f"python experiments/reproduce.py --budget {budget}",
             "device": f"{platform.processor() or platform.machine()} CPU, 2 cores" if budget == "cpu" else "1 GPU",
         }  # fmt: skip
-        path = save_network(net, out / "weights" / f"{run.name}.safetensors", {"training": json.dumps(record)})
+        path = save_network(
+            net, out / "weights" / f"{run.name}.safetensors", {"training": json.dumps(record)}
+        )
         exported[run.name] = path
         if run == chosen:
             record = {**record, "selection": selection}
-            shipped = save_network(net, out / "weights" / f"{SHIPPED}.safetensors", {"training": json.dumps(record)})
+            shipped = save_network(
+                net, out / "weights" / f"{SHIPPED}.safetensors", {"training": json.dumps(record)}
+            )
             DEFAULT_WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(shipped, DEFAULT_WEIGHTS)
             DEFAULT_WEIGHTS.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     return exported, {"seed": seed, "run": chosen.name, **selection}
 
 
-def fuse_and_score(out: Path, data: Path, weights: dict[str, Path], shipped_run: str | None = None) -> dict[str, dict]:
+def fuse_and_score(
+    out: Path, data: Path, weights: dict[str, Path], shipped_run: str | None = None
+) -> dict[str, dict]:
     """Fuse every test set with every model and score them; the shipped model's images are a copy of the
     run it was exported from (the same network, so the same pixels)."""
     summaries = {}
@@ -183,13 +198,27 @@ def results_table(name: str, summary: dict, metrics: list[str], runs: dict[str, 
         if runs.get(variant):
             stats = [_aggregate(summary, runs[variant], m) for m in metrics]
             seeds = len(runs[variant])
-            rows.append((f"{label}, mean ± sd of {seeds} seed{'s' if seeds > 1 else ''}", [s[0] for s in stats], [s[1] for s in stats]))
+            rows.append(
+                (
+                    f"{label}, mean ± sd of {seeds} seed{'s' if seeds > 1 else ''}",
+                    [s[0] for s in stats],
+                    [s[1] for s in stats],
+                )
+            )
             means[variant] = dict(zip(metrics, [s[0] for s in stats]))
     for baseline, label in BASELINE_NAMES.items():
         if baseline in summary["methods"]:
-            rows.append((f"{label} (baseline)", [_mean(summary, baseline, m) for m in metrics], [None] * len(metrics)))
+            rows.append(
+                (f"{label} (baseline)", [_mean(summary, baseline, m) for m in metrics], [None] * len(metrics))
+            )
     if references and name in SEAFUSION:
-        rows.append(("SeAFusion (measured, same metric code)", [SEAFUSION[name].get(m) for m in metrics], [None] * len(metrics)))
+        rows.append(
+            (
+                "SeAFusion (measured, same metric code)",
+                [SEAFUSION[name].get(m) for m in metrics],
+                [None] * len(metrics),
+            )
+        )
     if references and name in CDDFUSE:
         rows.append(("CDDFuse (published)", [CDDFUSE[name].get(m) for m in metrics], [None] * len(metrics)))
     best = {}
@@ -250,14 +279,23 @@ def probe_table(out: Path) -> str:
         elif name == MAIN:
             what = "main run (the budget's main_steps)"
         else:
-            what = "ablation run (the budget's ivif_steps)" if name.startswith("ivif_") else "classical baseline"
+            what = (
+                "ablation run (the budget's ivif_steps)" if name.startswith("ivif_") else "classical baseline"
+            )
         beats = f"{sum(values[m] > laplacian[m] for m in TABLE_METRICS)}/8" if laplacian else "–"
         delta = "–"
         if reference and name != "probe_recipe" and name.startswith("probe_"):
             up = sum(values[m] > reference[m] for m in TABLE_METRICS)
             delta = f"{up}/{len(TABLE_METRICS) - up}"
-        lines.append(f"| {name} | {what} | " + " | ".join(f"{values[m]:.3f}" for m in TABLE_METRICS) + f" | {beats} | {delta} |")
-    return f"Validation split: {validation['pairs']} pairs held out of train/ivif (split seed {validation['seed']}).\n\n" + "\n".join(lines)
+        lines.append(
+            f"| {name} | {what} | "
+            + " | ".join(f"{values[m]:.3f}" for m in TABLE_METRICS)
+            + f" | {beats} | {delta} |"
+        )
+    return (
+        f"Validation split: {validation['pairs']} pairs held out of train/ivif (split seed {validation['seed']}).\n\n"
+        + "\n".join(lines)
+    )
 
 
 def write_grids(out: Path, data: Path, methods: list[str], pairs: int = 3) -> list[Path]:
@@ -276,7 +314,9 @@ def write_grids(out: Path, data: Path, methods: list[str], pairs: int = 3) -> li
             vi = read_image(next((data / "ivif" / name / "vi").glob(f"{stem}.*")))
             docs_rows.append(fused)
             full_rows.append([ir, vi, *fused])
-        written.append(save_png(make_grid(docs_rows, height=150), REPO / "docs" / "images" / f"results_{name}.png"))
+        written.append(
+            save_png(make_grid(docs_rows, height=150), REPO / "docs" / "images" / f"results_{name}.png")
+        )
         save_png(make_grid(full_rows, height=150), out / "grids" / f"{name}_ir_vis_fused.png")
     return written
 
@@ -310,14 +350,36 @@ def main() -> int:
     sections, readme_rows, goals = [], [], []
     for name, label in SETS.items():
         table, facts = results_table(name, summaries[name], TABLE_METRICS, runs, shipped_label)
-        extra, _ = results_table(name, summaries[name], ["AG", "CC", "PSNR", "MSE"], runs, shipped_label, references=False)
+        extra, _ = results_table(
+            name, summaries[name], ["AG", "CC", "PSNR", "MSE"], runs, shipped_label, references=False
+        )
         lines = [
-            _goal_line(label, facts, "shipped_beats_laplacian", 6, "the shipped model beats the Laplacian pyramid"),
-            _goal_line(label, facts, "shipped_beats_seafusion", 5, "the shipped model beats SeAFusion (measured)"),
-            _goal_line(label, facts, "shipped_beats_cddfuse", 5, "the shipped model beats CDDFuse (published; stretch)"),
-            _goal_line(label, facts, "full_beats_no_transfer", 6, "full STFuse (mean of seeds) beats no transfer"),
-            _goal_line(label, facts, "no_guidance_beats_no_transfer", 0, "transfer without L_g (mean) beats no transfer"),
-            _goal_line(label, facts, "full_beats_no_guidance", 0, "full STFuse (mean) beats transfer without L_g"),
+            _goal_line(
+                label, facts, "shipped_beats_laplacian", 6, "the shipped model beats the Laplacian pyramid"
+            ),
+            _goal_line(
+                label, facts, "shipped_beats_seafusion", 5, "the shipped model beats SeAFusion (measured)"
+            ),
+            _goal_line(
+                label,
+                facts,
+                "shipped_beats_cddfuse",
+                5,
+                "the shipped model beats CDDFuse (published; stretch)",
+            ),
+            _goal_line(
+                label, facts, "full_beats_no_transfer", 6, "full STFuse (mean of seeds) beats no transfer"
+            ),
+            _goal_line(
+                label,
+                facts,
+                "no_guidance_beats_no_transfer",
+                0,
+                "transfer without L_g (mean) beats no transfer",
+            ),
+            _goal_line(
+                label, facts, "full_beats_no_guidance", 0, "full STFuse (mean) beats transfer without L_g"
+            ),
         ]
         goals += [line for line in lines if line and "goal ≥ 0" not in line]
         notes = [line.replace("; goal ≥ 0: **met**.", ".") for line in lines if line]
@@ -328,7 +390,9 @@ def main() -> int:
     # Each finished run records its own wall time (runs in parallel processes share no timings file).
     seconds = {p.parent.name: json.loads(p.read_text())["seconds"] for p in sorted(out.glob("*/done.json"))}
     record = "\n".join(f"| {k} | {v / 60:.1f} min |" for k, v in sorted(seconds.items()))
-    grid_note = ", ".join(["shipped"] + [VARIANT_NAMES[v] + f" ({runs[v][0]})" for v in runs if v != "stfuse" and runs[v]])
+    grid_note = ", ".join(
+        ["shipped"] + [VARIANT_NAMES[v] + f" ({runs[v][0]})" for v in runs if v != "stfuse" and runs[v]]
+    )
     body = RESULTS_TEMPLATE.format(
         budget=args.budget,
         schedule=json.dumps({k: timings.get(k) for k in ("preset", "mfif_steps", "ivif_steps", "crop", "batch", "replay_batch")}),
@@ -346,7 +410,15 @@ def main() -> int:
     if start in text and end in text:
         head, rest = text.split(start, 1)
         _, tail = rest.split(end, 1)
-        text = head + start + "\n\n" + "\n".join(readme_rows) + "\nDetails, ablations and grids: [docs/results.md](docs/results.md).\n\n" + end + tail
+        text = (
+            head
+            + start
+            + "\n\n"
+            + "\n".join(readme_rows)
+            + "\nDetails, ablations and grids: [docs/results.md](docs/results.md).\n\n"
+            + end
+            + tail
+        )
         readme.write_text(text)
     print((REPO / "docs" / "results.md").read_text())
     return 0

@@ -61,10 +61,16 @@ def resolve_checkpoint(path: Path) -> Path:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", help="run folders (with checkpoints/last.ckpt) or checkpoint files")
+    parser.add_argument(
+        "runs", nargs="+", help="run folders (with checkpoints/last.ckpt) or checkpoint files"
+    )
     parser.add_argument("--data-root", default=str(find_data_root()))
-    parser.add_argument("--val-size", type=int, default=16, help="pairs held out of the training data (default 16)")
-    parser.add_argument("--seed", type=int, default=0, help="the split seed the runs held their pairs out with (default 0)")
+    parser.add_argument(
+        "--val-size", type=int, default=16, help="pairs held out of the training data (default 16)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="the split seed the runs held their pairs out with (default 0)"
+    )
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument("--json", help="also write the scores to this JSON file")
     args = parser.parse_args()
@@ -76,7 +82,11 @@ def main() -> int:
     pairs = validation_pairs(Path(args.data_root), args.val_size, args.seed)
     rows: dict[str, dict[str, float]] = {}
     if not args.no_baselines:
-        for name, rule in (("average", average_fusion), ("maximum", maximum_fusion), ("laplacian", laplacian_fusion)):
+        for name, rule in (
+            ("average", average_fusion),
+            ("maximum", maximum_fusion),
+            ("laplacian", laplacian_fusion),
+        ):
             rows[name] = score(rule, pairs)
     for run in args.runs:
         net = load_network(resolve_checkpoint(Path(run))).eval()
@@ -91,7 +101,9 @@ def main() -> int:
         cells = " | ".join(f"{values[m]:.3f}" for m in TABLE_METRICS)
         print(f"| {name} | {cells} | {wins}/8 |")
     if args.json:
-        Path(args.json).write_text(json.dumps({"pairs": len(pairs), "seed": args.seed, "scores": rows}, indent=2))
+        Path(args.json).write_text(
+            json.dumps({"pairs": len(pairs), "seed": args.seed, "scores": rows}, indent=2)
+        )
     return 0
 
 

@@ -71,14 +71,20 @@ def test_names_aliases_and_errors() -> None:
     with pytest.raises(ValueError, match="same shape"):
         fuse_baseline("avg", torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 3))
     with pytest.raises(TypeError, match="floating-point"):
-        fuse_baseline("avg", torch.zeros(1, 1, 2, 2, dtype=torch.uint8), torch.zeros(1, 1, 2, 2, dtype=torch.uint8))
+        fuse_baseline(
+            "avg", torch.zeros(1, 1, 2, 2, dtype=torch.uint8), torch.zeros(1, 1, 2, 2, dtype=torch.uint8)
+        )
 
 
 @pytest.mark.parametrize("name,folder", [("avg", "avg"), ("max", "max")])
-def test_avg_and_max_on_the_8_bit_scale_reproduce_the_reference_images(data_root: Path, name: str, folder: str) -> None:
+def test_avg_and_max_on_the_8_bit_scale_reproduce_the_reference_images(
+    data_root: Path, name: str, folder: str
+) -> None:
     for image in ("07", "19"):
         ir, vi = (
-            torch.from_numpy(read_gray_255(data_root / "ivif" / "tno" / k / f"{image}.png").astype(np.float64))[None, None]
+            torch.from_numpy(
+                read_gray_255(data_root / "ivif" / "tno" / k / f"{image}.png").astype(np.float64)
+            )[None, None]
             for k in ("ir", "vi")
         )
         fused = fuse_baseline(name, ir, vi, data_range=255.0).round()

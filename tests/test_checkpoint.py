@@ -33,7 +33,9 @@ def _same_output(a: STFuseNet, b: STFuseNet) -> bool:
         return torch.equal(a(x, y), b(x, y))
 
 
-def test_safetensors_round_trip_keeps_weights_config_and_metadata(tmp_path: Path, small_net: STFuseNet) -> None:
+def test_safetensors_round_trip_keeps_weights_config_and_metadata(
+    tmp_path: Path, small_net: STFuseNet
+) -> None:
     path = save_network(small_net, tmp_path / "net.safetensors", {"stage": "mfif", "epoch": 7, "val": [0.5]})
     net, config, metadata = load_network_with_metadata(path)
     assert config == small_net.config
@@ -45,7 +47,9 @@ def test_safetensors_round_trip_keeps_weights_config_and_metadata(tmp_path: Path
     assert [p.name for p in tmp_path.iterdir()] == ["net.safetensors"]  # no temp file left behind
 
 
-def test_save_refuses_reserved_metadata_and_networks_without_config(tmp_path: Path, small_net: STFuseNet) -> None:
+def test_save_refuses_reserved_metadata_and_networks_without_config(
+    tmp_path: Path, small_net: STFuseNet
+) -> None:
     with pytest.raises(CheckpointError, match="reserved"):
         save_network(small_net, tmp_path / "n.safetensors", {"config": "x"})
     with pytest.raises(CheckpointError, match="no `config`"):
@@ -91,8 +95,12 @@ def test_real_lightning_trainer_checkpoint_loads_with_weights_only(tmp_path: Pat
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.rand(2, 1, 16, 16)), batch_size=2)
     stage = TinyStage({"preset": "small", "channels": 8})
     trainer = pl.Trainer(
-        max_steps=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
-        default_root_dir=tmp_path, accelerator="cpu",
+        max_steps=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        accelerator="cpu",
     )
     trainer.fit(stage, data)
     trainer.save_checkpoint(tmp_path / "last.ckpt")

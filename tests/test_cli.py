@@ -40,7 +40,9 @@ def _mfif_tiny(root: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def _ivif_tiny(root: Path, source_ckpt: Path | None, replay: bool = True, net: str | None = None) -> list[str]:
+def _ivif_tiny(
+    root: Path, source_ckpt: Path | None, replay: bool = True, net: str | None = None
+) -> list[str]:
     args = [
         "--trainer.default_root_dir", str(root),
         "--trainer.enable_progress_bar", "false",
@@ -192,9 +194,13 @@ def test_root_is_the_data_root_in_dock_too_and_data_root_is_a_deprecated_alias(t
     from stfuse.docking.labels import DockingError
 
     (tmp_path / "docking" / "msrs_det").mkdir(parents=True)
-    assert _docking_folder(build_parser().parse_args(["--root", str(tmp_path)])) == str(tmp_path / "docking" / "msrs_det")
+    assert _docking_folder(build_parser().parse_args(["--root", str(tmp_path)])) == str(
+        tmp_path / "docking" / "msrs_det"
+    )
     own = tmp_path / "docking" / "msrs_det"
-    assert _docking_folder(build_parser().parse_args(["--root", str(own)])) == str(own)  # the folder itself works too
+    assert _docking_folder(build_parser().parse_args(["--root", str(own)])) == str(
+        own
+    )  # the folder itself works too
     assert _docking_folder(build_parser().parse_args(["--data-root", str(own)])) == str(own)
     assert "--data-root is deprecated; use --root" in capsys.readouterr().err
     with pytest.raises(DockingError, match="not both"):

@@ -32,17 +32,20 @@ VAL_SAMPLES = 3  # odd, so a padded sampler would count one sample twice on 2 ra
 IVIF_METRICS = ["EN", "SF", "Qabf"]
 
 
-
-
 # ---- the sampler on its own ----------------------------------------------------------------------
 @pytest.mark.parametrize("length,replicas", [(3, 2), (7, 3), (8, 4), (5, 5)])
 def test_unpadded_sampler_covers_every_sample_exactly_once(length, replicas):
-    shards = [list(UnpaddedDistributedSampler(range(length), num_replicas=replicas, rank=r)) for r in range(replicas)]
-    assert sorted(i for shard in shards for i in shard) == list(range(length))
-    assert [len(UnpaddedDistributedSampler(range(length), num_replicas=replicas, rank=r)) for r in range(replicas)] == [
-        len(shard) for shard in shards
+    shards = [
+        list(UnpaddedDistributedSampler(range(length), num_replicas=replicas, rank=r))
+        for r in range(replicas)
     ]
-    padded = sum(len(list(DistributedSampler(range(length), num_replicas=replicas, rank=r))) for r in range(replicas))
+    assert sorted(i for shard in shards for i in shard) == list(range(length))
+    assert [
+        len(UnpaddedDistributedSampler(range(length), num_replicas=replicas, rank=r)) for r in range(replicas)
+    ] == [len(shard) for shard in shards]
+    padded = sum(
+        len(list(DistributedSampler(range(length), num_replicas=replicas, rank=r))) for r in range(replicas)
+    )
     assert padded == math.ceil(length / replicas) * replicas  # what the padding would have added
 
 
@@ -78,7 +81,9 @@ class RecordPerRank(Callback):
         loader = loaders[0] if isinstance(loaders, list) else loaders
         self.sampler = type(loader.sampler).__name__
 
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
         self.val_names.extend(str(n) for n in batch["name"])
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -116,7 +121,11 @@ def _ddp_trainer(root: Path, **kwargs: Any) -> pl.Trainer:
 
 def _single_validate(stage: pl.LightningModule, data: pl.LightningDataModule, root: Path) -> dict[str, float]:
     trainer = pl.Trainer(
-        accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
         default_root_dir=str(root),
     )
     results = trainer.validate(stage, datamodule=data, verbose=False)
@@ -151,15 +160,29 @@ def _assert_ddp_contract(root: Path, reference: dict[str, float]) -> None:
 
 def _mfif_data() -> MFIFDataModule:
     return MFIFDataModule(
-        crop_size=32, batch_size=2, num_workers=0, samples_per_epoch=8, val_samples=VAL_SAMPLES, val_crop_size=32, seed=0
+        crop_size=32,
+        batch_size=2,
+        num_workers=0,
+        samples_per_epoch=8,
+        val_samples=VAL_SAMPLES,
+        val_crop_size=32,
+        seed=0,
     )
 
 
 def _ivif_data() -> TransferDataModule:
     ivif = IVIFDataModule(
-        crop_size=32, batch_size=2, num_workers=0, default_train_size=8, default_image_size=40, val_size=VAL_SAMPLES, seed=0
+        crop_size=32,
+        batch_size=2,
+        num_workers=0,
+        default_train_size=8,
+        default_image_size=40,
+        val_size=VAL_SAMPLES,
+        seed=0,
     )
-    replay = MFIFDataModule(crop_size=32, batch_size=2, num_workers=0, samples_per_epoch=8, val_samples=2, seed=1)
+    replay = MFIFDataModule(
+        crop_size=32, batch_size=2, num_workers=0, samples_per_epoch=8, val_samples=2, seed=1
+    )
     return TransferDataModule(ivif=ivif, replay=replay)
 
 
@@ -194,7 +217,9 @@ def test_ivif_transfer_stage_under_ddp_matches_single_process(mfif_ddp_run, tmp_
     root = tmp_path / "ivif"
     root.mkdir()
     pl.seed_everything(0)
-    stage = IVIFTransferStage(source_ckpt=str(source), warmup_steps=1, val_metrics=IVIF_METRICS, grid_images=2)
+    stage = IVIFTransferStage(
+        source_ckpt=str(source), warmup_steps=1, val_metrics=IVIF_METRICS, grid_images=2
+    )
     trainer = _ddp_trainer(root)
     trainer.callbacks.append(PerImageMetricTable())
     trainer.fit(stage, datamodule=_ivif_data())
@@ -211,8 +236,13 @@ def test_ivif_transfer_stage_under_ddp_matches_single_process(mfif_ddp_run, tmp_
     assert len(tables) == 1, tables
     single_root = tmp_path / "single_test"
     pl.Trainer(
-        accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
-        default_root_dir=str(single_root), callbacks=[PerImageMetricTable()],
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(single_root),
+        callbacks=[PerImageMetricTable()],
     ).test(single, datamodule=_ivif_data(), verbose=False)
     ddp_rows, single_rows = _table(tables[0]), _table(single_root / "test_per_image.csv")
     assert sorted(ddp_rows) == sorted(single_rows) and len(ddp_rows) == VAL_SAMPLES + 1

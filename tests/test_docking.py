@@ -54,7 +54,9 @@ def _stems(root: Path) -> list[str]:
 @pytest.mark.data
 def test_fusion_labels_with_double_spaces_parse_to_the_documented_counts(msrs: Path) -> None:
     raw = (msrs / "label" / "fusion" / "00004N.txt").read_text()
-    assert "  " in raw and not raw.endswith("\n"), "the shipped fusion files use double spaces, no final newline"
+    assert "  " in raw and not raw.endswith("\n"), (
+        "the shipped fusion files use double spaces, no final newline"
+    )
     first = parse_yolo_file(msrs / "label" / "fusion" / "00004N.txt")
     assert len(first) == raw.count("\n") + 1
     cx, cy, w, h = (float(v) for v in raw.split()[1:5])
@@ -144,7 +146,9 @@ def test_augmentation_keeps_boxes_on_the_object() -> None:
     img = torch.zeros(1, 96, 128)
     img[:, 30:60, 20:50] = 1.0
     boxes = torch.tensor([[20 / 128, 30 / 96, 50 / 128, 60 / 96]])
-    settings = TrainSettings(image_size=(128, 96), crop_size=(96, 64), photometric=0.0, scale_range=(0.7, 1.4))
+    settings = TrainSettings(
+        image_size=(128, 96), crop_size=(96, 64), photometric=0.0, scale_range=(0.7, 1.4)
+    )
     gen = torch.Generator().manual_seed(0)
     seen = 0
     for _ in range(20):
@@ -156,7 +160,9 @@ def test_augmentation_keeps_boxes_on_the_object() -> None:
             assert labels.tolist() == [2]
             assert out[0, y0:y1, x0:x1].mean() > 0.9, "box content is the rectangle"
             ys, xs = (out[0] > 0.5).nonzero(as_tuple=True)
-            assert xs.min() >= x0 - 1 and xs.max() <= x1 and ys.min() >= y0 - 1 and ys.max() <= y1, "and only it"
+            assert xs.min() >= x0 - 1 and xs.max() <= x1 and ys.min() >= y0 - 1 and ys.max() <= y1, (
+                "and only it"
+            )
     assert seen >= 10
     a = augment(img, boxes, torch.tensor([2]), settings, torch.Generator().manual_seed(3))
     b = augment(img, boxes, torch.tensor([2]), settings, torch.Generator().manual_seed(3))
@@ -170,8 +176,15 @@ def test_detector_overfits_one_image_and_finds_its_boxes() -> None:
     boxes = torch.tensor([[10 / 96, 12 / 64, 26 / 96, 44 / 64], [50 / 96, 36 / 64, 90 / 96, 60 / 64]])
     labels = torch.tensor([0, 2])
     settings = TrainSettings(
-        image_size=(96, 64), epochs=100, batch_size=1, width=8, lr=5e-3, warmup_epochs=2,
-        scale_range=(1.0, 1.0), hflip=0.0, photometric=0.0,
+        image_size=(96, 64),
+        epochs=100,
+        batch_size=1,
+        width=8,
+        lr=5e-3,
+        warmup_epochs=2,
+        scale_range=(1.0, 1.0),
+        hflip=0.0,
+        photometric=0.0,
     )
     model, history = train_detector([img], [boxes], [labels], 3, settings, seed=0, device=torch.device("cpu"))
     assert history[-1] < 0.2 * history[0]
@@ -205,10 +218,15 @@ def test_map_is_one_for_perfect_and_lower_for_shifted_boxes() -> None:
     assert res["map"] == pytest.approx(1.0) and res["map50"] == pytest.approx(1.0)
     assert res["per_class"]["car"]["num_gt"] == 1
 
-    shifted = {s: (g.xyxy + torch.tensor([0.02, 0.0, 0.02, 0.0]), torch.ones(len(g)), g.labels) for s, g in gts.items()}
+    shifted = {
+        s: (g.xyxy + torch.tensor([0.02, 0.0, 0.02, 0.0]), torch.ones(len(g)), g.labels)
+        for s, g in gts.items()
+    }
     res_shift = mean_average_precision(gts, shifted, frames, MSRS_CLASSES)
     assert res_shift["map"] < 0.9
-    assert res_shift["per_class"]["person"]["ap"] < res_shift["per_class"]["car"]["ap"], "small boxes suffer more"
+    assert res_shift["per_class"]["person"]["ap"] < res_shift["per_class"]["car"]["ap"], (
+        "small boxes suffer more"
+    )
 
     wrong_class = {s: (g.xyxy, torch.ones(len(g)), (g.labels + 1) % 3) for s, g in gts.items()}
     assert mean_average_precision(gts, wrong_class, frames, MSRS_CLASSES)["map50"] == pytest.approx(0.0)
@@ -221,12 +239,30 @@ def test_map_is_one_for_perfect_and_lower_for_shifted_boxes() -> None:
 
 # ---------------------------------------------------------------------------------------- end to end
 def _tiny_args(out: Path, msrs: Path) -> list[str]:
-    return ["--preset", "tiny", "--data-root", str(msrs), "--split", str(SPLIT_FILE), "--out", str(out),
-            "--limit-train", "6", "--limit-test", "3", "--epochs", "1", "--device", "cpu"]
+    return [
+        "--preset",
+        "tiny",
+        "--data-root",
+        str(msrs),
+        "--split",
+        str(SPLIT_FILE),
+        "--out",
+        str(out),
+        "--limit-train",
+        "6",
+        "--limit-test",
+        "3",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+    ]
 
 
 @pytest.mark.data
-def test_dock_command_end_to_end_on_real_pairs(tmp_path: Path, msrs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dock_command_end_to_end_on_real_pairs(
+    tmp_path: Path, msrs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """IR, VIS, an on-the-fly baseline, a fused folder and a checkpoint; tables and figures come out and parse."""
     import stfuse
     import stfuse.baselines
@@ -263,7 +299,14 @@ def test_dock_command_end_to_end_on_real_pairs(tmp_path: Path, msrs: Path, monke
         write_image(fused_dir / f"{stem}.png", np.maximum(ir, vi.mean(axis=2, keepdims=True)))
 
     out = tmp_path / "dock"
-    args = _tiny_args(out, msrs) + ["--baseline", "avg", "--fused", f"max={fused_dir}", "--ckpt", f"net={ckpt}"]
+    args = _tiny_args(out, msrs) + [
+        "--baseline",
+        "avg",
+        "--fused",
+        f"max={fused_dir}",
+        "--ckpt",
+        f"net={ckpt}",
+    ]
     assert dock_main(args) == 0
     for name in ("results.md", "results.json", "map_per_class.png", "detections.png"):
         assert (out / name).stat().st_size > 0
@@ -300,7 +343,9 @@ def test_dock_command_end_to_end_on_real_pairs(tmp_path: Path, msrs: Path, monke
 
 @pytest.mark.data
 def test_same_seed_gives_identical_results(tmp_path: Path, msrs: Path) -> None:
-    config = DockingConfig.preset("tiny", limit_train=4, limit_test=2, epochs=1, device="cpu", num_qualitative=0)
+    config = DockingConfig.preset(
+        "tiny", limit_train=4, limit_test=2, epochs=1, device="cpu", num_qualitative=0
+    )
     kwargs = {"config": config, "data_root": msrs, "split_path": SPLIT_FILE, "log": lambda _: None}
     a = run_docking([SourceSpec("vi", "dataset")], tmp_path / "a", **kwargs)
     b = run_docking([SourceSpec("vi", "dataset")], tmp_path / "b", **kwargs)
@@ -308,12 +353,16 @@ def test_same_seed_gives_identical_results(tmp_path: Path, msrs: Path) -> None:
 
 
 @pytest.mark.data
-def test_dock_reports_bad_input_clearly(tmp_path: Path, msrs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_dock_reports_bad_input_clearly(
+    tmp_path: Path, msrs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     split = load_split(SPLIT_FILE)
     partial = tmp_path / "partial"
     for stem in split.train[:3]:
         write_image(partial / f"{stem}.png", read_image(msrs / "ir" / f"{stem}.png"))
-    assert dock_main(_tiny_args(tmp_path / "o1", msrs) + ["--sources", "ir", "--fused", f"part={partial}"]) == 2
+    assert (
+        dock_main(_tiny_args(tmp_path / "o1", msrs) + ["--sources", "ir", "--fused", f"part={partial}"]) == 2
+    )
     err = capsys.readouterr().err
     assert "source 'part'" in err and "lacks" in err and "stem(s)" in err
 
@@ -334,5 +383,10 @@ def test_dock_reports_bad_input_clearly(tmp_path: Path, msrs: Path, capsys: pyte
     assert f"{stem}.txt:2: class id 7 is out of range" in capsys.readouterr().err
 
     with pytest.raises(DockingError, match="source names must be unique"):
-        run_docking([SourceSpec("ir", "dataset"), SourceSpec("ir", "dataset")], tmp_path / "o4",
-                    DockingConfig.preset("tiny"), data_root=msrs, split_path=SPLIT_FILE)
+        run_docking(
+            [SourceSpec("ir", "dataset"), SourceSpec("ir", "dataset")],
+            tmp_path / "o4",
+            DockingConfig.preset("tiny"),
+            data_root=msrs,
+            split_path=SPLIT_FILE,
+        )

@@ -44,7 +44,17 @@ def _reference(data_root: Path, dataset: str) -> list[dict[str, str]]:
 
 
 def _run(data_root: Path, dataset: str, out: Path, report: bool) -> Path:
-    argv = ["--dataset", dataset, "--root", str(data_root), "--out", str(out), "--no-progress", "--device", "cpu"]
+    argv = [
+        "--dataset",
+        dataset,
+        "--root",
+        str(data_root),
+        "--out",
+        str(out),
+        "--no-progress",
+        "--device",
+        "cpu",
+    ]
     for fusion in FUSIONS:
         argv += ["--fused", f"{fusion}={data_root / 'reference' / dataset / fusion}"]
     if report:
@@ -74,7 +84,9 @@ def _per_image(run: Path) -> dict[tuple[str, str], dict[str, str]]:
 
 
 @pytest.mark.parametrize("metric", CSV_METRICS)
-def test_every_metric_matches_the_reference_on_every_image(runs: dict[str, Path], data_root: Path, metric: str) -> None:
+def test_every_metric_matches_the_reference_on_every_image(
+    runs: dict[str, Path], data_root: Path, metric: str
+) -> None:
     worst, where, count = 0.0, "", 0
     for dataset, run in runs.items():
         ours = _per_image(run)
@@ -100,7 +112,9 @@ def test_evaluate_reproduces_the_reference_mean_rows(runs: dict[str, Path], data
         for fusion in FUSIONS:
             for metric in CSV_METRICS:
                 ours = summary["methods"][fusion][metric]["mean"]
-                assert ours == pytest.approx(float(means[fusion][metric]), rel=TOLERANCE[metric]), f"{fusion} {metric}"
+                assert ours == pytest.approx(float(means[fusion][metric]), rel=TOLERANCE[metric]), (
+                    f"{fusion} {metric}"
+                )
 
 
 def test_tables_have_one_row_per_method_and_image(runs: dict[str, Path]) -> None:
@@ -156,8 +170,11 @@ def test_html_report_holds_the_table_with_best_marked_and_every_thumbnail(runs: 
         means = {m: methods[m][metric]["mean"] for m in methods}
         best = min(means.values()) if metric == "MSE" else max(means.values())
         assert marked == {m for m, v in means.items() if v == best}, metric
+
     # Lower is better for MSE: the average fusion, closest to both sources, wins; max wins EN, SD, VIF.
-    best_of = lambda metric: {c["method"] for c in parser.cells if c["data-metric"] == metric and c["class"] == "best"}  # noqa: E731
+    def best_of(metric):
+        return {c["method"] for c in parser.cells if c["data-metric"] == metric and c["class"] == "best"}
+
     assert best_of("MSE") == {"avg"}
     assert best_of("VIF") == {"max"}
     assert len(parser.images) == 25 * (2 + len(FUSIONS))

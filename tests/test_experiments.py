@@ -40,7 +40,9 @@ def test_pack_keeps_layout_grey_pngs_and_jpeg_bytes(tmp_path) -> None:
                     "--out", str(out)], check=True, capture_output=True)  # fmt: skip
     png = Image.open(out / "train" / "natural" / "set" / "a.png")
     assert png.mode == "L" and png.size == (30, 20)
-    assert (out / "train" / "natural" / "set" / "b.jpg").read_bytes() == (tmp_path / "data" / "train" / "natural" / "set" / "b.jpg").read_bytes()
+    assert (out / "train" / "natural" / "set" / "b.jpg").read_bytes() == (
+        tmp_path / "data" / "train" / "natural" / "set" / "b.jpg"
+    ).read_bytes()
     assert Image.open(out / "train" / "ivif" / "roadscene" / "vi" / "01.png").mode == "L"
     assert not (out / "train" / "ivif" / "msrs" / "mask").exists()  # training never reads the masks
     # the Y written is the Y training computes (BT.601), rounded to 8 bits
@@ -70,9 +72,15 @@ def test_commands_share_one_validation_split_and_vary_the_seed(tmp_path) -> None
         assert value(command, "--data.init_args.ivif.init_args.split_seed") == "0"
         assert value(command, "--data.init_args.ivif.init_args.val_size") == str(reproduce.VAL_SIZE)
         # one replay epoch per IVIF epoch: 2 pairs - 16 held out → at least one batch
-        assert value(command, "--data.init_args.replay.init_args.samples_per_epoch") == str(budget["replay_batch"])
-    assert value(commands[0], "--data.init_args.ivif.init_args.seed") != value(commands[1], "--data.init_args.ivif.init_args.seed")
-    scratch = reproduce.ivif_command(budget, tmp_path, tmp_path / "r", "no_transfer", 0, 600, tmp_path / "s.ckpt", [])
+        assert value(command, "--data.init_args.replay.init_args.samples_per_epoch") == str(
+            budget["replay_batch"]
+        )
+    assert value(commands[0], "--data.init_args.ivif.init_args.seed") != value(
+        commands[1], "--data.init_args.ivif.init_args.seed"
+    )
+    scratch = reproduce.ivif_command(
+        budget, tmp_path, tmp_path / "r", "no_transfer", 0, 600, tmp_path / "s.ckpt", []
+    )
     assert "--model.init_args.source_ckpt" not in scratch
     assert json.loads(value(scratch, "--model.init_args.net")) == {"preset": budget["preset"]}
 
@@ -96,7 +104,10 @@ def test_mean_rank_and_selection_use_validation_scores_only(tmp_path) -> None:
     seed, run, selection = results.select_shipped(tmp_path, results.final_runs(tmp_path))
     assert run.name == "main_stfuse" and seed == 0
     assert set(selection["validation_scores"]) == set(scores)
-    assert [run.name for _, run in results.final_runs(tmp_path)["stfuse"]] == ["ivif_stfuse_s0", "ivif_stfuse_s1"]
+    assert [run.name for _, run in results.final_runs(tmp_path)["stfuse"]] == [
+        "ivif_stfuse_s0",
+        "ivif_stfuse_s1",
+    ]
 
 
 def test_results_table_counts_wins_against_the_mean_of_seeds() -> None:

@@ -47,8 +47,13 @@ def test_onnx_export_matches_eager_in_onnxruntime(preset: str, tmp_path: Path) -
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     torch.manual_seed(0)
-    net = STFuseNet(**(TINY if preset == "small" else {"preset": "base", "channels": 8, "num_blocks": 2,
-                                                        "heads": 2, "head_channels": 4})).eval()
+    net = STFuseNet(
+        **(
+            TINY
+            if preset == "small"
+            else {"preset": "base", "channels": 8, "num_blocks": 2, "heads": 2, "head_channels": 4}
+        )
+    ).eval()
     path = export_network(net, tmp_path / "tiny.onnx", "onnx", check=False)
     assert _max_difference(net, path, "onnx") <= 1e-4
 
@@ -64,8 +69,19 @@ def test_export_cli_writes_a_verified_graph_and_refuses_bad_input(
     assert export_main(["--ckpt", str(ckpt), "--format", "torchscript", "--out", str(ckpt)]) == 2
     assert "is the checkpoint itself" in capsys.readouterr().err
     (tmp_path / "junk.ckpt").write_bytes(b"junk")
-    assert export_main(["--ckpt", str(tmp_path / "junk.ckpt"), "--out", str(tmp_path / "x.pt"),
-                        "--format", "torchscript"]) == 2
+    assert (
+        export_main(
+            [
+                "--ckpt",
+                str(tmp_path / "junk.ckpt"),
+                "--out",
+                str(tmp_path / "x.pt"),
+                "--format",
+                "torchscript",
+            ]
+        )
+        == 2
+    )
     assert "junk.ckpt: not a readable PyTorch checkpoint" in capsys.readouterr().err
 
 

@@ -113,7 +113,9 @@ def test_api_errors_name_the_problem(fuser: Fuser) -> None:
     with pytest.raises(ValueError, match=r"ir and vi differ in size: ir is 20×30, vi is 21×30"):
         fuser.fuse(np.zeros((20, 30), np.uint8), np.zeros((21, 30), np.uint8))
     with pytest.raises(ValueError, match=r"vi: float pixels span \[0, 2\]"):
-        fuser.fuse(np.zeros((8, 8), np.float32), np.full((8, 8), 2.0, np.float32) * np.eye(8, dtype=np.float32))
+        fuser.fuse(
+            np.zeros((8, 8), np.float32), np.full((8, 8), 2.0, np.float32) * np.eye(8, dtype=np.float32)
+        )
     with pytest.raises(TypeError, match="ir: unsupported pixel type int64"):
         fuser.fuse(np.zeros((8, 8), np.int64), np.zeros((8, 8), np.uint8))
     with pytest.raises(TypeError, match="expected a numpy array, PIL image or torch tensor"):
@@ -123,7 +125,9 @@ def test_api_errors_name_the_problem(fuser: Fuser) -> None:
 def test_empty_images_and_bool_masks_are_refused_with_a_clear_error(fuser: Fuser) -> None:
     grey = np.zeros((8, 8), np.uint8)
     for empty in (np.zeros((0, 0), np.uint8), np.zeros((8, 0), np.uint8), Image.new("L", (0, 0))):
-        with pytest.raises(ValueError, match=r"ir: empty image \(shape \(\d+, \d+\)\); there are no pixels to fuse"):
+        with pytest.raises(
+            ValueError, match=r"ir: empty image \(shape \(\d+, \d+\)\); there are no pixels to fuse"
+        ):
             fuser.fuse(empty, empty)
     with pytest.raises(ValueError, match="vi: empty image"):
         fuser.fuse(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 0, 8))
@@ -195,7 +199,9 @@ def test_tiles_cover_the_image_with_the_requested_overlap_and_unit_weights() -> 
         assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:]))
     grid = TileGrid.build(700, 900, 256, 48)
     row_sum, col_sum = grid.normaliser()
-    assert torch.allclose(row_sum, torch.ones_like(row_sum)) and torch.allclose(col_sum, torch.ones_like(col_sum))
+    assert torch.allclose(row_sum, torch.ones_like(row_sum)) and torch.allclose(
+        col_sum, torch.ones_like(col_sum)
+    )
 
 
 class LocalConv(nn.Module):
@@ -204,8 +210,13 @@ class LocalConv(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         torch.manual_seed(0)
-        self.body = nn.Sequential(nn.Conv2d(2, 8, 3, padding=1), nn.Tanh(), nn.Conv2d(8, 8, 3, padding=1), nn.Tanh(),
-                                  nn.Conv2d(8, 1, 3, padding=1))
+        self.body = nn.Sequential(
+            nn.Conv2d(2, 8, 3, padding=1),
+            nn.Tanh(),
+            nn.Conv2d(8, 8, 3, padding=1),
+            nn.Tanh(),
+            nn.Conv2d(8, 1, 3, padding=1),
+        )
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.body(torch.cat([a, b], dim=1)))
@@ -248,7 +259,9 @@ def test_tiled_stfuse_matches_untiled_without_seams_and_bounded_inputs() -> None
 def test_large_images_are_tiled_automatically_above_the_pixel_budget() -> None:
     net = tiny_net()
     seen: list[int] = []
-    net.register_forward_pre_hook(lambda module, inputs: seen.append(inputs[0].shape[-2] * inputs[0].shape[-1]))
+    net.register_forward_pre_hook(
+        lambda module, inputs: seen.append(inputs[0].shape[-2] * inputs[0].shape[-1])
+    )
     fuser = Fuser(net, max_pixels=200 * 200)
     ir = torch.rand(1, 1, 300, 260)
     out = fuser.fuse_luminance(ir, ir)
@@ -309,13 +322,33 @@ def test_fuse_cli_fuses_good_pairs_reports_bad_ones_and_exits_nonzero(
     pair_folders: Path, tiny_ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "fused"
-    code = fuse_main(["--ckpt", str(tiny_ckpt), "--ir", str(pair_folders / "ir"), "--vi", str(pair_folders / "vi"),
-                      "--out", str(out), "--batch-size", "2", "--workers", "0", "--quiet"])
+    code = fuse_main(
+        [
+            "--ckpt",
+            str(tiny_ckpt),
+            "--ir",
+            str(pair_folders / "ir"),
+            "--vi",
+            str(pair_folders / "vi"),
+            "--out",
+            str(out),
+            "--batch-size",
+            "2",
+            "--workers",
+            "0",
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1
     assert sorted(p.name for p in out.iterdir()) == ["a_colour.png", "b_grey.png", "c_sixteen.png"]
     assert "3 fused, 0 skipped, 3 failed" in err
-    assert "d_corrupt:" in err and "e_mismatch: size mismatch" in err and "f_lonely:" in err and "no visible partner" in err
+    assert (
+        "d_corrupt:" in err
+        and "e_mismatch: size mismatch" in err
+        and "f_lonely:" in err
+        and "no visible partner" in err
+    )
 
     colour = cv2.imread(str(out / "a_colour.png"), cv2.IMREAD_UNCHANGED)
     assert colour.shape == (48, 64, 3) and colour.dtype == np.uint8
@@ -325,8 +358,9 @@ def test_fuse_cli_fuses_good_pairs_reports_bad_ones_and_exits_nonzero(
     assert sixteen.dtype == np.uint16 and sixteen.shape == (40, 50)
 
     # The CLI and the API agree on the colour pair.
-    api = Fuser.from_checkpoint(tiny_ckpt).fuse(read_image(pair_folders / "ir" / "a_colour.png"),
-                                                read_image(pair_folders / "vi" / "a_colour.jpg"))
+    api = Fuser.from_checkpoint(tiny_ckpt).fuse(
+        read_image(pair_folders / "ir" / "a_colour.png"), read_image(pair_folders / "vi" / "a_colour.jpg")
+    )
     written = read_image(out / "a_colour.png")
     assert (api - written).abs().max() <= 1.5 / 255
 
@@ -340,8 +374,22 @@ def test_fuse_cli_resumes_with_skip_existing_and_honours_format_and_gray(
     (vi / "d_corrupt.png").unlink()
     (vi / "e_mismatch.png").unlink()
     out = tmp_path / "fused"
-    args = ["--ckpt", str(tiny_ckpt), "--ir", str(ir), "--vi", str(vi), "--out", str(out), "--quiet",
-            "--format", "tif", "--gray", "--workers", "1"]
+    args = [
+        "--ckpt",
+        str(tiny_ckpt),
+        "--ir",
+        str(ir),
+        "--vi",
+        str(vi),
+        "--out",
+        str(out),
+        "--quiet",
+        "--format",
+        "tif",
+        "--gray",
+        "--workers",
+        "1",
+    ]
     assert fuse_main(args) == 0
     assert sorted(p.name for p in out.iterdir()) == ["a_colour.tif", "b_grey.tif", "c_sixteen.tif"]
     assert cv2.imread(str(out / "a_colour.tif"), cv2.IMREAD_UNCHANGED).ndim == 2  # --gray
@@ -359,8 +407,19 @@ def test_fuse_cli_refuses_to_write_into_an_input_folder(
 ) -> None:
     before = sorted(p.name for p in (pair_folders / "vi").iterdir())
     for out in (pair_folders / "vi", pair_folders / "ir" / ".." / "vi"):
-        code = fuse_main(["--ckpt", str(tiny_ckpt), "--ir", str(pair_folders / "ir"), "--vi",
-                          str(pair_folders / "vi"), "--out", str(out), "--quiet"])
+        code = fuse_main(
+            [
+                "--ckpt",
+                str(tiny_ckpt),
+                "--ir",
+                str(pair_folders / "ir"),
+                "--vi",
+                str(pair_folders / "vi"),
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
         assert code == 2
         assert "is the input folder" in capsys.readouterr().err
     assert sorted(p.name for p in (pair_folders / "vi").iterdir()) == before
@@ -370,16 +429,36 @@ def test_fuse_cli_without_ckpt_and_without_packaged_weights_explains(
     pair_folders: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(fuser_module, "DEFAULT_WEIGHTS", tmp_path / "absent.safetensors")
-    code = fuse_main(["--ir", str(pair_folders / "ir"), "--vi", str(pair_folders / "vi"),
-                      "--out", str(tmp_path / "o"), "--quiet"])
+    code = fuse_main(
+        [
+            "--ir",
+            str(pair_folders / "ir"),
+            "--vi",
+            str(pair_folders / "vi"),
+            "--out",
+            str(tmp_path / "o"),
+            "--quiet",
+        ]
+    )
     assert code == 2
     assert "no default weights are packaged" in capsys.readouterr().err
 
 
 def test_fuse_cli_single_pair_to_a_file_name(pair_folders: Path, tiny_ckpt: Path, tmp_path: Path) -> None:
     out = tmp_path / "one" / "fused.jpg"  # 16-bit inputs, an 8-bit format named by the file: 8-bit output
-    code = fuse_main(["--ckpt", str(tiny_ckpt), "--ir", str(pair_folders / "ir" / "c_sixteen.png"),
-                      "--vi", str(pair_folders / "vi" / "c_sixteen.tif"), "--out", str(out), "--quiet"])
+    code = fuse_main(
+        [
+            "--ckpt",
+            str(tiny_ckpt),
+            "--ir",
+            str(pair_folders / "ir" / "c_sixteen.png"),
+            "--vi",
+            str(pair_folders / "vi" / "c_sixteen.tif"),
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 0
     assert cv2.imread(str(out), cv2.IMREAD_UNCHANGED).dtype == np.uint8
     assert [p.name for p in out.parent.iterdir()] == ["fused.jpg"]  # atomic write leaves no temp file
@@ -408,15 +487,33 @@ def test_fuse_root_is_the_data_root_as_in_evaluate_and_a_data_set_folder_still_w
 @pytest.mark.data
 def test_fuse_cli_on_real_m3fd_and_tno_pairs(data_root: Path, tiny_ckpt: Path, tmp_path: Path) -> None:
     out = tmp_path / "m3fd"
-    assert fuse_main(["--ckpt", str(tiny_ckpt), "--dataset", "m3fd", "--root", str(data_root / "ivif" / "m3fd"),
-                      "--out", str(out), "--quiet", "--workers", "0"]) == 0
+    assert (
+        fuse_main(
+            [
+                "--ckpt",
+                str(tiny_ckpt),
+                "--dataset",
+                "m3fd",
+                "--root",
+                str(data_root / "ivif" / "m3fd"),
+                "--out",
+                str(out),
+                "--quiet",
+                "--workers",
+                "0",
+            ]
+        )
+        == 0
+    )
     fused = read_image(out / "M3FD_00471.png")
     assert fused.shape == (3, 768, 1024)  # colour visible → colour output
     tno_vi = data_root / "ivif" / "tno" / "vi" / "01.png"
     tno_ir = data_root / "ivif" / "tno" / "ir" / "01.png"
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        grey = Fuser.from_checkpoint(tiny_ckpt).fuse(np.asarray(Image.open(tno_ir)), np.asarray(Image.open(tno_vi)))
+        grey = Fuser.from_checkpoint(tiny_ckpt).fuse(
+            np.asarray(Image.open(tno_ir)), np.asarray(Image.open(tno_vi))
+        )
     assert grey.shape == (576, 768, 3)  # stored as RGB: given back as RGB, with identical channels
     assert np.abs(grey[:, :, 0].astype(int) - grey[:, :, 2].astype(int)).max() <= 1
 
@@ -428,12 +525,37 @@ def test_baseline_option_uses_stfuse_baselines_when_available(
     if not hasattr(baselines, "fuse_baseline"):
         pytest.skip("stfuse.baselines.fuse_baseline is not available yet")
     out = tmp_path / "baseline"
-    code = fuse_main(["--baseline", "average", "--ir", str(pair_folders / "ir" / "b_grey.png"),
-                      "--vi", str(pair_folders / "vi" / "b_grey.png"), "--out", str(out), "--quiet"])
+    code = fuse_main(
+        [
+            "--baseline",
+            "average",
+            "--ir",
+            str(pair_folders / "ir" / "b_grey.png"),
+            "--vi",
+            str(pair_folders / "vi" / "b_grey.png"),
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     fused = read_image(out / "b_grey.png")
     ir, vi = read_image(pair_folders / "ir" / "b_grey.png"), read_image(pair_folders / "vi" / "b_grey.png")
     assert (fused - 0.5 * (ir + vi)).abs().max() < 2 / 255
-    assert fuse_main(["--baseline", "no-such-rule", "--ir", str(pair_folders / "ir"), "--vi",
-                      str(pair_folders / "vi"), "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    assert (
+        fuse_main(
+            [
+                "--baseline",
+                "no-such-rule",
+                "--ir",
+                str(pair_folders / "ir"),
+                "--vi",
+                str(pair_folders / "vi"),
+                "--out",
+                str(tmp_path / "x"),
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "no-such-rule" in capsys.readouterr().err

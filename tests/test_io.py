@@ -42,7 +42,9 @@ def _pattern(kind: str, bit_depth: int, height: int = 20, width: int = 24) -> np
         return grey
     if kind == "grey_as_rgb":
         return np.stack([grey] * 3, axis=2)
-    rgb = np.stack([grey, np.rint(base[::-1] * 0.9).astype(dtype), np.rint(top - base * 0.8).astype(dtype)], axis=2)
+    rgb = np.stack(
+        [grey, np.rint(base[::-1] * 0.9).astype(dtype), np.rint(top - base * 0.8).astype(dtype)], axis=2
+    )
     if kind == "rgb":
         return rgb
     alpha = np.full((height, width, 1), top // 2, dtype=dtype)
@@ -64,13 +66,22 @@ def test_write_then_read_round_trips_values(tmp_path: Path, ext: str, bit_depth:
     assert image.dtype == torch.float32
     assert tuple(image.shape) == (expected_channels, 20, 24)
     scale = 255.0 if bit_depth == 8 else 65535.0
-    colour = stored if stored.ndim == 2 else stored[:, :, :expected_channels] if expected_channels == 3 else stored[:, :, 0]
+    colour = (
+        stored
+        if stored.ndim == 2
+        else stored[:, :, :expected_channels]
+        if expected_channels == 3
+        else stored[:, :, 0]
+    )
     expected = torch.from_numpy(np.atleast_3d(colour).astype(np.float64) / scale).permute(2, 0, 1).float()
     error = (image - expected).abs()
     if ext in LOSSLESS:
         assert error.max() < 1e-6
     else:  # JPEG: lossy, with subsampled chroma
-        assert error.mean() < 2.0 / 255 and error.max() < 12.0 / 255, (float(error.mean()), float(error.max()))
+        assert error.mean() < 2.0 / 255 and error.max() < 12.0 / 255, (
+            float(error.mean()),
+            float(error.max()),
+        )
 
 
 def test_sixteen_bit_uses_the_full_storage_range(tmp_path: Path) -> None:
@@ -101,12 +112,16 @@ def test_files_from_other_writers_are_read_with_their_values(tmp_path: Path) -> 
     palette.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0, 0, 0, 255] + [0] * (256 * 3 - 12))
     palette.save(tmp_path / "palette.png")
 
-    assert torch.allclose(read_image(tmp_path / "pil16.png")[0], torch.from_numpy(grey16 / 65535).float(), atol=1e-7)
+    assert torch.allclose(
+        read_image(tmp_path / "pil16.png")[0], torch.from_numpy(grey16 / 65535).float(), atol=1e-7
+    )
     rgb = read_image(tmp_path / "rgb16.tiff")
     assert torch.allclose(rgb, torch.from_numpy(rgb16.transpose(2, 0, 1) / 65535).float(), atol=1e-7)
     assert torch.allclose(read_image(tmp_path / "planar.tif"), rgb, atol=1e-7)
     la = read_image(tmp_path / "la.png")
-    assert la.shape == (1, 12, 10) and torch.allclose(la[0], torch.from_numpy(grey_alpha[:, :, 0] / 255).float())
+    assert la.shape == (1, 12, 10) and torch.allclose(
+        la[0], torch.from_numpy(grey_alpha[:, :, 0] / 255).float()
+    )
     indexed = read_image(tmp_path / "palette.png")
     assert indexed.shape == (3, 12, 10)
     assert indexed[:, 0, 1].tolist() == [1.0, 0.0, 0.0]  # palette index 1 is red
@@ -137,9 +152,15 @@ def test_header_size_matches_decoded_size(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("content", "reason"),
-    [(b"", "empty"), (b"this is not an image at all", "corrupt"), (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "corrupt")],
+    [
+        (b"", "empty"),
+        (b"this is not an image at all", "corrupt"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "corrupt"),
+    ],
 )
-def test_unreadable_files_raise_image_read_error_naming_the_file(tmp_path: Path, content: bytes, reason: str) -> None:
+def test_unreadable_files_raise_image_read_error_naming_the_file(
+    tmp_path: Path, content: bytes, reason: str
+) -> None:
     path = tmp_path / "broken_17.png"
     path.write_bytes(content)
     with pytest.raises(ImageReadError, match=reason) as info:
@@ -184,7 +205,9 @@ def test_writer_refuses_protected_paths_including_links(tmp_path: Path) -> None:
     with pytest.raises(ProtectedPathError, match=r"ir\.png"):
         write_image(tmp_path / "ir.png", np.zeros((4, 4), dtype=np.uint8), protected=[source])
     with pytest.raises(ProtectedPathError):
-        write_image(tmp_path / "sub" / ".." / "ir.png", np.zeros((4, 4), dtype=np.uint8), protected=[str(source)])
+        write_image(
+            tmp_path / "sub" / ".." / "ir.png", np.zeros((4, 4), dtype=np.uint8), protected=[str(source)]
+        )
     link = tmp_path / "link.png"
     os.symlink(source, link)
     with pytest.raises(ProtectedPathError):

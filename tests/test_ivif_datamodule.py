@@ -33,7 +33,11 @@ def test_geometric_pipeline_moves_every_member_identically() -> None:
         out = augmentation(_coordinate_pair(width=width))
         rows = np.rint(out["ir"][:, :, 0] * 1000).astype(int)
         cols = np.rint(out["vi"][:, :, 0] * 1000).astype(int)
-        assert out["ir"].shape == (48, 48, 1) and out["vi"].shape == (48, 48, 3) and out["mask"].shape == (48, 48)
+        assert (
+            out["ir"].shape == (48, 48, 1)
+            and out["vi"].shape == (48, 48, 3)
+            and out["mask"].shape == (48, 48)
+        )
         assert np.array_equal(rows, np.rint(out["vi"][:, :, 1] * 1000).astype(int))  # IR and VIS agree
         assert np.array_equal(out["mask"].astype(int), rows * width + cols)  # so does the extra map
         # a rigid crop/flip/rot90: neighbouring output pixels are neighbouring source pixels
@@ -46,7 +50,9 @@ def test_geometric_pipeline_moves_every_member_identically() -> None:
 def test_photometric_changes_are_independent_per_modality_and_keep_alignment() -> None:
     augmentation = PairedAugmentation(crop_size=32, noise_std=0.0, photometric_p=1.0, seed=5)
     height, width = 40, 40
-    ramp = (0.25 + 0.5 * np.arange(height * width, dtype=np.float32) / (height * width)).reshape(height, width)
+    ramp = (0.25 + 0.5 * np.arange(height * width, dtype=np.float32) / (height * width)).reshape(
+        height, width
+    )
     for _ in range(5):
         out = augmentation({"ir": ramp[:, :, None].copy(), "vi": np.repeat(ramp[:, :, None], 3, axis=2)})
         ir, vi = out["ir"][:, :, 0].ravel(), out["vi"][:, :, 0].ravel()
@@ -76,7 +82,9 @@ def _identical_pairs_root(root: Path, n_pairs: int, size: tuple[int, int] = (40,
 
 def test_batches_from_the_data_module_stay_pixel_aligned(tmp_path: Path) -> None:
     root = _identical_pairs_root(tmp_path / "same", 6)
-    dm = IVIFDataModule(train_roots=[str(root)], crop_size=32, batch_size=3, num_workers=0, val_size=2, photometric=False)
+    dm = IVIFDataModule(
+        train_roots=[str(root)], crop_size=32, batch_size=3, num_workers=0, val_size=2, photometric=False
+    )
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert batch["ir"].shape == (3, 1, 32, 32) and batch["vi_cbcr"].shape == (3, 2, 32, 32)
@@ -96,7 +104,14 @@ def test_workers_draw_different_augmentations_reproducibly(tmp_path: Path) -> No
     root = _identical_pairs_root(tmp_path / "same", 4, size=(64, 64))
 
     def loader(seed: int, seeded_workers: bool = True) -> DataLoader:
-        dm = IVIFDataModule(train_roots=[str(root)], val_roots=[str(root)], crop_size=24, batch_size=1, num_workers=2, seed=seed)
+        dm = IVIFDataModule(
+            train_roots=[str(root)],
+            val_roots=[str(root)],
+            crop_size=24,
+            batch_size=1,
+            num_workers=2,
+            seed=seed,
+        )
         dm.setup("fit")
         train = dm.train_dataloader()
         if not seeded_workers:  # the same loader without the worker seeding, as a control
@@ -124,7 +139,13 @@ def test_evaluation_uses_full_images_of_varying_size(tmp_path: Path) -> None:
     dm.setup("test")
     shapes = [tuple(batch["ir"].shape) for batch in dm.val_dataloader()]
     assert shapes == [(1, 1, 30, 40), (1, 1, 36, 28)]
-    wide = IVIFDataModule(train_roots=[str(root)], val_roots=[str(root)], test_roots=[str(root)], eval_batch_size=2, num_workers=0)
+    wide = IVIFDataModule(
+        train_roots=[str(root)],
+        val_roots=[str(root)],
+        test_roots=[str(root)],
+        eval_batch_size=2,
+        num_workers=0,
+    )
     wide.setup("test")
     batch = next(iter(wide.test_dataloader()))
     assert batch["vi"].shape == (2, 1, 36, 40) and batch["size"].tolist() == [[30, 40], [36, 28]]
@@ -135,7 +156,14 @@ def test_evaluation_uses_full_images_of_varying_size(tmp_path: Path) -> None:
 def test_several_training_roots_and_a_held_out_validation_split(tmp_path: Path) -> None:
     generic = write_fake_layout(tmp_path / "one", "generic", n_pairs=4, size=(24, 24))
     roadscene = write_fake_layout(tmp_path / "two", "roadscene", n_pairs=5, size=(24, 24))
-    dm = IVIFDataModule(train_roots=[str(generic), str(roadscene)], val_size=3, crop_size=16, batch_size=2, num_workers=0, seed=1)
+    dm = IVIFDataModule(
+        train_roots=[str(generic), str(roadscene)],
+        val_size=3,
+        crop_size=16,
+        batch_size=2,
+        num_workers=0,
+        seed=1,
+    )
     dm.setup("fit")
     assert len(dm.train_dataset) == 6 and len(dm.val_dataset) == 3
     train_names = {dm.train_dataset[i]["name"] for i in range(len(dm.train_dataset))}
@@ -162,7 +190,15 @@ def test_split_layouts_use_train_and_eval_splits(tmp_path: Path) -> None:
 
 def test_embedded_default_is_deterministic_by_seed() -> None:
     def build(seed: int) -> IVIFDataModule:
-        dm = IVIFDataModule(num_workers=0, default_train_size=8, default_image_size=48, val_size=2, crop_size=32, batch_size=4, seed=seed)
+        dm = IVIFDataModule(
+            num_workers=0,
+            default_train_size=8,
+            default_image_size=48,
+            val_size=2,
+            crop_size=32,
+            batch_size=4,
+            seed=seed,
+        )
         dm.setup("fit")
         dm.setup("test")
         return dm
@@ -193,7 +229,9 @@ def test_arguments_are_plain_types_configurable_from_yaml(tmp_path: Path) -> Non
     root = write_fake_layout(tmp_path / "g", "generic", n_pairs=3)
     parser = ArgumentParser()
     parser.add_class_arguments(IVIFDataModule, "data")
-    config = parser.parse_string(f"data:\n  train_roots: [{root}]\n  crop_size: 16\n  num_workers: 0\n  val_size: 1\n")
+    config = parser.parse_string(
+        f"data:\n  train_roots: [{root}]\n  crop_size: 16\n  num_workers: 0\n  val_size: 1\n"
+    )
     dm = parser.instantiate_classes(config).data
     assert isinstance(dm, IVIFDataModule) and dm.train_roots == [str(root)] and dm.crop_size == 16
     assert dm.hparams["train_roots"] == [str(root)]
@@ -226,10 +264,17 @@ def test_the_data_module_drives_a_lightning_trainer(tmp_path: Path) -> None:
         def configure_optimizers(self) -> torch.optim.Optimizer:
             return torch.optim.SGD(self.parameters(), lr=0.01)
 
-    dm = IVIFDataModule(num_workers=0, default_train_size=4, default_image_size=40, val_size=2, crop_size=32, batch_size=2)
+    dm = IVIFDataModule(
+        num_workers=0, default_train_size=4, default_image_size=40, val_size=2, crop_size=32, batch_size=2
+    )
     trainer = pl.Trainer(
-        accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, default_root_dir=tmp_path,
+        accelerator="cpu",
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
     )
     module = Recorder()
     trainer.fit(module, datamodule=dm)

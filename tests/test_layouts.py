@@ -25,7 +25,9 @@ OFFICIAL = [
 
 
 @pytest.mark.parametrize(("fake", "split", "name", "ir", "vi"), OFFICIAL)
-def test_official_layouts_are_detected_and_open(tmp_path: Path, fake: str, split: str | None, name: str, ir: str, vi: str) -> None:
+def test_official_layouts_are_detected_and_open(
+    tmp_path: Path, fake: str, split: str | None, name: str, ir: str, vi: str
+) -> None:
     root = write_fake_layout(tmp_path / "data", fake, n_pairs=2, size=(16, 20))
     layout = detect_layout(root, split=split)
     assert (layout.name, layout.ir_dir, layout.vi_dir, layout.split) == (name, root / ir, root / vi, split)
@@ -85,13 +87,21 @@ def test_unknown_layout_lists_what_was_found_and_what_is_accepted(tmp_path: Path
         detect_layout(root)
     message = str(info.value)
     assert "found subfolders [rgb, thermal] and 1 file(s)" in message
-    for accepted in ("IR/ + VIS/", "cropinfrared/ + crop_LR_visible/", "{train,test}/ir/", "Ir/ + Vis/", "infrared/{train,test}/"):
+    for accepted in (
+        "IR/ + VIS/",
+        "cropinfrared/ + crop_LR_visible/",
+        "{train,test}/ir/",
+        "Ir/ + Vis/",
+        "infrared/{train,test}/",
+    ):
         assert accepted in message
 
 
 def test_named_layout_that_does_not_match_says_what_it_expected(tmp_path: Path) -> None:
     root = write_fake_layout(tmp_path / "data", "generic", n_pairs=1)
-    with pytest.raises(UnknownLayoutError, match=r"does not have the LLVIP layout \(expected infrared/\{train,test\}/"):
+    with pytest.raises(
+        UnknownLayoutError, match=r"does not have the LLVIP layout \(expected infrared/\{train,test\}/"
+    ):
         detect_layout(root, name="llvip")
     with pytest.raises(ValueError, match="unknown layout name 'kaist'"):
         detect_layout(root, name="kaist")

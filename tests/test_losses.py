@@ -55,11 +55,16 @@ def test_every_loss_is_zero_on_identical_inputs() -> None:
     image = _texture(0)
     ivif = IVIFFusionLoss()(image, image, image)
     mfif = MFIFLoss()(image, image)
-    for name, value in {**{f"ivif/{k}": v for k, v in ivif.items()}, **{f"mfif/{k}": v for k, v in mfif.items()}}.items():
+    for name, value in {
+        **{f"ivif/{k}": v for k, v in ivif.items()},
+        **{f"mfif/{k}": v for k, v in mfif.items()},
+    }.items():
         assert value.abs().item() < 1e-5, name
     features = _features(0)
     for mode in ("feature_in", "output_grad", "none"):
-        assert GuidanceLoss(mode)(image, image, features, features).item() == pytest.approx(0.0, abs=1e-6), mode
+        assert GuidanceLoss(mode)(image, image, features, features).item() == pytest.approx(0.0, abs=1e-6), (
+            mode
+        )
 
 
 # ---- SSIM and gradients --------------------------------------------------------------------
@@ -201,7 +206,9 @@ def test_output_grad_ignores_teacher_brightness_and_contrast() -> None:
 
 def test_local_contrast_norm_is_affine_invariant() -> None:
     x = _texture(2)
-    assert torch.allclose(local_contrast_norm(x, eps=1e-6), local_contrast_norm(3 * x - 1, eps=1e-6), atol=1e-3)
+    assert torch.allclose(
+        local_contrast_norm(x, eps=1e-6), local_contrast_norm(3 * x - 1, eps=1e-6), atol=1e-3
+    )
 
 
 def test_guidance_gradients_flow_to_the_student_only() -> None:
@@ -261,7 +268,13 @@ def test_transfer_objective_weighs_all_five_terms() -> None:
     ir, vi, fused = (torch.rand(2, 1, 24, 24) for _ in range(3))
     teacher_fused = torch.rand(2, 1, 24, 24)
     a, b, gt, replay_fused = (torch.rand(2, 1, 24, 24) for _ in range(4))
-    weights = {"lambda_int": 2.0, "lambda_grad": 3.0, "lambda_ssim": 0.5, "lambda_g": 0.25, "lambda_src": 0.75}
+    weights = {
+        "lambda_int": 2.0,
+        "lambda_grad": 3.0,
+        "lambda_ssim": 0.5,
+        "lambda_g": 0.25,
+        "lambda_src": 0.75,
+    }
     objective = TransferObjective(**weights, guidance="output_grad")
     terms = objective(fused, ir, vi, teacher_fused=teacher_fused, replay_fused=replay_fused, replay_target=gt)
     fusion = IVIFFusionLoss(lambda_int=2.0, lambda_grad=3.0, lambda_ssim=0.5)(fused, ir, vi)
@@ -270,7 +283,9 @@ def test_transfer_objective_weighs_all_five_terms() -> None:
     assert torch.allclose(terms["g"], guidance) and torch.allclose(terms["src"], replay)
     assert torch.allclose(terms["total"], fusion["total"] + 0.25 * guidance + 0.75 * replay)
     # λ_g per call (a schedule), and terms left out without a teacher or a replay batch
-    assert torch.allclose(objective(fused, ir, vi, teacher_fused=teacher_fused, lambda_g=0.0)["total"], fusion["total"])
+    assert torch.allclose(
+        objective(fused, ir, vi, teacher_fused=teacher_fused, lambda_g=0.0)["total"], fusion["total"]
+    )
     plain = objective(fused, ir, vi)
     assert set(plain) == {"int", "grad", "ssim", "total"} and torch.allclose(plain["total"], fusion["total"])
     no_src = TransferObjective(lambda_src=0.0)(fused, ir, vi, replay_fused=replay_fused, replay_target=gt)

@@ -165,7 +165,11 @@ def test_lightning_validation_equals_stfuse_evaluate(data_root: Path, tmp_path: 
     for kind in ("ir", "vi", "avg"):
         (tmp_path / kind).mkdir()
     for name in names:
-        for kind, folder in (("ir", data_root / "ivif/tno/ir"), ("vi", data_root / "ivif/tno/vi"), ("avg", data_root / "reference/tno/avg")):
+        for kind, folder in (
+            ("ir", data_root / "ivif/tno/ir"),
+            ("vi", data_root / "ivif/tno/vi"),
+            ("avg", data_root / "reference/tno/avg"),
+        ):
             (tmp_path / kind / f"{name}.png").symlink_to(folder / f"{name}.png")
     code = evaluate_main([
         "--ir", str(tmp_path / "ir"), "--vi", str(tmp_path / "vi"), "--fused", f"avg={tmp_path / 'avg'}",

@@ -33,7 +33,9 @@ def pair(data_root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def test_tang_mi_is_in_bits(pair: tuple) -> None:
-    assert _value("MI", "tang", *pair) == pytest.approx(_value("MI", "cddfuse", *pair) / math.log(2), rel=1e-14)
+    assert _value("MI", "tang", *pair) == pytest.approx(
+        _value("MI", "cddfuse", *pair) / math.log(2), rel=1e-14
+    )
     assert _value("MI", "vifb", *pair) == pytest.approx(_value("MI", "cddfuse", *pair), rel=1e-14)
 
 

@@ -35,8 +35,12 @@ def tno07(data_root: Path) -> list[torch.Tensor]:
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
-def test_suite_equals_fusion_metrics_for_every_metric_of_every_preset(tno07: list[torch.Tensor], preset: str) -> None:
-    names = [n for n in resolve_metric_names("all", preset) if not n.startswith("FMI")]  # FMI: below, on a crop
+def test_suite_equals_fusion_metrics_for_every_metric_of_every_preset(
+    tno07: list[torch.Tensor], preset: str
+) -> None:
+    names = [
+        n for n in resolve_metric_names("all", preset) if not n.startswith("FMI")
+    ]  # FMI: below, on a crop
     suite_values = MetricSuite(preset, names, data_range=255.0)(*tno07)
     collection = FusionMetrics(preset, names, data_range=255.0)
     collection.update(*tno07)
@@ -136,7 +140,14 @@ def test_parallel_evaluation_equals_serial_in_pair_order(tmp_path: Path) -> None
     pairs = find_pairs(root / "ir", root / "vi")
     everything_but_ms_ssim = [n for n in resolve_metric_names("all") if n != "MS_SSIM"]  # MS-SSIM: ≥ 161 px
     runs = [
-        evaluate_pairs(pairs, {"ours": root / "fused"}, ["avg"], metrics=everything_but_ms_ssim, workers=workers, thumbnails=True)
+        evaluate_pairs(
+            pairs,
+            {"ours": root / "fused"},
+            ["avg"],
+            metrics=everything_but_ms_ssim,
+            workers=workers,
+            thumbnails=True,
+        )
         for workers in (1, 2)
     ]
     assert runs[0].images == runs[1].images == ["1", "2", "3", "10", "11"]

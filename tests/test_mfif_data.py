@@ -59,7 +59,9 @@ def test_hard_mask_samples_obey_their_definition(blur: str) -> None:
 
 def test_soft_edges_give_a_feathered_mask_that_still_mixes_exactly() -> None:
     synthesizer = MultiFocusSynthesizer(crop_size=64, soft_edges=True, blur="gaussian")
-    sample = synthesizer.sample(make_texture_array(3, 150, 150, channels=1)[:, :, 0], np.random.default_rng(1))
+    sample = synthesizer.sample(
+        make_texture_array(3, 150, 150, channels=1)[:, :, 0], np.random.default_rng(1)
+    )
     mask = sample["mask"]
     assert ((mask > 0.01) & (mask < 0.99)).mean() > 0.02  # a real transition band
     blurred = sample["a"] + sample["b"] - sample["gt"]  # A + B = G + blur(G) for any mask
@@ -89,7 +91,9 @@ def test_validation_samples_are_identical_across_instances_and_processes(tmp_pat
     root = write_fake_natural_images(tmp_path / "natural", {"set_a": 3, "set_b/deeper": 2})
 
     def validation_batches(seed: int, workers: int) -> list[dict]:
-        dm = MFIFDataModule(roots=[str(root)], num_workers=workers, val_samples=4, val_crop_size=40, batch_size=2, seed=seed)
+        dm = MFIFDataModule(
+            roots=[str(root)], num_workers=workers, val_samples=4, val_crop_size=40, batch_size=2, seed=seed
+        )
         dm.setup("fit")
         batches = list(dm.val_dataloader())
         gc.collect()
@@ -109,11 +113,21 @@ def test_validation_samples_are_identical_across_instances_and_processes(tmp_pat
 def test_training_samples_differ_between_workers(tmp_path: Path) -> None:
     image = (np.random.default_rng(0).random((80, 80)) * 255).astype(np.uint8)
     (tmp_path / "one").mkdir()
-    cv2.imwrite(str(tmp_path / "one" / "only.png"), image)  # one source image: samples differ only by randomness
-    dataset = SyntheticMultiFocusDataset(MultiFocusSynthesizer(crop_size=32), 4, find_natural_images([tmp_path]))
+    cv2.imwrite(
+        str(tmp_path / "one" / "only.png"), image
+    )  # one source image: samples differ only by randomness
+    dataset = SyntheticMultiFocusDataset(
+        MultiFocusSynthesizer(crop_size=32), 4, find_natural_images([tmp_path])
+    )
     from data_modules.transforms import WorkerSeeder
 
-    loader = DataLoader(dataset, batch_size=1, num_workers=2, worker_init_fn=WorkerSeeder(), generator=torch.Generator().manual_seed(0))
+    loader = DataLoader(
+        dataset,
+        batch_size=1,
+        num_workers=2,
+        worker_init_fn=WorkerSeeder(),
+        generator=torch.Generator().manual_seed(0),
+    )
     batches = list(loader)
     del loader
     gc.collect()
@@ -124,7 +138,15 @@ def test_natural_images_are_found_recursively_and_a_few_held_out(tmp_path: Path)
     root = write_fake_natural_images(tmp_path / "natural", {"kodak": 6, "bsd/sub": 14})
     (tmp_path / "natural" / "kodak" / "notes.txt").write_text("ignored")
     assert len(find_natural_images([root])) == 20
-    dm = MFIFDataModule(roots=[str(root)], num_workers=0, samples_per_epoch=6, batch_size=3, crop_size=32, val_fraction=0.1, seed=0)
+    dm = MFIFDataModule(
+        roots=[str(root)],
+        num_workers=0,
+        samples_per_epoch=6,
+        batch_size=3,
+        crop_size=32,
+        val_fraction=0.1,
+        seed=0,
+    )
     dm.setup("fit")
     assert len(dm.train_dataset.image_paths) == 18 and len(dm.val_dataset.image_paths) == 2
     assert not set(dm.train_dataset.image_paths) & set(dm.val_dataset.image_paths)
@@ -140,7 +162,15 @@ def test_natural_images_are_found_recursively_and_a_few_held_out(tmp_path: Path)
 
 def test_embedded_texture_default_and_real_validation_pairs(tmp_path: Path) -> None:
     real = write_fake_multifocus(tmp_path / "lytro", "folders", n_pairs=2, size=(36, 44))
-    dm = MFIFDataModule(num_workers=0, samples_per_epoch=4, val_samples=2, val_crop_size=48, crop_size=32, batch_size=2, real_val_root=str(real))
+    dm = MFIFDataModule(
+        num_workers=0,
+        samples_per_epoch=4,
+        val_samples=2,
+        val_crop_size=48,
+        crop_size=32,
+        batch_size=2,
+        real_val_root=str(real),
+    )
     dm.setup("fit")
     train = next(iter(dm.train_dataloader()))
     assert train["a"].shape == (2, 1, 32, 32) and train["mask"].shape == (2, 1, 32, 32)
@@ -161,7 +191,9 @@ def test_real_pairs_in_a_single_folder_with_a_b_suffixes(tmp_path: Path) -> None
     item = dataset[0]
     assert item["a"].shape == item["b"].shape == (1, 24, 24)
     # the synthetic pair is focused on the left (A) and right (B) halves
-    assert _gradient_energy(item["a"][0].numpy(), np.s_[:, 2:10]) > _gradient_energy(item["b"][0].numpy(), np.s_[:, 2:10])
+    assert _gradient_energy(item["a"][0].numpy(), np.s_[:, 2:10]) > _gradient_energy(
+        item["b"][0].numpy(), np.s_[:, 2:10]
+    )
 
 
 def test_real_pair_errors_name_the_files(tmp_path: Path) -> None:
@@ -202,10 +234,23 @@ def test_two_validation_loaders_reach_validation_step_with_their_index(tmp_path:
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
     real = write_fake_multifocus(tmp_path / "lytro", "folders", n_pairs=2, size=(32, 32))
-    dm = MFIFDataModule(num_workers=0, samples_per_epoch=4, val_samples=2, val_crop_size=32, crop_size=32, batch_size=2, real_val_root=str(real))
+    dm = MFIFDataModule(
+        num_workers=0,
+        samples_per_epoch=4,
+        val_samples=2,
+        val_crop_size=32,
+        crop_size=32,
+        batch_size=2,
+        real_val_root=str(real),
+    )
     trainer = pl.Trainer(
-        accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, default_root_dir=tmp_path,
+        accelerator="cpu",
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
     )
     module = Recorder()
     trainer.fit(module, datamodule=dm)

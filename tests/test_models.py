@@ -16,7 +16,13 @@ CEM_MODES = ["full", "self", "mutual", "off"]
 
 def _tiny(**overrides: object) -> STFuseNet:
     """A fast network that still has every part (two CEM depths, decoder blocks)."""
-    config: dict[str, object] = {"preset": "small", "channels": 8, "num_blocks": 2, "cem_depths": [1, 2], "heads": 2}
+    config: dict[str, object] = {
+        "preset": "small",
+        "channels": 8,
+        "num_blocks": 2,
+        "cem_depths": [1, 2],
+        "heads": 2,
+    }
     config.update(overrides)
     return STFuseNet(**config)
 
@@ -101,7 +107,9 @@ def test_config_round_trip_is_json_and_rebuilds_same_architecture() -> None:
     config = json.loads(json.dumps(net.config))
     rebuilt = STFuseNet(**config)
     assert rebuilt.config == net.config
-    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in net.state_dict().items()}
+    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {
+        k: v.shape for k, v in net.state_dict().items()
+    }
     rebuilt.load_state_dict(net.state_dict())
     a, b = _pair()
     with torch.no_grad():
@@ -204,7 +212,11 @@ def test_gradients_reach_both_branches_and_every_cem() -> None:
     net = _tiny(shared_encoder=False)
     fused = net(*_pair(2, 16, 16))
     fused.square().mean().backward()
-    for group_name, module in [("encoder_a", net.encoder_a), ("encoder_b", net.encoder_b), ("decoder", net.decoder)]:
+    for group_name, module in [
+        ("encoder_a", net.encoder_a),
+        ("encoder_b", net.encoder_b),
+        ("decoder", net.decoder),
+    ]:
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters()), group_name
     for index, cem in enumerate(net.cems):
         for branch in (cem.refine_x, cem.refine_y):
@@ -246,7 +258,9 @@ def test_channels_last_matches_contiguous() -> None:
     with torch.no_grad():
         reference = net(a, b)
         net_cl = net.to(memory_format=torch.channels_last)
-        result = net_cl(a.contiguous(memory_format=torch.channels_last), b.contiguous(memory_format=torch.channels_last))
+        result = net_cl(
+            a.contiguous(memory_format=torch.channels_last), b.contiguous(memory_format=torch.channels_last)
+        )
     assert torch.allclose(result, reference, atol=1e-5)
 
 

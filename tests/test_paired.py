@@ -40,7 +40,11 @@ def test_item_format_for_colour_visible(tmp_path: Path) -> None:
     ir_dir, vi_dir = _folders(tmp_path, ["a"], size=(20, 28))
     item = PairedImageFolder(ir_dir, vi_dir)[0]
     assert set(item) == {"ir", "vi", "vi_cbcr", "vi_is_color", "name"}
-    assert item["ir"].shape == (1, 20, 28) and item["vi"].shape == (1, 20, 28) and item["vi_cbcr"].shape == (2, 20, 28)
+    assert (
+        item["ir"].shape == (1, 20, 28)
+        and item["vi"].shape == (1, 20, 28)
+        and item["vi_cbcr"].shape == (2, 20, 28)
+    )
     assert item["vi_is_color"] is True and item["name"] == "a"
     for key in ("ir", "vi", "vi_cbcr"):
         assert item[key].dtype == torch.float32 and 0.0 <= item[key].min() and item[key].max() <= 1.0
@@ -119,7 +123,9 @@ def test_empty_folder_and_missing_root_errors_name_the_folder(tmp_path: Path) ->
     (empty / "notes.txt").write_text("no images here")
     with pytest.raises(EmptyFolderError, match=f"visible folder '{empty}' contains no images"):
         PairedImageFolder(ir_dir, empty)
-    with pytest.raises(DataFolderNotFoundError, match=f"infrared folder '{tmp_path / 'nope'}' does not exist"):
+    with pytest.raises(
+        DataFolderNotFoundError, match=f"infrared folder '{tmp_path / 'nope'}' does not exist"
+    ):
         PairedImageFolder(tmp_path / "nope", vi_dir)
     assert issubclass(DataFolderNotFoundError, FileNotFoundError)
 
@@ -132,7 +138,9 @@ def test_two_files_with_one_stem_are_ambiguous(tmp_path: Path) -> None:
 
 
 def test_extra_folders_give_integer_maps_and_missing_ones_are_listed(tmp_path: Path) -> None:
-    write_fake_pairs(tmp_path / "ir", tmp_path / "vi", ["01", "02"], size=(18, 9), label_dir=tmp_path / "label")
+    write_fake_pairs(
+        tmp_path / "ir", tmp_path / "vi", ["01", "02"], size=(18, 9), label_dir=tmp_path / "label"
+    )
     dataset = PairedImageFolder(tmp_path / "ir", tmp_path / "vi", extra_dirs={"label": tmp_path / "label"})
     item = dataset[1]
     assert item["label"].dtype == torch.int64 and item["label"].shape == (18, 9)
@@ -151,6 +159,8 @@ def test_collate_pads_different_sizes_and_records_them(tmp_path: Path) -> None:
     assert batch["size"].tolist() == [[16, 20], [24, 18]]
     assert batch["name"] == ["a", "b"] and batch["vi_is_color"].tolist() == [True, True]
     assert torch.equal(batch["ir"][0, :, :16, :20], dataset[0]["ir"])
-    assert torch.equal(batch["ir"][0, :, 16:, :20], dataset[0]["ir"][:, -1:, :].expand(-1, 8, -1))  # edge replicated
+    assert torch.equal(
+        batch["ir"][0, :, 16:, :20], dataset[0]["ir"][:, -1:, :].expand(-1, 8, -1)
+    )  # edge replicated
     same = collate_pairs([dataset[0], dataset[0]])
     assert same["ir"].shape == (2, 1, 16, 20)

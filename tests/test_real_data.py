@@ -24,6 +24,7 @@ def _one_torch_thread():
     yield
     torch.set_num_threads(previous)
 
+
 # root (relative to the data root), expected layout name, pairs, whether every visible image is colour
 IVIF_SETS = [
     ("ivif/tno", "tno", 25, False),
@@ -90,7 +91,10 @@ def test_every_lytro_pair_loads(data_root: Path) -> None:
 def test_every_natural_image_loads(data_root: Path) -> None:
     paths = find_natural_images([data_root / "train/natural"])
     assert len(paths) == 420
-    counts = {folder: sum(1 for p in paths if p.parent.name == folder) for folder in ("bsd100", "bsd200", "kodak", "set14", "set5", "sun_hays80")}
+    counts = {
+        folder: sum(1 for p in paths if p.parent.name == folder)
+        for folder in ("bsd100", "bsd200", "kodak", "set14", "set5", "sun_hays80")
+    }
     assert counts == {"bsd100": 100, "bsd200": 200, "kodak": 24, "set14": 13, "set5": 3, "sun_hays80": 80}
     for path in paths:
         luma = read_luma(path)

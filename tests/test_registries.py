@@ -27,9 +27,15 @@ def test_evaluate_dataset_names_are_the_named_layouts() -> None:
 
 def test_lower_is_better_and_no_reference_follow_each_metric() -> None:
     assert METRIC_NAMES == tuple(METRICS)
-    assert {name for name in METRIC_NAMES if not DEFINITIONS[name].higher_is_better} == LOWER_IS_BETTER == {"MSE", "Nabf"}
+    assert (
+        {name for name in METRIC_NAMES if not DEFINITIONS[name].higher_is_better}
+        == LOWER_IS_BETTER
+        == {"MSE", "Nabf"}
+    )
     assert {name for name in METRIC_NAMES if not DEFINITIONS[name].needs_sources} == NO_REFERENCE
-    metric_classes = [c for c in vars(classes).values() if isinstance(c, type) and issubclass(c, classes._DefinedMetric)]
+    metric_classes = [
+        c for c in vars(classes).values() if isinstance(c, type) and issubclass(c, classes._DefinedMetric)
+    ]
     for cls in metric_classes:
         if cls is classes._DefinedMetric:
             continue
@@ -62,7 +68,9 @@ def test_tiny_preset_is_the_former_test_network() -> None:
     assert DEFAULT_PRESET in PRESETS
 
 
-def test_find_data_root_prefers_explicit_then_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_find_data_root_prefers_explicit_then_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(runtime.DATA_ENV, str(tmp_path))
     assert runtime.find_data_root() == tmp_path
     assert runtime.find_data_root(tmp_path / "other") == tmp_path / "other"
@@ -83,7 +91,10 @@ def test_old_metric_table_name_warns() -> None:
 
 def test_stem_index_and_pairing(tmp_path: Path) -> None:
     grey = np.zeros((4, 4), np.float32)
-    for folder, names in {"ir": ["01.png", "02.png", "03.png", "03.jpg"], "vi": ["01.png", "02.bmp", "04.png"]}.items():
+    for folder, names in {
+        "ir": ["01.png", "02.png", "03.png", "03.jpg"],
+        "vi": ["01.png", "02.bmp", "04.png"],
+    }.items():
         (tmp_path / folder).mkdir()
         for name in names:
             write_image(tmp_path / folder / name, grey)

@@ -52,7 +52,9 @@ def _fake_tools(tmp_path: Path) -> Path:
     bin_dir.mkdir()
     for tool in ("srun", "make"):
         script = bin_dir / tool
-        script.write_text(f'#!/bin/bash\nprintf "{tool}" >> "{tmp_path}/calls.txt"\nprintf " %q" "$@" >> "{tmp_path}/calls.txt"\necho >> "{tmp_path}/calls.txt"\n')
+        script.write_text(
+            f'#!/bin/bash\nprintf "{tool}" >> "{tmp_path}/calls.txt"\nprintf " %q" "$@" >> "{tmp_path}/calls.txt"\necho >> "{tmp_path}/calls.txt"\n'
+        )
         script.chmod(0o755)
     return bin_dir
 
@@ -85,7 +87,13 @@ def test_sbatch_script_runs_the_make_target_on_every_task(script, target, tmp_pa
 def _make_fit_command(target: str, **variables: str) -> list[str]:
     """The `stfuse fit ...` argv that `make <target>` runs (from make's dry run)."""
     assignments = [f"{k}={v}" for k, v in variables.items()]
-    done = subprocess.run(["make", "-n", "--no-print-directory", target, *assignments], cwd=REPO, capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        ["make", "-n", "--no-print-directory", target, *assignments],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     text = done.stdout.replace("\\\n", " ")
     line = next(line for line in text.splitlines() if "stfuse fit" in line)
     argv = shlex.split(line)
@@ -93,23 +101,37 @@ def _make_fit_command(target: str, **variables: str) -> list[str]:
 
 
 def _trainer_for(argv: list[str], monkeypatch, environ: dict[str, str]) -> pl.Trainer:
-    for key in [k for k in os.environ if k.startswith(("SLURM_", "TORCHELASTIC_")) or k in ("RANK", "LOCAL_RANK", "WORLD_SIZE")]:
+    for key in [
+        k
+        for k in os.environ
+        if k.startswith(("SLURM_", "TORCHELASTIC_")) or k in ("RANK", "LOCAL_RANK", "WORLD_SIZE")
+    ]:
         monkeypatch.delenv(key)
     for key, value in environ.items():
         monkeypatch.setenv(key, value)
     # No GPUs here: the same layout on CPU devices (the rank logic does not depend on the accelerator).
     cli = STFuseCLI(
-        model_class=FusionStageBase, datamodule_class=pl.LightningDataModule, subclass_mode_model=True,
-        subclass_mode_data=True, seed_everything_default=0, save_config_kwargs={"overwrite": True}, run=False,
+        model_class=FusionStageBase,
+        datamodule_class=pl.LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        seed_everything_default=0,
+        save_config_kwargs={"overwrite": True},
+        run=False,
         args=[*argv, "--trainer.accelerator", "cpu", "--trainer.precision", "32-true"],
     )
     return cli.trainer
 
 
 def test_make_train_mfif_gpus8_nodes2_gives_lightning_the_slurm_ranks(monkeypatch, tmp_path):
-    argv = _make_fit_command("train-mfif", GPUS="8", NODES="2", DATA_ROOT=str(tmp_path / "none"), OUT=str(tmp_path))
+    argv = _make_fit_command(
+        "train-mfif", GPUS="8", NODES="2", DATA_ROOT=str(tmp_path / "none"), OUT=str(tmp_path)
+    )
     assert "--config" in argv and "experiments/trainer/ddp.yaml" in argv
-    assert argv[argv.index("--trainer.devices") + 1] == "8" and argv[argv.index("--trainer.num_nodes") + 1] == "2"
+    assert (
+        argv[argv.index("--trainer.devices") + 1] == "8"
+        and argv[argv.index("--trainer.num_nodes") + 1] == "2"
+    )
     slurm_task_9 = {
         "SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "stfuse-mfif", "SLURM_NTASKS": "16", "SLURM_NTASKS_PER_NODE": "8",
         "SLURM_NNODES": "2", "SLURM_JOB_NUM_NODES": "2", "SLURM_NODELIST": "gpu[07-08]", "SLURM_PROCID": "9",
@@ -127,7 +149,9 @@ def test_make_train_mfif_gpus8_nodes2_gives_lightning_the_slurm_ranks(monkeypatc
 def test_slurm_layout_mismatch_is_refused(monkeypatch, tmp_path):
     """--ntasks-per-node 4 with 8 devices per node would hang at the first collective; Lightning refuses
     when it launches (the check below is the one its launcher runs)."""
-    argv = _make_fit_command("train-mfif", GPUS="8", NODES="2", DATA_ROOT=str(tmp_path / "none"), OUT=str(tmp_path))
+    argv = _make_fit_command(
+        "train-mfif", GPUS="8", NODES="2", DATA_ROOT=str(tmp_path / "none"), OUT=str(tmp_path)
+    )
     wrong = {
         "SLURM_JOB_ID": "1", "SLURM_JOB_NAME": "stfuse-mfif", "SLURM_NTASKS": "8", "SLURM_NTASKS_PER_NODE": "4",
         "SLURM_NNODES": "2", "SLURM_NODELIST": "gpu[07-08]", "SLURM_PROCID": "0", "SLURM_LOCALID": "0",
@@ -135,12 +159,16 @@ def test_slurm_layout_mismatch_is_refused(monkeypatch, tmp_path):
     }  # fmt: skip
     trainer = _trainer_for(argv, monkeypatch, wrong)
     with pytest.raises(ValueError, match="ntasks-per-node=4"):
-        trainer.strategy.cluster_environment.validate_settings(num_devices=trainer.num_devices, num_nodes=trainer.num_nodes)
+        trainer.strategy.cluster_environment.validate_settings(
+            num_devices=trainer.num_devices, num_nodes=trainer.num_nodes
+        )
 
 
 def test_torchrun_ranks_reach_lightning(monkeypatch, tmp_path):
     """docs/cluster.md: torchrun --nnodes 2 --nproc-per-node 8 -m stfuse fit ... (rank 11 = node 1, local 3)."""
-    argv = _make_fit_command("train-mfif", GPUS="8", NODES="2", DATA_ROOT=str(tmp_path / "none"), OUT=str(tmp_path))
+    argv = _make_fit_command(
+        "train-mfif", GPUS="8", NODES="2", DATA_ROOT=str(tmp_path / "none"), OUT=str(tmp_path)
+    )
     torchrun_rank_11 = {
         "TORCHELASTIC_RUN_ID": "stfuse-mfif", "RANK": "11", "LOCAL_RANK": "3", "WORLD_SIZE": "16", "GROUP_RANK": "1",
         "LOCAL_WORLD_SIZE": "8", "MASTER_ADDR": "head-node", "MASTER_PORT": "29500",

@@ -45,7 +45,9 @@ def _ivif_data() -> IVIFDataModule:
 def source_ckpt(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("mfif")
     stage = MFIFStage(net=TINY_NET, warmup_steps=1)
-    trainer = _trainer(root, steps=3, callbacks=[pl.callbacks.ModelCheckpoint(dirpath=root / "ckpt", save_last=True)])
+    trainer = _trainer(
+        root, steps=3, callbacks=[pl.callbacks.ModelCheckpoint(dirpath=root / "ckpt", save_last=True)]
+    )
     trainer.fit(stage, datamodule=_mfif_data())
     path = root / "ckpt" / "last.ckpt"
     assert path.is_file()
@@ -87,7 +89,14 @@ def test_teacher_is_frozen_and_unchanged_by_training(source_ckpt, tmp_path):
     changed = [k for k, v in stage.net.state_dict().items() if not torch.equal(v, student_before[k])]
     assert changed, "the student did not train"
     logged = trainer.logged_metrics
-    for key in ("train/loss", "train/loss_int", "train/loss_grad", "train/loss_ssim", "train/loss_g", "train/loss_src"):
+    for key in (
+        "train/loss",
+        "train/loss_int",
+        "train/loss_grad",
+        "train/loss_ssim",
+        "train/loss_g",
+        "train/loss_src",
+    ):
         assert key in logged, f"{key} not logged; got {sorted(logged)}"
 
 
@@ -114,7 +123,9 @@ def test_each_guidance_mode_trains(source_ckpt, tmp_path, mode):
 def test_separate_encoders_start_from_the_shared_source_encoder(source_ckpt):
     stage = IVIFTransferStage(source_ckpt=str(source_ckpt), net={"shared_encoder": False})
     assert stage.net.encoder_a is not stage.net.encoder_b
-    for (_, a), (_, b) in zip(stage.net.encoder_a.state_dict().items(), stage.net.encoder_b.state_dict().items()):
+    for (_, a), (_, b) in zip(
+        stage.net.encoder_a.state_dict().items(), stage.net.encoder_b.state_dict().items()
+    ):
         assert torch.equal(a, b)
 
 

@@ -40,8 +40,6 @@ SPECS = sorted((REPO / "experiments" / "sweeps").glob("*.yaml"))
 TINY_NET = {"preset": "tiny"}
 
 
-
-
 def test_every_expected_sweep_exists():
     assert {p.stem for p in SPECS} >= {"ivif_loss_weights", "guidance_modes", "cem_variants"}
 
@@ -94,11 +92,26 @@ def test_nested_parameters_give_a_dict_and_grids_enumerate_them():
     "spec,message",
     [
         ({"method": "sideways", "parameters": {"a": {"value": 1}}}, "method"),
-        ({"method": "bayes", "parameters": {"a": {"min": 0.0, "max": 1.0}}, "command": ["${args}"]}, "metric"),
-        ({"method": "grid", "parameters": {"a": {"min": 0.0, "max": 1.0}}, "command": ["${args}"]}, "discrete"),
-        ({"method": "random", "parameters": {"a": {"min": 0, "max": 1.0}}, "command": ["${args}"]}, "both as ints"),
-        ({"method": "random", "parameters": {"a": {"values": [1]}}, "command": ["python", "x.py"]}, "never passes"),
-        ({"method": "random", "parameters": {"a": {"distribution": "zipf"}}, "command": ["${args}"]}, "unknown"),
+        (
+            {"method": "bayes", "parameters": {"a": {"min": 0.0, "max": 1.0}}, "command": ["${args}"]},
+            "metric",
+        ),
+        (
+            {"method": "grid", "parameters": {"a": {"min": 0.0, "max": 1.0}}, "command": ["${args}"]},
+            "discrete",
+        ),
+        (
+            {"method": "random", "parameters": {"a": {"min": 0, "max": 1.0}}, "command": ["${args}"]},
+            "both as ints",
+        ),
+        (
+            {"method": "random", "parameters": {"a": {"values": [1]}}, "command": ["python", "x.py"]},
+            "never passes",
+        ),
+        (
+            {"method": "random", "parameters": {"a": {"distribution": "zipf"}}, "command": ["${args}"]},
+            "unknown",
+        ),
     ],
 )
 def test_invalid_specs_are_rejected_with_a_reason(spec, message):
@@ -112,10 +125,20 @@ def test_command_expansion_matches_wandb_agent(tmp_path):
         "method": "random",
         "program": "train.py",
         "parameters": {"lr": {"value": 0.1}},
-        "command": ["${env}", "${interpreter}", "${program}", "--tag=${envvar:STFUSE_TAG}", "${args}", "--config", "${args_json_file}"],
+        "command": [
+            "${env}",
+            "${interpreter}",
+            "${program}",
+            "--tag=${envvar:STFUSE_TAG}",
+            "${args}",
+            "--config",
+            "${args_json_file}",
+        ],
     }
     params = {"lr": 0.1, "flag": False, "empty": None, "net": {"cem": "off"}}
-    command = agent_command(spec, params, run_id="r1", sweep_id="s1", base_dir=tmp_path, environ={"STFUSE_TAG": "x"})
+    command = agent_command(
+        spec, params, run_id="r1", sweep_id="s1", base_dir=tmp_path, environ={"STFUSE_TAG": "x"}
+    )
     json_file = tmp_path / "wandb" / "sweep-s1" / "config-r1.json"
     assert command == [
         "/usr/bin/env", "python", "train.py", "--tag=x",
@@ -129,7 +152,9 @@ def test_command_expansion_matches_wandb_agent(tmp_path):
 def test_sweep_runs_get_their_own_folder():
     argv = ["fit", "--config", "x.yaml"]
     assert sweep_run_args(argv, environ={}) == argv
-    isolated = sweep_run_args(argv, environ={"WANDB_SWEEP_ID": "s9", "WANDB_RUN_ID": "r7", "STFUSE_SWEEP_ROOT": "/tmp/sw"})
+    isolated = sweep_run_args(
+        argv, environ={"WANDB_SWEEP_ID": "s9", "WANDB_RUN_ID": "r7", "STFUSE_SWEEP_ROOT": "/tmp/sw"}
+    )
     assert isolated[-2:] == ["--trainer.default_root_dir", str(Path("/tmp/sw") / "s9" / "r7")]
 
 
@@ -138,11 +163,18 @@ def test_sweep_runs_get_their_own_folder():
 def tiny_source_ckpt(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("sweep_source")
     trainer = pl.Trainer(
-        accelerator="cpu", max_steps=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
-        limit_val_batches=0, default_root_dir=str(root),
+        accelerator="cpu",
+        max_steps=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        default_root_dir=str(root),
         callbacks=[pl.callbacks.ModelCheckpoint(dirpath=root, save_last=True)],
     )
-    data = MFIFDataModule(crop_size=32, batch_size=2, num_workers=0, samples_per_epoch=2, val_samples=1, val_crop_size=32)
+    data = MFIFDataModule(
+        crop_size=32, batch_size=2, num_workers=0, samples_per_epoch=2, val_samples=1, val_crop_size=32
+    )
     trainer.fit(MFIFStage(net=TINY_NET, warmup_steps=1), datamodule=data)
     return root / "last.ckpt"
 
@@ -157,11 +189,30 @@ def _tiny_overrides(spec: dict[str, Any], params: dict[str, Any], source_ckpt: P
     if "experiments/mfif.yaml" in spec["command"]:
         data = "--data.init_args."
         args += ["--model.init_args.net", json.dumps({**params.get("model.init_args.net", {}), **TINY_NET})]
-        args += _loader(data) + [f"{data}val_crop_size", "32", f"{data}samples_per_epoch", "4", f"{data}val_samples", "2"]
+        args += _loader(data) + [
+            f"{data}val_crop_size",
+            "32",
+            f"{data}samples_per_epoch",
+            "4",
+            f"{data}val_samples",
+            "2",
+        ]
     else:
         ivif, replay = "--data.init_args.ivif.init_args.", "--data.init_args.replay.init_args."
-        args += ["--model.init_args.source_ckpt", str(source_ckpt), "--model.init_args.val_metrics", "[EN,Qabf]"]
-        args += _loader(ivif) + [f"{ivif}default_train_size", "4", f"{ivif}default_image_size", "40", f"{ivif}val_size", "2"]
+        args += [
+            "--model.init_args.source_ckpt",
+            str(source_ckpt),
+            "--model.init_args.val_metrics",
+            "[EN,Qabf]",
+        ]
+        args += _loader(ivif) + [
+            f"{ivif}default_train_size",
+            "4",
+            f"{ivif}default_image_size",
+            "40",
+            f"{ivif}val_size",
+            "2",
+        ]
         args += _loader(replay) + [f"{replay}samples_per_epoch", "4", f"{replay}val_samples", "1"]
     return args
 
@@ -208,7 +259,12 @@ def test_agent_command_runs_as_a_subprocess(tiny_source_ckpt, tmp_path):
         "OMP_NUM_THREADS": "1",
     }
     done = subprocess.run(
-        command + _tiny_overrides(spec, params, tiny_source_ckpt), cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+        command + _tiny_overrides(spec, params, tiny_source_ckpt),
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "fast_dev_run" in done.stderr + done.stdout
@@ -227,7 +283,10 @@ def test_make_sweep_creates_the_sweep_and_prints_the_agent_command(monkeypatch, 
     monkeypatch.delenv("WANDB_PROJECT", raising=False)
     spec_path = REPO / "experiments" / "sweeps" / "guidance_modes.yaml"
     assert sweeps.main(["create", str(spec_path), "--entity", "lab"]) == 0
-    assert created["sweep"] == load_spec(spec_path) and (created["project"], created["entity"]) == ("stfuse", "lab")
+    assert created["sweep"] == load_spec(spec_path) and (created["project"], created["entity"]) == (
+        "stfuse",
+        "lab",
+    )
     assert "make agent SWEEP_ID=lab/stfuse/abc123" in capsys.readouterr().out
     broken = tmp_path / "broken.yaml"
     broken.write_text("method: grid\nparameters: {a: {min: 0.0, max: 1.0}}\ncommand: [x, '${args}']\n")

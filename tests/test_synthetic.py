@@ -27,7 +27,12 @@ def test_ivif_pair_shapes_ranges_and_determinism() -> None:
     ir, vi = make_ivif_pair(11, 96, 128)
     assert ir.shape == (1, 96, 128) and vi.shape == (3, 96, 128)
     assert ir.dtype == vi.dtype == torch.float32
-    assert 0.0 <= float(ir.min()) and float(ir.max()) <= 1.0 and 0.0 <= float(vi.min()) and float(vi.max()) <= 1.0
+    assert (
+        0.0 <= float(ir.min())
+        and float(ir.max()) <= 1.0
+        and 0.0 <= float(vi.min())
+        and float(vi.max()) <= 1.0
+    )
     again_ir, again_vi = make_ivif_pair(11, 96, 128)
     assert torch.equal(ir, again_ir) and torch.equal(vi, again_vi)
     other_ir, _ = make_ivif_pair(12, 96, 128)
@@ -76,7 +81,10 @@ def test_textures_are_rich_in_high_frequencies() -> None:
         image = make_texture_image(seed, 128, 128, channels=1)[0].numpy()
         assert image.std() > 0.1
         blurred = cv2.GaussianBlur(image, (0, 0), 2.0)
-        energy = lambda x: float((cv2.Sobel(x, cv2.CV_32F, 1, 0) ** 2 + cv2.Sobel(x, cv2.CV_32F, 0, 1) ** 2).mean())  # noqa: E731
+
+        def energy(x):
+            return float((cv2.Sobel(x, cv2.CV_32F, 1, 0) ** 2 + cv2.Sobel(x, cv2.CV_32F, 0, 1) ** 2).mean())
+
         assert energy(blurred) < 0.5 * energy(image)  # blur removes much of the detail, so defocus is visible
     colour = make_texture_image(1, 64, 80)
     assert colour.shape == (3, 64, 80) and torch.equal(colour, make_texture_image(1, 64, 80))
@@ -87,7 +95,11 @@ def test_textures_are_rich_in_high_frequencies() -> None:
 def test_datasets_index_by_seed_stream_and_index() -> None:
     train = SyntheticIVIFDataset(3, 32, 40, seed=4)
     item = train[1]
-    assert item["ir"].shape == (1, 32, 40) and item["vi_cbcr"].shape == (2, 32, 40) and item["name"] == "synthetic_train_00001"
+    assert (
+        item["ir"].shape == (1, 32, 40)
+        and item["vi_cbcr"].shape == (2, 32, 40)
+        and item["name"] == "synthetic_train_00001"
+    )
     assert torch.equal(item["ir"], SyntheticIVIFDataset(3, 32, 40, seed=4)[1]["ir"])
     assert not torch.equal(item["ir"], SyntheticIVIFDataset(3, 32, 40, seed=4, stream="val")[1]["ir"])
     with pytest.raises(IndexError):

@@ -25,7 +25,9 @@ def _write_pairs(root, count: int = 6, size: int = 40) -> None:
         (root / sub).mkdir(parents=True)
     for i in range(count):
         Image.fromarray(rng.integers(0, 255, (size, size), dtype=np.uint8)).save(root / "ir" / f"{i:02d}.png")
-        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(root / "vi" / f"{i:02d}.png")
+        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(
+            root / "vi" / f"{i:02d}.png"
+        )
 
 
 def test_pair_cache_reads_each_file_once_and_returns_independent_dicts(tmp_path, monkeypatch) -> None:
@@ -39,7 +41,9 @@ def test_pair_cache_reads_each_file_once_and_returns_independent_dicts(tmp_path,
     second = folder.load_arrays(2)
     assert reads == [2]
     assert second["ir"] is not None and second["ir"].shape == (40, 40, 1)
-    np.testing.assert_array_equal(folder[2]["ir"].numpy(), PairedImageFolder(tmp_path / "ir", tmp_path / "vi")[2]["ir"].numpy())
+    np.testing.assert_array_equal(
+        folder[2]["ir"].numpy(), PairedImageFolder(tmp_path / "ir", tmp_path / "vi")[2]["ir"].numpy()
+    )
     uncached = PairedImageFolder(tmp_path / "ir", tmp_path / "vi")
     uncached.load_arrays(1)
     assert uncached._cache == {}
@@ -49,7 +53,9 @@ def test_split_seed_fixes_the_validation_pairs_while_the_seed_changes(tmp_path) 
     _write_pairs(tmp_path, count=12)
     names = []
     for seed in (0, 1, 2):
-        module = IVIFDataModule(train_roots=[str(tmp_path)], val_size=3, seed=seed, split_seed=7, num_workers=0)
+        module = IVIFDataModule(
+            train_roots=[str(tmp_path)], val_size=3, seed=seed, split_seed=7, num_workers=0
+        )
         module.setup("fit")
         names.append(sorted(module.val_dataset.names))
     assert names[0] == names[1] == names[2]
@@ -64,7 +70,9 @@ def test_split_seed_fixes_the_validation_pairs_while_the_seed_changes(tmp_path) 
 )
 def test_lambda_g_schedule_decays_over_max_steps(schedule: str, expected: list[float]) -> None:
     tiny = {"preset": "tiny"}
-    stage = IVIFTransferStage(transfer=False, guidance="none", net=tiny, lambda_g=2.0, lambda_g_schedule=schedule)
+    stage = IVIFTransferStage(
+        transfer=False, guidance="none", net=tiny, lambda_g=2.0, lambda_g_schedule=schedule
+    )
     stage._trainer = SimpleNamespace(max_steps=100, estimated_stepping_batches=100)
     values = [_lambda_at(stage, step) for step in (0, 50, 100)]
     assert values == pytest.approx(expected, abs=1e-9)
@@ -116,4 +124,6 @@ def test_throughput_monitor_accounts_for_the_run(tmp_path) -> None:
     # The phases partition the timed wall time (up to the first timed batch's own start).
     assert phases <= summary["timed_wall_s"] * 1.05 + 0.05
     assert phases >= 0.5 * summary["timed_wall_s"]
-    assert math.isclose(summary["end_to_end_s_per_step"], summary["timed_wall_s"] / 10, rel_tol=0.02, abs_tol=1e-4)
+    assert math.isclose(
+        summary["end_to_end_s_per_step"], summary["timed_wall_s"] / 10, rel_tol=0.02, abs_tol=1e-4
+    )

@@ -35,8 +35,6 @@ METRICS = ["EN", "SF", "Qabf"]
 TEST_PAIRS = 3
 
 
-
-
 def _tiny_ivif_args(root: Path, logger_overlay: str) -> list[str]:
     """An IVIF run from scratch (no source checkpoint needed) on tiny embedded data."""
     i = "--data.init_args.ivif.init_args."
@@ -62,11 +60,19 @@ def offline_run(tmp_path_factory) -> tuple[Path, pl.Trainer]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("WANDB_MODE", "offline")
         patch.setenv("WANDB_SILENT", "true")
-        cli = stfuse([
-            *_tiny_ivif_args(root, "wandb.yaml"),
-            "--trainer.logger.init_args.name", "tiny-run", "--trainer.logger.init_args.tags", "[unit,offline]",
-            "--trainer.logger.init_args.project", "stfuse-tests", "--trainer.logger.init_args.log_model", "true",
-        ])
+        cli = stfuse(
+            [
+                *_tiny_ivif_args(root, "wandb.yaml"),
+                "--trainer.logger.init_args.name",
+                "tiny-run",
+                "--trainer.logger.init_args.tags",
+                "[unit,offline]",
+                "--trainer.logger.init_args.project",
+                "stfuse-tests",
+                "--trainer.logger.init_args.log_model",
+                "true",
+            ]
+        )
         cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
         cli.trainer.logger.experiment.finish()
         # finish() returns before the W&B service has written every record; teardown waits for it
@@ -106,7 +112,14 @@ def test_whole_resolved_cli_config_reaches_wandb(offline_run):
 def test_loss_terms_and_epoch_metrics_are_logged(offline_run):
     root, _ = offline_run
     run = read_offline_run(find_offline_runs(root / "logs")[0])
-    for key in ("train/loss", "train/loss_int", "train/loss_grad", "train/loss_ssim", "val/loss", "test/loss"):
+    for key in (
+        "train/loss",
+        "train/loss_int",
+        "train/loss_grad",
+        "train/loss_ssim",
+        "val/loss",
+        "test/loss",
+    ):
         assert key in run.summary, f"{key} missing; summary has {sorted(run.summary)}"
     for name in METRICS:
         assert f"val/{name}" in run.summary and f"test/{name}" in run.summary
@@ -169,11 +182,21 @@ def test_disabled_mode_logs_nothing_to_disk(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     wandb.teardown()  # the W&B singleton read WANDB_MODE when an earlier test started a run
     logger = pl.loggers.WandbLogger(project="stfuse-tests", save_dir=str(tmp_path))
-    stage = IVIFTransferStage(transfer=False, guidance="none", net=TINY_NET, val_metrics=["EN"], warmup_steps=1)
-    data = IVIFDataModule(crop_size=32, batch_size=2, num_workers=0, default_train_size=2, default_image_size=40, val_size=1)
+    stage = IVIFTransferStage(
+        transfer=False, guidance="none", net=TINY_NET, val_metrics=["EN"], warmup_steps=1
+    )
+    data = IVIFDataModule(
+        crop_size=32, batch_size=2, num_workers=0, default_train_size=2, default_image_size=40, val_size=1
+    )
     trainer = pl.Trainer(
-        accelerator="cpu", max_steps=1, logger=logger, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=str(tmp_path),
+        accelerator="cpu",
+        max_steps=1,
+        logger=logger,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=str(tmp_path),
     )
     trainer.fit(stage, datamodule=data)
     assert "val/EN" in trainer.callback_metrics
@@ -219,4 +242,12 @@ def test_fetch_wandb_runs_filters_by_tags(monkeypatch):
     monkeypatch.setattr(wandb, "Api", FakeApi)
     runs = stlog.fetch_wandb_runs("me/stfuse", tags=["ablation", "v2"])
     assert seen == {"path": "me/stfuse", "filters": {"$and": [{"tags": "ablation"}, {"tags": "v2"}]}}
-    assert runs == [{"name": "full_stfuse", "id": "abc", "tags": ["ablation"], "summary": {"test/EN": 6.1}, "config": {"seed": 0}}]
+    assert runs == [
+        {
+            "name": "full_stfuse",
+            "id": "abc",
+            "tags": ["ablation"],
+            "summary": {"test/EN": 6.1},
+            "config": {"seed": 0},
+        }
+    ]

@@ -52,7 +52,9 @@ def _busy_cpus(cpus: set[int], interval: float = 0.3) -> float | None:
                 if line.startswith("cpu") and line[3:4].isdigit():
                     name, *fields = line.split()
                     if int(name[3:]) in cpus:
-                        values = [int(v) for v in fields[:8]]  # user nice system idle iowait irq softirq steal
+                        values = [
+                            int(v) for v in fields[:8]
+                        ]  # user nice system idle iowait irq softirq steal
                         ticks[int(name[3:])] = (sum(values), values[3] + values[4])
         return ticks
 
@@ -148,27 +150,48 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     total = 5
 
-    print(f"Using {threads} torch thread{'s' if threads > 1 else ''} and {args.workers} data worker{'s' if args.workers != 1 else ''}.")
-    _step(1, total, f"Source stage: supervised multi-focus fusion, {args.mfif_steps} steps on synthesized pairs")
+    print(
+        f"Using {threads} torch thread{'s' if threads > 1 else ''} and {args.workers} data worker{'s' if args.workers != 1 else ''}."
+    )
+    _step(
+        1, total, f"Source stage: supervised multi-focus fusion, {args.mfif_steps} steps on synthesized pairs"
+    )
     mfif_data = MFIFDataModule(
-        roots=None, crop_size=args.crop, batch_size=args.batch_size, num_workers=args.workers,
-        samples_per_epoch=args.batch_size * args.mfif_steps, val_samples=args.val_pairs,
-        val_crop_size=2 * args.crop, seed=args.seed,
+        roots=None,
+        crop_size=args.crop,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        samples_per_epoch=args.batch_size * args.mfif_steps,
+        val_samples=args.val_pairs,
+        val_crop_size=2 * args.crop,
+        seed=args.seed,
     )
     source = MFIFStage(net={"preset": args.preset}, lr=2e-3, warmup_steps=20)
     trainer = _trainer(out / "mfif", args.mfif_steps, val_every=max(1, args.mfif_steps // 2))
     trainer.fit(source, datamodule=mfif_data)
     source_ckpt = out / "mfif" / "checkpoints" / "last.ckpt"
 
-    _step(2, total, f"Target stage: transfer to IR/VIS fusion with L_g and MFIF replay, {args.ivif_steps} steps")
+    _step(
+        2, total, f"Target stage: transfer to IR/VIS fusion with L_g and MFIF replay, {args.ivif_steps} steps"
+    )
     ivif_data = TransferDataModule(
         ivif=IVIFDataModule(
-            train_roots=None, crop_size=args.crop, batch_size=args.batch_size, num_workers=args.workers,
-            seed=args.seed, val_size=args.val_pairs, default_image_size=min(256, 3 * args.crop),
+            train_roots=None,
+            crop_size=args.crop,
+            batch_size=args.batch_size,
+            num_workers=args.workers,
+            seed=args.seed,
+            val_size=args.val_pairs,
+            default_image_size=min(256, 3 * args.crop),
         ),
         replay=MFIFDataModule(
-            roots=None, crop_size=args.crop, batch_size=max(2, args.batch_size // 2), num_workers=0,
-            samples_per_epoch=args.batch_size * args.ivif_steps, val_samples=4, seed=args.seed + 1,
+            roots=None,
+            crop_size=args.crop,
+            batch_size=max(2, args.batch_size // 2),
+            num_workers=0,
+            samples_per_epoch=args.batch_size * args.ivif_steps,
+            val_samples=4,
+            seed=args.seed + 1,
         ),
     )
     target = IVIFTransferStage(source_ckpt=str(source_ckpt), lr=1e-3, warmup_steps=20)

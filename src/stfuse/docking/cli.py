@@ -50,33 +50,71 @@ def build_parser() -> argparse.ArgumentParser:
         "and compare mAP@0.5 and mAP@0.5:0.95 over several seeds.",
     )
     src = parser.add_argument_group("sources (in table order: --sources, --baseline, --fused, --ckpt)")
-    src.add_argument("--sources", default="ir,vi",
-                     help="data-set sources to include, from ir,vi (default: ir,vi; '' for none)")
-    src.add_argument("--baseline", default="",
-                     help="classical fusion on the fly, e.g. avg,max,laplacian (stfuse.baselines)")
-    src.add_argument("--fused", action="append", default=[], metavar="NAME=DIR",
-                     help="a folder of fused images named <stem>.<ext> (repeatable)")
-    src.add_argument("--ckpt", action="append", default=[], metavar="NAME=PATH",
-                     help="fuse on the fly with stfuse.Fuser.from_checkpoint(PATH) (repeatable)")
-    parser.add_argument("--root", default=None,
-                        help="data root holding docking/msrs_det/ (ir/, vi/, label/), as make's DATA_ROOT and "
-                        "--root in fuse and evaluate (default: $STFUSE_DATA or ../shared/data)")
-    parser.add_argument("--data-root", default=None,
-                        help="deprecated: the msrs_det folder itself; use --root DATA_ROOT")
-    parser.add_argument("--split", default=None,
-                        help="split file (default: experiments/docking/msrs_det_split.json)")
+    src.add_argument(
+        "--sources",
+        default="ir,vi",
+        help="data-set sources to include, from ir,vi (default: ir,vi; '' for none)",
+    )
+    src.add_argument(
+        "--baseline",
+        default="",
+        help="classical fusion on the fly, e.g. avg,max,laplacian (stfuse.baselines)",
+    )
+    src.add_argument(
+        "--fused",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="a folder of fused images named <stem>.<ext> (repeatable)",
+    )
+    src.add_argument(
+        "--ckpt",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="fuse on the fly with stfuse.Fuser.from_checkpoint(PATH) (repeatable)",
+    )
+    parser.add_argument(
+        "--root",
+        default=None,
+        help="data root holding docking/msrs_det/ (ir/, vi/, label/), as make's DATA_ROOT and "
+        "--root in fuse and evaluate (default: $STFUSE_DATA or ../shared/data)",
+    )
+    parser.add_argument(
+        "--data-root", default=None, help="deprecated: the msrs_det folder itself; use --root DATA_ROOT"
+    )
+    parser.add_argument(
+        "--split", default=None, help="split file (default: experiments/docking/msrs_det_split.json)"
+    )
     parser.add_argument("--out", default="outputs/dock", help="output folder (default: outputs/dock)")
-    parser.add_argument("--preset", default="full", choices=list(PRESETS),
-                        help="tiny: tests; cpu: the documented CPU table; full: GPU (default)")
-    parser.add_argument("--labels", default=None, choices=LABEL_SETS,
-                        help="which label version scores every source (default: fusion)")
-    parser.add_argument("--color", default=None, choices=COLOR_MODES,
-                        help="luma: every source as 1-channel luminance (default); rgb: grey replicated to 3")
+    parser.add_argument(
+        "--preset",
+        default="full",
+        choices=list(PRESETS),
+        help="tiny: tests; cpu: the documented CPU table; full: GPU (default)",
+    )
+    parser.add_argument(
+        "--labels",
+        default=None,
+        choices=LABEL_SETS,
+        help="which label version scores every source (default: fusion)",
+    )
+    parser.add_argument(
+        "--color",
+        default=None,
+        choices=COLOR_MODES,
+        help="luma: every source as 1-channel luminance (default); rgb: grey replicated to 3",
+    )
     parser.add_argument("--seeds", type=_ints, default=None, help="comma-separated seeds (preset: 0,1,2)")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--image-size", type=_size, default=None, metavar="WxH")
-    parser.add_argument("--crop-size", type=_size, default=None, metavar="WxH",
-                        help="training crop size (preset: the whole image for full, 192x144 for cpu)")
+    parser.add_argument(
+        "--crop-size",
+        type=_size,
+        default=None,
+        metavar="WxH",
+        help="training crop size (preset: the whole image for full, 192x144 for cpu)",
+    )
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--width", type=int, default=None, help="detector width multiplier")
@@ -85,8 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-qualitative", type=int, default=None, help="test images in detections.png")
     parser.add_argument("--score-threshold", type=float, default=None, help="drawing threshold (default 0.3)")
     parser.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:1, ...")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads; 1 is fastest on a busy shared machine")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads; 1 is fastest on a busy shared machine"
+    )
     parser.add_argument("--force", action="store_true", help="retrain even where stored runs match")
     return parser
 
@@ -94,7 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
 def sources_from_args(args: argparse.Namespace) -> list[SourceSpec]:
     """The source list in table order; raises DockingError on a bad name."""
     specs = [SourceSpec(name.strip(), "dataset") for name in args.sources.split(",") if name.strip()]
-    specs += [SourceSpec(name.strip(), "baseline", name.strip()) for name in args.baseline.split(",") if name.strip()]
+    specs += [
+        SourceSpec(name.strip(), "baseline", name.strip())
+        for name in args.baseline.split(",")
+        if name.strip()
+    ]
     for flag, kind, values in (("--fused", "folder", args.fused), ("--ckpt", "checkpoint", args.ckpt)):
         for value in values:
             name, location = _named(value, flag)
@@ -109,8 +152,11 @@ def _docking_folder(args: argparse.Namespace) -> str | None:
     if args.root and args.data_root:
         raise DockingError("give --root (the data root) or the deprecated --data-root, not both")
     if args.data_root:
-        print("stfuse dock: note: --data-root is deprecated; use --root with the data root "
-              "(the folder holding docking/msrs_det/), as in stfuse fuse and stfuse evaluate", file=sys.stderr)
+        print(
+            "stfuse dock: note: --data-root is deprecated; use --root with the data root "
+            "(the folder holding docking/msrs_det/), as in stfuse fuse and stfuse evaluate",
+            file=sys.stderr,
+        )
         return args.data_root
     if args.root:
         nested = Path(args.root) / "docking" / "msrs_det"
@@ -126,15 +172,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         specs = sources_from_args(args)
         config = DockingConfig.preset(
             args.preset,
-            labels=args.labels, color=args.color, seeds=args.seeds, epochs=args.epochs,
-            image_size=args.image_size, crop_size=args.crop_size, batch_size=args.batch_size, lr=args.lr, width=args.width,
-            limit_train=args.limit_train, limit_test=args.limit_test, num_qualitative=args.num_qualitative,
-            score_threshold=args.score_threshold, device=args.device, threads=args.threads,
+            labels=args.labels,
+            color=args.color,
+            seeds=args.seeds,
+            epochs=args.epochs,
+            image_size=args.image_size,
+            crop_size=args.crop_size,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            width=args.width,
+            limit_train=args.limit_train,
+            limit_test=args.limit_test,
+            num_qualitative=args.num_qualitative,
+            score_threshold=args.score_threshold,
+            device=args.device,
+            threads=args.threads,
         )
         if args.preset == "full" and select_device(config.device).type == "cpu":
-            print("stfuse dock: note: preset 'full' on the CPU takes hours; '--preset cpu' is the CPU protocol",
-                  file=sys.stderr)
-        run_docking(specs, args.out, config, data_root=_docking_folder(args), split_path=args.split, force=args.force)
+            print(
+                "stfuse dock: note: preset 'full' on the CPU takes hours; '--preset cpu' is the CPU protocol",
+                file=sys.stderr,
+            )
+        run_docking(
+            specs, args.out, config, data_root=_docking_folder(args), split_path=args.split, force=args.force
+        )
     except (DockingError, argparse.ArgumentTypeError) as exc:
         print(f"stfuse dock: error: {exc}", file=sys.stderr)
         return 2

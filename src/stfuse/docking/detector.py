@@ -62,7 +62,9 @@ class CenterNetDetector(nn.Module):
         c = [width, 2 * width, 3 * width, 4 * width, 6 * width]  # strides 2, 4, 8, 16, 32
         self.stem = ConvBNAct(in_channels, c[0], stride=2)
         self.stages = nn.ModuleList(
-            nn.Sequential(ConvBNAct(c[i], c[i + 1], stride=2), *[ResidualBlock(c[i + 1]) for _ in range(depth)])
+            nn.Sequential(
+                ConvBNAct(c[i], c[i + 1], stride=2), *[ResidualBlock(c[i + 1]) for _ in range(depth)]
+            )
             for i, depth in zip(range(4), (1, 2, 2, 1))
         )
         head = 2 * width

@@ -63,9 +63,7 @@ def parse_yolo_file(path: str | Path, num_classes: int = len(MSRS_CLASSES)) -> B
         except ValueError:
             raise LabelError(f"{path}:{line_no}: class id {fields[0]!r} is not an integer") from None
         if not 0 <= cls < num_classes:
-            raise LabelError(
-                f"{path}:{line_no}: class id {cls} is out of range [0, {num_classes - 1}]"
-            )
+            raise LabelError(f"{path}:{line_no}: class id {cls} is out of range [0, {num_classes - 1}]")
         try:
             cx, cy, w, h = (float(v) for v in fields[1:])
         except ValueError:
@@ -80,9 +78,7 @@ def parse_yolo_file(path: str | Path, num_classes: int = len(MSRS_CLASSES)) -> B
                 "(or has zero size)"
             )
         labels.append(cls)
-        boxes.append(
-            [max(cx - w / 2, 0.0), max(cy - h / 2, 0.0), min(cx + w / 2, 1.0), min(cy + h / 2, 1.0)]
-        )
+        boxes.append([max(cx - w / 2, 0.0), max(cy - h / 2, 0.0), min(cx + w / 2, 1.0), min(cy + h / 2, 1.0)])
     return Boxes(
         labels=torch.tensor(labels, dtype=torch.int64),
         xyxy=torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),

@@ -35,15 +35,25 @@ def to_coco(
         for box, cls in zip((gts[stem].xyxy * scale).tolist(), gts[stem].labels.tolist()):
             bw, bh = box[2] - box[0], box[3] - box[1]
             annotations.append(
-                {"id": len(annotations) + 1, "image_id": image_id, "category_id": int(cls) + 1,
-                 "bbox": [box[0], box[1], bw, bh], "area": bw * bh, "iscrowd": 0}
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": int(cls) + 1,
+                    "bbox": [box[0], box[1], bw, bh],
+                    "area": bw * bh,
+                    "iscrowd": 0,
+                }
             )
         if stem in dets:
             xyxy, scores, labels = dets[stem]
             for box, score, cls in zip((xyxy * scale).tolist(), scores.tolist(), labels.tolist()):
                 results.append(
-                    {"image_id": image_id, "category_id": int(cls) + 1,
-                     "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]], "score": float(score)}
+                    {
+                        "image_id": image_id,
+                        "category_id": int(cls) + 1,
+                        "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]],
+                        "score": float(score),
+                    }
                 )
     dataset = {
         "images": images,

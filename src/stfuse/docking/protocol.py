@@ -70,7 +70,10 @@ class DockingConfig:
 PRESETS: dict[str, DockingConfig] = {
     "tiny": DockingConfig(
         train=TrainSettings(image_size=(128, 96), epochs=2, batch_size=4, width=8, warmup_epochs=0.5),
-        seeds=(0,), limit_train=8, limit_test=4, num_qualitative=2,
+        seeds=(0,),
+        limit_train=8,
+        limit_test=4,
+        num_qualitative=2,
     ),
     "cpu": DockingConfig(
         train=TrainSettings(image_size=(320, 240), crop_size=(192, 144), epochs=24, batch_size=8, width=16),
@@ -169,9 +172,14 @@ def run_docking(
     if split_path is None:
         split_path = default_split_path()
         if split_path is None:
-            raise DockingError("the committed split experiments/docking/msrs_det_split.json was not found; pass --split")
+            raise DockingError(
+                "the committed split experiments/docking/msrs_det_split.json was not found; pass --split"
+            )
     full_split = load_split(split_path)
-    split = Split(train=tuple(limit_stems(full_split.train, config.limit_train)), test=tuple(limit_stems(full_split.test, config.limit_test)))
+    split = Split(
+        train=tuple(limit_stems(full_split.train, config.limit_train)),
+        test=tuple(limit_stems(full_split.test, config.limit_test)),
+    )
     stems = [*split.train, *split.test]
 
     class_file = root / "classes.txt"
@@ -210,18 +218,28 @@ def run_docking(
                 preds = predict(model, src.test, device, batch_size=config.train.batch_size)
                 dets = dict(zip(split.test, preds))
                 metrics = mean_average_precision(test_gt, dets, frames, class_names)
-                run = {"key": key, "source": src.spec.name, "seed": seed, **metrics,
-                       "loss_history": history, "seconds": round(time.perf_counter() - t0, 1)}
+                run = {
+                    "key": key,
+                    "source": src.spec.name,
+                    "seed": seed,
+                    **metrics,
+                    "loss_history": history,
+                    "seconds": round(time.perf_counter() - t0, 1),
+                }
                 run_path.parent.mkdir(parents=True, exist_ok=True)
                 run_path.write_text(json.dumps(report.json_safe(run), indent=1))
                 _write_detections(det_path, dets)
-                log(f"[dock] {src.spec.name} seed {seed}: mAP@0.5 {run['map50']:.3f}  mAP@0.5:0.95 {run['map']:.3f}"
-                    f"  ({run['seconds']} s)")
+                log(
+                    f"[dock] {src.spec.name} seed {seed}: mAP@0.5 {run['map50']:.3f}  mAP@0.5:0.95 {run['map']:.3f}"
+                    f"  ({run['seconds']} s)"
+                )
             runs.append(run)
             if seed == config.seeds[0]:
                 first_dets[src.spec.name] = dets
         results[src.spec.name] = {
-            "kind": src.spec.kind, "location": src.spec.location, "runs": runs,
+            "kind": src.spec.kind,
+            "location": src.spec.location,
+            "runs": runs,
             "summary": report.summarise(runs, class_names),
         }
 
@@ -233,8 +251,9 @@ def run_docking(
         "num_test": len(split.test),
         "labels": config.labels,
         "classes": list(class_names),
-        "test_boxes_per_class": {c: sum(int((b.labels == k).sum()) for b in test_gt.values())
-                                 for k, c in enumerate(class_names)},
+        "test_boxes_per_class": {
+            c: sum(int((b.labels == k).sum()) for b in test_gt.values()) for k, c in enumerate(class_names)
+        },
         "config": _config_dict(config),
         "device": str(device),
         "seconds": round(time.perf_counter() - t_start, 1),
@@ -252,9 +271,13 @@ def run_docking(
             for src in loaded
         }
         dets_shown = {name: {s: d[s] for s in shown} for name, d in first_dets.items()}
-        report.detection_grid(panels, dets_shown, test_gt, class_names, out / "detections.png", config.score_threshold)
-    log(f"[dock] wrote {out / 'results.md'}, results.json, map_per_class.png, detections.png "
-        f"({payload['seconds']} s)")
+        report.detection_grid(
+            panels, dets_shown, test_gt, class_names, out / "detections.png", config.score_threshold
+        )
+    log(
+        f"[dock] wrote {out / 'results.md'}, results.json, map_per_class.png, detections.png "
+        f"({payload['seconds']} s)"
+    )
     return payload
 
 
@@ -272,6 +295,7 @@ def _load_sources(
     resolved = [(spec, resolve_source_files(spec, root, stems, cache_dir, log)) for spec in sources]
     loaded = []
     for spec, files in resolved:
+
         def load(stem: str, files: dict[str, Path] = files, spec: SourceSpec = spec) -> torch.Tensor:
             img = read_image(files[stem])
             ref_w, ref_h = frames[stem]
@@ -283,8 +307,11 @@ def _load_sources(
                 )
             return to_detector_input(img, config.color, config.train.image_size)
 
-        loaded.append(LoadedSource(spec, [load(s) for s in split.train], [load(s) for s in split.test],
-                                   fingerprint(spec, files)))
+        loaded.append(
+            LoadedSource(
+                spec, [load(s) for s in split.train], [load(s) for s in split.test], fingerprint(spec, files)
+            )
+        )
     return loaded
 
 
@@ -322,9 +349,11 @@ def _read_detections(path: Path, stems: Sequence[str]) -> dict[str, Detections]:
     out = {}
     for stem in stems:
         d = data[stem]
-        out[stem] = (torch.tensor(d["xyxy"], dtype=torch.float32).reshape(-1, 4),
-                     torch.tensor(d["scores"], dtype=torch.float32),
-                     torch.tensor(d["labels"], dtype=torch.int64))
+        out[stem] = (
+            torch.tensor(d["xyxy"], dtype=torch.float32).reshape(-1, 4),
+            torch.tensor(d["scores"], dtype=torch.float32),
+            torch.tensor(d["labels"], dtype=torch.int64),
+        )
     return out
 
 

@@ -57,7 +57,9 @@ def _fmt(stat: Mapping[str, float]) -> str:
     return f"{stat['mean']:.3f} ± {stat['std']:.3f}"
 
 
-def markdown_table(results: Mapping[str, Mapping[str, object]], class_names: Sequence[str], seeds: Sequence[int]) -> str:
+def markdown_table(
+    results: Mapping[str, Mapping[str, object]], class_names: Sequence[str], seeds: Sequence[int]
+) -> str:
     """One row per source: overall mAP@0.5, mAP@0.5:0.95, then AP@0.5 and AP@0.5:0.95 per class."""
     header = ["source", "mAP@0.5", "mAP@0.5:0.95"]
     header += [f"{c} AP@0.5" for c in class_names] + [f"{c} AP@0.5:0.95" for c in class_names]
@@ -79,7 +81,8 @@ def markdown_table(results: Mapping[str, Mapping[str, object]], class_names: Seq
         for name, diffs in paired.items():
             cells = [
                 f"{diffs[r]['mean']:+.3f} ± {diffs[r]['std']:.3f} ({diffs[r]['wins']}/{diffs[r]['seeds']})"
-                if r in diffs else "—"
+                if r in diffs
+                else "—"
                 for r in refs
             ]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
@@ -161,7 +164,9 @@ def detection_grid(
     sources = list(panels)
     stems = list(next(iter(panels.values())))
     colours = ["tab:red", "tab:cyan", "tab:orange", "tab:green", "tab:purple", "tab:pink"]
-    fig, axes = plt.subplots(len(sources), len(stems), figsize=(3.2 * len(stems), 2.5 * len(sources)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(sources), len(stems), figsize=(3.2 * len(stems), 2.5 * len(sources)), squeeze=False
+    )
     for r, name in enumerate(sources):
         for c, stem in enumerate(stems):
             ax = axes[r][c]
@@ -169,14 +174,35 @@ def detection_grid(
             h, w = img.shape[:2]
             ax.imshow(img[:, :, 0] if img.shape[2] == 1 else img, cmap="gray", vmin=0, vmax=1)
             for box in (np.asarray(ground_truth[stem].xyxy) * np.array([w, h, w, h])).tolist():
-                ax.add_patch(Rectangle((box[0], box[1]), box[2] - box[0], box[3] - box[1], fill=False,
-                                       edgecolor="white", linestyle="--", linewidth=0.8))
+                ax.add_patch(
+                    Rectangle(
+                        (box[0], box[1]),
+                        box[2] - box[0],
+                        box[3] - box[1],
+                        fill=False,
+                        edgecolor="white",
+                        linestyle="--",
+                        linewidth=0.8,
+                    )
+                )
             xyxy, scores, labels = detections[name][stem]
             keep = scores >= score_threshold
-            for box, score, cls in zip((np.asarray(xyxy[keep]) * np.array([w, h, w, h])).tolist(), scores[keep].tolist(), labels[keep].tolist()):
+            for box, score, cls in zip(
+                (np.asarray(xyxy[keep]) * np.array([w, h, w, h])).tolist(),
+                scores[keep].tolist(),
+                labels[keep].tolist(),
+            ):
                 colour = colours[int(cls) % len(colours)]
-                ax.add_patch(Rectangle((box[0], box[1]), box[2] - box[0], box[3] - box[1], fill=False,
-                                       edgecolor=colour, linewidth=1.2))
+                ax.add_patch(
+                    Rectangle(
+                        (box[0], box[1]),
+                        box[2] - box[0],
+                        box[3] - box[1],
+                        fill=False,
+                        edgecolor=colour,
+                        linewidth=1.2,
+                    )
+                )
                 ax.text(box[0], box[1] - 2, f"{class_names[int(cls)]} {score:.2f}", color=colour, fontsize=5)
             ax.set_xticks([])
             ax.set_yticks([])
@@ -184,7 +210,9 @@ def detection_grid(
                 ax.set_title(stem, fontsize=8)
             if c == 0:
                 ax.set_ylabel(name, fontsize=9)
-    fig.suptitle(f"detections (score ≥ {score_threshold}, first seed); dashed white = ground truth", fontsize=9)
+    fig.suptitle(
+        f"detections (score ≥ {score_threshold}, first seed); dashed white = ground truth", fontsize=9
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -40,7 +40,9 @@ class SourceSpec:
         if self.kind not in SOURCE_KINDS:
             raise DockingError(f"source {self.name!r}: kind must be one of {SOURCE_KINDS}, got {self.kind!r}")
         if not self.name or any(c in self.name for c in "/\\ =,"):
-            raise DockingError(f"source name {self.name!r} must be non-empty without '/', '\\', ' ', '=' or ','")
+            raise DockingError(
+                f"source name {self.name!r} must be non-empty without '/', '\\', ' ', '=' or ','"
+            )
         if self.kind == "dataset" and self.name not in ("ir", "vi"):
             raise DockingError(f"data-set source must be 'ir' or 'vi', got {self.name!r}")
 
@@ -112,7 +114,9 @@ def _baseline_function() -> Callable[[str, torch.Tensor, torch.Tensor], torch.Te
         raise DockingError(f"--baseline needs stfuse.baselines, which failed to import: {exc}") from exc
     func = getattr(module, "fuse_baseline", None)
     if func is None:
-        raise DockingError("--baseline needs stfuse.baselines.fuse_baseline(name, ir, vi), which this install lacks")
+        raise DockingError(
+            "--baseline needs stfuse.baselines.fuse_baseline(name, ir, vi), which this install lacks"
+        )
     return func
 
 
@@ -124,7 +128,9 @@ def _fuser_class() -> type:
         try:
             fuser = importlib.import_module("stfuse.inference").Fuser
         except (ImportError, AttributeError) as exc:
-            raise DockingError(f"--ckpt needs stfuse.Fuser (stfuse.inference), which is not available: {exc}") from exc
+            raise DockingError(
+                f"--ckpt needs stfuse.Fuser (stfuse.inference), which is not available: {exc}"
+            ) from exc
     return fuser
 
 

@@ -84,7 +84,11 @@ def load_split(path: str | Path) -> Split:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise DockingError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("train"), list) or not isinstance(data.get("test"), list):
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("train"), list)
+        or not isinstance(data.get("test"), list)
+    ):
         raise DockingError(f"{path}: expected an object with 'train' and 'test' lists of stems")
     train, test = [str(s) for s in data["train"]], [str(s) for s in data["test"]]
     for name, stems in (("train", train), ("test", test)):

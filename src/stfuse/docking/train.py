@@ -39,7 +39,11 @@ class TrainSettings:
 
 
 def augment(
-    img: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor, settings: TrainSettings, gen: torch.Generator
+    img: torch.Tensor,
+    boxes: torch.Tensor,
+    labels: torch.Tensor,
+    settings: TrainSettings,
+    gen: torch.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Scale jitter, random crop/pad to the crop size, horizontal flip and brightness/contrast.
 
@@ -62,11 +66,20 @@ def augment(
     canvas[:, py : py + ch, px : px + cw] = scaled[:, sy : sy + ch, sx : sx + cw]
 
     pix = boxes * torch.tensor([nw, nh, nw, nh], dtype=torch.float32)
-    pix = pix - torch.tensor([sx, sy, sx, sy], dtype=torch.float32) + torch.tensor([px, py, px, py], dtype=torch.float32)
+    pix = (
+        pix
+        - torch.tensor([sx, sy, sx, sy], dtype=torch.float32)
+        + torch.tensor([px, py, px, py], dtype=torch.float32)
+    )
     area = (pix[:, 2] - pix[:, 0]) * (pix[:, 3] - pix[:, 1])
     lo_x, lo_y, hi_x, hi_y = px, py, px + cw, py + ch
     clipped = torch.stack(
-        [pix[:, 0].clamp(lo_x, hi_x), pix[:, 1].clamp(lo_y, hi_y), pix[:, 2].clamp(lo_x, hi_x), pix[:, 3].clamp(lo_y, hi_y)],
+        [
+            pix[:, 0].clamp(lo_x, hi_x),
+            pix[:, 1].clamp(lo_y, hi_y),
+            pix[:, 2].clamp(lo_x, hi_x),
+            pix[:, 3].clamp(lo_y, hi_y),
+        ],
         dim=1,
     )
     cw_box, ch_box = clipped[:, 2] - clipped[:, 0], clipped[:, 3] - clipped[:, 1]
@@ -146,7 +159,9 @@ def train_detector(
             x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 out = model(x)
-            targets = build_targets([b[1] for b in batch], [b[2] for b in batch], num_classes, tuple(out["heatmap"].shape[-2:]))
+            targets = build_targets(
+                [b[1] for b in batch], [b[2] for b in batch], num_classes, tuple(out["heatmap"].shape[-2:])
+            )
             loss = detection_loss(out, targets)["loss"]
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -156,7 +171,9 @@ def train_detector(
             losses.append(float(loss.detach()))
         history.append(sum(losses) / len(losses))
         if log is not None:
-            log(f"  epoch {epoch + 1}/{settings.epochs} loss {history[-1]:.3f} ({time.perf_counter() - t0:.1f} s)")
+            log(
+                f"  epoch {epoch + 1}/{settings.epochs} loss {history[-1]:.3f} ({time.perf_counter() - t0:.1f} s)"
+            )
     return model, history
 
 

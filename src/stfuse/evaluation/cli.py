@@ -41,7 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     sources = parser.add_argument_group("sources (either --ir and --vi, or --dataset and --root)")
     sources.add_argument("--ir", type=Path, help="folder of infrared images")
     sources.add_argument("--vi", type=Path, help="folder of visible images (same file stems)")
-    sources.add_argument("--dataset", help="named data set under --root: a data-layout name (docs/data.md; an unknown name lists them)")
+    sources.add_argument(
+        "--dataset",
+        help="named data set under --root: a data-layout name (docs/data.md; an unknown name lists them)",
+    )
     sources.add_argument(
         "--root", type=Path,
         help="data root holding ivif/<dataset>/ (as make's DATA_ROOT, and as in stfuse fuse); a data set's own "
@@ -52,17 +55,34 @@ def build_parser() -> argparse.ArgumentParser:
         "--fused", action="append", default=[], type=_fused_spec, metavar="NAME=DIR",
         help="a method's fused images (same stems as the sources); repeat for several methods",
     )  # fmt: skip
-    methods.add_argument("--baseline", default="", help="classical baselines computed on the fly, e.g. avg,max,laplacian,gradient")
-    parser.add_argument("--preset", default="cddfuse", help="metric conventions: cddfuse (default), tang, vifb, ... (docs/metrics.md)")
+    methods.add_argument(
+        "--baseline",
+        default="",
+        help="classical baselines computed on the fly, e.g. avg,max,laplacian,gradient",
+    )
+    parser.add_argument(
+        "--preset",
+        default="cddfuse",
+        help="metric conventions: cddfuse (default), tang, vifb, ... (docs/metrics.md)",
+    )
     parser.add_argument(
         "--metrics", default=None,
         help="comma-separated subset of the metrics above, or 'all' (default: the preset's table)",
     )  # fmt: skip
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, … or auto (GPU when available)")
-    parser.add_argument("--out", type=Path, default=Path("outputs/evaluate"), help="folder for the CSV/Markdown/JSON tables")
+    parser.add_argument(
+        "--out", type=Path, default=Path("outputs/evaluate"), help="folder for the CSV/Markdown/JSON tables"
+    )
     parser.add_argument("--report", type=Path, help="also write a self-contained HTML report here")
-    parser.add_argument("--batch-pixels", type=int, default=None, help="pixels per metric update (default: 8M on GPU, 1 image on CPU)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument(
+        "--batch-pixels",
+        type=int,
+        default=None,
+        help="pixels per metric update (default: 8M on GPU, 1 image on CPU)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -89,7 +109,9 @@ def _check_writable(path: Path, flag: str, is_file: bool) -> None:
 
     folder = path.parent if is_file else path
     if is_file and path.is_dir():
-        raise EvaluationInputError(f"{flag} '{path}' is a folder; give a file name such as {path / 'report.html'}")
+        raise EvaluationInputError(
+            f"{flag} '{path}' is a folder; give a file name such as {path / 'report.html'}"
+        )
     if not is_file and path.exists() and not path.is_dir():
         raise EvaluationInputError(f"{flag} '{path}' is a file; give a folder for the tables")
     try:
@@ -98,7 +120,9 @@ def _check_writable(path: Path, flag: str, is_file: bool) -> None:
             pass
     except OSError as error:
         reason = error.strerror or str(error)
-        raise EvaluationInputError(f"{flag} '{path}': cannot write to '{folder}' ({reason}); choose a writable location") from None
+        raise EvaluationInputError(
+            f"{flag} '{path}': cannot write to '{folder}' ({reason}); choose a writable location"
+        ) from None
 
 
 def _check_method_names(names: list[str]) -> None:
@@ -184,13 +208,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         paths = write_tables(result, args.out)
         print(markdown_table(result))
-        print(f"per-image values: {paths['csv']}\nsummary: {paths['markdown']}, {paths['json']}", file=sys.stderr)
+        print(
+            f"per-image values: {paths['csv']}\nsummary: {paths['markdown']}, {paths['json']}",
+            file=sys.stderr,
+        )
         if args.report is not None:
-            write_report(result, args.report, title=f"Fusion evaluation ({len(result.images)} pairs from {ir_dir.parent})")
+            write_report(
+                result,
+                args.report,
+                title=f"Fusion evaluation ({len(result.images)} pairs from {ir_dir.parent})",
+            )
             print(f"report: {args.report}", file=sys.stderr)
     except OSError as error:
         where = getattr(error, "filename", None) or args.out
-        print(f"stfuse evaluate: error: cannot write '{where}': {error.strerror or error}; choose a writable --out/--report", file=sys.stderr)
+        print(
+            f"stfuse evaluate: error: cannot write '{where}': {error.strerror or error}; choose a writable --out/--report",
+            file=sys.stderr,
+        )
         return EXIT_INPUT_ERROR
     undefined = nan_note(result)
     if undefined:

@@ -72,7 +72,11 @@ class EvaluationResult:
         summary = self.summary()
         best: dict[str, list[str]] = {}
         for metric in self.metrics:
-            means = {m: summary[m][metric]["mean"] for m in self.methods if math.isfinite(summary[m][metric]["mean"])}
+            means = {
+                m: summary[m][metric]["mean"]
+                for m in self.methods
+                if math.isfinite(summary[m][metric]["mean"])
+            }
             if not means:
                 best[metric] = []
                 continue
@@ -87,7 +91,9 @@ def _thumbnail(image: np.ndarray, size: int = THUMBNAIL_SIZE) -> np.ndarray:
     h, w = image.shape[:2]
     scale = min(1.0, size / max(h, w))
     if scale < 1.0:
-        image = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        image = cv2.resize(
+            image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
+        )
     return np.ascontiguousarray(image)
 
 
@@ -96,17 +102,15 @@ def _to_uint8(gray_255: np.ndarray) -> np.ndarray:
     return gray_255.astype(np.uint8)
 
 
-def _batches(pairs: list[SourcePair], sizes: dict[str, tuple[int, int]], batch_pixels: int) -> list[list[SourcePair]]:
+def _batches(
+    pairs: list[SourcePair], sizes: dict[str, tuple[int, int]], batch_pixels: int
+) -> list[list[SourcePair]]:
     """Consecutive runs of equal-size pairs, each at most ``batch_pixels`` pixels (at least one pair)."""
     batches: list[list[SourcePair]] = []
     for pair in pairs:
         h, w = sizes[pair.name]
         last = batches[-1] if batches else None
-        if (
-            last is not None
-            and sizes[last[0].name] == (h, w)
-            and (len(last) + 1) * h * w <= batch_pixels
-        ):
+        if last is not None and sizes[last[0].name] == (h, w) and (len(last) + 1) * h * w <= batch_pixels:
             last.append(pair)
         else:
             batches.append([pair])
@@ -226,7 +230,9 @@ def evaluate_pairs(
         origins={m: ("baseline" if m in baseline_names else "folder") for m in methods},
     )
 
-    def run(batch: list[SourcePair]) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, dict[str, np.ndarray]]]:
+    def run(
+        batch: list[SourcePair],
+    ) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, dict[str, np.ndarray]]]:
         """Read, fuse the baselines and score one task: ``({method: {metric: values}}, thumbnails)``."""
         stored: dict[str, list[np.ndarray]] = {}
         grey: dict[str, list[np.ndarray]] = {}
@@ -240,7 +246,9 @@ def evaluate_pairs(
                     grey.setdefault(key, []).append(grey_of_stored(stored[key][-1]))
                 else:
                     grey.setdefault(key, []).append(_to_uint8(read_gray_255(path)))
-        stacked = {key: torch.from_numpy(np.stack(arrays))[:, None].to(device) for key, arrays in grey.items()}
+        stacked = {
+            key: torch.from_numpy(np.stack(arrays))[:, None].to(device) for key, arrays in grey.items()
+        }
         ir, vi = stacked["ir"], stacked["vi"]
         for name in baseline_names:
             fused = fuse_baseline(name, ir.to(torch.float64), vi.to(torch.float64), data_range=255.0)

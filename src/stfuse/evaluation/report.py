@@ -50,14 +50,16 @@ def _metrics_table(result: EvaluationResult) -> str:
             cells.append(
                 f'<td class="{"best" if marked else "value"}" data-metric="{html.escape(metric)}" '
                 f'data-mean="{stats["mean"]!r}" data-std="{stats["std"]!r}">'
-                f"{format_value(stats['mean'])}<span class=\"std\"> ± {format_value(stats['std'])}</span></td>"
+                f'{format_value(stats["mean"])}<span class="std"> ± {format_value(stats["std"])}</span></td>'
             )
         origin = result.origins.get(method, "")
-        label = html.escape(method) + (' <span class="note">(baseline)</span>' if origin == "baseline" else "")
+        label = html.escape(method) + (
+            ' <span class="note">(baseline)</span>' if origin == "baseline" else ""
+        )
         rows.append(f'<tr data-method="{html.escape(method)}"><td>{label}</td>{"".join(cells)}</tr>')
     return (
         f'<div class="scroll"><table class="metrics"><thead><tr><th>Method</th>{head}</tr></thead>'
-        f'<tbody>{"".join(rows)}</tbody></table></div>'
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
     )
 
 
@@ -81,7 +83,7 @@ def _thumbnail_grid(result: EvaluationResult) -> str:
         rows.append(f"<tr><th>{html.escape(name)}</th>{''.join(cells)}</tr>")
     return (
         f'<div class="scroll"><table class="grid"><thead><tr><th>image</th>{head}</tr></thead>'
-        f'<tbody>{"".join(rows)}</tbody></table></div>'
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
     )
 
 
@@ -98,7 +100,7 @@ def render_report(result: EvaluationResult, *, title: str = "Fusion evaluation")
         "<!DOCTYPE html>\n"
         f'<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
         f"<style>{_STYLE}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1><p class=\"note\">{note}</p>"
+        f'<h1>{html.escape(title)}</h1><p class="note">{note}</p>'
         f"<h2>Metrics</h2>{warning}{_metrics_table(result)}"
         f"<h2>Images</h2>{grid}"
         "</body></html>\n"

@@ -44,9 +44,13 @@ def find_pairs(ir_dir: Path, vi_dir: Path) -> list[SourcePair]:
     if only_ir or only_vi:
         parts = []
         if only_ir:
-            parts.append(f"no visible image for {', '.join(only_ir[:5])}{' …' if len(only_ir) > 5 else ''} in {vi_dir}")
+            parts.append(
+                f"no visible image for {', '.join(only_ir[:5])}{' …' if len(only_ir) > 5 else ''} in {vi_dir}"
+            )
         if only_vi:
-            parts.append(f"no infrared image for {', '.join(only_vi[:5])}{' …' if len(only_vi) > 5 else ''} in {ir_dir}")
+            parts.append(
+                f"no infrared image for {', '.join(only_vi[:5])}{' …' if len(only_vi) > 5 else ''} in {ir_dir}"
+            )
         raise EvaluationInputError("; ".join(parts))
     return [SourcePair(stem, ir_files[stem], vi_files[stem]) for stem in pairing.common]
 
@@ -97,7 +101,9 @@ def match_fused(pairs: list[SourcePair], methods: dict[str, Path]) -> dict[str, 
     for pair in pairs:
         ir_size, vi_size = image_size(pair.ir), image_size(pair.vi)
         if ir_size != vi_size:
-            problems.append(f"{pair.name}: infrared {pair.ir} is {ir_size[1]}×{ir_size[0]} but visible {pair.vi} is {vi_size[1]}×{vi_size[0]}")
+            problems.append(
+                f"{pair.name}: infrared {pair.ir} is {ir_size[1]}×{ir_size[0]} but visible {pair.vi} is {vi_size[1]}×{vi_size[0]}"
+            )
         sizes[pair.name] = ir_size
     for method, folder in methods.items():
         files = _images_by_stem(Path(folder))

@@ -29,7 +29,9 @@ def nan_values(result: EvaluationResult) -> dict[tuple[str, str], list[str]]:
     found: dict[tuple[str, str], list[str]] = {}
     for method in result.methods:
         for metric in result.metrics:
-            names = [name for name, value in zip(result.images, result.values[method][metric]) if math.isnan(value)]
+            names = [
+                name for name, value in zip(result.images, result.values[method][metric]) if math.isnan(value)
+            ]
             if names:
                 found[(method, metric)] = names
     return found
@@ -45,7 +47,9 @@ def nan_note(result: EvaluationResult, listed: int = 3) -> str:
         shown = ", ".join(names[:listed]) + (", …" if len(names) > listed else "")
         parts.append(f"{metric} of {method} on {len(names)} image{'s' if len(names) > 1 else ''} ({shown})")
     return (
-        "NaN (undefined) values: " + "; ".join(parts) + ". A metric is undefined when an image it normalises by "
+        "NaN (undefined) values: "
+        + "; ".join(parts)
+        + ". A metric is undefined when an image it normalises by "
         "is constant, such as an all-black source: check those images or leave the metric out with --metrics"
     )
 
@@ -61,7 +65,9 @@ def write_per_image_csv(result: EvaluationResult, path: Path) -> None:
         writer.writerow(["method", "image", *result.metrics])
         for method in result.methods:
             for index, image in enumerate(result.images):
-                writer.writerow([method, image, *(repr(result.values[method][m][index]) for m in result.metrics)])
+                writer.writerow(
+                    [method, image, *(repr(result.values[method][m][index]) for m in result.metrics)]
+                )
 
 
 def markdown_table(result: EvaluationResult) -> str:

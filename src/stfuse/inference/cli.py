@@ -68,14 +68,20 @@ def build_fuse_parser() -> argparse.ArgumentParser:
         description="Fuse infrared/visible pairs (matched by file stem) with a trained STFuse network.",
     )
     model = parser.add_argument_group("model")
-    model.add_argument("--ckpt", type=Path, help="checkpoint (.ckpt, .pt/.pth, .safetensors); default: packaged weights")
-    model.add_argument("--baseline", help="fuse with a classical rule from stfuse.baselines instead of a network")
+    model.add_argument(
+        "--ckpt", type=Path, help="checkpoint (.ckpt, .pt/.pth, .safetensors); default: packaged weights"
+    )
+    model.add_argument(
+        "--baseline", help="fuse with a classical rule from stfuse.baselines instead of a network"
+    )
     model.add_argument("--preset", help="refuse a checkpoint whose network is not this preset (small, base)")
 
     inputs = parser.add_argument_group("inputs: --ir/--vi, or --dataset/--root")
     inputs.add_argument("--ir", type=Path, help="infrared folder or file")
     inputs.add_argument("--vi", type=Path, help="visible folder or file")
-    inputs.add_argument("--dataset", help="data-set layout name (tno, roadscene, msrs, m3fd, llvip, generic, auto)")
+    inputs.add_argument(
+        "--dataset", help="data-set layout name (tno, roadscene, msrs, m3fd, llvip, generic, auto)"
+    )
     inputs.add_argument(
         "--root", type=Path,
         help="data root holding ivif/<dataset>/ (as make's DATA_ROOT and stfuse evaluate --root); "
@@ -87,25 +93,42 @@ def build_fuse_parser() -> argparse.ArgumentParser:
     output.add_argument("--out", type=Path, required=True, help="output folder (or a file name for one pair)")
     output.add_argument("--format", dest="output_format", choices=sorted(OUTPUT_FORMATS), default="png")
     output.add_argument(
-        "--bit-depth", choices=("auto", "8", "16"), default="auto",
+        "--bit-depth",
+        choices=("auto", "8", "16"),
+        default="auto",
         help="auto: 16-bit when an input is 16-bit and the format allows it",
     )
-    output.add_argument("--gray", action="store_true", help="write the fused luminance only, even for colour VIS")
+    output.add_argument(
+        "--gray", action="store_true", help="write the fused luminance only, even for colour VIS"
+    )
     output.add_argument("--skip-existing", action="store_true", help="keep outputs that exist (resume a run)")
 
     speed = parser.add_argument_group("speed and memory")
     speed.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     speed.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
     speed.add_argument(
-        "--batch-size", type=_positive, default=None, help="same-size pairs fused together (default: 1 on CPU, 8 on GPU)"
+        "--batch-size",
+        type=_positive,
+        default=None,
+        help="same-size pairs fused together (default: 1 on CPU, 8 on GPU)",
     )
-    speed.add_argument("--workers", type=_non_negative, default=None, help="decoding processes (default: 1 with two cores or more)")
     speed.add_argument(
-        "--threads", type=_positive, default=None, help="torch CPU threads (default: physical cores less one, at least 1)"
+        "--workers",
+        type=_non_negative,
+        default=None,
+        help="decoding processes (default: 1 with two cores or more)",
+    )
+    speed.add_argument(
+        "--threads",
+        type=_positive,
+        default=None,
+        help="torch CPU threads (default: physical cores less one, at least 1)",
     )
     speed.add_argument("--compile", action="store_true", help="torch.compile the network")
     speed.add_argument("--no-channels-last", action="store_true", help="keep the NCHW memory layout")
-    speed.add_argument("--tile", type=_non_negative, default=None, help="tile side for large images; 0: never tile")
+    speed.add_argument(
+        "--tile", type=_non_negative, default=None, help="tile side for large images; 0: never tile"
+    )
     speed.add_argument("--tile-overlap", type=_non_negative, default=DEFAULT_TILE_OVERLAP)
     speed.add_argument(
         "--max-pixels", type=_positive, default=DEFAULT_MAX_PIXELS, help="tile images above this many pixels"
@@ -139,7 +162,9 @@ def _gather_pairs(args: argparse.Namespace) -> tuple[list[tuple[str, Path, Path]
             raise ValueError("--dataset needs --root (the data-set folder)")
         from data_modules.layouts import detect_layout
 
-        layout = detect_layout(_dataset_folder(args.root, args.dataset), split=args.split, name=args.dataset or "auto")
+        layout = detect_layout(
+            _dataset_folder(args.root, args.dataset), split=args.split, name=args.dataset or "auto"
+        )
         return collect_pairs(layout.ir_dir, layout.vi_dir)
     if not (args.ir and args.vi):
         raise ValueError("give the inputs as --ir and --vi (folders or files), or --dataset and --root")
@@ -157,7 +182,9 @@ def fuse_main(argv: list[str] | None = None) -> int:
     if args.ckpt and args.baseline:
         return _error(prog, "give --ckpt or --baseline, not both")
     if args.bit_depth == "16" and args.output_format in ("jpg", "bmp"):
-        return _error(prog, f"{args.output_format} stores 8 bits only; use --format png or tif for --bit-depth 16")
+        return _error(
+            prog, f"{args.output_format} stores 8 bits only; use --format png or tif for --bit-depth 16"
+        )
     try:
         pairs, problems = _gather_pairs(args)
     except (ValueError, OSError) as error:
@@ -197,9 +224,16 @@ def fuse_main(argv: list[str] | None = None) -> int:
 
     try:
         report = fuse_pairs(
-            fuser, pairs, args.out, problems=problems, output_format=args.output_format,
-            bit_depth=args.bit_depth, gray=args.gray, skip_existing=args.skip_existing,
-            batch_size=args.batch_size or _default_batch_size(fuser.device.type), workers=workers,
+            fuser,
+            pairs,
+            args.out,
+            problems=problems,
+            output_format=args.output_format,
+            bit_depth=args.bit_depth,
+            gray=args.gray,
+            skip_existing=args.skip_existing,
+            batch_size=args.batch_size or _default_batch_size(fuser.device.type),
+            workers=workers,
             progress=not args.quiet,
         )
     except (ValueError, OSError) as error:
@@ -217,11 +251,15 @@ def build_export_parser() -> argparse.ArgumentParser:
         prog="stfuse export",
         description="Export a trained network to ONNX or TorchScript (dynamic batch, height and width).",
     )
-    parser.add_argument("--ckpt", type=Path, help="checkpoint (.ckpt, .pt/.pth, .safetensors); default: packaged weights")
+    parser.add_argument(
+        "--ckpt", type=Path, help="checkpoint (.ckpt, .pt/.pth, .safetensors); default: packaged weights"
+    )
     parser.add_argument("--format", dest="fmt", choices=EXPORT_FORMATS, default="onnx")
     parser.add_argument("--out", type=Path, required=True, help="output file (.onnx or .pt)")
     parser.add_argument("--opset", type=_positive, default=17, help="ONNX opset version")
-    parser.add_argument("--no-check", action="store_true", help="skip the comparison against the eager network")
+    parser.add_argument(
+        "--no-check", action="store_true", help="skip the comparison against the eager network"
+    )
     parser.add_argument("--atol", type=float, default=1e-4, help="largest accepted difference from eager")
     return parser
 
@@ -238,17 +276,27 @@ def export_main(argv: list[str] | None = None) -> int:
     ckpt = args.ckpt
     if ckpt is None:
         if not DEFAULT_WEIGHTS.is_file():
-            return _error(prog, str(NoDefaultWeightsError(
-                f"no default weights are packaged with this STFuse installation (expected {DEFAULT_WEIGHTS}); "
-                "pass --ckpt"
-            )))
+            return _error(
+                prog,
+                str(
+                    NoDefaultWeightsError(
+                        f"no default weights are packaged with this STFuse installation (expected {DEFAULT_WEIGHTS}); "
+                        "pass --ckpt"
+                    )
+                ),
+            )
         ckpt = DEFAULT_WEIGHTS
     if ckpt.resolve() == args.out.resolve():
         return _error(prog, f"--out '{args.out}' is the checkpoint itself")
     try:
         net = load_network(ckpt)
-        path = export_network(net, args.out, args.fmt, opset=args.opset, check=not args.no_check, atol=args.atol)
+        path = export_network(
+            net, args.out, args.fmt, opset=args.opset, check=not args.no_check, atol=args.atol
+        )
     except (CheckpointError, ExportError, ValueError, ImportError) as error:
         return _error(prog, str(error))
-    print(f"{prog}: wrote {args.fmt} graph to '{path}' (inputs ir, vi: N×1×H×W float32 in [0, 1])", file=sys.stderr)
+    print(
+        f"{prog}: wrote {args.fmt} graph to '{path}' (inputs ir, vi: N×1×H×W float32 in [0, 1])",
+        file=sys.stderr,
+    )
     return 0

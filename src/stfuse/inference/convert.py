@@ -83,14 +83,18 @@ def to_batch(image: Any, role: str) -> tuple[torch.Tensor, ImageKind]:
     except ImportError:  # pragma: no cover - pillow is a core dependency
         pass
     if not isinstance(image, np.ndarray):
-        raise TypeError(f"{role}: expected a numpy array, PIL image or torch tensor, got {type(image).__name__}")
+        raise TypeError(
+            f"{role}: expected a numpy array, PIL image or torch tensor, got {type(image).__name__}"
+        )
     array = image
     if array.ndim == 2:
         layout, array = "hw", array[:, :, None]
     elif array.ndim == 3 and array.shape[2] in (1, 3, 4):
         layout = "hwc"
     else:
-        raise ValueError(f"{role}: expected an H×W or H×W×C array with C in (1, 3, 4), got shape {array.shape}")
+        raise ValueError(
+            f"{role}: expected an H×W or H×W×C array with C in (1, 3, 4), got shape {array.shape}"
+        )
     dtype = array.dtype
     array = array[:, :, :3] if array.shape[2] == 4 else array
     unit = _unit_from_numpy(np.ascontiguousarray(array), role)
@@ -120,7 +124,9 @@ def _tensor_to_batch(tensor: torch.Tensor, role: str) -> tuple[torch.Tensor, Ima
         if unit.numel():
             _check_unit_range(float(unit.min()), float(unit.max()), bool(torch.isfinite(unit).all()), role)
     else:
-        raise TypeError(f"{role}: unsupported tensor dtype {tensor.dtype}; pass uint8, uint16 or floats in [0, 1]")
+        raise TypeError(
+            f"{role}: unsupported tensor dtype {tensor.dtype}; pass uint8, uint16 or floats in [0, 1]"
+        )
     kind = ImageKind("tensor", layout, tensor.dtype, int(unit.shape[1]), tensor.device)
     return unit.contiguous(), kind
 

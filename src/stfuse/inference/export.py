@@ -73,8 +73,13 @@ def export_network(
             if fmt == "onnx":
                 dynamic = {0: "batch", 2: "height", 3: "width"}
                 torch.onnx.export(
-                    graph, example, str(temp), dynamo=False, opset_version=opset,
-                    input_names=["ir", "vi"], output_names=["fused"],
+                    graph,
+                    example,
+                    str(temp),
+                    dynamo=False,
+                    opset_version=opset,
+                    input_names=["ir", "vi"],
+                    output_names=["fused"],
                     dynamic_axes={"ir": dynamic, "vi": dynamic, "fused": dynamic},
                 )
             else:
@@ -93,7 +98,9 @@ def export_network(
     return out
 
 
-def load_exported(path: str | os.PathLike[str], fmt: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def load_exported(
+    path: str | os.PathLike[str], fmt: str
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """A callable running an exported graph on CPU tensors: onnxruntime for ONNX, TorchScript otherwise."""
     if fmt == "onnx":
         import onnxruntime
@@ -159,5 +166,7 @@ def check_export(
         differences[(n, height, width)] = float((got - expected).abs().max())
     worst = max(differences.values())
     if worst > atol:
-        raise ExportError(f"{name}: exported {fmt} graph differs from eager by {worst:.3g} (> {atol:g}): {differences}")
+        raise ExportError(
+            f"{name}: exported {fmt} graph differs from eager by {worst:.3g} (> {atol:g}): {differences}"
+        )
     return differences

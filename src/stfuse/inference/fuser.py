@@ -26,7 +26,14 @@ from stfuse.inference.options import DEFAULT_MAX_PIXELS, DEFAULT_TILE, DEFAULT_T
 from stfuse.inference.runtime import autocast, is_out_of_memory, resolve_device, resolve_precision
 from stfuse.inference.tiling import fuse_tiled
 
-__all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_TILE", "DEFAULT_TILE_OVERLAP", "DEFAULT_WEIGHTS", "Fuser", "NoDefaultWeightsError"]
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "DEFAULT_TILE",
+    "DEFAULT_TILE_OVERLAP",
+    "DEFAULT_WEIGHTS",
+    "Fuser",
+    "NoDefaultWeightsError",
+]
 
 #: where a release ships trained weights; absent in a development checkout.
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "stfuse_default.safetensors"
@@ -179,7 +186,9 @@ class Fuser:
                 f"expected two N×1×H×W tensors of the same shape, got {tuple(ir.shape)} and {tuple(vi_y.shape)}"
             )
         if ir.numel() == 0:
-            raise ValueError(f"empty input: ir and vi_y have shape {tuple(ir.shape)}; there are no pixels to fuse")
+            raise ValueError(
+                f"empty input: ir and vi_y have shape {tuple(ir.shape)}; there are no pixels to fuse"
+            )
         if ir.dtype == torch.bool or vi_y.dtype == torch.bool:
             raise TypeError("ir and vi_y must be floating tensors in [0, 1], not bool masks")
         home = ir.device
@@ -215,8 +224,14 @@ class Fuser:
             try:
                 with _TileBar(self.progress, f"{ir.shape[-2]}×{ir.shape[-1]} in {tile}-px tiles") as bar:
                     return fuse_tiled(
-                        self._forward, ir_cpu, vi_cpu, tile, overlap, device=self.device,
-                        tiles_per_batch=self.tiles_per_batch, progress=bar.update,
+                        self._forward,
+                        ir_cpu,
+                        vi_cpu,
+                        tile,
+                        overlap,
+                        device=self.device,
+                        tiles_per_batch=self.tiles_per_batch,
+                        progress=bar.update,
                     )
             except (torch.OutOfMemoryError, RuntimeError) as error:
                 if not is_out_of_memory(error) or tile // 2 < _MIN_TILE:
@@ -224,7 +239,11 @@ class Fuser:
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
                 tile //= 2
-                warnings.warn(f"out of memory in tiled fusion; retrying with {tile}-pixel tiles", RuntimeWarning, stacklevel=3)
+                warnings.warn(
+                    f"out of memory in tiled fusion; retrying with {tile}-pixel tiles",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
 
     # --------------------------------------------------------------------------------------- public API
     def fuse(self, ir: Any, vi: Any, gray: bool = False) -> Any:
@@ -315,7 +334,9 @@ def _baseline_function(name: str) -> Callable[[torch.Tensor, torch.Tensor], torc
     try:
         from stfuse import baselines
     except ImportError as error:
-        raise ValueError(f"baseline {name!r} requested but stfuse.baselines cannot be imported: {error}") from error
+        raise ValueError(
+            f"baseline {name!r} requested but stfuse.baselines cannot be imported: {error}"
+        ) from error
     fuse_baseline = getattr(baselines, "fuse_baseline", None)
     if fuse_baseline is None:
         raise ValueError(f"baseline {name!r} requested but stfuse.baselines provides no fuse_baseline")

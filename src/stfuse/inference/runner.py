@@ -100,7 +100,9 @@ def collect_pairs(ir: Path, vi: Path) -> tuple[list[tuple[str, Path, Path]], lis
     vi_index = {stem: path for stem, path in vi_found.files.items() if stem not in ambiguous}
     pairing = pair_by_stem(ir_index, vi_index)
     unpaired = [(stem, f"'{ir_index[stem]}' has no visible partner in '{vi}'") for stem in pairing.only_first]
-    unpaired += [(stem, f"'{vi_index[stem]}' has no infrared partner in '{ir}'") for stem in pairing.only_second]
+    unpaired += [
+        (stem, f"'{vi_index[stem]}' has no infrared partner in '{ir}'") for stem in pairing.only_second
+    ]
     problems += sorted(unpaired, key=lambda problem: problem[0])
     pairs = [(stem, ir_index[stem], vi_index[stem]) for stem in pairing.common]
     return pairs, problems
@@ -131,7 +133,9 @@ class SizeGroupedBatchSampler(Sampler[list[int]]):
     ``max_pixels`` bounds the pixels of a batch (one image may exceed it alone: it is tiled later).
     """
 
-    def __init__(self, sizes: Sequence[tuple[int, int]], batch_size: int, max_pixels: int | None = None) -> None:
+    def __init__(
+        self, sizes: Sequence[tuple[int, int]], batch_size: int, max_pixels: int | None = None
+    ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch size must be ≥ 1, got {batch_size}")
         groups: dict[tuple[int, int], list[int]] = defaultdict(list)
@@ -179,8 +183,13 @@ class _PairDecoder(Dataset):
             item = make_pair_item({"ir": ir, "vi": vi}, job.name)
             bits = max(stored_bit_depth(job.ir_path), stored_bit_depth(job.vi_path))
             return {
-                "index": index, "error": None, "ir": item["ir"], "vi": item["vi"],
-                "cbcr": item["vi_cbcr"], "colour": bool(item["vi_is_color"]), "bits": bits,
+                "index": index,
+                "error": None,
+                "ir": item["ir"],
+                "vi": item["vi"],
+                "cbcr": item["vi_cbcr"],
+                "colour": bool(item["vi_is_color"]),
+                "bits": bits,
             }
         except Exception as error:  # any decoder failure is reported per pair
             return {"index": index, "error": str(error) or type(error).__name__}
@@ -207,7 +216,9 @@ def _check_output_folder(out_dir: Path, input_folders: Sequence[Path]) -> None:
         if not same and out_dir.exists() and folder.exists():
             same = os.path.samefile(out_dir, folder)
         if same:
-            raise ValueError(f"--out '{out_dir}' is the input folder '{folder}'; choose another output folder")
+            raise ValueError(
+                f"--out '{out_dir}' is the input folder '{folder}'; choose another output folder"
+            )
 
 
 def fuse_pairs(
@@ -268,7 +279,10 @@ def fuse_pairs(
             continue
         if ir_size != vi_size:
             report.failed.append(
-                (name, f"size mismatch: '{ir_path}' is {ir_size[0]}×{ir_size[1]}, '{vi_path}' is {vi_size[0]}×{vi_size[1]}")
+                (
+                    name,
+                    f"size mismatch: '{ir_path}' is {ir_size[0]}×{ir_size[1]}, '{vi_path}' is {vi_size[0]}×{vi_size[1]}",
+                )
             )
             continue
         jobs.append(PairJob(name, ir_path, vi_path, out_path, ir_size))
@@ -349,7 +363,10 @@ def _run_jobs(
                     if output_format not in SIXTEEN_BIT_FORMATS:
                         depth = 8
                     future = writer.submit(
-                        write_image, job.out_path, _quantise(image, depth), bit_depth=depth,
+                        write_image,
+                        job.out_path,
+                        _quantise(image, depth),
+                        bit_depth=depth,
                         protected=(job.ir_path, job.vi_path),
                     )
                     pending.append((job, future))

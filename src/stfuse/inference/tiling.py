@@ -48,7 +48,9 @@ def _ramp(width: int) -> torch.Tensor:
     core = width - 2 * margin
     x = (torch.arange(core, dtype=torch.float64) + 0.5) / core
     rising = 0.5 - 0.5 * torch.cos(math.pi * x)
-    return torch.cat([torch.zeros(margin, dtype=torch.float64), rising, torch.ones(margin, dtype=torch.float64)])
+    return torch.cat(
+        [torch.zeros(margin, dtype=torch.float64), rising, torch.ones(margin, dtype=torch.float64)]
+    )
 
 
 def axis_windows(length: int, tile: int, starts: list[int]) -> list[torch.Tensor]:
@@ -134,7 +136,9 @@ def fuse_tiled(
     ``progress(done, total)`` is called after each batch of tiles.
     """
     if a.shape != b.shape or a.ndim != 4:
-        raise ValueError(f"expected two N×1×H×W tensors of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(
+            f"expected two N×1×H×W tensors of one shape, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
     n, channels, height, width = a.shape
     grid = TileGrid.build(height, width, tile, overlap)
     run_device = torch.device(device) if device is not None else a.device
@@ -154,9 +158,13 @@ def fuse_tiled(
         for k, (i, j) in enumerate(chunk):
             top, left = grid.rows[i], grid.cols[j]
             weight = torch.outer(grid.row_windows[i], grid.col_windows[j]).to(torch.float32).to(a.device)
-            out[:, :, top : top + grid.tile_h, left : left + grid.tile_w] += fused[k * n : (k + 1) * n] * weight
+            out[:, :, top : top + grid.tile_h, left : left + grid.tile_w] += (
+                fused[k * n : (k + 1) * n] * weight
+            )
         if progress is not None:
             progress(first + len(chunk), len(positions))
     row_sum, col_sum = grid.normaliser()
-    out.div_(row_sum.to(torch.float32).to(a.device).view(-1, 1)).div_(col_sum.to(torch.float32).to(a.device).view(1, -1))
+    out.div_(row_sum.to(torch.float32).to(a.device).view(-1, 1)).div_(
+        col_sum.to(torch.float32).to(a.device).view(1, -1)
+    )
     return out.clamp_(0.0, 1.0)

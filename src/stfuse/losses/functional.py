@@ -16,14 +16,18 @@ def check_same_shape(**tensors: torch.Tensor) -> None:
         raise ValueError(f"tensors must share one shape, got {shapes}")
 
 
-def ssim_distance(x: torch.Tensor, y: torch.Tensor, window_size: int = 11, max_val: float = 1.0) -> torch.Tensor:
+def ssim_distance(
+    x: torch.Tensor, y: torch.Tensor, window_size: int = 11, max_val: float = 1.0
+) -> torch.Tensor:
     """1 − mean SSIM(x, y), a scalar in [0, 2].
 
     ``kornia.losses.ssim_loss`` returns the mean of (1 − SSIM)/2, hence the factor 2.
     """
     if window_size < 1 or window_size % 2 == 0:
         raise ValueError(f"window_size must be a positive odd integer, got {window_size}")
-    return 2.0 * kornia.losses.ssim_loss(x, y, window_size=window_size, max_val=float(max_val), reduction="mean")
+    return 2.0 * kornia.losses.ssim_loss(
+        x, y, window_size=window_size, max_val=float(max_val), reduction="mean"
+    )
 
 
 def sobel_gradients(x: torch.Tensor) -> torch.Tensor:
@@ -57,7 +61,9 @@ def instance_norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return (x - mean) * torch.rsqrt(var + eps)
 
 
-def local_contrast_norm(x: torch.Tensor, window_size: int = 7, sigma: float = 2.0, eps: float = 1e-3) -> torch.Tensor:
+def local_contrast_norm(
+    x: torch.Tensor, window_size: int = 7, sigma: float = 2.0, eps: float = 1e-3
+) -> torch.Tensor:
     """(x − μ_local) / sqrt(σ²_local + eps²) with Gaussian-weighted local moments.
 
     Invariant (up to ``eps``) to x → αx + β for α > 0, so global contrast and brightness do not count.

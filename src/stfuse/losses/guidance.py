@@ -14,7 +14,11 @@ Features = Sequence[torch.Tensor]
 
 
 def _feature_in(
-    loss: GuidanceLoss, student_fused: torch.Tensor, teacher_fused: torch.Tensor, student: Features, teacher: Features
+    loss: GuidanceLoss,
+    student_fused: torch.Tensor,
+    teacher_fused: torch.Tensor,
+    student: Features,
+    teacher: Features,
 ) -> torch.Tensor:
     """Σ_l mean|IN(φ_l^S) − IN(φ_l^T)| over the network's guidance features."""
     if len(student) != len(teacher) or not student:
@@ -29,12 +33,18 @@ def _feature_in(
                 f"feature map {index}: student {tuple(phi_s.shape)} and teacher {tuple(phi_t.shape)} differ "
                 "(student and teacher need the same cem_depths, channels and downsample)"
             )
-        total = total + (instance_norm(phi_s, loss.eps) - instance_norm(phi_t.detach(), loss.eps)).abs().mean()
+        total = (
+            total + (instance_norm(phi_s, loss.eps) - instance_norm(phi_t.detach(), loss.eps)).abs().mean()
+        )
     return total
 
 
 def _output_grad(
-    loss: GuidanceLoss, student_fused: torch.Tensor, teacher_fused: torch.Tensor, student: Features, teacher: Features
+    loss: GuidanceLoss,
+    student_fused: torch.Tensor,
+    teacher_fused: torch.Tensor,
+    student: Features,
+    teacher: Features,
 ) -> torch.Tensor:
     """mean|N(|∇F_S|) − N(|∇F_T|)| with N a local contrast normalisation."""
     check_same_shape(student_fused=student_fused, teacher_fused=teacher_fused)
@@ -44,7 +54,11 @@ def _output_grad(
 
 
 def _none(
-    loss: GuidanceLoss, student_fused: torch.Tensor, teacher_fused: torch.Tensor, student: Features, teacher: Features
+    loss: GuidanceLoss,
+    student_fused: torch.Tensor,
+    teacher_fused: torch.Tensor,
+    student: Features,
+    teacher: Features,
 ) -> torch.Tensor:
     """A zero that still back-propagates (plain fine-tuning)."""
     return student_fused.new_zeros(()).requires_grad_(student_fused.requires_grad)
@@ -75,7 +89,9 @@ class GuidanceLoss(nn.Module):
     The teacher side is detached: it is a fixed target, whatever the caller's grad mode.
     """
 
-    def __init__(self, mode: GuidanceMode = "feature_in", eps: float = 1e-6, lcn_window: int = 7, lcn_eps: float = 1e-3) -> None:
+    def __init__(
+        self, mode: GuidanceMode = "feature_in", eps: float = 1e-6, lcn_window: int = 7, lcn_eps: float = 1e-3
+    ) -> None:
         super().__init__()
         if mode not in GUIDANCE_MODES:
             raise ValueError(f"unknown guidance mode {mode!r}; expected one of {GUIDANCE_MODES}")
@@ -91,4 +107,6 @@ class GuidanceLoss(nn.Module):
         student_features: list[torch.Tensor] | tuple[torch.Tensor, ...],
         teacher_features: list[torch.Tensor] | tuple[torch.Tensor, ...],
     ) -> torch.Tensor:
-        return GUIDANCE_FUNCTIONS[self.mode](self, student_fused, teacher_fused, student_features, teacher_features)
+        return GUIDANCE_FUNCTIONS[self.mode](
+            self, student_fused, teacher_fused, student_features, teacher_features
+        )

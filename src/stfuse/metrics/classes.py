@@ -141,4 +141,3 @@ class PSNRMetric(_DefinedMetric):
 def defined_metric_class(name: str) -> type[FusionMetric]:
     """A metric class for a registered definition that has no class of its own (the class adds nothing)."""
     return type(f"{name}Metric", (_DefinedMetric,), {"name": name, "__module__": __name__})
-

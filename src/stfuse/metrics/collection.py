@@ -108,7 +108,9 @@ class FusionMetrics(MetricCollection):
         if batch.ir is None:
             needing = [name for name, m in self.items(keep_base=True, copy_state=False) if m.needs_sources]
             if needing:
-                raise ValueError(f"metrics {', '.join(needing)} compare with the sources: pass fused, ir and vi")
+                raise ValueError(
+                    f"metrics {', '.join(needing)} compare with the sources: pass fused, ir and vi"
+                )
         super().update(batch)
 
     def compute_per_image(self) -> dict[str, torch.Tensor]:

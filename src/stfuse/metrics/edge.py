@@ -111,7 +111,9 @@ def qabf(
     # A, B and F through one set of operations (…×3×H×W), A and B against F as one …×2×H×W pair.
     g, alpha = _strength_orientation(torch.stack([ir, vi, fused], dim=-3))
     consts = dict(equal_scale=equal_scale, tg=tg, kg=kg, dg=dg, ta=ta, ka=ka, da=da)
-    q = _qabf_preservation(g[..., 0:2, :, :], alpha[..., 0:2, :, :], g[..., 2:3, :, :], alpha[..., 2:3, :, :], **consts)
+    q = _qabf_preservation(
+        g[..., 0:2, :, :], alpha[..., 0:2, :, :], g[..., 2:3, :, :], alpha[..., 2:3, :, :], **consts
+    )
     q.mul_(g[..., 0:2, :, :])
     g_a, g_b = g[..., 0, :, :], g[..., 1, :, :]
     num = (q[..., 0, :, :] + q[..., 1, :, :]).sum(dim=(-2, -1), dtype=torch.float64)

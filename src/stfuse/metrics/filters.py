@@ -36,7 +36,9 @@ def _opencv_planes(x: torch.Tensor, apply: object, dtype: torch.dtype | None = N
     ``dtype`` (default: ``x``'s)."""
     source = x.detach().contiguous().numpy()
     planes = source.reshape(-1, *source.shape[-2:])
-    out = np.empty(planes.shape, dtype={torch.float64: np.float64, torch.float32: np.float32}[dtype or x.dtype])
+    out = np.empty(
+        planes.shape, dtype={torch.float64: np.float64, torch.float32: np.float32}[dtype or x.dtype]
+    )
     for index in range(planes.shape[0]):
         apply(planes[index], out[index])  # type: ignore[operator]
     return torch.from_numpy(out.reshape(source.shape))
@@ -108,7 +110,9 @@ def _filter_valid_direct(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def correlate_separable_same(x: torch.Tensor, row_taps: torch.Tensor, column_taps: torch.Tensor) -> torch.Tensor:
+def correlate_separable_same(
+    x: torch.Tensor, row_taps: torch.Tensor, column_taps: torch.Tensor
+) -> torch.Tensor:
     """Correlate the last two dims of a float CPU tensor with ``outer(column_taps, row_taps)`` (odd
     lengths), zero padding, same size (OpenCV): ``out[i, j] = Σ_uv column_taps[u]·row_taps[v]·x[i+u−c, j+v−r]``
     with c, r the taps' centres."""
@@ -151,7 +155,9 @@ def box_mean_valid(x: torch.Tensor, size: int) -> torch.Tensor:
     return (c[..., size:, :] - c[..., :-size, :]) / float(size * size)
 
 
-def window_sums_valid(x: torch.Tensor, size: int, dim: int, *, dtype: torch.dtype | None = None) -> torch.Tensor:
+def window_sums_valid(
+    x: torch.Tensor, size: int, dim: int, *, dtype: torch.dtype | None = None
+) -> torch.Tensor:
     """Sum of every run of ``size`` consecutive values along ``dim`` (−1 or −2), computed and returned in
     ``dtype`` (default ``x``'s; float32 input with ``dtype=torch.float64`` is summed in double).
 
@@ -166,7 +172,11 @@ def window_sums_valid(x: torch.Tensor, size: int, dim: int, *, dtype: torch.dtyp
     if length < 1:
         raise ValueError(f"size {size} is larger than dimension {dim} ({x.shape[dim]})")
     dtype = x.dtype if dtype is None else dtype
-    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and dtype in (torch.float32, torch.float64):
+    if (
+        x.device.type == "cpu"
+        and x.dtype in (torch.float32, torch.float64)
+        and dtype in (torch.float32, torch.float64)
+    ):
         cv2 = opencv()
         depth = cv2.CV_64F if dtype == torch.float64 else cv2.CV_32F  # type: ignore[attr-defined]
         ones = np.ones(size, dtype=np.float64 if dtype == torch.float64 else np.float32)

@@ -71,7 +71,9 @@ class _WindowDistribution:
         self.centred = self.pdf - self.pdf.mean(dim=-1, keepdim=True)
 
 
-def _pair_fmi(source: _WindowDistribution, fused: _WindowDistribution, identical: torch.Tensor) -> torch.Tensor:
+def _pair_fmi(
+    source: _WindowDistribution, fused: _WindowDistribution, identical: torch.Tensor
+) -> torch.Tensor:
     """Normalised FMI of each window for one (source, fused) pair.
 
     The joint pdf is J = λ·D + (1−λ)·p⊗q, D being the coupling of the Fréchet bound: the upper bound pairs

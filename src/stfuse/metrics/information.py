@@ -97,5 +97,7 @@ def mi_values(batch: FusionBatch, preset: MetricPreset) -> torch.Tensor:
     """
     batch.sources()
     f = batch_levels(batch, "fused")
-    mi = mutual_information_nats(f, batch_levels(batch, "ir")) + mutual_information_nats(f, batch_levels(batch, "vi"))
+    mi = mutual_information_nats(f, batch_levels(batch, "ir")) + mutual_information_nats(
+        f, batch_levels(batch, "vi")
+    )
     return mi / math.log(2.0) if preset.mi_unit == "bits" else mi

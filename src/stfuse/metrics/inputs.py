@@ -148,6 +148,8 @@ def prepare_batch(
                 f"ir {tuple(a.shape)}, vi {tuple(b.shape)}"
             )
         if a.device != f.device or b.device != f.device:
-            raise ValueError(f"fused, ir and vi must be on one device; got {f.device}, {a.device}, {b.device}")
+            raise ValueError(
+                f"fused, ir and vi must be on one device; got {f.device}, {a.device}, {b.device}"
+            )
         integer_levels = quantize or all(_is_uint8_grey(x) for x in (fused, ir, vi))
     return FusionBatch(f, a, b, integer_levels)

@@ -49,7 +49,9 @@ METRICS: dict[str, MetricInfo] = {
 METRIC_NAMES: tuple[str, ...] = tuple(METRICS)
 
 #: Metrics for which a smaller value is better, from each metric's ``higher_is_better``.
-LOWER_IS_BETTER: frozenset[str] = frozenset(name for name, info in METRICS.items() if not info.higher_is_better)
+LOWER_IS_BETTER: frozenset[str] = frozenset(
+    name for name, info in METRICS.items() if not info.higher_is_better
+)
 
 #: Metrics of the fused image alone; every other one compares it with the sources.
 NO_REFERENCE: frozenset[str] = frozenset(name for name, info in METRICS.items() if not info.needs_sources)

@@ -110,7 +110,9 @@ def ssim_skimage_pair_sum(
     return per_pair[:, 0] + per_pair[:, 1]
 
 
-def ssim_skimage(x: torch.Tensor, y: torch.Tensor, *, data_range: float = 2.0, win_size: int = 7) -> torch.Tensor:
+def ssim_skimage(
+    x: torch.Tensor, y: torch.Tensor, *, data_range: float = 2.0, win_size: int = 7
+) -> torch.Tensor:
     """scikit-image ``structural_similarity(x, y, data_range=...)`` in float64 (N)."""
     stack = torch.stack([x, y, x * x, y * y, x * y], dim=1).to(torch.float64)
     ux, uy, uxx, uyy, uxy = box_mean_valid(stack, win_size).unbind(dim=1)
@@ -137,7 +139,9 @@ def _gaussian_pair_maps(
     return out
 
 
-def ssim_gaussian_pair_sum(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, peak: float = 255.0) -> torch.Tensor:
+def ssim_gaussian_pair_sum(
+    f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, peak: float = 255.0
+) -> torch.Tensor:
     """SSIM(F, A) + SSIM(F, B) with an 11×11 Gaussian window (σ 1.5), 'valid', as VIFB's
     ``metricsSsim`` (N)."""
     h, w = f.shape[-2:]
@@ -156,7 +160,9 @@ def _halve(x: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(x4, kernel_size=2, stride=2).squeeze(1)
 
 
-def ms_ssim_pair_sum(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, peak: float = 255.0) -> torch.Tensor:
+def ms_ssim_pair_sum(
+    f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, peak: float = 255.0
+) -> torch.Tensor:
     """MS-SSIM(F, A) + MS-SSIM(F, B), Wang et al.'s five-scale form (module docstring), per image (N)."""
     h, w = f.shape[-2:]
     if min(h, w) < MS_SSIM_MIN_SIDE:
@@ -197,7 +203,9 @@ def ssim_values(batch: FusionBatch, preset: MetricPreset) -> torch.Tensor:
     f = batch.fused
     if preset.ssim_variant == "gaussian":
         return ssim_gaussian_pair_sum(f, ir, vi)
-    return ssim_skimage_pair_sum(f, ir, vi, emulate_float32=preset.ssim_float32, integer_levels=batch.integer_levels)
+    return ssim_skimage_pair_sum(
+        f, ir, vi, emulate_float32=preset.ssim_float32, integer_levels=batch.integer_levels
+    )
 
 
 def check_ms_ssim(preset: MetricPreset) -> None:

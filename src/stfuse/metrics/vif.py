@@ -164,7 +164,9 @@ def _vifp_pair_sums_fft(
                 smooth = torch.fft.irfft2(smoothed_spectra, s=fft_shape)
                 images = smooth[..., size - 1 : h, size - 1 : w][..., ::2, ::2]
             else:
-                images = filter_valid(images, gaussian_window_1d(size, size / 5.0, device=fused.device))[..., ::2, ::2]
+                images = filter_valid(images, gaussian_window_1d(size, size / 5.0, device=fused.device))[
+                    ..., ::2, ::2
+                ]
             h, w = images.shape[-2:]
         maps = _moment_maps(images)
         smoothed_spectra = None

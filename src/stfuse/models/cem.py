@@ -73,7 +73,9 @@ class ChannelAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         if x.shape != context.shape:
-            raise ValueError(f"query and context maps must match, got {tuple(x.shape)} and {tuple(context.shape)}")
+            raise ValueError(
+                f"query and context maps must match, got {tuple(x.shape)} and {tuple(context.shape)}"
+            )
         k, v = self.to_kv(context).chunk(2, dim=1)
         attn = self._attention(self.to_q(x), k)
         out = attn @ self._split_heads(v)  # N×heads×c'×(H·W)
@@ -139,7 +141,9 @@ class CrossFeatureEnhancement(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x, y: N×C×h×w features of branch A and branch B; returns (X', Y') of the same shapes."""
         if x.shape != y.shape:
-            raise ValueError(f"branch features must have equal shapes, got {tuple(x.shape)} and {tuple(y.shape)}")
+            raise ValueError(
+                f"branch features must have equal shapes, got {tuple(x.shape)} and {tuple(y.shape)}"
+            )
         if self.refine_x is None or self.refine_y is None:
             return x, y
         return self.refine_x(x, y), self.refine_y(y, x)

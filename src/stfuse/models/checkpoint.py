@@ -168,7 +168,9 @@ def _read_safetensors(
             raw_metadata = dict(handle.metadata() or {})
             state = {key: handle.get_tensor(key) for key in handle.keys()}
     except Exception as error:  # safetensors raises its own Rust-side error types
-        raise CheckpointError(f"{path}: not a readable safetensors file (corrupt or truncated?): {error}") from error
+        raise CheckpointError(
+            f"{path}: not a readable safetensors file (corrupt or truncated?): {error}"
+        ) from error
     config: dict[str, Any] | None = None
     metadata: dict[str, Any] = {}
     for key, text in raw_metadata.items():
@@ -213,7 +215,9 @@ def _safe_torch_load(path: Path, map_location: str | torch.device) -> Any:
             f"{path}: not a readable PyTorch checkpoint (corrupt, wrong file or unsupported pickle): "
             f"{reason.group(1) if reason else message.splitlines()[0]}"
         ) from None
-    except Exception as error:  # the weights-only unpickler raises many types on corrupt data; all mean unreadable
+    except (
+        Exception
+    ) as error:  # the weights-only unpickler raises many types on corrupt data; all mean unreadable
         first_line = str(error).splitlines()[0] if str(error) else ""
         summary = first_line if isinstance(error, RuntimeError) else f"{type(error).__name__} {first_line}"
         raise CheckpointError(

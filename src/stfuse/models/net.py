@@ -101,7 +101,9 @@ class FusionDecoder(nn.Module):
     A container without ``forward``, driven by STFuseNet (which also returns its intermediate maps).
     """
 
-    def __init__(self, channels: int, num_blocks: int, downsample: int, head_channels: int, block: str) -> None:
+    def __init__(
+        self, channels: int, num_blocks: int, downsample: int, head_channels: int, block: str
+    ) -> None:
         super().__init__()
         self.merge = nn.Sequential(nn.Conv2d(2 * channels, channels, 1), activation())
         self.blocks = nn.Sequential(*(make_block(block, channels) for _ in range(num_blocks)))
@@ -181,7 +183,9 @@ class STFuseNet(nn.Module):
         if cem not in CEM_MODES:
             raise ValueError(f"unknown cem {cem!r}; expected one of {CEM_MODES}")
         if not cem_depths or any(d < 0 or d > num_blocks for d in cem_depths):
-            raise ValueError(f"cem_depths must be a non-empty list within [0, num_blocks={num_blocks}], got {cem_depths}")
+            raise ValueError(
+                f"cem_depths must be a non-empty list within [0, num_blocks={num_blocks}], got {cem_depths}"
+            )
         if output not in OUTPUT_MODES:
             raise ValueError(f"unknown output {output!r}; expected one of {OUTPUT_MODES}")
         if downsample not in (1, 2, 4):
@@ -213,7 +217,9 @@ class STFuseNet(nn.Module):
         self.cem_depths = cem_depths
 
         self.encoder_a = BranchEncoder(channels, num_blocks, downsample, block)
-        self.encoder_b = self.encoder_a if shared_encoder else BranchEncoder(channels, num_blocks, downsample, block)
+        self.encoder_b = (
+            self.encoder_a if shared_encoder else BranchEncoder(channels, num_blocks, downsample, block)
+        )
         self.cems = nn.ModuleList(CrossFeatureEnhancement(channels, heads, cem, gated) for _ in cem_depths)
         self.decoder = FusionDecoder(channels, max(1, num_blocks // 2), downsample, head_channels, block)
 
@@ -237,7 +243,9 @@ class STFuseNet(nn.Module):
         """Parameters of the fusion decoder."""
         return list(self.decoder.parameters())
 
-    def _both(self, module_a: nn.Module, module_b: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _both(
+        self, module_a: nn.Module, module_b: nn.Module, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Apply a branch module to each source; a shared module runs once on the stacked batch (faster)."""
         if module_a is module_b:
             out = module_a(torch.cat([x, y], dim=0))

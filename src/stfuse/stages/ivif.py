@@ -37,7 +37,8 @@ def _init_student_from(student: nn.Module, teacher: nn.Module) -> None:
     teacher_state = teacher.state_dict()
     student_state = student.state_dict()
     mismatched = [
-        key for key, value in student_state.items()
+        key
+        for key, value in student_state.items()
         if key not in teacher_state or teacher_state[key].shape != value.shape
     ]
     if mismatched:
@@ -98,7 +99,9 @@ class IVIFTransferStage(FusionStageBase):
         if guidance not in GUIDANCE_MODES:
             raise ValueError(f"guidance must be one of {GUIDANCE_MODES}, got {guidance!r}")
         if lambda_g_schedule not in LAMBDA_G_SCHEDULES:
-            raise ValueError(f"lambda_g_schedule must be one of {LAMBDA_G_SCHEDULES}, got {lambda_g_schedule!r}")
+            raise ValueError(
+                f"lambda_g_schedule must be one of {LAMBDA_G_SCHEDULES}, got {lambda_g_schedule!r}"
+            )
         if not transfer and guidance != "none":
             raise ValueError(
                 "guidance needs the source teacher, but transfer=False trains from scratch; "
@@ -166,7 +169,9 @@ class IVIFTransferStage(FusionStageBase):
         schedule = self.hparams.lambda_g_schedule
         if schedule == "constant" or self._trainer is None:
             return base
-        total = self.trainer.max_steps if self.trainer.max_steps > 0 else self.trainer.estimated_stepping_batches
+        total = (
+            self.trainer.max_steps if self.trainer.max_steps > 0 else self.trainer.estimated_stepping_batches
+        )
         if not math.isfinite(total) or total <= 0:
             return base
         progress = min(1.0, self.global_step / float(total))
@@ -183,7 +188,9 @@ class IVIFTransferStage(FusionStageBase):
         teacher: dict[str, Any] = {}
         if self.teacher is not None and lambda_g > 0:
             with torch.no_grad():
-                teacher["teacher_fused"], teacher["teacher_features"] = self.teacher(ir, vi, return_features=True)
+                teacher["teacher_fused"], teacher["teacher_features"] = self.teacher(
+                    ir, vi, return_features=True
+                )
         replay: dict[str, Any] = {}
         mfif = batch.get("mfif") if "ivif" in batch else None
         if mfif is not None and self.objective.lambda_src > 0:

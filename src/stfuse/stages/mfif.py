@@ -56,7 +56,10 @@ class MFIFStage(FusionStageBase):
 
     def configure_metrics(self) -> None:
         reference = MetricCollection(
-            {"psnr": PeakSignalNoiseRatio(data_range=1.0), "ssim": StructuralSimilarityIndexMeasure(data_range=1.0)}
+            {
+                "psnr": PeakSignalNoiseRatio(data_range=1.0),
+                "ssim": StructuralSimilarityIndexMeasure(data_range=1.0),
+            }
         )
         self.val_metrics = reference.clone(prefix="val/")
         self.test_metrics = reference.clone(prefix="test/")

@@ -18,7 +18,9 @@ class FusedImageWriter(BasePredictionWriter):
     the samples it predicted, so DDP prediction writes every image exactly once.
     """
 
-    def __init__(self, output_dir: str, gray: bool = False, extension: str = "png", bit_depth: int = 8) -> None:
+    def __init__(
+        self, output_dir: str, gray: bool = False, extension: str = "png", bit_depth: int = 8
+    ) -> None:
         super().__init__(write_interval="batch")
         self.output_dir = Path(output_dir)
         self.gray = gray

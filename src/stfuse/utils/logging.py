@@ -62,10 +62,16 @@ class LogResolvedConfig(Callback):
             return
         saver = next((cb for cb in trainer.callbacks if isinstance(cb, SaveConfigCallback)), None)
         if saver is None:
-            rank_zero_info("LogResolvedConfig: no SaveConfigCallback (not a CLI run, or fast_dev_run); config not logged")
+            rank_zero_info(
+                "LogResolvedConfig: no SaveConfigCallback (not a CLI run, or fast_dev_run); config not logged"
+            )
             return
         params = resolved_config(saver)
-        params["launch"] = {**launch_environment(), "num_nodes": trainer.num_nodes, "devices": trainer.num_devices}
+        params["launch"] = {
+            **launch_environment(),
+            "num_nodes": trainer.num_nodes,
+            "devices": trainer.num_devices,
+        }
         for logger in trainer.loggers:
             logger.log_hyperparams(params)
 
@@ -90,7 +96,12 @@ class PerImageMetricTable(Callback):
     directory for every run (rank 0 writes).
     """
 
-    def __init__(self, key: str = "test/per_image", csv_name: str = "test_per_image.csv", metrics_attr: str = "test_metrics") -> None:
+    def __init__(
+        self,
+        key: str = "test/per_image",
+        csv_name: str = "test_per_image.csv",
+        metrics_attr: str = "test_metrics",
+    ) -> None:
         self.key = key
         self.csv_name = csv_name
         self.metrics_attr = metrics_attr
@@ -147,9 +158,13 @@ def metric_table(names: list[str], per_image: dict[str, list[float]]) -> tuple[l
     """
     count = len(next(iter(per_image.values())))
     if any(len(values) != count for values in per_image.values()):
-        raise ValueError(f"per-image metric lists differ in length: { {k: len(v) for k, v in per_image.items()} }")
+        raise ValueError(
+            f"per-image metric lists differ in length: { {k: len(v) for k, v in per_image.items()} }"
+        )
     if len(names) != count:
-        warnings.warn(f"{len(names)} test image names for {count} metric values; naming rows by index", stacklevel=2)
+        warnings.warn(
+            f"{len(names)} test image names for {count} metric values; naming rows by index", stacklevel=2
+        )
         names = [f"image_{i:05d}" for i in range(count)]
     columns = ["image", *per_image]
     rows: list[list[Any]] = [[name, *(per_image[m][i] for m in per_image)] for i, name in enumerate(names)]
@@ -255,7 +270,11 @@ class OfflineRun:
 
     def series(self, key: str) -> list[tuple[int, Any]]:
         """``(trainer/global_step or _step, value)`` for every history row that logged ``key``."""
-        return [(int(row.get("trainer/global_step", row.get("_step", i))), row[key]) for i, row in enumerate(self.history) if key in row]
+        return [
+            (int(row.get("trainer/global_step", row.get("_step", i))), row[key])
+            for i, row in enumerate(self.history)
+            if key in row
+        ]
 
     def table(self, key: str) -> tuple[list[str], list[list[Any]]]:
         """Columns and rows of the last ``wandb.Table`` logged under ``key``."""
@@ -277,7 +296,12 @@ def read_offline_run(run_dir: str | Path) -> OfflineRun:
         kind = record.WhichOneof("record_type")
         if kind == "run":
             info = record.run
-            run.run_id, run.name, run.project, run.entity = info.run_id, info.display_name, info.project, info.entity
+            run.run_id, run.name, run.project, run.entity = (
+                info.run_id,
+                info.display_name,
+                info.project,
+                info.entity,
+            )
             run.tags = list(info.tags)
             for item in info.config.update:
                 _assign(run.config, item)
@@ -345,7 +369,13 @@ def fetch_wandb_runs(path: str, tags: list[str] | None = None) -> list[dict[str,
     filters = {"$and": [{"tags": tag} for tag in tags]} if tags else None
     runs = wandb.Api().runs(path, filters=filters)
     return [
-        {"name": run.name, "id": run.id, "tags": list(run.tags), "summary": dict(run.summary), "config": dict(run.config)}
+        {
+            "name": run.name,
+            "id": run.id,
+            "tags": list(run.tags),
+            "summary": dict(run.summary),
+            "config": dict(run.config),
+        }
         for run in runs
     ]
 
@@ -354,7 +384,9 @@ def __getattr__(name: str) -> Any:
     # The old name: pytest collected it as a test class wherever a test module imported it.
     if name == "TestMetricTable":
         warnings.warn(
-            "stfuse.utils.logging.TestMetricTable is renamed PerImageMetricTable", DeprecationWarning, stacklevel=2
+            "stfuse.utils.logging.TestMetricTable is renamed PerImageMetricTable",
+            DeprecationWarning,
+            stacklevel=2,
         )
         return PerImageMetricTable
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -90,7 +90,11 @@ def validate_spec(spec: dict[str, Any], source: str = "sweep spec") -> None:
         raise SweepSpecError(f"{source}: method must be one of {METHODS}, got {method!r}")
     metric = spec.get("metric")
     if metric is not None:
-        if not isinstance(metric, dict) or not metric.get("name") or metric.get("goal", "minimize") not in GOALS:
+        if (
+            not isinstance(metric, dict)
+            or not metric.get("name")
+            or metric.get("goal", "minimize") not in GOALS
+        ):
             raise SweepSpecError(f"{source}: metric needs a name and a goal in {GOALS}, got {metric!r}")
     elif method == "bayes":
         raise SweepSpecError(f"{source}: bayes search needs a metric to model")
@@ -103,7 +107,9 @@ def validate_spec(spec: dict[str, Any], source: str = "sweep spec") -> None:
     if not isinstance(command, list) or not all(isinstance(c, (str, int, float)) for c in command):
         raise SweepSpecError(f"{source}: command must be a list of strings, got {command!r}")
     if not any(str(c).startswith("${args") for c in command):
-        raise SweepSpecError(f"{source}: the command never passes the sampled parameters (${{args}} or ${{args_json_file}})")
+        raise SweepSpecError(
+            f"{source}: the command never passes the sampled parameters (${{args}} or ${{args_json_file}})"
+        )
     if "${program}" in command and not spec.get("program"):
         raise SweepSpecError(f"{source}: the command uses ${{program}} but the spec has no program")
 
@@ -122,7 +128,9 @@ def _distribution(param: dict[str, Any], where: str) -> str:
             return "int_uniform"
         if isinstance(lo, float) and isinstance(hi, float):
             return "uniform"
-        raise SweepSpecError(f"{where}: give min and max both as ints (int_uniform) or both as floats (uniform)")
+        raise SweepSpecError(
+            f"{where}: give min and max both as ints (int_uniform) or both as floats (uniform)"
+        )
     raise SweepSpecError(f"{where}: needs value, values, min/max, a distribution or nested parameters")
 
 
@@ -147,12 +155,16 @@ def _check_param(where: str, param: Any, grid: bool) -> None:
         if not isinstance(values, list) or not values:
             raise SweepSpecError(f"{where}: values must be a non-empty list")
         probabilities = param.get("probabilities")
-        if probabilities is not None and (len(probabilities) != len(values) or not math.isclose(sum(probabilities), 1.0)):
+        if probabilities is not None and (
+            len(probabilities) != len(values) or not math.isclose(sum(probabilities), 1.0)
+        ):
             raise SweepSpecError(f"{where}: probabilities must match values and sum to 1")
     if "min" in param and "max" in param and not param["min"] < param["max"]:
         raise SweepSpecError(f"{where}: min must be below max")
     if grid and dist not in ("constant", "categorical", "int_uniform"):
-        raise SweepSpecError(f"{where}: grid search needs discrete parameters (value, values or int_uniform), got {dist}")
+        raise SweepSpecError(
+            f"{where}: grid search needs discrete parameters (value, values or int_uniform), got {dist}"
+        )
 
 
 # ---- sampling -----------------------------------------------------------------------------------
@@ -240,7 +252,9 @@ def command_args(params: dict[str, Any]) -> dict[str, list[str]]:
         "args_no_equals": [part for k, v in params.items() for part in (f"--{k}", str(v))],
         "args_no_hyphens": [f"{k}={v}" for k, v in params.items()],
         "args_no_boolean_flags": [
-            f"--{k}" if v is True else f"--{k}={v}" for k, v in params.items() if not (isinstance(v, bool) and not v)
+            f"--{k}" if v is True else f"--{k}={v}"
+            for k, v in params.items()
+            if not (isinstance(v, bool) and not v)
         ],
         "args_json": [json.dumps(params)],
         "args_append_hydra": [f"+{k}={v}" for k, v in params.items()],
@@ -268,7 +282,9 @@ def agent_command(
     command = [str(c) for c in spec.get("command", DEFAULT_COMMAND)]
     for i, chunk in enumerate(command):
         for match in reversed(list(_ENVVAR.finditer(chunk))):
-            chunk = chunk[: match.start()] + environ.get(match.group(1), match.group(1)) + chunk[match.end() :]
+            chunk = (
+                chunk[: match.start()] + environ.get(match.group(1), match.group(1)) + chunk[match.end() :]
+            )
         command[i] = chunk
     variables = command_args(params)
     variables["interpreter"] = ["python"]
@@ -344,19 +360,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `stfuse sweep run` (the CLI) runs the command; specs created before it was a sub-command still
         # start this module, which hands over to it without importing the CLI here.
         os.execv(sys.executable, [sys.executable, "-m", "stfuse", "sweep", *argv])
-    parser = argparse.ArgumentParser(prog="python -m stfuse.utils.sweeps", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m stfuse.utils.sweeps", description=__doc__.split("\n\n")[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     create = sub.add_parser("create", help="validate a spec and create the sweep on the W&B server")
     create.add_argument("spec")
     create.add_argument("--project", default=None)
     create.add_argument("--entity", default=None)
     sample = sub.add_parser(
-        "sample", help="draw one configuration and print (or --run) the agent's command; arguments after -- are appended"
+        "sample",
+        help="draw one configuration and print (or --run) the agent's command; arguments after -- are appended",
     )
     sample.add_argument("spec")
     sample.add_argument("--seed", type=int, default=None)
     sample.add_argument("--run", action="store_true", help="run it (WANDB_MODE defaults to offline)")
-    sub.add_parser("run", help="the sweep's entry point (stfuse sweep run): ARGS through the LightningCLI in a per-run folder")
+    sub.add_parser(
+        "run",
+        help="the sweep's entry point (stfuse sweep run): ARGS through the LightningCLI in a per-run folder",
+    )
     # Everything after "--" is appended to the sampled command verbatim (argparse would parse it).
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
     args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)

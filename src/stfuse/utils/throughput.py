@@ -31,7 +31,13 @@ class ThroughputMonitor(pl.Callback):
         super().__init__()
         self.path = path
         self.warmup_steps = int(warmup_steps)
-        self.seconds: dict[str, float] = {"setup": 0.0, "data_wait": 0.0, "step": 0.0, "validation": 0.0, "checkpoint": 0.0}
+        self.seconds: dict[str, float] = {
+            "setup": 0.0,
+            "data_wait": 0.0,
+            "step": 0.0,
+            "validation": 0.0,
+            "checkpoint": 0.0,
+        }
         self.steps = 0
         self._setup_start: float | None = None
         self._batch_start: float | None = None
@@ -57,7 +63,9 @@ class ThroughputMonitor(pl.Callback):
 
         trainer.save_checkpoint = timed_save  # type: ignore[method-assign]
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         now = time.perf_counter()
         if self._fit_start is None:
             self._fit_start = now
@@ -68,7 +76,9 @@ class ThroughputMonitor(pl.Callback):
         self._gap_excluded = 0.0
         self._batch_start = now
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         now = time.perf_counter()
         if self._batch_start is not None and self.steps >= self.warmup_steps:
             self.seconds["step"] += now - self._batch_start
@@ -94,7 +104,9 @@ class ThroughputMonitor(pl.Callback):
         # Up to the end of training: the last validation and checkpoint count too.
         end = self._end or self._last_end or time.perf_counter()
         total = end - self._timed_start if self._timed_start is not None else 0.0
-        per_step = {k: v / timed_steps for k, v in self.seconds.items() if k != "setup"} if timed_steps else {}
+        per_step = (
+            {k: v / timed_steps for k, v in self.seconds.items() if k != "setup"} if timed_steps else {}
+        )
         return {
             "steps": self.steps,
             "timed_steps": timed_steps,
