@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 BUDGETS = {
     # steps, crops and batch sizes per stage; every target-stage run of a budget shares one schedule.
-    "cpu": {"preset": "compact", "mfif_steps": 2000, "main_steps": 1500, "ivif_steps": 600, "probe_steps": 200, "crop": 96, "batch": 8,
+    "cpu": {"preset": "compact", "mfif_steps": 2000, "main_steps": 1500, "ivif_steps": 600, "probe_steps": 600, "crop": 96, "batch": 8,
             "replay_batch": 2, "workers": 0, "mfif_val_every": 1000, "trainer": "experiments/reference/cpu.yaml",
             "jobs": 2},
     "gpu": {"preset": "compact", "mfif_steps": 12000, "main_steps": 4000, "ivif_steps": 4000, "probe_steps": 1500, "crop": 128,
@@ -71,6 +71,10 @@ PROBES: dict[str, tuple[str, list[str], str]] = {
     "no_replay": ("stfuse", ["--model.init_args.lambda_src", "0"], "no labeled MFIF replay"),
     "equal_weights": ("stfuse", ["--model.init_args.lambda_grad", "1.0"], "λ_grad 1 instead of 10"),
     "no_ssim": ("stfuse", ["--model.init_args.lambda_ssim", "0"], "λ_ssim 0 instead of 1"),
+    "lg_cem": ("stfuse", ["--model.init_args.guidance_layers", '["cem"]'],
+               "L_g on the CEM maps only (the decoder and head maps left free)"),
+    "lg_weak": ("stfuse", ["--model.init_args.lambda_g", "0.1"], "λ_g 0.1 instead of 1"),
+    "int3": ("stfuse", ["--model.init_args.lambda_int", "3.0"], "λ_int 3 instead of 1"),
     "scratch": ("no_transfer", [], "no transfer (IVIF from scratch)"),
     "scratch_small_preset": ("no_transfer", ["--model.init_args.net", json.dumps({"preset": "small"})],
                              "no transfer, the old `small` preset (1/4 resolution, average prior)"),
@@ -111,6 +115,7 @@ def ivif_command(budget: dict, data: Path, out: Path, variant: str, seed: int, s
         "--data.init_args.ivif.init_args.batch_size", str(budget["batch"]),
         "--data.init_args.ivif.init_args.num_workers", str(budget["workers"]),
         "--data.init_args.ivif.init_args.cache_images", "true",
+        "--model.init_args.channels_last", "true",
         *RECIPE,
     ]  # fmt: skip
     if variant == "no_transfer":

@@ -194,6 +194,23 @@ def test_feature_in_is_a_sum_over_layers_of_mean_absolute_in_differences() -> No
     assert value.item() == pytest.approx(float(expected), rel=1e-6)
 
 
+def test_feature_in_layers_keep_only_the_named_groups() -> None:
+    student, teacher = _features(0), _features(1)
+    groups = ["cem"] + ["decoder"] * (len(student) - 1)
+    expected = (instance_norm(student[0]) - instance_norm(teacher[0])).abs().mean()
+    dummy = torch.zeros(1)
+    value = GuidanceLoss("feature_in", layers=["cem"])(dummy, dummy, student, teacher, groups=groups)
+    assert value.item() == pytest.approx(float(expected), rel=1e-6)
+    everything = GuidanceLoss("feature_in")(dummy, dummy, student, teacher, groups=groups)
+    assert everything.item() > value.item()
+    with pytest.raises(ValueError, match="one group name per feature map"):
+        GuidanceLoss("feature_in", layers=["cem"])(dummy, dummy, student, teacher)
+    with pytest.raises(ValueError, match="no feature map belongs"):
+        GuidanceLoss("feature_in", layers=["head"])(dummy, dummy, student, teacher, groups=groups)
+    with pytest.raises(ValueError, match="non-empty subset"):
+        GuidanceLoss("feature_in", layers=[])
+
+
 def test_output_grad_ignores_teacher_brightness_and_contrast() -> None:
     student = _texture(0)
     teacher_same_structure = 0.4 * student + 0.3

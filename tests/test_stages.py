@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -118,6 +119,26 @@ def test_each_guidance_mode_trains(source_ckpt, tmp_path, mode):
     trainer = _trainer(tmp_path, steps=2, limit_val_batches=0)
     trainer.fit(stage, datamodule=TransferDataModule(ivif=_ivif_data()))
     assert torch.isfinite(trainer.logged_metrics["train/loss_g"])
+
+
+def test_guidance_on_the_cem_maps_only_trains_and_differs_from_all_maps(source_ckpt, tmp_path):
+    values = {}
+    for layers in (None, ["cem"]):
+        torch.manual_seed(0)
+        stage = IVIFTransferStage(
+            source_ckpt=str(source_ckpt), guidance_layers=layers, warmup_steps=1, channels_last=True
+        )
+        trainer = _trainer(tmp_path / str(layers), steps=2, limit_val_batches=0)
+        trainer.fit(stage, datamodule=TransferDataModule(ivif=_ivif_data()))
+        values[str(layers)] = float(trainer.logged_metrics["train/loss_g"])
+    assert all(math.isfinite(v) and v > 0 for v in values.values()), values
+    # the CEM maps are one of the three guided maps, so their term alone is smaller
+    assert values["['cem']"] < values["None"], values
+
+
+def test_unknown_guidance_layers_are_refused(source_ckpt):
+    with pytest.raises(ValueError, match="guidance layers must be a non-empty subset"):
+        IVIFTransferStage(source_ckpt=str(source_ckpt), guidance_layers=["encoder"])
 
 
 def test_separate_encoders_start_from_the_shared_source_encoder(source_ckpt):

@@ -74,6 +74,9 @@ GUIDANCE_FUNCTIONS: dict[str, Callable[..., torch.Tensor]] = {
 GUIDANCE_MODES: tuple[str, ...] = tuple(GUIDANCE_FUNCTIONS)
 GuidanceMode = Literal[GUIDANCE_MODES]  # type: ignore[valid-type]  # Literal["feature_in", "output_grad", "none"]
 
+#: the feature groups a network can label its guidance features with (``STFuseNet.feature_groups``)
+FEATURE_GROUPS: tuple[str, ...] = ("cem", "decoder", "head")
+
 
 class GuidanceLoss(nn.Module):
     """Match the student S to the frozen MFIF teacher T on the same IVIF pair.
@@ -86,16 +89,33 @@ class GuidanceLoss(nn.Module):
             the teacher's global brightness and contrast, which are MFIF attributes.
         ``none``: a zero that still back-propagates (plain fine-tuning).
 
+    ``layers`` restricts ``feature_in`` to some feature groups (``cem``, ``decoder``, ``head``; the caller
+    passes each feature's group). ``["cem"]`` matches only the cross-feature maps, the selection structure,
+    and leaves the decoder free to render the IVIF output; ``None`` matches every feature.
+
     The teacher side is detached: it is a fixed target, whatever the caller's grad mode.
     """
 
     def __init__(
-        self, mode: GuidanceMode = "feature_in", eps: float = 1e-6, lcn_window: int = 7, lcn_eps: float = 1e-3
+        self,
+        mode: GuidanceMode = "feature_in",
+        eps: float = 1e-6,
+        lcn_window: int = 7,
+        lcn_eps: float = 1e-3,
+        layers: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         if mode not in GUIDANCE_MODES:
             raise ValueError(f"unknown guidance mode {mode!r}; expected one of {GUIDANCE_MODES}")
+        if layers is not None:
+            layers = tuple(layers)
+            unknown = sorted(set(layers) - set(FEATURE_GROUPS))
+            if unknown or not layers:
+                raise ValueError(
+                    f"guidance layers must be a non-empty subset of {FEATURE_GROUPS}, got {list(layers)}"
+                )
         self.mode = mode
+        self.layers = layers
         self.eps = float(eps)
         self.lcn_window = int(lcn_window)
         self.lcn_eps = float(lcn_eps)
@@ -106,7 +126,20 @@ class GuidanceLoss(nn.Module):
         teacher_fused: torch.Tensor,
         student_features: list[torch.Tensor] | tuple[torch.Tensor, ...],
         teacher_features: list[torch.Tensor] | tuple[torch.Tensor, ...],
+        groups: Sequence[str] | None = None,
     ) -> torch.Tensor:
+        """``groups``: the group of each feature map (needed when ``layers`` is set)."""
+        if self.layers is not None and self.mode == "feature_in":
+            if groups is None or len(groups) != len(student_features):
+                raise ValueError(
+                    f"guidance layers {list(self.layers)} need one group name per feature map, got "
+                    f"{None if groups is None else list(groups)} for {len(student_features)} maps"
+                )
+            keep = [i for i, group in enumerate(groups) if group in self.layers]
+            if not keep:
+                raise ValueError(f"no feature map belongs to the guidance layers {list(self.layers)}")
+            student_features = [student_features[i] for i in keep]
+            teacher_features = [teacher_features[i] for i in keep]
         return GUIDANCE_FUNCTIONS[self.mode](
             self, student_fused, teacher_fused, student_features, teacher_features
         )

@@ -33,10 +33,11 @@ class TransferObjective(nn.Module):
         guidance: GuidanceMode = "feature_in",
         alpha: float = 1.0,
         beta: float = 1.0,
+        guidance_layers: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         self.fusion = IVIFFusionLoss(lambda_int=lambda_int, lambda_grad=lambda_grad, lambda_ssim=lambda_ssim)
-        self.guidance = GuidanceLoss(mode=guidance)
+        self.guidance = GuidanceLoss(mode=guidance, layers=guidance_layers)
         self.replay = MFIFLoss(alpha=alpha, beta=beta)
         self.lambda_g = float(lambda_g)
         self.lambda_src = float(lambda_src)
@@ -48,18 +49,25 @@ class TransferObjective(nn.Module):
         vi: torch.Tensor,
         *,
         features: Sequence[torch.Tensor] = (),
+        feature_groups: Sequence[str] | None = None,
         teacher_fused: torch.Tensor | None = None,
         teacher_features: Sequence[torch.Tensor] = (),
         replay_fused: torch.Tensor | None = None,
         replay_target: torch.Tensor | None = None,
         lambda_g: float | None = None,
     ) -> dict[str, torch.Tensor]:
-        """fused, ir, vi: N×1×H×W; replay_fused/replay_target: the student on a source-task batch and its truth."""
+        """fused, ir, vi: N×1×H×W; replay_fused/replay_target: the student on a source-task batch and its truth.
+
+        ``feature_groups`` names the group of each feature map (``STFuseNet.feature_groups()``), for
+        ``guidance_layers``.
+        """
         terms = self.fusion(fused, ir, vi)
         total = terms["total"]
         lambda_g = self.lambda_g if lambda_g is None else float(lambda_g)
         if teacher_fused is not None and lambda_g > 0:
-            terms["g"] = self.guidance(fused, teacher_fused, features, teacher_features)
+            terms["g"] = self.guidance(
+                fused, teacher_fused, features, teacher_features, groups=feature_groups
+            )
             total = total + lambda_g * terms["g"]
         if replay_fused is not None and replay_target is not None and self.lambda_src > 0:
             terms["src"] = self.replay(replay_fused, replay_target)["total"]

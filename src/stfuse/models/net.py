@@ -271,6 +271,11 @@ class STFuseNet(nn.Module):
         if a.shape != b.shape:
             raise ValueError(f"sources must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
 
+    def feature_groups(self) -> list[str]:
+        """The group of each guidance feature that ``forward(..., return_features=True)`` returns, in order:
+        ``cem`` per CEM depth, then ``decoder`` (the merged 1/s map) and ``head`` (the full-resolution map)."""
+        return ["cem"] * len(self.cem_depths) + ["decoder", "head"]
+
     def forward(
         self, a: torch.Tensor, b: torch.Tensor, return_features: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:

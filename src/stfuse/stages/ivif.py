@@ -66,6 +66,8 @@ class IVIFTransferStage(FusionStageBase):
         lambda_g_schedule: ``constant`` keeps λ_g; ``linear`` and ``cosine`` decay it from λ_g to 0 over the
             run's optimizer steps, so the student holds the teacher's structure early and follows the IVIF
             objective by the end.
+        guidance_layers: the feature groups ``feature_in`` matches (``cem``, ``decoder``, ``head``); None
+            (default) matches all of them. ``[cem]`` guides only the cross-feature maps.
         alpha, beta: weights inside the replayed supervised MFIF loss L_src.
         val_metrics: fusion metrics logged on validation/test pairs; ``metric_preset`` picks conventions.
     """
@@ -85,6 +87,7 @@ class IVIFTransferStage(FusionStageBase):
         lambda_g: float = 1.0,
         lambda_src: float = 0.5,
         lambda_g_schedule: str = "constant",
+        guidance_layers: list[str] | None = None,
         alpha: float = 1.0,
         beta: float = 1.0,
         val_metrics: list[str] | None = None,
@@ -147,6 +150,7 @@ class IVIFTransferStage(FusionStageBase):
             guidance=hp.guidance,
             alpha=hp.alpha,
             beta=hp.beta,
+            guidance_layers=hp.guidance_layers,
         )
 
     def configure_metrics(self) -> None:
@@ -154,6 +158,11 @@ class IVIFTransferStage(FusionStageBase):
 
         self.val_metrics = FusionMetrics(preset=self.hparams.metric_preset, metrics=self._val_metric_names)
         self.test_metrics = FusionMetrics(preset=self.hparams.metric_preset, metrics=self._val_metric_names)
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        if self.hparams.channels_last and self.teacher is not None:
+            self.teacher.to(memory_format=torch.channels_last)
 
     def train(self, mode: bool = True) -> IVIFTransferStage:
         """Keep the teacher in eval mode whatever Lightning does to the student."""
@@ -195,7 +204,16 @@ class IVIFTransferStage(FusionStageBase):
         mfif = batch.get("mfif") if "ivif" in batch else None
         if mfif is not None and self.objective.lambda_src > 0:
             replay = {"replay_fused": self.net(mfif["a"], mfif["b"]), "replay_target": mfif["gt"]}
-        terms = self.objective(fused, ir, vi, features=features, lambda_g=lambda_g, **teacher, **replay)
+        terms = self.objective(
+            fused,
+            ir,
+            vi,
+            features=features,
+            feature_groups=self.net.feature_groups(),
+            lambda_g=lambda_g,
+            **teacher,
+            **replay,
+        )
         total = terms["total"]
         if "g" in terms and self.hparams.lambda_g_schedule != "constant":
             self.log("train/lambda_g", lambda_g, batch_size=n)
