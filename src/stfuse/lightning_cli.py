@@ -26,7 +26,11 @@ from pytorch_lightning.utilities import rank_zero_info
 
 from stfuse.callbacks import hide_lightning_tips, progress_callback
 from stfuse.cli import UsageError, _chain, available_cpus
-from stfuse.stages.base import FusionStageBase
+from stfuse.stages import FusionStageBase, IVIFTransferStage, MFIFStage
+
+#: imported here (``stfuse.stages`` imports them lazily) so that subclass mode knows them by their short
+#: names (``--model MFIFStage``) and lists them in ``--help``.
+STAGE_CLASSES = (MFIFStage, IVIFTransferStage)
 
 #: ``ckpt_path`` values that Lightning resolves itself
 _SPECIAL_CKPT_PATHS = ("last", "best", "hpc", "registry")
