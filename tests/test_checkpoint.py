@@ -5,20 +5,31 @@ from __future__ import annotations
 import json
 import os
 import struct
+import subprocess
+import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 from stfuse.models import PRESETS, STFuseNet
+from stfuse.models import checkpoint as checkpoint_module
 from stfuse.models.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
+    NetworkState,
+    checkpoint_readers,
     load_network,
     load_network_with_metadata,
     read_network_state,
+    register_checkpoint_reader,
     save_network,
 )
+from stfuse.stages.checkpoint_format import read_stage_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture()
@@ -225,3 +236,88 @@ def test_read_network_state_strips_stage_prefix(tmp_path: Path, small_net: STFus
     weights, config, _ = read_network_state(tmp_path / "stage_state.pt")
     assert config is None
     assert set(weights) == set(small_net.state_dict())
+
+
+# ---- checkpoint readers: models/ knows no stage -------------------------------------------------------
+@pytest.fixture()
+def readers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh reader registry (the entry points are loaded again into it), undone after the test."""
+    monkeypatch.setattr(checkpoint_module, "_readers", {})
+    monkeypatch.setattr(checkpoint_module, "_entry_points_loaded", False)
+
+
+def _stage_checkpoint(path: Path, net: STFuseNet) -> Path:
+    state = {f"net.{k}": v for k, v in net.state_dict().items()}
+    torch.save({"epoch": 1, "state_dict": state, "hyper_parameters": {"net": net.config}}, path)
+    return path
+
+
+def test_a_registered_reader_reads_its_own_layout(
+    readers: None, tmp_path: Path, small_net: STFuseNet
+) -> None:
+    def read_zoo_layout(path: Path, checkpoint: Mapping[str, Any]) -> NetworkState | None:
+        if checkpoint.get("format") != "zoo":
+            return None
+        return dict(checkpoint["weights"]), dict(checkpoint["arch"]), {"source": "zoo"}
+
+    torch.save(
+        {"format": "zoo", "weights": small_net.state_dict(), "arch": small_net.config}, tmp_path / "z.pt"
+    )
+    with pytest.raises(CheckpointError, match=r"z\.pt: no state dict found"):
+        load_network(tmp_path / "z.pt")
+    register_checkpoint_reader("zoo", read_zoo_layout)
+    net, config, metadata = load_network_with_metadata(tmp_path / "z.pt")
+    assert config == small_net.config and metadata == {"source": "zoo"}
+    assert _same_output(net, small_net)
+    # the other readers still run on the dicts this one declines
+    assert _same_output(load_network(_stage_checkpoint(tmp_path / "stage.ckpt", small_net)), small_net)
+
+
+def test_the_stage_reader_comes_from_the_entry_point_group(readers: None) -> None:
+    assert checkpoint_readers()["stage"] is read_stage_checkpoint
+
+
+def test_a_stage_checkpoint_without_its_reader_says_to_reinstall(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, small_net: STFuseNet
+) -> None:
+    monkeypatch.setattr(checkpoint_module, "_readers", {})
+    monkeypatch.setattr(
+        checkpoint_module, "_entry_points_loaded", True
+    )  # as if setup.cfg's group were absent
+    path = _stage_checkpoint(tmp_path / "stage.ckpt", small_net)
+    with pytest.raises(CheckpointError) as info:
+        load_network(path)
+    assert str(info.value).startswith(
+        f"{path}: no checkpoint reader recognised this file; is stfuse installed (pip install -e .)?"
+    )
+
+
+def test_models_know_no_stage_checkpoint_layout() -> None:
+    for source in (REPO / "src" / "stfuse" / "models").glob("*.py"):
+        text = source.read_text()
+        for word in (
+            "hyper_parameters",
+            "teacher.",
+            "from stfuse.stages",
+            "import stfuse.stages",
+            "lightning",
+        ):
+            assert word not in text, (
+                f"{source.name} mentions {word!r}: stage checkpoints belong to stfuse.stages"
+            )
+
+
+def test_loading_a_stage_checkpoint_imports_no_lightning(tmp_path: Path, small_net: STFuseNet) -> None:
+    path = _stage_checkpoint(tmp_path / "stage.ckpt", small_net)
+    script = (
+        "import json, sys\n"
+        "import stfuse.stages.checkpoint_format\n"
+        "from stfuse.models.checkpoint import load_network\n"
+        f"load_network({str(path)!r})\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    loaded = {name.split(".")[0] for name in json.loads(result.stdout.splitlines()[-1])}
+    assert not loaded & {"pytorch_lightning", "lightning", "lightning_fabric", "torchmetrics", "wandb"}
+    assert "stfuse.stages.checkpoint_format" in json.loads(result.stdout.splitlines()[-1])

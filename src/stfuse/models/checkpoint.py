@@ -1,13 +1,16 @@
 """Safe saving and loading of STFuse networks.
 
 A checkpoint is data, never code: every ``torch.load`` here runs with ``weights_only=True`` and a file that
-needs anything beyond tensors and plain containers is refused, never retried unsafely. Three formats are read:
+needs anything beyond tensors and plain containers is refused, never retried unsafely. This module reads
 
 * ``.safetensors`` written by :func:`save_network` (the network config and provenance live in its metadata);
-* a Lightning ``.ckpt`` from an STFuse stage (config in ``hyper_parameters["net"]``, weights under ``net.``;
-  the IVIF teacher under ``teacher.`` and anything else is ignored);
-* a plain ``.pt``/``.pth`` state dict, or a ``{"config": ..., "state_dict": ...}`` dict; a bare state dict
-  needs ``config=`` or is matched against the known presets.
+* a plain ``.pt``/``.pth`` state dict, or a ``{"config": ..., "state_dict": ...}`` dict (optionally with
+  ``"metadata"``); a bare state dict needs ``config=`` or is matched against the known presets.
+
+Any other dict (a training checkpoint) goes to the checkpoint readers: functions registered with
+:func:`register_checkpoint_reader` or declared in the ``stfuse.checkpoint_readers`` entry-point group, which
+is loaded the first time such a dict is met. The package itself declares the reader of its stages'
+Lightning checkpoints there (``stfuse.stages.checkpoint_format``), so this module knows no stage.
 """
 
 from __future__ import annotations
@@ -17,22 +20,31 @@ import os
 import pickle
 import re
 import tempfile
-from collections.abc import Mapping
+import warnings
+from collections.abc import Callable, Mapping
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
+from stfuse import __version__ as _STFUSE_VERSION
+
 if TYPE_CHECKING:
     from stfuse.models.net import STFuseNet
 
 __all__ = [
     "FORMAT_VERSION",
+    "READER_ENTRY_POINT_GROUP",
     "CheckpointError",
+    "CheckpointReader",
+    "NetworkState",
+    "checkpoint_readers",
     "load_network",
     "load_network_with_metadata",
     "read_network_state",
+    "register_checkpoint_reader",
     "save_network",
 ]
 
@@ -43,6 +55,15 @@ _RESERVED_KEYS = ("format", "format_version", "stfuse_version", "torch_version",
 #: prefixes a trained network's keys may carry in a state dict that was not written by save_network.
 _STRIP_PREFIXES = ("net.", "module.", "_orig_mod.")
 _MAX_LISTED = 5
+#: the keys of a ``{"config": ..., "state_dict": ...}`` dict; a dict with any other key is a reader's business.
+_BUNDLE_KEYS = frozenset({"config", "state_dict", "metadata"})
+#: the entry-point group whose objects are checkpoint readers (see :func:`register_checkpoint_reader`).
+READER_ENTRY_POINT_GROUP = "stfuse.checkpoint_readers"
+
+#: ``(state_dict without wrapper prefixes, network config or None, metadata)``.
+NetworkState = tuple[dict[str, torch.Tensor], dict[str, Any] | None, dict[str, Any]]
+#: ``reader(path, checkpoint)`` → the network's state, or None when ``checkpoint`` is not the reader's format.
+CheckpointReader = Callable[[Path, Mapping[str, Any]], NetworkState | None]
 
 
 class CheckpointError(ValueError):
@@ -57,12 +78,6 @@ def _unwrap(net: nn.Module) -> nn.Module:
         if isinstance(inner, nn.Module):
             return _unwrap(inner)
     return net
-
-
-def _stfuse_version() -> str:
-    from stfuse import __version__
-
-    return __version__
 
 
 def save_network(
@@ -89,7 +104,7 @@ def save_network(
     metadata = {
         "format": _FORMAT_NAME,
         "format_version": str(FORMAT_VERSION),
-        "stfuse_version": _stfuse_version(),
+        "stfuse_version": _STFUSE_VERSION,
         "torch_version": torch.__version__.split("+")[0],
         "config": _to_json(dict(config), path, "network config"),
     }
@@ -129,11 +144,10 @@ def _atomic_write_bytes(path: Path, payload: bytes) -> None:
 # -------------------------------------------------------------------------------------------- reading
 def read_network_state(
     path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
-) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None, dict[str, Any]]:
+) -> NetworkState:
     """Read ``(state_dict, config or None, metadata)`` of the network stored in ``path``, building nothing.
 
-    The state dict has no ``net.`` prefix. Useful to copy weights into an existing network (e.g. a
-    Lightning stage that builds its own student and teacher).
+    The state dict has no ``net.`` prefix. Useful to copy weights into a network that is built elsewhere.
     """
     path = Path(path)
     if not path.exists():
@@ -157,9 +171,7 @@ def _sniff(path: Path) -> str:
     return "torch"
 
 
-def _read_safetensors(
-    path: Path, map_location: str | torch.device
-) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None, dict[str, Any]]:
+def _read_safetensors(path: Path, map_location: str | torch.device) -> NetworkState:
     from safetensors import safe_open
 
     device = str(map_location) if not isinstance(map_location, str) else map_location
@@ -235,45 +247,74 @@ def _unsafe_globals(path: Path, message: str) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def _interpret_torch_object(
-    path: Path, obj: Any
-) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None, dict[str, Any]]:
+# ------------------------------------------------------------------------------------ checkpoint readers
+_readers: dict[str, CheckpointReader] = {}
+_entry_points_loaded = False
+
+
+def register_checkpoint_reader(name: str, reader: CheckpointReader) -> None:
+    """Read another checkpoint layout: ``reader(path, checkpoint)`` gets the file's path and the dict that
+    ``torch.load(..., weights_only=True)`` returned, and gives ``(state_dict, config or None, metadata)`` with
+    the network's keys unprefixed, or None when the dict is not its format (the next reader is then tried).
+    It raises :class:`CheckpointError` for a file of its format that is unusable.
+
+    A package declares its readers in the ``stfuse.checkpoint_readers`` entry-point group instead, so that
+    they are imported only when needed; a reader registered here under the same name takes precedence.
+    """
+    _readers[name] = reader
+
+
+def checkpoint_readers() -> dict[str, CheckpointReader]:
+    """The readers by name, loading the entry-point group the first time (a reader that fails to import is
+    skipped with a warning, so one broken plugin does not stop the others)."""
+    global _entry_points_loaded
+    if not _entry_points_loaded:
+        _entry_points_loaded = True
+        for entry_point in entry_points(group=READER_ENTRY_POINT_GROUP):
+            if entry_point.name in _readers:
+                continue
+            try:
+                _readers[entry_point.name] = entry_point.load()
+            except Exception as error:
+                warnings.warn(
+                    f"checkpoint reader {entry_point.name!r} ({entry_point.value}) could not be loaded: {error}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+    return dict(_readers)
+
+
+def _interpret_torch_object(path: Path, obj: Any) -> NetworkState:
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: expected a dict of weights, found a {type(obj).__name__}")
     if _is_state_dict(obj):
         return _strip_prefix(dict(obj)), None, {}
-    if "state_dict" not in obj or not isinstance(obj["state_dict"], Mapping):
-        keys = ", ".join(sorted(map(str, obj))[:_MAX_LISTED])
+    if isinstance(obj.get("state_dict"), Mapping) and set(obj) <= _BUNDLE_KEYS:
+        return _read_bundle(path, obj)
+    readers = checkpoint_readers()
+    for reader in readers.values():
+        found = reader(path, obj)
+        if found is not None:
+            return found
+    keys = ", ".join(sorted(map(str, obj))[:_MAX_LISTED])
+    if not isinstance(obj.get("state_dict"), Mapping):
         raise CheckpointError(f"{path}: no state dict found (top-level keys: {keys})")
+    raise CheckpointError(
+        f"{path}: no checkpoint reader recognised this file; is stfuse installed (pip install -e .)? "
+        f"(top-level keys: {keys}; readers: {', '.join(readers) or 'none'})"
+    )
+
+
+def _read_bundle(path: Path, obj: Mapping[str, Any]) -> NetworkState:
+    """``{"config": ..., "state_dict": ..., "metadata": ...}``, config and metadata optional."""
     state = {k: v for k, v in obj["state_dict"].items() if isinstance(v, torch.Tensor)}
-    metadata: dict[str, Any] = {}
     config: dict[str, Any] | None = None
-    if "hyper_parameters" in obj:  # a Lightning checkpoint of an STFuse stage
-        hparams = obj["hyper_parameters"] or {}
-        net_config = hparams.get("net") if isinstance(hparams, Mapping) else None
-        if net_config is not None:
-            if not isinstance(net_config, Mapping):
-                raise CheckpointError(
-                    f"{path}: hyper_parameters['net'] should be the network kwargs dict, "
-                    f"found a {type(net_config).__name__}"
-                )
-            config = dict(net_config)
-        for key in ("epoch", "global_step", "pytorch-lightning_version", "hparams_name"):
-            if key in obj:
-                metadata[key] = obj[key]
-        if not any(k.startswith("net.") for k in state):
-            raise CheckpointError(
-                f"{path}: Lightning checkpoint without network weights (no 'net.' keys in its state dict)"
-            )
-        state = {k[len("net.") :]: v for k, v in state.items() if k.startswith("net.")}
-    else:
-        if obj.get("config") is not None:
-            if not isinstance(obj["config"], Mapping):
-                raise CheckpointError(f"{path}: 'config' should be a dict of network kwargs")
-            config = dict(obj["config"])
-        metadata = {k: v for k, v in (obj.get("metadata") or {}).items()}
-        state = _strip_prefix(state)
-    return state, config, metadata
+    if obj.get("config") is not None:
+        if not isinstance(obj["config"], Mapping):
+            raise CheckpointError(f"{path}: 'config' should be a dict of network kwargs")
+        config = dict(obj["config"])
+    metadata = {k: v for k, v in (obj.get("metadata") or {}).items()}
+    return _strip_prefix(state), config, metadata
 
 
 def _is_state_dict(obj: Mapping[Any, Any]) -> bool:
@@ -281,8 +322,9 @@ def _is_state_dict(obj: Mapping[Any, Any]) -> bool:
 
 
 def _strip_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Keep the network's keys of a whole-stage state dict and drop wrapper prefixes every key shares."""
-    if any(k.startswith("net.") for k in state) and any(k.startswith("teacher.") for k in state):
+    """Drop the wrapper prefixes every key shares; of a module that holds the network as ``net`` beside other
+    submodules (a training wrapper's whole state dict), keep the ``net.`` keys."""
+    if any(k.startswith("net.") for k in state) and not all(k.startswith("net.") for k in state):
         state = {k: v for k, v in state.items() if k.startswith("net.")}
     stripped = True
     while stripped and state:
