@@ -176,10 +176,24 @@ def test_fuse_evaluate_and_export_exit_0_on_the_trained_checkpoint(trained, pair
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     assert "| ours |" in evaluated.stdout and (tmp_path / "eval" / "report.html").is_file()
 
-    exported = stfuse("export", "--ckpt", ckpt, "--format", "torchscript", "--out", str(tmp_path / "net.pt"))
+    exported = stfuse("export", "--ckpt", ckpt, "--format", "onnx", "--out", str(tmp_path / "net.onnx"))
     assert exported.returncode == 0, exported.stderr[-2000:]
-    module = torch.jit.load(str(tmp_path / "net.pt"))
-    assert module(torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32)).shape == (1, 1, 32, 32)
+    from stfuse.inference.export import load_exported
+
+    fuse_exported = load_exported(tmp_path / "net.onnx")
+    assert fuse_exported(torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32)).shape == (1, 1, 32, 32)
+
+
+def test_export_to_torchscript_exits_2_with_one_line_naming_the_alternatives(tmp_path):
+    for run in (stfuse, python_m_stfuse):
+        result = run("export", "--format", "torchscript", "--out", str(tmp_path / "net.pt"))
+        assert result.returncode == 2
+        assert result.stdout == ""
+        assert result.stderr == (
+            "stfuse export: error: TorchScript export was removed because torch deprecated torch.jit; "
+            "use --format onnx (ONNX runs in onnxruntime) or the safetensors weights\n"
+        )
+    assert not (tmp_path / "net.pt").exists()
 
 
 def test_export_format_names_match_the_exporter():

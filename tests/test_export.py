@@ -1,4 +1,4 @@
-"""``stfuse export``: ONNX and TorchScript graphs with dynamic N×H×W that reproduce the eager network."""
+"""``stfuse export``: ONNX graphs with dynamic N×H×W that reproduce the eager network in ONNX Runtime."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from stfuse.inference.cli import export_main
+from stfuse.inference.cli import build_export_parser, export_main
 from stfuse.inference.export import ExportError, export_network, load_exported
 from stfuse.models import STFuseNet
 from stfuse.models.checkpoint import save_network
@@ -37,11 +37,6 @@ def _max_difference(net: torch.nn.Module, path: Path, fmt: str) -> float:
     return worst
 
 
-def test_torchscript_export_matches_eager_on_odd_sizes(tiny_net: STFuseNet, tmp_path: Path) -> None:
-    path = export_network(tiny_net, tmp_path / "tiny.pt", "torchscript", check=False)
-    assert _max_difference(tiny_net, path, "torchscript") <= 1e-4
-
-
 @pytest.mark.parametrize("preset", ["small", "base"])
 def test_onnx_export_matches_eager_in_onnxruntime(preset: str, tmp_path: Path) -> None:
     pytest.importorskip("onnx")
@@ -61,38 +56,52 @@ def test_onnx_export_matches_eager_in_onnxruntime(preset: str, tmp_path: Path) -
 def test_export_cli_writes_a_verified_graph_and_refuses_bad_input(
     tiny_net: STFuseNet, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    pytest.importorskip("onnxruntime")
     ckpt = save_network(tiny_net, tmp_path / "tiny.safetensors")
-    out = tmp_path / "graphs" / "tiny.pt"
-    assert export_main(["--ckpt", str(ckpt), "--format", "torchscript", "--out", str(out)]) == 0
-    assert out.is_file() and [p.name for p in out.parent.iterdir()] == ["tiny.pt"]
+    out = tmp_path / "graphs" / "tiny.onnx"
+    assert export_main(["--ckpt", str(ckpt), "--format", "onnx", "--out", str(out)]) == 0
+    assert out.is_file() and [p.name for p in out.parent.iterdir()] == ["tiny.onnx"]  # no external data
+    assert _max_difference(tiny_net, out, "onnx") <= 1e-4
+    capsys.readouterr()
 
-    assert export_main(["--ckpt", str(ckpt), "--format", "torchscript", "--out", str(ckpt)]) == 2
+    assert export_main(["--ckpt", str(ckpt), "--format", "onnx", "--out", str(ckpt)]) == 2
     assert "is the checkpoint itself" in capsys.readouterr().err
     (tmp_path / "junk.ckpt").write_bytes(b"junk")
-    assert (
-        export_main(
-            [
-                "--ckpt",
-                str(tmp_path / "junk.ckpt"),
-                "--out",
-                str(tmp_path / "x.pt"),
-                "--format",
-                "torchscript",
-            ]
-        )
-        == 2
-    )
+    assert export_main(["--ckpt", str(tmp_path / "junk.ckpt"), "--out", str(tmp_path / "x.onnx")]) == 2
     assert "junk.ckpt: not a readable PyTorch checkpoint" in capsys.readouterr().err
+    assert export_main(["--ckpt", str(ckpt), "--out", str(tmp_path / "x.onnx"), "--opset", "17"]) == 2
+    assert "opset 17: the torch.export-based exporter writes opset 18 or newer" in capsys.readouterr().err
+    assert not (tmp_path / "x.onnx").exists()
 
 
-class ShapeBakingNet(torch.nn.Module):
-    """Scales by a Python int taken from the width, which the tracer freezes: right in eager, wrong exported."""
+def test_torchscript_export_is_refused_with_the_alternatives(
+    tiny_net: STFuseNet, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ckpt = save_network(tiny_net, tmp_path / "tiny.safetensors")
+    assert export_main(["--ckpt", str(ckpt), "--format", "torchscript", "--out", str(tmp_path / "t.pt")]) == 2
+    error = capsys.readouterr().err
+    assert (
+        error.count("\n") == 1
+        and "TorchScript export was removed because torch deprecated torch.jit" in error
+    )
+    assert "--format onnx" in error and "safetensors" in error
+    with pytest.raises(ValueError, match="TorchScript export was removed"):
+        export_network(tiny_net, tmp_path / "t.pt", "torchscript")
+    assert "torchscript" not in build_export_parser().format_help()
+    assert not (tmp_path / "t.pt").exists()
+
+
+class ExportDivergentNet(torch.nn.Module):
+    """Averages in eager but takes the maximum while being exported: a graph that does not reproduce eager."""
 
     def forward(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
-        return (ir + vi) / 2 * (int(ir.shape[-1]) % 7) / 7
+        if torch.compiler.is_exporting():
+            return torch.maximum(ir, vi)
+        return (ir + vi) / 2
 
 
 def test_an_export_that_does_not_reproduce_eager_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ExportError, match=r"bad\.pt: exported torchscript graph differs from eager"):
-        export_network(ShapeBakingNet(), tmp_path / "bad.pt", "torchscript")
+    pytest.importorskip("onnxruntime")
+    with pytest.raises(ExportError, match=r"bad\.onnx: exported onnx graph differs from eager"):
+        export_network(ExportDivergentNet(), tmp_path / "bad.onnx")
     assert not any(tmp_path.iterdir())  # nothing half-written left behind

@@ -46,7 +46,7 @@ TOOL_COMMANDS: dict[str, str] = {
 TOOL_SUMMARIES: dict[str, str] = {
     "fuse": "fuse infrared/visible pairs (folders, files or a data set) with trained weights or a baseline",
     "evaluate": "fusion metrics of fused images against their sources: CSV/Markdown/JSON tables, HTML report",
-    "export": "export a trained network to ONNX or TorchScript, checked against the eager network",
+    "export": "export a trained network to ONNX, checked against the eager network in ONNX Runtime",
     "demo": "train both stages on built-in synthetic data, fuse held-out pairs, compare with baselines",
     "dock": "downstream detection on MSRS: train a detector on IR, VIS and fused images, compare mAP",
     "sweep": "W&B sweeps over the training configs: create, sample, or run one configuration",

@@ -245,18 +245,30 @@ def fuse_main(argv: list[str] | None = None) -> int:
 
 
 def build_export_parser() -> argparse.ArgumentParser:
-    from stfuse.inference.options import EXPORT_FORMATS
+    from stfuse.inference.options import EXPORT_FORMATS, MIN_ONNX_OPSET, REMOVED_EXPORT_FORMATS
 
     parser = argparse.ArgumentParser(
         prog="stfuse export",
-        description="Export a trained network to ONNX or TorchScript (dynamic batch, height and width).",
+        description="Export a trained network to ONNX (dynamic batch, height and width).",
     )
     parser.add_argument(
         "--ckpt", type=Path, help="checkpoint (.ckpt, .pt/.pth, .safetensors); default: packaged weights"
     )
-    parser.add_argument("--format", dest="fmt", choices=EXPORT_FORMATS, default="onnx")
-    parser.add_argument("--out", type=Path, required=True, help="output file (.onnx or .pt)")
-    parser.add_argument("--opset", type=_positive, default=17, help="ONNX opset version")
+    # Removed formats parse, so that export_main can say in one line why they are gone.
+    parser.add_argument(
+        "--format",
+        dest="fmt",
+        choices=(*EXPORT_FORMATS, *REMOVED_EXPORT_FORMATS),
+        metavar="{" + ",".join(EXPORT_FORMATS) + "}",
+        default="onnx",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="output file (.onnx)")
+    parser.add_argument(
+        "--opset",
+        type=_positive,
+        default=MIN_ONNX_OPSET,
+        help=f"ONNX opset version ({MIN_ONNX_OPSET} or newer)",
+    )
     parser.add_argument(
         "--no-check", action="store_true", help="skip the comparison against the eager network"
     )
@@ -269,6 +281,10 @@ def export_main(argv: list[str] | None = None) -> int:
     _prefer_passive_openmp()
     args = build_export_parser().parse_args(argv)
     prog = "stfuse export"
+    from stfuse.inference.options import REMOVED_EXPORT_FORMATS
+
+    if args.fmt in REMOVED_EXPORT_FORMATS:
+        return _error(prog, REMOVED_EXPORT_FORMATS[args.fmt])
     from stfuse.inference.export import ExportError, export_network
     from stfuse.inference.fuser import DEFAULT_WEIGHTS, NoDefaultWeightsError
     from stfuse.models.checkpoint import CheckpointError, load_network

@@ -1,28 +1,35 @@
-"""Export a fusion network to ONNX or TorchScript with dynamic batch, height and width.
+"""Export a fusion network to ONNX with dynamic batch, height and width.
 
-Both formats are produced by tracing. The network pads internally to its stride, so the trace must go
-through the padding branch: the example input has a height and width that are *not* multiples of the
-stride, which makes the pad amounts traced shape arithmetic rather than constants. Every export is then
-checked against the eager network on several sizes (odd and stride-aligned) and refused if they differ.
+The graph is captured by ``torch.export`` (``torch.onnx.export(..., dynamo=True)``, which needs
+``onnxscript``) with batch, height and width as symbolic sizes: the network's internal padding to its
+downsample factor becomes shape arithmetic in the graph (a ``Pad`` whose amounts are computed from the
+input's size), so one graph serves every size. The example input is 2×1×61×75: ``torch.export`` specialises
+sizes 0 and 1, and odd sides make the trace go through the padding. Every export is then checked against the
+eager network on several sizes (odd and stride-aligned) in ONNX Runtime and refused if they differ.
+
+TorchScript export was removed: torch deprecates ``torch.jit.trace``/``save``/``load``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from stfuse.inference.options import EXPORT_FORMATS, MIN_ONNX_OPSET, REMOVED_EXPORT_FORMATS
+
 __all__ = ["EXPORT_FORMATS", "ExportError", "check_export", "export_network", "load_exported", "run_exported"]
 
-EXPORT_FORMATS = ("onnx", "torchscript")
 #: sizes the exported graph is compared on: odd (padding) and stride-aligned (no padding) shapes.
 CHECK_SIZES: tuple[tuple[int, int, int], ...] = ((1, 37, 53), (2, 91, 67), (1, 64, 48))
-_TRACE_SIZE = (1, 1, 61, 75)  # odd sides: 61 % 4 and 75 % 4 ≠ 0, and neither is a multiple of 2
+_EXAMPLE_SIZE = (2, 1, 61, 75)  # N = 2: torch.export specialises 0 and 1; 61 and 75 are odd (padding)
 
 
 class ExportError(RuntimeError):
@@ -40,6 +47,13 @@ class _FusionGraph(nn.Module):
         return self.net(ir, vi)
 
 
+def _check_format(fmt: str) -> None:
+    if fmt in REMOVED_EXPORT_FORMATS:
+        raise ValueError(REMOVED_EXPORT_FORMATS[fmt])
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; use one of {', '.join(EXPORT_FORMATS)}")
+
+
 def _temporary_beside(out: Path) -> Path:
     """A temporary file in ``out``'s folder, renamed over ``out`` once the export is verified."""
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -48,43 +62,68 @@ def _temporary_beside(out: Path) -> Path:
     return Path(temp_name)
 
 
+@contextlib.contextmanager
+def _quiet_torch_onnx() -> Iterator[None]:
+    """The exporter logs warnings that say nothing about this graph (e.g. that torchvision's ops are skipped)
+    and torch's own deprecations from inside ``torch.export``; the eager comparison is the check that counts."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _export_onnx(graph: nn.Module, path: Path, opset: int) -> None:
+    try:
+        import onnxscript  # noqa: F401
+    except ImportError as error:
+        raise ImportError(
+            "ONNX export needs onnx and onnxscript (and onnxruntime for the check): pip install -e '.[onnx]'"
+        ) from error
+    example = (torch.rand(*_EXAMPLE_SIZE), torch.rand(*_EXAMPLE_SIZE))
+    dims = {0: torch.export.Dim.DYNAMIC, 2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC}
+    with torch.no_grad(), _quiet_torch_onnx():
+        torch.onnx.export(
+            graph,
+            example,
+            str(path),
+            dynamo=True,
+            dynamic_shapes=(dims, dims),
+            opset_version=opset,
+            input_names=["ir", "vi"],
+            output_names=["fused"],
+            external_data=False,  # one self-contained file (external data would name the temporary file)
+            verbose=False,
+        )
+
+
 def export_network(
     net: nn.Module,
     out: str | os.PathLike[str],
     fmt: str = "onnx",
-    opset: int = 17,
+    opset: int = MIN_ONNX_OPSET,
     check: bool = True,
     atol: float = 1e-4,
 ) -> Path:
     """Export ``net`` to ``out`` (written atomically) and, with ``check``, verify it against eager.
 
     The graph takes ``ir`` and ``vi`` N×1×H×W float32 in [0, 1] and returns ``fused`` N×1×H×W; N, H and W
-    are dynamic.
+    are dynamic (H and W at least the network's downsample factor, which reflect padding needs).
     """
-    if fmt not in EXPORT_FORMATS:
-        raise ValueError(f"unknown export format {fmt!r}; use one of {', '.join(EXPORT_FORMATS)}")
+    _check_format(fmt)
+    if opset < MIN_ONNX_OPSET:
+        raise ValueError(
+            f"ONNX opset {opset}: the torch.export-based exporter writes opset {MIN_ONNX_OPSET} or newer"
+        )
     out = Path(out)
     graph = _FusionGraph(net).to("cpu").float().eval()
-    example = (torch.rand(*_TRACE_SIZE), torch.rand(*_TRACE_SIZE))
     temp = _temporary_beside(out)
     try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tracer warnings about the shape checks, which are expected
-            if fmt == "onnx":
-                dynamic = {0: "batch", 2: "height", 3: "width"}
-                torch.onnx.export(
-                    graph,
-                    example,
-                    str(temp),
-                    dynamo=False,
-                    opset_version=opset,
-                    input_names=["ir", "vi"],
-                    output_names=["fused"],
-                    dynamic_axes={"ir": dynamic, "vi": dynamic, "fused": dynamic},
-                )
-            else:
-                traced = torch.jit.trace(graph, example, check_trace=False)
-                torch.jit.save(traced, str(temp))
+        _export_onnx(graph, temp, opset)
         if check:
             check_export(graph, temp, fmt, atol=atol, name=out)
         os.chmod(temp, 0o644)  # mkstemp creates 0600
@@ -99,25 +138,18 @@ def export_network(
 
 
 def load_exported(
-    path: str | os.PathLike[str], fmt: str
+    path: str | os.PathLike[str], fmt: str = "onnx"
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """A callable running an exported graph on CPU tensors: onnxruntime for ONNX, TorchScript otherwise."""
-    if fmt == "onnx":
-        import onnxruntime
+    """A callable running an exported graph on CPU tensors in ONNX Runtime."""
+    _check_format(fmt)
+    import onnxruntime
 
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
-        def run_onnx(ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
-            return torch.from_numpy(session.run(["fused"], {"ir": ir.numpy(), "vi": vi.numpy()})[0])
+    def run_onnx(ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(session.run(["fused"], {"ir": ir.numpy(), "vi": vi.numpy()})[0])
 
-        return run_onnx
-    module = torch.jit.load(str(path), map_location="cpu").eval()
-
-    def run_torchscript(ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return module(ir, vi)
-
-    return run_torchscript
+    return run_onnx
 
 
 def run_exported(path: str | os.PathLike[str], fmt: str, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
@@ -128,27 +160,26 @@ def run_exported(path: str | os.PathLike[str], fmt: str, ir: torch.Tensor, vi: t
 def check_export(
     net: nn.Module,
     path: str | os.PathLike[str],
-    fmt: str,
+    fmt: str = "onnx",
     atol: float = 1e-4,
     name: str | os.PathLike[str] | None = None,
 ) -> dict[tuple[int, int, int], float]:
     """Max abs difference between eager and exported outputs on :data:`CHECK_SIZES`; raises above ``atol``.
 
-    An ONNX file is checked with onnxruntime when it is installed, otherwise only its graph is validated.
+    The graph is checked with onnxruntime when it is installed, otherwise only validated by ``onnx``.
     ``name`` is the file named in errors (the final path while ``path`` is still a temporary file).
     """
     name = name if name is not None else path
-    if fmt == "onnx":
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
         try:
-            import onnxruntime  # noqa: F401
-        except ImportError:
-            try:
-                import onnx
+            import onnx
 
-                onnx.checker.check_model(str(path))
-            except ImportError:
-                pass
-            return {}
+            onnx.checker.check_model(str(path))
+        except ImportError:
+            pass
+        return {}
     run = load_exported(path, fmt)
     generator = torch.Generator().manual_seed(0)
     differences: dict[tuple[int, int, int], float] = {}
