@@ -3,13 +3,14 @@
     python experiments/reproduce.py --budget cpu              # what produced the committed weights (2-core CPU)
     python experiments/reproduce.py --budget gpu              # the same recipe at GPU scale (experiments/gpu_recipe.sh)
     python experiments/reproduce.py --skip-train              # re-score existing runs only
-    python experiments/reproduce.py --only main               # just the shipped model (source + full STFuse, seed 0)
+    python experiments/reproduce.py --only main               # just the main model (source + full STFuse, seed 0)
 
 What runs (each a LightningCLI ``stfuse fit``, exactly what ``make train-mfif`` / ``make transfer-ivif`` run,
 with the overrides below; a rerun resumes every interrupted run from its ``last.ckpt`` and skips finished ones):
 
 1. ``mfif``: the source stage on synthetic multi-focus pairs from DATA/train/natural (420 images), seed 0.
-2. ``main_stfuse``: the full STFuse target stage on the budget's ``main_steps`` (the candidate shipped model).
+2. ``main_stfuse``: the full STFuse target stage on the budget's ``main_steps``, when the budget has its own
+   main budget (``gpu``); on the ``cpu`` budget the seed-0 full-STFuse run of step 3 is the main run.
 3. ``ivif_<variant>_s<seed>``: the target stage on DATA/train/ivif/{roadscene,msrs} minus 16 held-out
    validation pairs, for the variants full STFuse, transfer without L_g and no transfer, seeds 0, 1, 2.
    All share the one source stage and one step budget; the seed changes the target stage's initial
@@ -38,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 BUDGETS = {
     # steps, crops and batch sizes per stage; every target-stage run of a budget shares one schedule.
-    "cpu": {"preset": "compact", "mfif_steps": 2000, "main_steps": 1500, "ivif_steps": 600, "probe_steps": 600, "crop": 96, "batch": 8,
+    "cpu": {"preset": "compact", "mfif_steps": 2000, "main_steps": None, "ivif_steps": 1200, "probe_steps": 600, "crop": 96, "batch": 8,
             "replay_batch": 2, "workers": 0, "mfif_val_every": 1000, "trainer": "experiments/reference/cpu.yaml",
             "jobs": 2},
     "gpu": {"preset": "compact", "mfif_steps": 12000, "main_steps": 4000, "ivif_steps": 4000, "probe_steps": 1500, "crop": 128,
@@ -48,9 +49,10 @@ BUDGETS = {
 
 #: the target-stage recipe every variant shares (docs/results.md, "what moved the metrics", says why).
 RECIPE = [
-    "--model.init_args.lambda_int", "1.0", "--model.init_args.lambda_grad", "10.0",
+    "--model.init_args.lambda_int", "1.0", "--model.init_args.lambda_grad", "20.0",
     "--model.init_args.lambda_ssim", "1.0", "--model.init_args.lambda_g", "1.0",
     "--model.init_args.lambda_g_schedule", "cosine", "--model.init_args.lambda_src", "0.5",
+    "--model.init_args.guidance_layers", '["cem"]',
 ]  # fmt: skip
 
 VARIANTS = {
@@ -61,23 +63,30 @@ VARIANTS = {
 SEEDS = (0, 1, 2)
 VAL_SIZE = 16  # validation pairs held out of train/ivif; experiments/validate.py uses the same split
 
-#: hypothesis probes: (variant, overrides on top of RECIPE, what it tests). One short run each.
-PROBES: dict[str, tuple[str, list[str], str]] = {
-    "recipe": ("stfuse", [], "the shipped recipe at the probe budget (the other probes change one thing)"),
+#: hypothesis probes: name -> (variant, overrides on top of RECIPE, what it tests, the probe it is compared with).
+#: One run each at the budget's probe_steps, seed 0. Probes taken before λ_grad 20 entered the recipe pin
+#: λ_grad 10 and are compared with ``grad10`` (the recipe at λ_grad 10), so each changes one thing.
+_GRAD10 = ["--model.init_args.lambda_grad", "10.0"]
+PROBES: dict[str, tuple[str, list[str], str, str | None]] = {
+    "recipe": ("stfuse", [], "the shipped recipe at the probe budget", None),
+    "grad10": ("stfuse", _GRAD10, "λ_grad 10 instead of 20", "recipe"),
+    "no_ssim": ("stfuse", [*_GRAD10, "--model.init_args.lambda_ssim", "0"], "λ_ssim 0 instead of 1 (at λ_grad 10)",
+                "grad10"),
+    "int3": ("stfuse", [*_GRAD10, "--model.init_args.lambda_int", "3.0"], "λ_int 3 instead of 1 (at λ_grad 10)",
+             "grad10"),
+    "lg_all": ("stfuse", [*_GRAD10, "--model.init_args.guidance_layers", "null"],
+               "L_g on every map (CEM, decoder, full-resolution head) instead of the CEM maps only (at λ_grad 10)",
+               "grad10"),
+    "lg_all_weak": ("stfuse", [*_GRAD10, "--model.init_args.guidance_layers", "null", "--model.init_args.lambda_g", "0.1"],
+                    "L_g on every map with λ_g 0.1 (at λ_grad 10)", "lg_all"),
     "lambda_g_constant": ("stfuse", ["--model.init_args.lambda_g_schedule", "constant"],
-                          "λ_g held at 1 for the whole run instead of decayed to 0"),
+                          "λ_g held at 1 for the whole run instead of decayed to 0", "recipe"),
     "output_grad": ("stfuse", ["--config", "experiments/ablations/guidance_output_grad.yaml"],
-                    "L_g on contrast-normalised output gradients instead of IN features"),
-    "no_replay": ("stfuse", ["--model.init_args.lambda_src", "0"], "no labeled MFIF replay"),
-    "equal_weights": ("stfuse", ["--model.init_args.lambda_grad", "1.0"], "λ_grad 1 instead of 10"),
-    "no_ssim": ("stfuse", ["--model.init_args.lambda_ssim", "0"], "λ_ssim 0 instead of 1"),
-    "lg_cem": ("stfuse", ["--model.init_args.guidance_layers", '["cem"]'],
-               "L_g on the CEM maps only (the decoder and head maps left free)"),
-    "lg_weak": ("stfuse", ["--model.init_args.lambda_g", "0.1"], "λ_g 0.1 instead of 1"),
-    "int3": ("stfuse", ["--model.init_args.lambda_int", "3.0"], "λ_int 3 instead of 1"),
-    "scratch": ("no_transfer", [], "no transfer (IVIF from scratch)"),
+                    "L_g on contrast-normalised output gradients instead of IN features", "recipe"),
+    "no_replay": ("stfuse", ["--model.init_args.lambda_src", "0"], "no labeled MFIF replay", "recipe"),
+    "scratch": ("no_transfer", [], "no transfer (IVIF from scratch)", "recipe"),
     "scratch_small_preset": ("no_transfer", ["--model.init_args.net", json.dumps({"preset": "small"})],
-                             "no transfer, the old `small` preset (1/4 resolution, average prior)"),
+                             "no transfer, the old `small` preset (1/4 resolution, average prior)", "scratch"),
 }  # fmt: skip
 
 
@@ -226,7 +235,7 @@ def main() -> int:
                 "mfif", mfif_command(budget, data, out / "mfif", 0), out, os.cpu_count() or 1
             )
         jobs: list[tuple[str, list[str]]] = []
-        if args.only in ("all", "main"):
+        if args.only in ("all", "main") and budget["main_steps"] is not None:
             jobs.append(
                 (
                     "main_stfuse",
@@ -236,12 +245,14 @@ def main() -> int:
                 )
             )
         variants = ["stfuse"] if args.only == "main" else [v for v in args.variants.split(",") if v]
+        # Without a separate main budget the main run is the seed-0 full-STFuse run of the ablation.
+        main_seeds = [0] if budget["main_steps"] is None else []
         if set(variants) - set(VARIANTS):
             raise SystemExit(
                 f"unknown variant(s) {sorted(set(variants) - set(VARIANTS))}; choose from {sorted(VARIANTS)}"
             )
         if args.only in ("all", "main", "ablations"):
-            for seed in seeds if args.only != "main" else []:
+            for seed in seeds if args.only != "main" else main_seeds:
                 for variant in variants:
                     name = f"ivif_{variant}_s{seed}"
                     jobs.append(
@@ -254,7 +265,7 @@ def main() -> int:
                     )
         if args.only in ("all", "probes"):
             for probe in probes:
-                variant, extra, _ = PROBES[probe]
+                variant, extra, _, _ = PROBES[probe]
                 name = f"probe_{probe}"
                 jobs.append(
                     (

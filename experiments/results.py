@@ -266,16 +266,19 @@ def probe_table(out: Path) -> str:
     from reproduce import PROBES
 
     laplacian = scores.get("laplacian")
-    reference = scores.get("probe_recipe")
-    lines = ["| run | what it tests | " + " | ".join(TABLE_METRICS) + " | > Laplacian | Δ vs recipe (wins/losses) |",
-             "|---|---|" + "---|" * (len(TABLE_METRICS) + 2)]  # fmt: skip
+    lines = ["| run | what it tests | " + " | ".join(TABLE_METRICS) + " | > Laplacian | compared with | wins/losses |",
+             "|---|---|" + "---|" * (len(TABLE_METRICS) + 3)]  # fmt: skip
     ordered = [f"probe_{p}" for p in PROBES if f"probe_{p}" in scores]
     ordered += [k for k in (MAIN,) if k in scores] + sorted(k for k in scores if k.startswith("ivif_"))
     ordered += [k for k in ("average", "maximum", "laplacian") if k in scores]
     for name in ordered:
         values = scores[name]
+        versus, delta = "–", "–"
         if name.startswith("probe_"):
-            what = PROBES[name[6:]][2]
+            _, _, what, reference = PROBES[name[6:]]
+            if reference and f"probe_{reference}" in scores:
+                up = sum(values[m] > scores[f"probe_{reference}"][m] for m in TABLE_METRICS)
+                versus, delta = f"probe_{reference}", f"{up}/{len(TABLE_METRICS) - up}"
         elif name == MAIN:
             what = "main run (the budget's main_steps)"
         else:
@@ -283,14 +286,10 @@ def probe_table(out: Path) -> str:
                 "ablation run (the budget's ivif_steps)" if name.startswith("ivif_") else "classical baseline"
             )
         beats = f"{sum(values[m] > laplacian[m] for m in TABLE_METRICS)}/8" if laplacian else "–"
-        delta = "–"
-        if reference and name != "probe_recipe" and name.startswith("probe_"):
-            up = sum(values[m] > reference[m] for m in TABLE_METRICS)
-            delta = f"{up}/{len(TABLE_METRICS) - up}"
         lines.append(
             f"| {name} | {what} | "
             + " | ".join(f"{values[m]:.3f}" for m in TABLE_METRICS)
-            + f" | {beats} | {delta} |"
+            + f" | {beats} | {versus} | {delta} |"
         )
     return (
         f"Validation split: {validation['pairs']} pairs held out of train/ivif (split seed {validation['seed']}).\n\n"
@@ -462,8 +461,8 @@ Grids: one row per pair, columns {grid_note}.
 ## What moved the metrics
 
 Each probe is one short target-stage run (the budget's `probe_steps`, seed 0) that changes one thing from the
-shipped recipe, scored on the validation pairs, never on a test set. "Δ vs recipe" counts the metrics on
-which the probe beats / loses to the recipe's own probe run.
+run it is compared with, scored on the validation pairs, never on a test set. "wins/losses" counts the
+metrics on which the probe beats / loses to that run. Every metric in the table counts higher as better.
 
 {probes}
 """

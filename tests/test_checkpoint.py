@@ -273,6 +273,12 @@ def test_a_registered_reader_reads_its_own_layout(
     assert _same_output(load_network(_stage_checkpoint(tmp_path / "stage.ckpt", small_net)), small_net)
 
 
+def test_a_plain_bundle_with_bookkeeping_keys_still_loads(tmp_path: Path, small_net: STFuseNet) -> None:
+    path = tmp_path / "bundle.pt"
+    torch.save({"state_dict": small_net.state_dict(), "config": small_net.config, "epoch": 4}, path)
+    assert _same_output(load_network(path), small_net)
+
+
 def test_the_stage_reader_comes_from_the_entry_point_group(readers: None) -> None:
     assert checkpoint_readers()["stage"] is read_stage_checkpoint
 

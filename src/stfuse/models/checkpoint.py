@@ -299,6 +299,10 @@ def _interpret_torch_object(path: Path, obj: Any) -> NetworkState:
     keys = ", ".join(sorted(map(str, obj))[:_MAX_LISTED])
     if not isinstance(obj.get("state_dict"), Mapping):
         raise CheckpointError(f"{path}: no state dict found (top-level keys: {keys})")
+    if readers:
+        # No registered format claims it: a plain bundle with extra bookkeeping keys (epoch, optimizer, ...),
+        # read as before the registry existed; the extra keys are ignored.
+        return _read_bundle(path, obj)
     raise CheckpointError(
         f"{path}: no checkpoint reader recognised this file; is stfuse installed (pip install -e .)? "
         f"(top-level keys: {keys}; readers: {', '.join(readers) or 'none'})"
