@@ -126,3 +126,54 @@ def test_results_table_counts_wins_against_the_mean_of_seeds() -> None:
     assert "5.000 ± 1.414" in table  # mean ± sample sd of the two full-STFuse seeds
     assert facts["full_beats_no_transfer"] == [m for m in metrics if m != "SD"]
     assert len(facts["shipped_beats_laplacian"]) == 8 and len(facts["shipped_beats_seafusion"]) == 8
+
+
+def test_every_probe_is_compared_with_a_probe_that_differs_in_one_override(tmp_path) -> None:
+    _fake_data(tmp_path)
+    budget = reproduce.BUDGETS["cpu"]
+    for name, (variant, extra, what, reference) in reproduce.PROBES.items():
+        assert variant in reproduce.VARIANTS and what, name
+        if reference is None:
+            continue
+        assert reference in reproduce.PROBES, f"probe {name} is compared with unknown probe {reference}"
+        ref_variant, ref_extra, _, _ = reproduce.PROBES[reference]
+        if variant != ref_variant:
+            continue  # the scratch probes: the variant itself is the one change
+        # the later value wins in LightningCLI, so compare the effective settings
+        command = reproduce.ivif_command(
+            budget, tmp_path, tmp_path / "r", variant, 0, 600, tmp_path / "s.ckpt", extra
+        )
+        ref_command = reproduce.ivif_command(budget, tmp_path, tmp_path / "r", ref_variant, 0, 600,
+                                             tmp_path / "s.ckpt", ref_extra)  # fmt: skip
+
+        def effective(cmd: list[str]) -> dict[str, str]:
+            settings: dict[str, str] = {}
+            for i, token in enumerate(cmd[:-1]):
+                if token.startswith("--model.init_args."):
+                    settings[token] = cmd[i + 1]
+                elif token == "--config" and cmd[i + 1].startswith("experiments/ablations/"):
+                    settings[cmd[i + 1]] = "on"
+            return settings
+
+        a, b = effective(command), effective(ref_command)
+        changed = {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
+        assert len(changed) == 1, f"probe {name} differs from {reference} in {sorted(changed)}"
+
+
+def test_probe_table_compares_each_probe_with_its_reference(tmp_path) -> None:
+    metrics = results.TABLE_METRICS
+    scores = {
+        "probe_recipe": dict.fromkeys(metrics, 1.0),
+        "probe_grad10": {**dict.fromkeys(metrics, 0.5), "EN": 2.0},
+        "probe_int3": dict.fromkeys(metrics, 0.6),
+        "laplacian": dict.fromkeys(metrics, 0.55),
+    }
+    (tmp_path / "validation.json").write_text(json.dumps({"pairs": 16, "seed": 0, "scores": scores}))
+    rows = {
+        line.split(" | ")[0][2:]: line
+        for line in results.probe_table(tmp_path).splitlines()
+        if line.startswith("| ")
+    }
+    assert rows["probe_grad10"].endswith("| probe_recipe | 1/7 |")
+    assert rows["probe_int3"].endswith("| probe_grad10 | 7/1 |")  # compared with grad10, not the recipe
+    assert rows["probe_recipe"].endswith("| 8/8 | – | – |")
