@@ -9,8 +9,9 @@ What runs (each a LightningCLI ``stfuse fit``, exactly what ``make train-mfif`` 
 with the overrides below; a rerun resumes every interrupted run from its ``last.ckpt`` and skips finished ones):
 
 1. ``mfif``: the source stage on synthetic multi-focus pairs from DATA/train/natural (420 images), seed 0.
-2. ``main_stfuse``: the full STFuse target stage on the budget's ``main_steps``, when the budget has its own
-   main budget (``gpu``); on the ``cpu`` budget the seed-0 full-STFuse run of step 3 is the main run.
+2. ``main_stfuse``: the full STFuse target stage on the budget's ``main_steps``, when a budget sets one;
+   both budgets leave it None, so the seed-0 full-STFuse run of step 3 is the main run (``--only main``
+   trains just that run).
 3. ``ivif_<variant>_s<seed>``: the target stage on DATA/train/ivif/{roadscene,msrs} minus 16 held-out
    validation pairs, for the variants full STFuse, transfer without L_g and no transfer, seeds 0, 1, 2.
    All share the one source stage and one step budget; the seed changes the target stage's initial
@@ -42,7 +43,7 @@ BUDGETS = {
     "cpu": {"preset": "compact", "mfif_steps": 2000, "main_steps": None, "ivif_steps": 1200, "probe_steps": 600, "crop": 96, "batch": 8,
             "replay_batch": 2, "workers": 0, "mfif_val_every": 1000, "trainer": "experiments/reference/cpu.yaml",
             "jobs": 2},
-    "gpu": {"preset": "compact", "mfif_steps": 12000, "main_steps": 4000, "ivif_steps": 4000, "probe_steps": 1500, "crop": 128,
+    "gpu": {"preset": "compact", "mfif_steps": 12000, "main_steps": None, "ivif_steps": 4000, "probe_steps": 1500, "crop": 128,
             "batch": 32, "replay_batch": 16, "workers": 6, "mfif_val_every": 2000,
             "trainer": "experiments/reference/gpu.yaml", "jobs": 1},
 }  # fmt: skip

@@ -177,3 +177,18 @@ def test_probe_table_compares_each_probe_with_its_reference(tmp_path) -> None:
     assert rows["probe_grad10"].endswith("| probe_recipe | 1/7 |")
     assert rows["probe_int3"].endswith("| probe_grad10 | 7/1 |")  # compared with grad10, not the recipe
     assert rows["probe_recipe"].endswith("| 8/8 | – | – |")
+
+
+def test_only_main_trains_the_run_the_gpu_recipe_validates(tmp_path, monkeypatch) -> None:
+    _fake_data(tmp_path)
+    (tmp_path / "o").mkdir()
+    started: list[str] = []
+    monkeypatch.setattr(reproduce, "run", lambda name, command, out, threads: started.append(name) or 1.0)
+    monkeypatch.setattr(
+        sys, "argv", ["reproduce.py", "--budget", "gpu", "--data-root", str(tmp_path), "--out", str(tmp_path / "o"),
+                      "--only", "main", "--no-results"],
+    )  # fmt: skip
+    assert reproduce.main() == 0
+    assert started == ["mfif", "ivif_stfuse_s0"]
+    script = (REPO / "experiments" / "gpu_recipe.sh").read_text()
+    assert '"$OUT_DIR/ivif_stfuse_s0"' in script
