@@ -279,6 +279,8 @@ def main() -> int:
         timings.update(run_all(jobs, out, parallel))
         record = out / "timings.json"
         previous = json.loads(record.read_text()).get("seconds", {}) if record.is_file() else {}
+        # forget runs whose folder is gone (moved aside or deleted), so the wall-time table lists what exists
+        previous = {name: s for name, s in previous.items() if (out / name / "done.json").is_file()}
         record.write_text(json.dumps({"budget": args.budget, **budget, "recipe": RECIPE,
                                       "seconds": {**previous, **timings}}, indent=2))  # fmt: skip
 
