@@ -109,7 +109,10 @@ class Fuser:
             self.net = net
             runner: Callable[..., torch.Tensor] = net
             if compile:
-                runner = torch.compile(net, dynamic=True)
+                # The weights never change after this point, so inductor may fold them into the compiled
+                # graph as constants ("freezing"): on CPU that pre-packs them for oneDNN once instead of on
+                # every call (about 10 % faster on the compact preset, docs/inference.md).
+                runner = torch.compile(net, dynamic=True, options={"freezing": True})
             self._run = runner
         else:
             self._run = _baseline_function(str(baseline))
