@@ -31,9 +31,14 @@ def _sync(device: torch.device) -> None:
 
 
 def measure(stage: str, config: dict, size: int, batch: int, device: torch.device, precision: str,
-            warmup: int, repeats: int) -> dict:  # fmt: skip
-    net = build_network(config).to(device)
-    teacher = build_network(config).to(device).eval().requires_grad_(False) if stage == "ivif" else None
+            warmup: int, repeats: int, layout: str = "contiguous") -> dict:  # fmt: skip
+    memory_format = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    net = build_network(config).to(device, memory_format=memory_format)
+    teacher = (
+        build_network(config).to(device, memory_format=memory_format).eval().requires_grad_(False)
+        if stage == "ivif"
+        else None
+    )
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
     fusion, guidance, supervised = (
         IVIFFusionLoss().to(device),
@@ -70,7 +75,7 @@ def measure(stage: str, config: dict, size: int, batch: int, device: torch.devic
     median = statistics.median(times)
     return {
         "stage": stage, "preset": config["preset"], "cem": config.get("cem", "full"), "device": device.type,
-        "precision": precision, "size": size, "batch": batch, "median_s_per_step": round(median, 4),
+        "precision": precision, "layout": layout, "size": size, "batch": batch, "median_s_per_step": round(median, 4),
         "steps_per_s": round(1 / median, 3), "images_per_s": round(batch / median, 2),
         "params": sum(p.numel() for p in net.parameters()), "repeats": repeats,
     }  # fmt: skip
@@ -86,6 +91,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--no-baseline", action="store_true", help="skip the cem=off in-run baseline")
+    parser.add_argument(
+        "--layouts", default="contiguous", help="memory layouts to time: contiguous, channels_last or both"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
@@ -96,10 +104,11 @@ def main() -> None:
             for cem in ["full"] + ([] if args.no_baseline else ["off"]):
                 for stage in args.stages.split(","):
                     for precision in precisions:
-                        config = {"preset": preset, "cem": cem}
-                        results.append(measure(stage, config, args.size, args.batch, device, precision,
-                                               args.warmup, args.repeats))  # fmt: skip
-                        print(json.dumps(results[-1]), flush=True)
+                        for layout in args.layouts.split(","):
+                            config = {"preset": preset, "cem": cem}
+                            results.append(measure(stage, config, args.size, args.batch, device, precision,
+                                                   args.warmup, args.repeats, layout))  # fmt: skip
+                            print(json.dumps(results[-1]), flush=True)
     print(json.dumps({"benchmark": "train_step", "torch": torch.__version__, "threads": args.threads,
                       "cpu": platform.processor() or platform.machine(), "results": results}, indent=2))  # fmt: skip
 
