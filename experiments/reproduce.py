@@ -9,15 +9,13 @@ What runs (each a LightningCLI ``stfuse fit``, exactly what ``make train-mfif`` 
 with the overrides below; a rerun resumes every interrupted run from its ``last.ckpt`` and skips finished ones):
 
 1. ``mfif``: the source stage on synthetic multi-focus pairs from DATA/train/natural (420 images), seed 0.
-2. ``main_stfuse``: the full STFuse target stage on the budget's ``main_steps``, when a budget sets one;
-   both budgets leave it None, so the seed-0 full-STFuse run of step 3 is the main run (``--only main``
-   trains just that run).
-3. ``ivif_<variant>_s<seed>``: the target stage on DATA/train/ivif/{roadscene,msrs} minus 16 held-out
+2. ``ivif_<variant>_s<seed>``: the target stage on DATA/train/ivif/{roadscene,msrs} minus 16 held-out
    validation pairs, for the variants full STFuse, transfer without L_g and no transfer, seeds 0, 1, 2.
    All share the one source stage and one step budget; the seed changes the target stage's initial
    order of crops, augmentation and (for no transfer) the weights.
-4. ``probe_<name>``: short target-stage runs, one per hypothesis of the "what moved the metrics" table.
-5. experiments/validate.py scores every run on the held-out validation pairs; the shipped weights are the
+   The seed-0 full-STFuse run is the main run: ``--only main`` trains the source stage and just that run.
+3. ``probe_<name>``: short target-stage runs, one per hypothesis of the "what moved the metrics" table.
+4. experiments/validate.py scores every run on the held-out validation pairs; the shipped weights are the
    full-STFuse run (main or a seed) with the best mean rank there (never a test set). experiments/results.py then
    exports them, fuses TNO-25, RoadScene-50 and MSRS-20 and writes docs/results.md and the README table.
 """
@@ -40,10 +38,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 BUDGETS = {
     # steps, crops and batch sizes per stage; every target-stage run of a budget shares one schedule.
-    "cpu": {"preset": "compact", "mfif_steps": 2000, "main_steps": None, "ivif_steps": 1200, "probe_steps": 600, "crop": 96, "batch": 8,
+    "cpu": {"preset": "compact", "mfif_steps": 2000, "ivif_steps": 1200, "probe_steps": 600, "crop": 96, "batch": 8,
             "replay_batch": 2, "workers": 0, "mfif_val_every": 1000, "trainer": "experiments/reference/cpu.yaml",
             "jobs": 2},
-    "gpu": {"preset": "compact", "mfif_steps": 12000, "main_steps": None, "ivif_steps": 4000, "probe_steps": 1500, "crop": 128,
+    "gpu": {"preset": "compact", "mfif_steps": 12000, "ivif_steps": 4000, "probe_steps": 1500, "crop": 128,
             "batch": 32, "replay_batch": 16, "workers": 6, "mfif_val_every": 2000,
             "trainer": "experiments/reference/gpu.yaml", "jobs": 1},
 }  # fmt: skip
@@ -236,24 +234,13 @@ def main() -> int:
                 "mfif", mfif_command(budget, data, out / "mfif", 0), out, os.cpu_count() or 1
             )
         jobs: list[tuple[str, list[str]]] = []
-        if args.only in ("all", "main") and budget["main_steps"] is not None:
-            jobs.append(
-                (
-                    "main_stfuse",
-                    ivif_command(
-                        budget, data, out / "main_stfuse", "stfuse", 0, budget["main_steps"], source, []
-                    ),
-                )
-            )
         variants = ["stfuse"] if args.only == "main" else [v for v in args.variants.split(",") if v]
-        # Without a separate main budget the main run is the seed-0 full-STFuse run of the ablation.
-        main_seeds = [0] if budget["main_steps"] is None else []
         if set(variants) - set(VARIANTS):
             raise SystemExit(
                 f"unknown variant(s) {sorted(set(variants) - set(VARIANTS))}; choose from {sorted(VARIANTS)}"
             )
         if args.only in ("all", "main", "ablations"):
-            for seed in seeds if args.only != "main" else main_seeds:
+            for seed in seeds if args.only != "main" else [0]:  # the main run: full STFuse, seed 0
                 for variant in variants:
                     name = f"ivif_{variant}_s{seed}"
                     jobs.append(

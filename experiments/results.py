@@ -49,7 +49,6 @@ BASELINE_NAMES = {
 }
 DEFAULT_WEIGHTS = REPO / "src" / "stfuse" / "weights" / "stfuse_default.safetensors"
 SHIPPED = "shipped"  # the method name of the default weights in the evaluation tables
-MAIN = "main_stfuse"  # the full-STFuse run on the budget's main_steps (experiments/reproduce.py)
 
 
 def sh(command: list[str]) -> None:
@@ -78,19 +77,17 @@ def mean_rank(scores: dict[str, dict[str, float]], candidates: list[str]) -> dic
 
 
 def select_shipped(out: Path, runs: dict[str, list[tuple[int, Path]]]) -> tuple[int, Path, dict]:
-    """The transfer run (the main run or a seed of full STFuse or of transfer without L_g) with the best mean
+    """The transfer run (a seed of full STFuse or of transfer without L_g) with the best mean
     rank on the held-out validation pairs (never a test set)."""
     validation = json.loads((out / "validation.json").read_text())
     pool = list(runs.get("stfuse", [])) + list(runs.get("no_guidance", []))
-    if (out / MAIN / "done.json").is_file():
-        pool.append((0, out / MAIN))
     candidates = [run.name for _, run in pool]
     ranks = mean_rank(validation["scores"], candidates)
     best = min(candidates, key=lambda name: ranks[name])
     seed, run = next((s, r) for s, r in pool if r.name == best)
     selection = {"split": f"{validation['pairs']} pairs held out of train/ivif/{{roadscene,msrs}} (split seed "
                           f"{validation['seed']}), experiments/validate.py", "rule": "best mean rank over the 8 table "
-                          "metrics among the transfer runs (the main run and the seeds of full STFuse and of transfer "
+                          "metrics among the transfer runs (the seeds of full STFuse and of transfer "
                  "without L_g)", "mean_rank": ranks,
                  "validation_scores": {name: validation["scores"][name] for name in candidates}}  # fmt: skip
     return seed, run, selection
@@ -103,19 +100,17 @@ def export_weights(out: Path, budget: str) -> tuple[dict[str, Path], dict]:
     timings = json.loads((out / "timings.json").read_text()) if (out / "timings.json").is_file() else {}
     seconds = {p.parent.name: json.loads(p.read_text())["seconds"] for p in out.glob("*/done.json")}
     runs = final_runs(out)
-    if "stfuse" not in runs and not (out / MAIN / "done.json").is_file():
+    if "stfuse" not in runs:
         raise SystemExit(f"no finished full-STFuse run under {out}; run experiments/reproduce.py first")
     seed, chosen, selection = select_shipped(out, runs)
     exported: dict[str, Path] = {}
     everything = [(v, s, r) for v, seeded in runs.items() for s, r in seeded]
-    if (out / MAIN / "done.json").is_file():
-        everything.append(("stfuse", 0, out / MAIN))
     for variant, run_seed, run in everything:
         net = load_network(run / "checkpoints" / "last.ckpt")
         record = {
             "variant": variant, "budget": budget, "seed": run_seed, "config": net.config,
             "schedule": {**{k: timings.get(k) for k in ("preset", "mfif_steps", "crop", "batch", "replay_batch")},
-                         "ivif_steps": timings.get("main_steps" if run.name == MAIN else "ivif_steps")},
+                         "ivif_steps": timings.get("ivif_steps")},
             "recipe": timings.get("recipe"),
             "train_seconds": {"mfif": seconds.get("mfif"), run.name: seconds.get(run.name)},
             "data": {"source": "train/natural (420 images, synthetic multi-focus pairs)",
@@ -269,7 +264,7 @@ def probe_table(out: Path) -> str:
     lines = ["| run | what it tests | " + " | ".join(TABLE_METRICS) + " | > Laplacian | compared with | wins/losses |",
              "|---|---|" + "---|" * (len(TABLE_METRICS) + 3)]  # fmt: skip
     ordered = [f"probe_{p}" for p in PROBES if f"probe_{p}" in scores]
-    ordered += [k for k in (MAIN,) if k in scores] + sorted(k for k in scores if k.startswith("ivif_"))
+    ordered += sorted(k for k in scores if k.startswith("ivif_"))
     ordered += [k for k in ("average", "maximum", "laplacian") if k in scores]
     for name in ordered:
         values = scores[name]
@@ -279,8 +274,6 @@ def probe_table(out: Path) -> str:
             if reference and f"probe_{reference}" in scores:
                 up = sum(values[m] > scores[f"probe_{reference}"][m] for m in TABLE_METRICS)
                 versus, delta = f"probe_{reference}", f"{up}/{len(TABLE_METRICS) - up}"
-        elif name == MAIN:
-            what = "main run (the budget's main_steps)"
         else:
             what = (
                 "ablation run (the budget's ivif_steps)" if name.startswith("ivif_") else "classical baseline"

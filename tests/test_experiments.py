@@ -89,10 +89,10 @@ def test_mean_rank_and_selection_use_validation_scores_only(tmp_path) -> None:
     scores = {
         "ivif_stfuse_s0": dict.fromkeys(results.TABLE_METRICS, 1.0),
         "ivif_stfuse_s1": dict.fromkeys(results.TABLE_METRICS, 2.0),
-        "main_stfuse": {**dict.fromkeys(results.TABLE_METRICS, 3.0), "EN": 0.0},
+        "ivif_no_guidance_s0": {**dict.fromkeys(results.TABLE_METRICS, 3.0), "EN": 0.0},
     }
     ranks = results.mean_rank(scores, list(scores))
-    assert ranks["main_stfuse"] == pytest.approx((7 * 1 + 3) / 8)
+    assert ranks["ivif_no_guidance_s0"] == pytest.approx((7 * 1 + 3) / 8)
     assert ranks["ivif_stfuse_s0"] == pytest.approx((7 * 3 + 2) / 8)
     (tmp_path / "validation.json").write_text(json.dumps({"pairs": 16, "seed": 0, "scores": scores}))
     for name in scores:
@@ -102,7 +102,7 @@ def test_mean_rank_and_selection_use_validation_scores_only(tmp_path) -> None:
     (tmp_path / "ivif_stfuse_s2" / "checkpoints").mkdir(parents=True)  # interrupted: no done.json
     (tmp_path / "ivif_stfuse_s2" / "checkpoints" / "last.ckpt").write_bytes(b"")
     seed, run, selection = results.select_shipped(tmp_path, results.final_runs(tmp_path))
-    assert run.name == "main_stfuse" and seed == 0
+    assert run.name == "ivif_no_guidance_s0" and seed == 0
     assert set(selection["validation_scores"]) == set(scores)
     assert [run.name for _, run in results.final_runs(tmp_path)["stfuse"]] == [
         "ivif_stfuse_s0",
