@@ -34,7 +34,7 @@ help:
 	@echo "make demo            install, then train both stages on the embedded default and fuse (timings: README)"
 	@echo "make bench-demo      the demo timed alone and beside two busy processes (JSON)"
 	@echo "make test            install, then run the test suite"
-	@echo "make train-mfif      source stage (DATA_ROOT, GPUS, NODES, ARGS)"
+	@echo "make train-mfif      source stage (DATA_ROOT, GPUS, NODES, BUDGET=cpu|gpu|smoke, ARGS)"
 	@echo "make transfer-ivif   target stage from the latest source checkpoint"
 	@echo "make evaluate        metrics table + HTML report"
 	@echo "make bench           speed benchmarks (JSON)"
@@ -74,6 +74,11 @@ format: install
 # GPUS=0 → CPU preset; GPUS=1 → single GPU (bf16-mixed); GPUS>1 or NODES>1 → DDP.
 TRAINER_PRESET := $(if $(filter 0,$(GPUS)),cpu,$(if $(and $(filter 1,$(GPUS)),$(filter 1,$(NODES))),gpu,ddp))
 DEVICE_ARGS := $(if $(filter 0,$(GPUS)),,--trainer.devices $(GPUS) --trainer.num_nodes $(NODES))
+# BUDGET=cpu|gpu|smoke: the step budget, crops, batch sizes and trainer of experiments/budgets/<BUDGET>/ in place
+# of the trainer preset; `make train-mfif BUDGET=cpu && make transfer-ivif BUDGET=cpu` trains the packaged weights.
+BUDGET ?=
+MFIF_SCHEDULE := $(if $(BUDGET),experiments/budgets/$(BUDGET)/mfif.yaml,experiments/trainer/$(TRAINER_PRESET).yaml)
+IVIF_SCHEDULE := $(if $(BUDGET),experiments/budgets/$(BUDGET)/ivif.yaml,experiments/trainer/$(TRAINER_PRESET).yaml)
 MFIF_OUT ?= $(OUT)/mfif
 IVIF_OUT ?= $(OUT)/ivif
 # The latest source checkpoint; override with SOURCE_CKPT=path.
@@ -82,16 +87,17 @@ SOURCE_CKPT ?= $(MFIF_OUT)/checkpoints/last.ckpt
 # Real data when DATA_ROOT holds it, the embedded synthetic default otherwise. Commas inside $(if ...) must
 # be $(comma), or make splits the list there.
 comma := ,
-MFIF_DATA_ARGS := $(if $(wildcard $(DATA_ROOT)/train/natural),--data.init_args.roots '[$(DATA_ROOT)/train/natural]' --data.init_args.real_val_root $(DATA_ROOT)/mfif/lytro,)
-IVIF_DATA_ARGS := $(if $(wildcard $(DATA_ROOT)/train/ivif),--data.init_args.ivif.init_args.train_roots '[$(DATA_ROOT)/train/ivif/roadscene$(comma)$(DATA_ROOT)/train/ivif/msrs]' --data.init_args.ivif.init_args.val_roots '[$(DATA_ROOT)/ivif/tno]' --data.init_args.ivif.init_args.test_roots '[$(DATA_ROOT)/ivif/tno$(comma)$(DATA_ROOT)/ivif/roadscene$(comma)$(DATA_ROOT)/ivif/msrs]',)
+# Validation pairs are held out of the training pairs (val_size, split_seed); the test sets are only tested on.
+MFIF_DATA_ARGS := $(if $(wildcard $(DATA_ROOT)/train/natural),--data.init_args.roots '[$(DATA_ROOT)/train/natural]',)
+IVIF_DATA_ARGS := $(if $(wildcard $(DATA_ROOT)/train/ivif),--data.init_args.ivif.init_args.train_roots '[$(DATA_ROOT)/train/ivif/roadscene$(comma)$(DATA_ROOT)/train/ivif/msrs]' --data.init_args.ivif.init_args.test_roots '[$(DATA_ROOT)/ivif/tno$(comma)$(DATA_ROOT)/ivif/roadscene$(comma)$(DATA_ROOT)/ivif/msrs]' --data.init_args.replay.init_args.roots '[$(DATA_ROOT)/train/natural]',)
 
 train-mfif: install
-	$(STFUSE) fit --config experiments/mfif.yaml --config experiments/trainer/$(TRAINER_PRESET).yaml \
+	$(STFUSE) fit --config experiments/mfif.yaml --config $(MFIF_SCHEDULE) \
 		--trainer.default_root_dir $(MFIF_OUT) $(DEVICE_ARGS) $(MFIF_DATA_ARGS) $(ARGS)
 
 transfer-ivif: install
 	@test -f "$(SOURCE_CKPT)" || { echo "No source checkpoint at $(SOURCE_CKPT): run 'make train-mfif' first or pass SOURCE_CKPT=path"; exit 2; }
-	$(STFUSE) fit --config experiments/ivif.yaml --config experiments/trainer/$(TRAINER_PRESET).yaml \
+	$(STFUSE) fit --config experiments/ivif.yaml --config $(IVIF_SCHEDULE) \
 		--trainer.default_root_dir $(IVIF_OUT) --model.init_args.source_ckpt $(SOURCE_CKPT) \
 		$(DEVICE_ARGS) $(IVIF_DATA_ARGS) $(ARGS)
 
@@ -139,7 +145,7 @@ bench: install
 	$(PY) benchmarks/inference.py --quick
 
 reproduce: install
-	$(PY) experiments/reproduce.py --budget $(if $(filter 1,$(HAS_NVIDIA)),gpu,cpu) --data-root $(DATA_ROOT) $(ARGS)
+	$(PY) experiments/reproduce.py --budget $(or $(BUDGET),$(if $(filter 1,$(HAS_NVIDIA)),gpu,cpu)) --data-root $(DATA_ROOT) $(ARGS)
 
 DOCK_PRESET ?= $(if $(filter 1,$(HAS_NVIDIA)),full,cpu)
 DOCK_BASELINES ?= avg,max,laplacian

@@ -32,27 +32,17 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import yaml
+
 from stfuse.runtime import find_data_root
 
 REPO = Path(__file__).resolve().parents[1]
+EXPERIMENTS = REPO / "experiments"
 
-BUDGETS = {
-    # steps, crops and batch sizes per stage; every target-stage run of a budget shares one schedule.
-    "cpu": {"preset": "compact", "mfif_steps": 2000, "ivif_steps": 1200, "probe_steps": 600, "crop": 96, "batch": 8,
-            "replay_batch": 2, "workers": 0, "mfif_val_every": 1000, "trainer": "experiments/reference/cpu.yaml",
-            "jobs": 2},
-    "gpu": {"preset": "compact", "mfif_steps": 12000, "ivif_steps": 4000, "probe_steps": 1500, "crop": 128,
-            "batch": 32, "replay_batch": 16, "workers": 6, "mfif_val_every": 2000,
-            "trainer": "experiments/reference/gpu.yaml", "jobs": 1},
-}  # fmt: skip
-
-#: the target-stage recipe every variant shares (docs/results.md, "what moved the metrics", says why).
-RECIPE = [
-    "--model.init_args.lambda_int", "1.0", "--model.init_args.lambda_grad", "20.0",
-    "--model.init_args.lambda_ssim", "1.0", "--model.init_args.lambda_g", "1.0",
-    "--model.init_args.lambda_g_schedule", "cosine", "--model.init_args.lambda_src", "0.5",
-    "--model.init_args.guidance_layers", '["cem"]',
-]  # fmt: skip
+#: the budgets: experiments/budgets/<name>/{mfif,ivif}.yaml, overlays on experiments/{mfif,ivif}.yaml that set
+#: the trainer, the step budget, crops and batch sizes. The recipe itself is experiments/{mfif,ivif}.yaml (the
+#: stages' defaults); nothing here adds a setting of its own but the data roots and the seed.
+BUDGETS = sorted(p.name for p in (EXPERIMENTS / "budgets").iterdir() if (p / "ivif.yaml").is_file())
 
 VARIANTS = {
     "stfuse": [],
@@ -60,94 +50,68 @@ VARIANTS = {
     "no_transfer": ["--config", "experiments/ablations/no_transfer.yaml"],
 }
 SEEDS = (0, 1, 2)
-VAL_SIZE = 16  # validation pairs held out of train/ivif; experiments/validate.py uses the same split
-
-#: hypothesis probes: name -> (variant, overrides on top of RECIPE, what it tests, the probe it is compared with).
-#: One run each at the budget's probe_steps, seed 0. Probes taken before λ_grad 20 entered the recipe pin
-#: λ_grad 10 and are compared with ``grad10`` (the recipe at λ_grad 10), so each changes one thing.
-_GRAD10 = ["--model.init_args.lambda_grad", "10.0"]
-PROBES: dict[str, tuple[str, list[str], str, str | None]] = {
-    "recipe": ("stfuse", [], "the shipped recipe at the probe budget", None),
-    "grad10": ("stfuse", _GRAD10, "λ_grad 10 instead of 20", "recipe"),
-    "no_ssim": ("stfuse", [*_GRAD10, "--model.init_args.lambda_ssim", "0"], "λ_ssim 0 instead of 1 (at λ_grad 10)",
-                "grad10"),
-    "int3": ("stfuse", [*_GRAD10, "--model.init_args.lambda_int", "3.0"], "λ_int 3 instead of 1 (at λ_grad 10)",
-             "grad10"),
-    "lg_all": ("stfuse", [*_GRAD10, "--model.init_args.guidance_layers", "null"],
-               "L_g on every map (CEM, decoder, full-resolution head) instead of the CEM maps only (at λ_grad 10)",
-               "grad10"),
-    "lg_all_weak": ("stfuse", [*_GRAD10, "--model.init_args.guidance_layers", "null", "--model.init_args.lambda_g", "0.1"],
-                    "L_g on every map with λ_g 0.1 (at λ_grad 10)", "lg_all"),
-    "lambda_g_constant": ("stfuse", ["--model.init_args.lambda_g_schedule", "constant"],
-                          "λ_g held at 1 for the whole run instead of decayed to 0", "recipe"),
-    "output_grad": ("stfuse", ["--config", "experiments/ablations/guidance_output_grad.yaml"],
-                    "L_g on contrast-normalised output gradients instead of IN features", "recipe"),
-    "no_replay": ("stfuse", ["--model.init_args.lambda_src", "0"], "no labeled MFIF replay", "recipe"),
-    "scratch": ("no_transfer", [], "no transfer (IVIF from scratch)", "recipe"),
-    "scratch_small_preset": ("no_transfer", ["--model.init_args.net", json.dumps({"preset": "small"})],
-                             "no transfer, the old `small` preset (1/4 resolution, average prior)", "scratch"),
-}  # fmt: skip
+VAL_SIZE = 16  # validation pairs held out of train/ivif (the budgets' ivif.yaml); experiments/validate.py uses it too
 
 
-def mfif_command(budget: dict, data: Path, out: Path, seed: int) -> list[str]:
-    steps = budget["mfif_steps"]
+def _load_probes() -> dict[str, tuple[str, list[str], str, str | None]]:
+    """experiments/probes/probes.yaml: name -> (variant, overlay arguments, what it tests, the run it is compared with)."""
+    spec = yaml.safe_load((EXPERIMENTS / "probes" / "probes.yaml").read_text())
+    probes: dict[str, tuple[str, list[str], str, str | None]] = {}
+    for name, entry in spec.items():
+        extra = [
+            arg
+            for overlay in entry.get("configs", [])
+            for arg in ("--config", f"experiments/probes/{overlay}")
+        ]
+        probes[name] = (entry["variant"], extra, entry["tests"], entry.get("compared_with"))
+    return probes
+
+
+#: hypothesis probes, one target-stage run each at the budget's steps, seed 0 (experiments/probes/probes.yaml).
+PROBES = _load_probes()
+#: the name of the run a probe with ``compared_with: main`` is compared with
+MAIN_RUN = "ivif_stfuse_s0"
+
+
+def budget_config(budget: str, stage: str) -> str:
+    """The overlay of ``budget`` for ``stage`` (``mfif`` or ``ivif``), relative to the repository."""
+    if budget not in BUDGETS:
+        raise SystemExit(f"unknown budget {budget!r}; choose from {BUDGETS} (experiments/budgets/)")
+    return f"experiments/budgets/{budget}/{stage}.yaml"
+
+
+def budget_settings(budget: str, stage: str) -> dict:
+    """The overlay's values (for the records and the results page)."""
+    return yaml.safe_load((REPO / budget_config(budget, stage)).read_text())
+
+
+def mfif_command(budget: str, data: Path, out: Path, seed: int) -> list[str]:
     return [
-        sys.executable, "-m", "stfuse", "fit", "--config", "experiments/mfif.yaml", "--config", budget["trainer"],
+        sys.executable, "-m", "stfuse", "fit", "--config", "experiments/mfif.yaml",
+        "--config", budget_config(budget, "mfif"),
         "--seed_everything", str(seed), "--trainer.default_root_dir", str(out),
-        "--trainer.max_steps", str(steps), "--trainer.val_check_interval", str(min(steps, budget["mfif_val_every"])),
-        "--trainer.log_every_n_steps", "50",
-        "--model.init_args.net", json.dumps({"preset": budget["preset"]}),
         "--data.init_args.roots", json.dumps([str(data / "train" / "natural")]),
-        "--data.init_args.crop_size", str(budget["crop"]), "--data.init_args.batch_size", str(budget["batch"]),
-        "--data.init_args.num_workers", str(budget["workers"]),
-        "--data.init_args.samples_per_epoch", str(steps * budget["batch"]),
-        "--data.init_args.val_samples", "16", "--data.init_args.val_crop_size", "128",
-        "--data.init_args.cache_images", "true",
     ]  # fmt: skip
 
 
-def ivif_command(budget: dict, data: Path, out: Path, variant: str, seed: int, steps: int, source: Path,
+def ivif_command(budget: str, data: Path, out: Path, variant: str, seed: int, source: Path,
                  extra: list[str]) -> list[str]:  # fmt: skip
     command = [
         sys.executable, "-m", "stfuse", "fit", "--config", "experiments/ivif.yaml", *VARIANTS[variant],
-        "--config", budget["trainer"], "--seed_everything", str(seed), "--trainer.default_root_dir", str(out),
-        "--trainer.max_steps", str(steps), "--trainer.val_check_interval", str(steps),
-        "--trainer.check_val_every_n_epoch", "null", "--trainer.log_every_n_steps", "50",
+        "--config", budget_config(budget, "ivif"), *extra,
+        "--seed_everything", str(seed), "--trainer.default_root_dir", str(out),
         "--data.init_args.ivif.init_args.train_roots",
         json.dumps([str(data / "train" / "ivif" / "roadscene"), str(data / "train" / "ivif" / "msrs")]),
-        # Validation pairs are held out of the training data by split seed 0 for every run (one fixed split);
-        # the crop order and augmentation follow the run's seed.
-        "--data.init_args.ivif.init_args.val_size", str(VAL_SIZE), "--data.init_args.ivif.init_args.split_seed", "0",
+        # the crop order and augmentation follow the run's seed; the held-out pairs do not (split_seed)
         "--data.init_args.ivif.init_args.seed", str(seed),
-        "--data.init_args.ivif.init_args.crop_size", str(budget["crop"]),
-        "--data.init_args.ivif.init_args.batch_size", str(budget["batch"]),
-        "--data.init_args.ivif.init_args.num_workers", str(budget["workers"]),
-        "--data.init_args.ivif.init_args.cache_images", "true",
-        "--model.init_args.channels_last", "true",
-        *RECIPE,
     ]  # fmt: skip
-    if variant == "no_transfer":
-        command += ["--model.init_args.net", json.dumps({"preset": budget["preset"]})]
-    else:
-        # One replay epoch per IVIF epoch: CombinedLoader("max_size_cycle") would otherwise cycle the IVIF
-        # loader inside one long epoch and repeat the same crops every pass.
-        pairs = sum(
-            1 for sub in ("roadscene", "msrs") for _ in (data / "train" / "ivif" / sub / "ir").iterdir()
-        )
-        ivif_batches = max(1, (pairs - VAL_SIZE) // budget["batch"])
+    if variant != "no_transfer":
         command += [
             "--model.init_args.source_ckpt", str(source),
             "--data.init_args.replay.init_args.roots", json.dumps([str(data / "train" / "natural")]),
-            "--data.init_args.replay.init_args.crop_size", str(budget["crop"]),
-            "--data.init_args.replay.init_args.batch_size", str(budget["replay_batch"]),
-            "--data.init_args.replay.init_args.num_workers", str(budget["workers"]),
-            "--data.init_args.replay.init_args.samples_per_epoch", str(ivif_batches * budget["replay_batch"]),
-            "--data.init_args.replay.init_args.val_samples", "4",
-            "--data.init_args.replay.init_args.val_crop_size", str(budget["crop"]),
-            "--data.init_args.replay.init_args.cache_images", "true",
             "--data.init_args.replay.init_args.seed", str(seed + 1),
         ]  # fmt: skip
-    return command + extra
+    return command
 
 
 def run(name: str, command: list[str], out: Path, threads: int) -> float:
@@ -200,7 +164,9 @@ def main() -> int:
     parser.add_argument(
         "--probes", default=",".join(PROBES), help="comma-separated probe names ('' for none)"
     )
-    parser.add_argument("--jobs", type=int, help="target-stage runs in parallel (default: the budget's)")
+    parser.add_argument(
+        "--jobs", type=int, help="target-stage runs in parallel (default: 1 on a GPU budget, 2 on CPU)"
+    )
     parser.add_argument("--mfif-ckpt", help="use this source checkpoint instead of training the source stage")
     parser.add_argument(
         "--skip-train", action="store_true", help="only score existing runs and write the results"
@@ -208,7 +174,8 @@ def main() -> int:
     parser.add_argument("--no-results", action="store_true", help="train only")
     args = parser.parse_args()
 
-    budget = dict(BUDGETS[args.budget])
+    budget = args.budget
+    on_gpu = budget_settings(budget, "ivif")["trainer"].get("accelerator") == "gpu"
     data = Path(args.data_root).resolve()
     out = (REPO / args.out).resolve()
     needed_folders = ["train/natural", "train/ivif/roadscene", "train/ivif/msrs"]
@@ -216,7 +183,7 @@ def main() -> int:
     for needed in needed_folders:
         if not (data / needed).is_dir():
             raise SystemExit(f"data root {data} lacks {needed}; pass --data-root or set STFUSE_DATA")
-    parallel = args.jobs or budget["jobs"]
+    parallel = args.jobs or (1 if on_gpu else min(2, os.cpu_count() or 1))
     seeds = [int(s) for s in args.seeds.split(",") if s]
     probes = [p for p in args.probes.split(",") if p]
     unknown = sorted(set(probes) - set(PROBES))
@@ -246,9 +213,7 @@ def main() -> int:
                     jobs.append(
                         (
                             name,
-                            ivif_command(
-                                budget, data, out / name, variant, seed, budget["ivif_steps"], source, []
-                            ),
+                            ivif_command(budget, data, out / name, variant, seed, source, []),
                         )
                     )
         if args.only in ("all", "probes"):
@@ -258,9 +223,7 @@ def main() -> int:
                 jobs.append(
                     (
                         name,
-                        ivif_command(
-                            budget, data, out / name, variant, 0, budget["probe_steps"], source, extra
-                        ),
+                        ivif_command(budget, data, out / name, variant, 0, source, extra),
                     )
                 )
         timings.update(run_all(jobs, out, parallel))
@@ -268,8 +231,7 @@ def main() -> int:
         previous = json.loads(record.read_text()).get("seconds", {}) if record.is_file() else {}
         # forget runs whose folder is gone (moved aside or deleted), so the wall-time table lists what exists
         previous = {name: s for name, s in previous.items() if (out / name / "done.json").is_file()}
-        record.write_text(json.dumps({"budget": args.budget, **budget, "recipe": RECIPE,
-                                      "seconds": {**previous, **timings}}, indent=2))  # fmt: skip
+        record.write_text(json.dumps({"budget": budget, "seconds": {**previous, **timings}}, indent=2))
 
     if args.no_results:
         return 0

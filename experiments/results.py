@@ -20,9 +20,32 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 from stfuse.runtime import find_data_root
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "experiments"))
+from reproduce import MAIN_RUN, PROBES, VARIANTS, budget_config, budget_settings  # noqa: E402
+
+
+def schedule(budget: str) -> dict:
+    """Steps, crops and batch sizes of both stages, read from the budget's overlays."""
+    mfif, ivif = budget_settings(budget, "mfif"), budget_settings(budget, "ivif")
+    target, replay = (
+        ivif["data"]["init_args"]["ivif"]["init_args"],
+        ivif["data"]["init_args"]["replay"]["init_args"],
+    )
+    return {"mfif_steps": mfif["trainer"]["max_steps"], "mfif_crop": mfif["data"]["init_args"]["crop_size"],
+            "mfif_batch": mfif["data"]["init_args"]["batch_size"], "ivif_steps": ivif["trainer"]["max_steps"],
+            "ivif_crop": target["crop_size"], "ivif_batch": target["batch_size"], "replay_batch": replay["batch_size"]}  # fmt: skip
+
+
+def recipe() -> dict:
+    """The target-stage recipe: the model settings of experiments/ivif.yaml (= the stage's defaults)."""
+    return yaml.safe_load((REPO / "experiments" / "ivif.yaml").read_text())["model"]["init_args"]
+
+
 SETS = {"tno": "TNO-25", "roadscene": "RoadScene-50", "msrs": "MSRS-20"}
 TABLE_METRICS = ["EN", "SD", "SF", "MI", "SCD", "VIF", "Qabf", "SSIM"]
 #: CDDFuse (CVPR 2023), Table 1 of the paper, on the same pairs with the same metric code.
@@ -46,6 +69,8 @@ BASELINE_NAMES = {
     "maximum": "maximum",
     "laplacian": "Laplacian pyramid",
     "gradient": "gradient-weighted",
+    "ir": "copy of the infrared image",
+    "vi": "copy of the visible image",
 }
 DEFAULT_WEIGHTS = REPO / "src" / "stfuse" / "weights" / "stfuse_default.safetensors"
 SHIPPED = "shipped"  # the method name of the default weights in the evaluation tables
@@ -78,9 +103,16 @@ def mean_rank(scores: dict[str, dict[str, float]], candidates: list[str]) -> dic
 
 def select_shipped(out: Path, runs: dict[str, list[tuple[int, Path]]]) -> tuple[int, Path, dict]:
     """The transfer run (a seed of full STFuse or of transfer without L_g) with the best mean
-    rank on the held-out validation pairs (never a test set)."""
+    rank on the held-out validation pairs (never a test set), among the runs whose output is not a copy of
+    one source (validate.is_copy)."""
+    from validate import is_copy
+
     validation = json.loads((out / "validation.json").read_text())
     pool = list(runs.get("stfuse", [])) + list(runs.get("no_guidance", []))
+    rejected = [run.name for _, run in pool if is_copy(validation["scores"][run.name])]
+    pool = [(seed, run) for seed, run in pool if run.name not in rejected]
+    if not pool:
+        raise SystemExit(f"every transfer run is a copy of one source ({rejected}); nothing to ship")
     candidates = [run.name for _, run in pool]
     ranks = mean_rank(validation["scores"], candidates)
     best = min(candidates, key=lambda name: ranks[name])
@@ -88,7 +120,8 @@ def select_shipped(out: Path, runs: dict[str, list[tuple[int, Path]]]) -> tuple[
     selection = {"split": f"{validation['pairs']} pairs held out of train/ivif/{{roadscene,msrs}} (split seed "
                           f"{validation['seed']}), experiments/validate.py", "rule": "best mean rank over the 8 table "
                           "metrics among the transfer runs (the seeds of full STFuse and of transfer "
-                 "without L_g)", "mean_rank": ranks,
+                 "without L_g) whose output is not a copy of one source", "rejected_as_copies": rejected,
+                 "mean_rank": ranks,
                  "validation_scores": {name: validation["scores"][name] for name in candidates}}  # fmt: skip
     return seed, run, selection
 
@@ -97,7 +130,6 @@ def export_weights(out: Path, budget: str) -> tuple[dict[str, Path], dict]:
     """Export every finished target-stage run; the selected full-STFuse seed becomes the default weights."""
     from stfuse.models.checkpoint import load_network, save_network
 
-    timings = json.loads((out / "timings.json").read_text()) if (out / "timings.json").is_file() else {}
     seconds = {p.parent.name: json.loads(p.read_text())["seconds"] for p in out.glob("*/done.json")}
     runs = final_runs(out)
     if "stfuse" not in runs:
@@ -109,13 +141,14 @@ def export_weights(out: Path, budget: str) -> tuple[dict[str, Path], dict]:
         net = load_network(run / "checkpoints" / "last.ckpt")
         record = {
             "variant": variant, "budget": budget, "seed": run_seed, "config": net.config,
-            "schedule": {**{k: timings.get(k) for k in ("preset", "mfif_steps", "crop", "batch", "replay_batch")},
-                         "ivif_steps": timings.get("ivif_steps")},
-            "recipe": timings.get("recipe"),
+            "configs": {"mfif": ["experiments/mfif.yaml", budget_config(budget, "mfif")],
+                        "ivif": ["experiments/ivif.yaml", *VARIANTS[variant][1::2], budget_config(budget, "ivif")]},
+            "schedule": schedule(budget),
             "train_seconds": {"mfif": seconds.get("mfif"), run.name: seconds.get(run.name)},
             "data": {"source": "train/natural (420 images, synthetic multi-focus pairs)",
                      "target": "train/ivif/roadscene (171) + train/ivif/msrs (12), minus 16 held-out validation pairs"},
-            "command": f"python experiments/reproduce.py --budget {budget}",
+            "command": f"make train-mfif BUDGET={budget} && make transfer-ivif BUDGET={budget} (seed {run_seed}); "
+                       f"all runs: python experiments/reproduce.py --budget {budget}",
             "device": f"{platform.processor() or platform.machine()} CPU, 2 cores" if budget == "cpu" else "1 GPU",
         }  # fmt: skip
         path = save_network(
@@ -155,7 +188,7 @@ def fuse_and_score(
             fused_args += ["--fused", f"{method}={target}"]
         eval_dir = out / "eval" / name
         sh([sys.executable, "-m", "stfuse", "evaluate", "--dataset", name, "--root", str(data), *fused_args,
-            "--baseline", "average,maximum,laplacian,gradient", "--preset", "cddfuse",
+            "--baseline", "average,maximum,laplacian,gradient,ir,vi", "--preset", "cddfuse",
             "--out", str(eval_dir), "--report", str(eval_dir / "report.html"), "--no-progress"])  # fmt: skip
         summaries[name] = json.loads(next(eval_dir.glob("*.json")).read_text())
     return summaries
@@ -257,26 +290,28 @@ def probe_table(out: Path) -> str:
         return "(no validation scores yet: run experiments/validate.py)"
     validation = json.loads(path.read_text())
     scores = validation["scores"]
-    sys.path.insert(0, str(REPO / "experiments"))
-    from reproduce import PROBES
-
     laplacian = scores.get("laplacian")
     lines = ["| run | what it tests | " + " | ".join(TABLE_METRICS) + " | > Laplacian | compared with | wins/losses |",
              "|---|---|" + "---|" * (len(TABLE_METRICS) + 3)]  # fmt: skip
     ordered = [f"probe_{p}" for p in PROBES if f"probe_{p}" in scores]
     ordered += sorted(k for k in scores if k.startswith("ivif_"))
-    ordered += [k for k in ("average", "maximum", "laplacian") if k in scores]
+    ordered += [k for k in ("average", "maximum", "laplacian", "ir", "vi") if k in scores]
     for name in ordered:
         values = scores[name]
         versus, delta = "–", "–"
         if name.startswith("probe_"):
             _, _, what, reference = PROBES[name[6:]]
-            if reference and f"probe_{reference}" in scores:
-                up = sum(values[m] > scores[f"probe_{reference}"][m] for m in TABLE_METRICS)
-                versus, delta = f"probe_{reference}", f"{up}/{len(TABLE_METRICS) - up}"
+            other = MAIN_RUN if reference == "main" else f"probe_{reference}"
+            if reference and other in scores:
+                up = sum(values[m] > scores[other][m] for m in TABLE_METRICS)
+                versus, delta = other, f"{up}/{len(TABLE_METRICS) - up}"
         else:
             what = (
-                "ablation run (the budget's ivif_steps)" if name.startswith("ivif_") else "classical baseline"
+                "ablation run (the budget's steps)"
+                if name.startswith("ivif_")
+                else "copy baseline"
+                if name in ("ir", "vi")
+                else "classical baseline"
             )
         beats = f"{sum(values[m] > laplacian[m] for m in TABLE_METRICS)}/8" if laplacian else "–"
         lines.append(
@@ -335,7 +370,6 @@ def main() -> int:
     runs = {v: [r.name for _, r in seeded] for v, seeded in final_runs(out).items()}
     grid_methods = [SHIPPED] + [seeded[0] for v, seeded in runs.items() if v != "stfuse" and seeded]
     grids = write_grids(out, data, grid_methods)
-    timings = json.loads((out / "timings.json").read_text()) if (out / "timings.json").is_file() else {}
     kind = VARIANT_NAMES["no_guidance" if selection["run"].startswith("ivif_no_guidance") else "stfuse"]
     shipped_label = f"**STFuse, shipped weights** ({kind}, `{selection['run']}`)"
 
@@ -347,7 +381,7 @@ def main() -> int:
         )
         lines = [
             _goal_line(
-                label, facts, "shipped_beats_laplacian", 6, "the shipped model beats the Laplacian pyramid"
+                label, facts, "shipped_beats_laplacian", 7, "the shipped model beats the Laplacian pyramid"
             ),
             _goal_line(
                 label, facts, "shipped_beats_seafusion", 5, "the shipped model beats SeAFusion (measured)"
@@ -370,7 +404,11 @@ def main() -> int:
                 "transfer without L_g (mean) beats no transfer",
             ),
             _goal_line(
-                label, facts, "full_beats_no_guidance", 0, "full STFuse (mean) beats transfer without L_g"
+                label,
+                facts,
+                "full_beats_no_guidance",
+                5,
+                "full STFuse (mean of seeds) beats transfer without L_g",
             ),
         ]
         goals += [line for line in lines if line and "goal ≥ 0" not in line]
@@ -387,8 +425,9 @@ def main() -> int:
     )
     body = RESULTS_TEMPLATE.format(
         budget=args.budget,
-        schedule=json.dumps({k: timings.get(k) for k in ("preset", "mfif_steps", "ivif_steps", "crop", "batch", "replay_batch")}),
-        recipe=" ".join(timings.get("recipe", [])), timings=record or "| (not recorded) | |",
+        schedule=json.dumps(schedule(args.budget)), mfif_config=budget_config(args.budget, "mfif"),
+        ivif_config=budget_config(args.budget, "ivif"),
+        recipe=json.dumps(recipe(), ensure_ascii=False), timings=record or "| (not recorded) | |",
         selection=f"`{selection['run']}`, chosen by {selection['rule']} on {selection['split']}",
         goals="\n".join(goals), sections="\n".join(sections), probes=probe_table(out), grid_note=grid_note,
     )  # fmt: skip
@@ -427,8 +466,10 @@ SeAFusion's row is its released outputs scored with this project's metric code.
 
 ## How the models were trained
 
-- Budget `{budget}`: {schedule}
-- Target-stage recipe shared by every variant: `{recipe}`
+- Budget `{budget}` (`{mfif_config}`, `{ivif_config}`): {schedule}
+- Recipe: experiments/mfif.yaml and experiments/ivif.yaml, equal to the stages' defaults; every variant and
+  probe is one overlay on them (experiments/ablations/, experiments/probes/). The target stage's settings:
+  `{recipe}`. One run by hand: `make train-mfif BUDGET={budget} && make transfer-ivif BUDGET={budget}`.
 - Source stage: synthetic multi-focus pairs from `train/natural` (420 all-in-focus images), seed 0;
   validation on held-out synthetic pairs.
 - Target stage: `train/ivif/roadscene` (171 pairs) + `train/ivif/msrs` (12 pairs) minus 16 pairs held out
@@ -453,8 +494,8 @@ Grids: one row per pair, columns {grid_note}.
 
 ## What moved the metrics
 
-Each probe is one short target-stage run (the budget's `probe_steps`, seed 0) that changes one thing from the
-run it is compared with, scored on the validation pairs, never on a test set. "wins/losses" counts the
+Each probe is one target-stage run (the budget's steps, seed 0; experiments/probes/probes.yaml) that changes
+one thing from the run it is compared with, scored on the validation pairs, never on a test set. "wins/losses" counts the
 metrics on which the probe beats / loses to that run. Every metric in the table counts higher as better.
 
 {probes}

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,30 +60,62 @@ def test_pack_refuses_a_root_without_training_data(tmp_path) -> None:
     assert result.returncode != 0 and "missing training folder" in result.stderr
 
 
+def _value(command: list[str], key: str) -> str:
+    return command[command.index(key) + 1]
+
+
 def test_commands_share_one_validation_split_and_vary_the_seed(tmp_path) -> None:
     _fake_data(tmp_path)
-    budget = reproduce.BUDGETS["cpu"]
-    commands = [reproduce.ivif_command(budget, tmp_path, tmp_path / "r", "stfuse", seed, 600, tmp_path / "s.ckpt", [])
+    commands = [reproduce.ivif_command("cpu", tmp_path, tmp_path / "r", "stfuse", seed, tmp_path / "s.ckpt", [])
                 for seed in (0, 1)]  # fmt: skip
-
-    def value(command: list[str], key: str) -> str:
-        return command[command.index(key) + 1]
-
+    budget = yaml.safe_load((REPO / "experiments" / "budgets" / "cpu" / "ivif.yaml").read_text())
+    target = budget["data"]["init_args"]["ivif"]["init_args"]
+    assert target["split_seed"] == 0 and target["val_size"] == reproduce.VAL_SIZE
     for command in commands:
-        assert value(command, "--data.init_args.ivif.init_args.split_seed") == "0"
-        assert value(command, "--data.init_args.ivif.init_args.val_size") == str(reproduce.VAL_SIZE)
-        # one replay epoch per IVIF epoch: 2 pairs - 16 held out → at least one batch
-        assert value(command, "--data.init_args.replay.init_args.samples_per_epoch") == str(
-            budget["replay_batch"]
-        )
-    assert value(commands[0], "--data.init_args.ivif.init_args.seed") != value(
+        assert "experiments/budgets/cpu/ivif.yaml" in command
+        assert "--data.init_args.ivif.init_args.split_seed" not in command  # the budget's, the same for all
+    assert _value(commands[0], "--data.init_args.ivif.init_args.seed") != _value(
         commands[1], "--data.init_args.ivif.init_args.seed"
     )
     scratch = reproduce.ivif_command(
-        budget, tmp_path, tmp_path / "r", "no_transfer", 0, 600, tmp_path / "s.ckpt", []
+        "cpu", tmp_path, tmp_path / "r", "no_transfer", 0, tmp_path / "s.ckpt", []
     )
     assert "--model.init_args.source_ckpt" not in scratch
-    assert json.loads(value(scratch, "--model.init_args.net")) == {"preset": budget["preset"]}
+    assert "experiments/ablations/no_transfer.yaml" in scratch
+
+
+def test_the_recipe_lives_in_the_yaml_and_equals_the_stage_defaults() -> None:
+    """experiments/{mfif,ivif}.yaml state the recipe; the stages' defaults are the same values, and no budget
+    overlay changes a loss weight or the network (budgets are steps, crops, batches and the trainer)."""
+    import inspect
+
+    from stfuse.models import build_network
+    from stfuse.stages.ivif import IVIFTransferStage
+    from stfuse.stages.mfif import MFIFStage
+
+    for config, stage in (("mfif.yaml", MFIFStage), ("ivif.yaml", IVIFTransferStage)):
+        model = yaml.safe_load((REPO / "experiments" / config).read_text())["model"]["init_args"]
+        defaults = {
+            k: p.default for k, p in inspect.signature(stage.__init__).parameters.items() if k != "self"
+        }
+        for key, value in model.items():
+            if key in ("net", "source_ckpt", "transfer"):
+                continue
+            assert defaults[key] == value, (
+                f"{config}: {key} is {value!r}, the stage default {defaults[key]!r}"
+            )
+    net = yaml.safe_load((REPO / "experiments" / "mfif.yaml").read_text())["model"]["init_args"]["net"]
+    assert build_network(net).config == build_network({}).config, "mfif.yaml's network is the default network"
+    for budget in reproduce.BUDGETS:
+        for stage_name in ("mfif", "ivif"):
+            overlay = reproduce.budget_settings(budget, stage_name)
+            model = (overlay.get("model") or {}).get("init_args", {})
+            allowed = (
+                {"channels_last", "warmup_steps", "val_metrics", "net"}
+                if budget == "smoke"
+                else {"channels_last"}
+            )
+            assert set(model) <= allowed, f"budget {budget}/{stage_name} changes the recipe: {sorted(model)}"
 
 
 def test_mean_rank_and_selection_use_validation_scores_only(tmp_path) -> None:
@@ -128,45 +161,48 @@ def test_results_table_counts_wins_against_the_mean_of_seeds() -> None:
     assert len(facts["shipped_beats_laplacian"]) == 8 and len(facts["shipped_beats_seafusion"]) == 8
 
 
-def test_every_probe_is_compared_with_a_probe_that_differs_in_one_override(tmp_path) -> None:
-    _fake_data(tmp_path)
-    budget = reproduce.BUDGETS["cpu"]
+def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
+    flat: dict[str, object] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and key != "net":
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def test_every_probe_changes_one_setting_of_the_run_it_is_compared_with() -> None:
+    spec = yaml.safe_load((REPO / "experiments" / "probes" / "probes.yaml").read_text())
+    assert set(spec) == set(reproduce.PROBES)
     for name, (variant, extra, what, reference) in reproduce.PROBES.items():
         assert variant in reproduce.VARIANTS and what, name
-        if reference is None:
-            continue
-        assert reference in reproduce.PROBES, f"probe {name} is compared with unknown probe {reference}"
-        ref_variant, ref_extra, _, _ = reproduce.PROBES[reference]
-        if variant != ref_variant:
-            continue  # the scratch probes: the variant itself is the one change
-        # the later value wins in LightningCLI, so compare the effective settings
-        command = reproduce.ivif_command(
-            budget, tmp_path, tmp_path / "r", variant, 0, 600, tmp_path / "s.ckpt", extra
+        assert reference == "main" or reference in reproduce.PROBES, (
+            f"probe {name}: unknown reference {reference}"
         )
-        ref_command = reproduce.ivif_command(budget, tmp_path, tmp_path / "r", ref_variant, 0, 600,
-                                             tmp_path / "s.ckpt", ref_extra)  # fmt: skip
-
-        def effective(cmd: list[str]) -> dict[str, str]:
-            settings: dict[str, str] = {}
-            for i, token in enumerate(cmd[:-1]):
-                if token.startswith("--model.init_args."):
-                    settings[token] = cmd[i + 1]
-                elif token == "--config" and cmd[i + 1].startswith("experiments/ablations/"):
-                    settings[cmd[i + 1]] = "on"
-            return settings
-
-        a, b = effective(command), effective(ref_command)
-        changed = {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
-        assert len(changed) == 1, f"probe {name} differs from {reference} in {sorted(changed)}"
+        overlays = [REPO / extra[i + 1] for i in range(0, len(extra), 2)]
+        assert all(path.is_file() for path in overlays), name
+        changes: dict[str, object] = {}
+        for path in overlays:
+            changes.update(_flatten(yaml.safe_load(path.read_text())))
+        if reference == "main":
+            base = _flatten(yaml.safe_load((REPO / "experiments" / "ivif.yaml").read_text()))
+            changed = {k for k, v in changes.items() if base.get(k) != v}
+            assert len(changed) == 1 or (
+                # a guidance mode may carry the layers it reads
+                set(changed) <= {"model.init_args.guidance", "model.init_args.guidance_layers"}
+            ), f"probe {name} changes {sorted(changed)}"
 
 
-def test_probe_table_compares_each_probe_with_its_reference(tmp_path) -> None:
+def test_probe_table_compares_each_probe_with_its_reference(tmp_path, monkeypatch) -> None:
     metrics = results.TABLE_METRICS
+    monkeypatch.setattr(results, "PROBES", {
+        "a": ("stfuse", [], "probe a", "main"), "b": ("stfuse", [], "probe b", "a")})  # fmt: skip
     scores = {
-        "probe_recipe": dict.fromkeys(metrics, 1.0),
-        "probe_grad10": {**dict.fromkeys(metrics, 0.5), "EN": 2.0},
-        "probe_int3": dict.fromkeys(metrics, 0.6),
+        reproduce.MAIN_RUN: dict.fromkeys(metrics, 1.0),
+        "probe_a": {**dict.fromkeys(metrics, 0.5), "EN": 2.0},
+        "probe_b": dict.fromkeys(metrics, 0.6),
         "laplacian": dict.fromkeys(metrics, 0.55),
+        "ir": {**dict.fromkeys(metrics, 3.0), "copy_distance": 0.0},
     }
     (tmp_path / "validation.json").write_text(json.dumps({"pairs": 16, "seed": 0, "scores": scores}))
     rows = {
@@ -174,9 +210,38 @@ def test_probe_table_compares_each_probe_with_its_reference(tmp_path) -> None:
         for line in results.probe_table(tmp_path).splitlines()
         if line.startswith("| ")
     }
-    assert rows["probe_grad10"].endswith("| probe_recipe | 1/7 |")
-    assert rows["probe_int3"].endswith("| probe_grad10 | 7/1 |")  # compared with grad10, not the recipe
-    assert rows["probe_recipe"].endswith("| 8/8 | – | – |")
+    assert rows["probe_a"].endswith(f"| {reproduce.MAIN_RUN} | 1/7 |")
+    assert rows["probe_b"].endswith("| probe_a | 7/1 |")  # compared with a, not the main run
+    assert rows[reproduce.MAIN_RUN].endswith("| 8/8 | – | – |")
+    assert "copy baseline" in rows["ir"]
+
+
+def test_a_run_whose_output_is_a_copy_of_one_source_is_never_shipped(tmp_path) -> None:
+    import validate
+
+    good = {**dict.fromkeys(results.TABLE_METRICS, 1.0), "copy_distance": 0.08}
+    copy = {**dict.fromkeys(results.TABLE_METRICS, 5.0), "copy_distance": 0.0}  # wins every metric
+    undefined = {**good, "SCD": float("nan"), "copy_distance": 0.05}
+    assert not validate.is_copy(good)
+    assert validate.is_copy(copy) and validate.is_copy(undefined)
+    assert validate.is_copy({**good, "copy_distance": validate.COPY_FLOOR / 2})
+    scores = {"ivif_stfuse_s0": good, "ivif_stfuse_s1": copy, "ivif_no_guidance_s0": undefined}
+    (tmp_path / "validation.json").write_text(json.dumps({"pairs": 16, "seed": 0, "scores": scores}))
+    for name in scores:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "done.json").write_text("{}")
+    seed, run, selection = results.select_shipped(tmp_path, results.final_runs(tmp_path))
+    assert run.name == "ivif_stfuse_s0"
+    assert sorted(selection["rejected_as_copies"]) == ["ivif_no_guidance_s0", "ivif_stfuse_s1"]
+
+
+def test_copy_baselines_pass_one_source_through() -> None:
+    import torch
+
+    from stfuse.baselines import fuse_baseline
+
+    ir, vi = torch.rand(1, 1, 9, 7), torch.rand(1, 1, 9, 7)
+    assert torch.equal(fuse_baseline("ir", ir, vi), ir) and torch.equal(fuse_baseline("visible", ir, vi), vi)
 
 
 def test_only_main_trains_the_run_the_gpu_recipe_validates(tmp_path, monkeypatch) -> None:
@@ -189,6 +254,6 @@ def test_only_main_trains_the_run_the_gpu_recipe_validates(tmp_path, monkeypatch
                       "--only", "main", "--no-results"],
     )  # fmt: skip
     assert reproduce.main() == 0
-    assert started == ["mfif", "ivif_stfuse_s0"]
+    assert started == ["mfif", reproduce.MAIN_RUN]
     script = (REPO / "experiments" / "gpu_recipe.sh").read_text()
     assert '"$OUT_DIR/ivif_stfuse_s0"' in script

@@ -67,7 +67,9 @@ def test_large_odd_size_is_padded_and_cropped_back() -> None:
     with torch.no_grad():
         fused, features = net(a, b, return_features=True)
     assert fused.shape == (1, 1, 475, 575)
-    assert features[-1].shape[-2:] == (476, 576)  # the head runs at the padded size, a multiple of 4
+    head = features[net.feature_groups().index("head")]
+    assert head.shape[-2:] == (476, 576)  # the head runs at the padded size, a multiple of 4
+    assert features[-1].shape[-2:] == (475, 575)  # the weight maps are cropped back with the image
 
 
 def test_pad_to_multiple_reflects_and_falls_back_for_tiny_maps() -> None:
@@ -91,7 +93,7 @@ def test_output_modes_stay_in_unit_range(output: str) -> None:
 
 @pytest.mark.parametrize("output", ["sigmoid", "clamp"])
 def test_average_prior_makes_a_zero_correction_the_average_rule(output: str) -> None:
-    net = _tiny(output=output).eval()
+    net = _tiny(output=output, head="paint").eval()
     with torch.no_grad():
         for p in net.decoder.to_image.parameters():
             p.zero_()
@@ -174,8 +176,15 @@ def test_feature_list_structure_is_the_same_for_every_option(cem: str, shared_en
     net = _tiny(cem=cem, shared_encoder=shared_encoder)
     fused, features = net(*_pair(2, 16, 24), return_features=True)
     assert fused.shape == (2, 1, 16, 24)
-    # one concat(X', Y') per CEM depth, the merged decoder map, the full-resolution head map
-    assert [tuple(f.shape) for f in features] == [(2, 16, 4, 6), (2, 16, 4, 6), (2, 8, 4, 6), (2, 8, 16, 24)]
+    # one concat(X', Y') per CEM depth, the merged decoder map, the full-resolution head map, the weight maps
+    assert [tuple(f.shape) for f in features] == [
+        (2, 16, 4, 6),
+        (2, 16, 4, 6),
+        (2, 8, 4, 6),
+        (2, 8, 16, 24),
+        (2, 4, 16, 24),
+    ]
+    assert net.feature_groups() == ["cem", "cem", "decoder", "head", "select"]
 
 
 def test_cem_modes_differ_in_parameters() -> None:

@@ -126,7 +126,11 @@ def test_guidance_on_the_cem_maps_only_trains_and_differs_from_all_maps(source_c
     for layers in (None, ["cem"]):
         torch.manual_seed(0)
         stage = IVIFTransferStage(
-            source_ckpt=str(source_ckpt), guidance_layers=layers, warmup_steps=1, channels_last=True
+            source_ckpt=str(source_ckpt),
+            guidance="feature_in",
+            guidance_layers=layers,
+            warmup_steps=1,
+            channels_last=True,
         )
         trainer = _trainer(tmp_path / str(layers), steps=2, limit_val_batches=0)
         trainer.fit(stage, datamodule=TransferDataModule(ivif=_ivif_data()))

@@ -1,4 +1,8 @@
-"""Classical fusion baselines (average, maximum, Laplacian pyramid, gradient-weighted) by name.
+"""Classical fusion baselines (average, maximum, Laplacian pyramid, gradient-weighted) and the two copy
+baselines (``ir``, ``vi``: one source passed through) by name.
+
+The copy rows belong in every results table: a copy of one source "wins" MI and VIF (those reward
+similarity to the sources) while fusing nothing, so a model near them is a warning, not a success.
 
 ``fuse_baseline("laplacian", ir, vi)`` on N×1×H×W tensors in [0, 1]; ``BASELINES`` lists the rules.
 ``stfuse evaluate --baseline avg,max,laplacian`` computes their rows on the fly.
@@ -25,10 +29,19 @@ BASELINES: dict[str, Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
     "maximum": lambda ir, vi, data_range: maximum_fusion(ir, vi),
     "laplacian": lambda ir, vi, data_range: laplacian_fusion(ir, vi),
     "gradient": gradient_weighted_fusion,
+    "ir": lambda ir, vi, data_range: ir.clone(),
+    "vi": lambda ir, vi, data_range: vi.clone(),
 }
 
 #: Short names accepted everywhere a baseline is named.
-BASELINE_ALIASES: dict[str, str] = {"avg": "average", "mean": "average", "max": "maximum", "lp": "laplacian"}
+BASELINE_ALIASES: dict[str, str] = {
+    "avg": "average",
+    "mean": "average",
+    "max": "maximum",
+    "lp": "laplacian",
+    "infrared": "ir",
+    "visible": "vi",
+}
 
 
 def canonical_baseline_name(name: str) -> str:

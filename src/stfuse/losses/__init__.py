@@ -7,11 +7,12 @@ from stfuse.losses.functional import (
     sobel_gradients,
     ssim_distance,
 )
-from stfuse.losses.fusion import IVIFFusionLoss, MFIFLoss, SSIMLoss
+from stfuse.losses.fusion import DecisionLoss, IVIFFusionLoss, MFIFLoss, SSIMLoss
 from stfuse.losses.guidance import GUIDANCE_MODES, GuidanceLoss, GuidanceMode
 from stfuse.losses.transfer import TransferObjective
 
 __all__ = [
+    "DecisionLoss",
     "GUIDANCE_MODES",
     "GuidanceLoss",
     "GuidanceMode",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import kornia
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from stfuse.losses.functional import check_same_shape, gradient_magnitude, sobel_gradients, ssim_distance
@@ -81,3 +83,44 @@ class MFIFLoss(nn.Module):
         loss_grad = (sobel_gradients(fused) - sobel_gradients(target)).abs().mean()
         total = loss_l1 + self.alpha * loss_ssim + self.beta * loss_grad
         return {"l1": loss_l1, "ssim": loss_ssim, "grad": loss_grad, "total": total}
+
+
+class DecisionLoss(nn.Module):
+    """Supervised selection: BCE between the predicted weights of A and the synthetic focus mask M.
+
+    The source stage knows the exact mask (A is in focus where M = 1), so the ``select`` head's weight maps are
+    pulled towards it directly, the most direct form of MFIF's "complementary selection" knowledge. Where A
+    and B are (nearly) equal the choice is unidentifiable and costs nothing in the image, so each pixel is
+    weighted by min(1, blur(|A − B|) / ``tau``): flat and unblurred regions carry no decision loss.
+    """
+
+    def __init__(self, tau: float = 0.02, sigma: float = 2.0, eps: float = 1e-4) -> None:
+        super().__init__()
+        if tau <= 0 or sigma <= 0:
+            raise ValueError(f"tau and sigma must be positive, got {tau} and {sigma}")
+        self.tau = float(tau)
+        self.sigma = float(sigma)
+        self.eps = float(eps)
+
+    def informative(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """N×1×H×W in [0, 1]: how much the choice between a and b matters at each pixel."""
+        size = 2 * int(round(3 * self.sigma)) + 1
+        diff = kornia.filters.gaussian_blur2d((a - b).abs(), (size, size), (self.sigma, self.sigma))
+        return (diff / self.tau).clamp(max=1.0)
+
+    def forward(
+        self, weights: torch.Tensor, mask: torch.Tensor, a: torch.Tensor, b: torch.Tensor
+    ) -> torch.Tensor:
+        """weights: N×L×H×W weights of A in (0, 1); mask: N×1×H×W, 1 where A is in focus; a, b: N×1×H×W."""
+        check_same_shape(mask=mask, a=a, b=b)
+        if weights.ndim != 4 or weights.shape[0] != mask.shape[0] or weights.shape[-2:] != mask.shape[-2:]:
+            raise ValueError(
+                f"weights must be N×L×H×W over the mask's N×1×H×W, got {tuple(weights.shape)} and "
+                f"{tuple(mask.shape)}"
+            )
+        pixel_weight = self.informative(a, b).detach()
+        bce = F.binary_cross_entropy(
+            weights.clamp(self.eps, 1 - self.eps), mask.expand_as(weights), reduction="none"
+        )
+        denominator = pixel_weight.sum().clamp_min(1.0) * weights.shape[1]
+        return (bce * pixel_weight).sum() / denominator

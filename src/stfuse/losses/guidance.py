@@ -39,6 +39,70 @@ def _feature_in(
     return total
 
 
+def _check_pairs(student: Features, teacher: Features) -> None:
+    if len(student) != len(teacher) or not student:
+        raise ValueError(
+            "student and teacher must give the same non-empty number of feature maps, got "
+            f"{len(student)} and {len(teacher)}"
+        )
+    for index, (phi_s, phi_t) in enumerate(zip(student, teacher)):
+        if phi_s.shape != phi_t.shape:
+            raise ValueError(
+                f"feature map {index}: student {tuple(phi_s.shape)} and teacher {tuple(phi_t.shape)} differ "
+                "(student and teacher need the same architecture)"
+            )
+
+
+def _selection(
+    loss: GuidanceLoss,
+    student_fused: torch.Tensor,
+    teacher_fused: torch.Tensor,
+    student: Features,
+    teacher: Features,
+) -> torch.Tensor:
+    """Σ c·|W_S − W_T| / Σ c on the ``select`` head's weight maps, with the teacher's confidence c = |2·W_T − 1|.
+
+    The MFIF teacher's decision "which source carries the sharper structure here" is the knowledge that
+    transfers; where the teacher hesitates (W_T ≈ ½: flat regions, or contrast that only IR/VIS statistics
+    decide) it is an MFIF habit, not knowledge, and the student is left free.
+    """
+    _check_pairs(student, teacher)
+    total = student_fused.new_zeros(())
+    for w_s, w_t in zip(student, teacher):
+        w_t = w_t.detach()
+        confidence = (2.0 * w_t - 1.0).abs()
+        total = total + (confidence * (w_s - w_t).abs()).sum() / confidence.sum().clamp_min(loss.eps)
+    return total
+
+
+def _channel_relation(phi: torch.Tensor, eps: float) -> torch.Tensor:
+    """The C×C correlation of an N×C×H×W map's instance-normalised channels (N×C×C, entries in [−1, 1])."""
+    z = instance_norm(phi, eps).flatten(2)  # N×C×HW, zero mean and unit variance per channel
+    return z @ z.transpose(1, 2) / z.shape[-1]
+
+
+def _relation(
+    loss: GuidanceLoss,
+    student_fused: torch.Tensor,
+    teacher_fused: torch.Tensor,
+    student: Features,
+    teacher: Features,
+) -> torch.Tensor:
+    """Σ_l mean|R(φ_l^S) − R(φ_l^T)| with R the channel-correlation matrix of the instance-normalised map.
+
+    Keeps how the teacher's feature channels co-vary (which cues it combines) without pinning where each
+    channel fires, so the student may move its spatial decisions to the IVIF objective.
+    """
+    _check_pairs(student, teacher)
+    total = student_fused.new_zeros(())
+    for phi_s, phi_t in zip(student, teacher):
+        total = (
+            total
+            + (_channel_relation(phi_s, loss.eps) - _channel_relation(phi_t.detach(), loss.eps)).abs().mean()
+        )
+    return total
+
+
 def _output_grad(
     loss: GuidanceLoss,
     student_fused: torch.Tensor,
@@ -68,14 +132,24 @@ def _none(
 #: feature lists). The stage's ``guidance`` argument is typed from it, so ``--help`` lists the choices.
 GUIDANCE_FUNCTIONS: dict[str, Callable[..., torch.Tensor]] = {
     "feature_in": _feature_in,
+    "selection": _selection,
+    "relation": _relation,
     "output_grad": _output_grad,
     "none": _none,
 }
 GUIDANCE_MODES: tuple[str, ...] = tuple(GUIDANCE_FUNCTIONS)
-GuidanceMode = Literal[GUIDANCE_MODES]  # type: ignore[valid-type]  # Literal["feature_in", "output_grad", "none"]
+GuidanceMode = Literal[GUIDANCE_MODES]  # type: ignore[valid-type]
 
 #: the feature groups a network can label its guidance features with (``STFuseNet.feature_groups``)
-FEATURE_GROUPS: tuple[str, ...] = ("cem", "decoder", "head")
+FEATURE_GROUPS: tuple[str, ...] = ("cem", "decoder", "head", "select")
+
+#: the feature groups each mode reads when ``layers`` is not given; a mode absent here reads no feature maps
+#: (it works on the fused images).
+DEFAULT_LAYERS: dict[str, tuple[str, ...]] = {
+    "feature_in": ("cem", "decoder", "head"),
+    "selection": ("select",),
+    "relation": ("cem",),
+}
 
 
 class GuidanceLoss(nn.Module):
@@ -89,9 +163,15 @@ class GuidanceLoss(nn.Module):
             the teacher's global brightness and contrast, which are MFIF attributes.
         ``none``: a zero that still back-propagates (plain fine-tuning).
 
-    ``layers`` restricts ``feature_in`` to some feature groups (``cem``, ``decoder``, ``head``; the caller
-    passes each feature's group). ``["cem"]`` matches only the cross-feature maps, the selection structure,
-    and leaves the decoder free to render the IVIF output; ``None`` matches every feature.
+        ``selection``: Σ c·|W_S − W_T| / Σ c on the ``select`` head's weight maps, weighted by the teacher's
+            confidence c = |2·W_T − 1| (only where the teacher is sure).
+        ``relation``: mean|R(φ^S) − R(φ^T)| on the channel-correlation matrices of instance-normalised maps.
+
+    ``layers`` picks the feature groups a feature mode reads (``cem``, ``decoder``, ``head``, ``select``; the
+    caller passes each feature's group). ``["cem"]`` matches only the cross-feature maps, the selection
+    structure, and leaves the decoder free to render the IVIF output; ``None`` takes the mode's default
+    (:data:`DEFAULT_LAYERS`: every feature map but the weights for ``feature_in``, the weights for
+    ``selection``, the CEM maps for ``relation``).
 
     The teacher side is detached: it is a fixed target, whatever the caller's grad mode.
     """
@@ -128,16 +208,23 @@ class GuidanceLoss(nn.Module):
         teacher_features: list[torch.Tensor] | tuple[torch.Tensor, ...],
         groups: Sequence[str] | None = None,
     ) -> torch.Tensor:
-        """``groups``: the group of each feature map (needed when ``layers`` is set)."""
-        if self.layers is not None and self.mode == "feature_in":
+        """``groups``: the group of each feature map (``STFuseNet.feature_groups()``).
+
+        Without ``groups`` (and no explicit ``layers``) every map is used as given.
+        """
+        layers = self.layers if self.layers is not None else DEFAULT_LAYERS.get(self.mode)
+        if self.mode in DEFAULT_LAYERS and (self.layers is not None or groups is not None):
             if groups is None or len(groups) != len(student_features):
                 raise ValueError(
-                    f"guidance layers {list(self.layers)} need one group name per feature map, got "
+                    f"guidance layers {list(layers)} need one group name per feature map, got "
                     f"{None if groups is None else list(groups)} for {len(student_features)} maps"
                 )
-            keep = [i for i, group in enumerate(groups) if group in self.layers]
+            keep = [i for i, group in enumerate(groups) if group in layers]
             if not keep:
-                raise ValueError(f"no feature map belongs to the guidance layers {list(self.layers)}")
+                raise ValueError(
+                    f"guidance {self.mode!r}: no feature map belongs to the layers {list(layers)} "
+                    f"(the network gives {sorted(set(groups))}; `selection` needs the select head)"
+                )
             student_features = [student_features[i] for i in keep]
             teacher_features = [teacher_features[i] for i in keep]
         return GUIDANCE_FUNCTIONS[self.mode](

@@ -6,10 +6,11 @@ import inspect
 from typing import Any
 
 from stfuse.models.cem import CEM_MODES, ChannelAttention, CrossFeatureEnhancement
-from stfuse.models.net import DEFAULT_PRESET, OUTPUT_MODES, PRESETS, STFuseNet
+from stfuse.models.net import DEFAULT_PRESET, HEAD_MODES, OUTPUT_MODES, PRESETS, STFuseNet
 
 __all__ = [
     "CEM_MODES",
+    "HEAD_MODES",
     "OUTPUT_MODES",
     "DEFAULT_PRESET",
     "PRESETS",

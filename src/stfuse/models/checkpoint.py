@@ -384,7 +384,7 @@ def load_network(
 
 def _build(path: Path, cls: type[STFuseNet], config: Mapping[str, Any]) -> STFuseNet:
     try:
-        return cls(**dict(config))
+        return cls(**cls.saved_config(dict(config)))
     except (TypeError, ValueError, KeyError) as error:
         raise CheckpointError(
             f"{path}: its network config cannot be built by this STFuse version ({error}); config: "
@@ -397,7 +397,7 @@ def _normalised(config: Mapping[str, Any]) -> dict[str, Any]:
     from stfuse.models.net import STFuseNet
 
     try:
-        return dict(STFuseNet(**dict(config)).config)
+        return dict(STFuseNet(**STFuseNet.saved_config(dict(config))).config)
     except Exception:
         return dict(config)
 

@@ -4,8 +4,13 @@ Layout (s = ``downsample``, C = ``channels``, C_f = ``head_channels``)::
 
     A ─ pixel-unshuffle ×s ─ 3×3 stem ─ block₁ … block_B ─┐   a CEM after each block depth listed in
     B ─ pixel-unshuffle ×s ─ 3×3 stem ─ block₁ … block_B ─┘   ``cem_depths`` refines (X, Y) → (X', Y')
-    concat(X', Y') ─ 1×1 ─ decoder blocks ─ 3×3 + pixel-shuffle ×s ─ concat(·, A, B) ─ 3×3 ─ 3×3 ─ 1 ch
-    (+ the average of A and B when ``average_prior``) ─ sigmoid | clamp
+    concat(X', Y') ─ 1×1 ─ decoder blocks ─ 3×3 + pixel-shuffle ×s ─ concat(·, A, B) ─ 3×3 ─ 3×3 ─ k ch
+
+``head="paint"``: k = 1, the fused pixels themselves (+ the average of A and B when ``average_prior``) ─
+sigmoid | clamp. ``head="select"``: k = ``levels`` (or 1 shared) weight maps W of source A, and the fused image
+is the Laplacian-pyramid blend of A and B with them (stfuse.models.blend), plus an optional bounded detail
+residual (one more channel, ``residual`` · tanh). Selecting keeps the real source pixels, so information is
+carried through instead of re-rendered.
 
 Everything but the last two convs runs at 1/s resolution, which is what makes the network cheap on CPU;
 the raw sources are fed to the full-resolution head so fine detail survives the down-sampling.
@@ -18,10 +23,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from stfuse.models.blend import bounded_weights, laplacian_blend
 from stfuse.models.blocks import BLOCK_TYPES, activation, make_block, pad_to_multiple
 from stfuse.models.cem import CEM_MODES, CrossFeatureEnhancement
 
 OUTPUT_MODES = ("sigmoid", "clamp")
+#: how the decoder forms the fused image: ``paint`` the pixels, or ``select`` (weight maps for a pyramid blend)
+HEAD_MODES = ("paint", "select")
+#: ``select`` weight maps: one per pyramid level, or one shared by every level
+WEIGHT_MAPS = ("level", "shared")
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The reference CPU model: encoder, CEM and decoder at 1/2 resolution with a 16-channel full-resolution
@@ -36,6 +46,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "head_channels": 16,
         "block": "residual",
         "average_prior": False,
+        "head": "select",
     },
     # The fastest model: everything but the output head at 1/4 resolution.
     "small": {
@@ -47,6 +58,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "head_channels": 8,
         "block": "residual",
         "average_prior": True,
+        "head": "select",
     },
     "base": {
         "channels": 48,
@@ -57,6 +69,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "head_channels": 16,
         "block": "residual",
         "average_prior": True,
+        "head": "select",
     },
     # A few thousand parameters: seconds per step on one CPU core, for tests, notebooks and smoke runs.
     "tiny": {
@@ -68,11 +81,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         "head_channels": 8,
         "block": "residual",
         "average_prior": True,
+        "head": "select",
     },
 }
 
-#: the preset a stage builds when its config names none
-DEFAULT_PRESET = "base"
+#: the preset a stage builds when its config names none: the packaged model's
+DEFAULT_PRESET = "compact"
 
 
 class BranchEncoder(nn.Module):
@@ -102,7 +116,13 @@ class FusionDecoder(nn.Module):
     """
 
     def __init__(
-        self, channels: int, num_blocks: int, downsample: int, head_channels: int, block: str
+        self,
+        channels: int,
+        num_blocks: int,
+        downsample: int,
+        head_channels: int,
+        block: str,
+        out_channels: int = 1,
     ) -> None:
         super().__init__()
         self.merge = nn.Sequential(nn.Conv2d(2 * channels, channels, 1), activation())
@@ -113,7 +133,7 @@ class FusionDecoder(nn.Module):
             activation(),
         )
         self.head = nn.Sequential(nn.Conv2d(head_channels + 2, head_channels, 3, padding=1), activation())
-        self.to_image = nn.Conv2d(head_channels, 1, 3, padding=1)
+        self.to_image = nn.Conv2d(head_channels, out_channels, 3, padding=1)
 
 
 class STFuseNet(nn.Module):
@@ -138,6 +158,14 @@ class STFuseNet(nn.Module):
         average_prior: the decoder predicts a correction to the average of A and B (added before the
             sigmoid/clamp) instead of the image itself, so an untrained network already fuses like the
             average rule and short CPU runs start from a sensible image. None: the preset's choice.
+            ``paint`` head only.
+        head: ``"select"`` (the decoder predicts the weight of A for a Laplacian-pyramid blend of the sources;
+            an untrained network blends 50/50) or ``"paint"`` (it predicts the fused pixels, the ablation).
+            None: the preset's choice (``select`` for every preset).
+        levels: pyramid levels of the ``select`` blend (1 = a per-pixel blend).
+        weight_maps: ``"level"`` (one weight map per pyramid level) or ``"shared"`` (one map for all levels).
+        residual: bound of the ``select`` head's detail residual added to the blend (0 = none, a pure blend).
+        select_bound: soft bound on the weight logits (weights stay in [σ(−b), σ(b)]); ≤ 0 disables it.
 
     ``net.config`` returns the resolved kwargs, so ``STFuseNet(**net.config)`` rebuilds the architecture.
     With a shared encoder, ``encoder_b`` *is* ``encoder_a``; the state dict then carries both prefixes, which
@@ -159,6 +187,11 @@ class STFuseNet(nn.Module):
         head_channels: int | None = None,
         block: str | None = None,
         average_prior: bool | None = None,
+        head: str | None = None,
+        levels: int = 4,
+        weight_maps: str = "level",
+        residual: float = 0.0,
+        select_bound: float = 4.0,
     ) -> None:
         super().__init__()
         if preset not in PRESETS:
@@ -171,6 +204,7 @@ class STFuseNet(nn.Module):
         head_channels = int(defaults["head_channels"] if head_channels is None else head_channels)
         block = str(defaults["block"] if block is None else block)
         average_prior = bool(defaults["average_prior"] if average_prior is None else average_prior)
+        head = str(defaults["head"] if head is None else head)
         if cem_depths is None:
             preset_depths = list(defaults["cem_depths"])
             cem_depths = preset_depths if max(preset_depths) <= num_blocks else [num_blocks]
@@ -194,6 +228,14 @@ class STFuseNet(nn.Module):
             raise ValueError(f"head_channels must be ≥ 1, got {head_channels}")
         if block not in BLOCK_TYPES:
             raise ValueError(f"unknown block {block!r}; expected one of {BLOCK_TYPES}")
+        if head not in HEAD_MODES:
+            raise ValueError(f"unknown head {head!r}; expected one of {HEAD_MODES}")
+        if weight_maps not in WEIGHT_MAPS:
+            raise ValueError(f"unknown weight_maps {weight_maps!r}; expected one of {WEIGHT_MAPS}")
+        if not 1 <= int(levels) <= 8:
+            raise ValueError(f"levels must be within [1, 8], got {levels}")
+        if float(residual) < 0 or not float(residual) < float("inf"):
+            raise ValueError(f"residual must be a finite bound ≥ 0, got {residual}")
 
         self._config: dict[str, Any] = {
             "preset": preset,
@@ -209,19 +251,45 @@ class STFuseNet(nn.Module):
             "head_channels": head_channels,
             "block": block,
             "average_prior": bool(average_prior),
+            "head": head,
+            "levels": int(levels),
+            "weight_maps": weight_maps,
+            "residual": float(residual),
+            "select_bound": float(select_bound),
         }
         self.downsample = downsample
         self.output = output
         self.shared_encoder = bool(shared_encoder)
         self.average_prior = bool(average_prior)
         self.cem_depths = cem_depths
+        self.head = head
+        self.levels = int(levels)
+        self.residual = float(residual)
+        self.select_bound = float(select_bound)
+        weight_channels = (self.levels if weight_maps == "level" else 1) if head == "select" else 0
+        self.weight_channels = weight_channels
+        out_channels = 1 if head == "paint" else weight_channels + (1 if self.residual > 0 else 0)
 
         self.encoder_a = BranchEncoder(channels, num_blocks, downsample, block)
         self.encoder_b = (
             self.encoder_a if shared_encoder else BranchEncoder(channels, num_blocks, downsample, block)
         )
         self.cems = nn.ModuleList(CrossFeatureEnhancement(channels, heads, cem, gated) for _ in cem_depths)
-        self.decoder = FusionDecoder(channels, max(1, num_blocks // 2), downsample, head_channels, block)
+        self.decoder = FusionDecoder(
+            channels, max(1, num_blocks // 2), downsample, head_channels, block, out_channels
+        )
+
+    @staticmethod
+    def saved_config(config: dict[str, Any]) -> dict[str, Any]:
+        """A config read from a checkpoint, as this version builds it.
+
+        Networks saved before the ``select`` head existed list every key of their resolved config but
+        ``head``; they painted their output, so their config gets ``head: paint`` (the presets now select).
+        """
+        config = dict(config)
+        if "head" not in config and "average_prior" in config:
+            config["head"] = "paint"
+        return config
 
     @property
     def config(self) -> dict[str, Any]:
@@ -273,8 +341,10 @@ class STFuseNet(nn.Module):
 
     def feature_groups(self) -> list[str]:
         """The group of each guidance feature that ``forward(..., return_features=True)`` returns, in order:
-        ``cem`` per CEM depth, then ``decoder`` (the merged 1/s map) and ``head`` (the full-resolution map)."""
-        return ["cem"] * len(self.cem_depths) + ["decoder", "head"]
+        ``cem`` per CEM depth, then ``decoder`` (the merged 1/s map), ``head`` (the full-resolution map) and, for
+        the ``select`` head, ``select`` (the N×k×H×W weight maps of source A)."""
+        groups = ["cem"] * len(self.cem_depths) + ["decoder", "head"]
+        return groups + (["select"] if self.head == "select" else [])
 
     def forward(
         self, a: torch.Tensor, b: torch.Tensor, return_features: bool = False
@@ -306,12 +376,23 @@ class STFuseNet(nn.Module):
         dec = self.decoder
         fused = dec.blocks(dec.merge(torch.cat([x, y], dim=1)))  # N×C×h×w
         full = dec.head(torch.cat([dec.upsample(fused), a, b], dim=1))  # N×C_f×H'×W'
-        out = dec.to_image(full)[..., :height, :width]  # N×1×H×W
-        if self.average_prior:
-            out = out + self._prior(a[..., :height, :width], b[..., :height, :width])
-        out = torch.sigmoid(out) if self.output == "sigmoid" else out.clamp(0.0, 1.0)
+        raw = dec.to_image(full)[..., :height, :width]  # N×k×H×W
+        a, b = a[..., :height, :width], b[..., :height, :width]
+        weights = None
+        if self.head == "select":
+            weights = bounded_weights(raw[:, : self.weight_channels], self.select_bound)  # N×L×H×W
+            out = laplacian_blend(a, b, weights, self.levels)
+            if self.residual > 0:
+                out = out + self.residual * torch.tanh(raw[:, self.weight_channels :])
+            out = out.clamp(0.0, 1.0)
+        else:
+            if self.average_prior:
+                raw = raw + self._prior(a, b)
+            out = torch.sigmoid(raw) if self.output == "sigmoid" else raw.clamp(0.0, 1.0)
         if return_features:
             features.append(fused)
             features.append(full)
+            if weights is not None:
+                features.append(weights)
             return out, features
         return out

@@ -59,15 +59,19 @@ class IVIFTransferStage(FusionStageBase):
             (the ``no_transfer`` ablation; it then needs ``guidance="none"`` and no replay).
         net: architecture overrides for the student (e.g. ``{"shared_encoder": false}``); by default
             the student copies the teacher's architecture.
-        guidance: L_g mode, one of ``stfuse.losses.GUIDANCE_MODES`` (``feature_in`` by default; ``none`` is
-            plain fine-tuning).
+        guidance: L_g mode, one of ``stfuse.losses.GUIDANCE_MODES`` (``selection`` by default: the teacher's
+            confident weight maps; ``none`` is plain fine-tuning).
         lambda_*: loss weights of L = λ_int·L_int + λ_grad·L_grad + λ_ssim·L_ssim + λ_g·L_g + λ_s·L_src
             (:class:`stfuse.losses.TransferObjective` holds them all).
         lambda_g_schedule: ``constant`` keeps λ_g; ``linear`` and ``cosine`` decay it from λ_g to 0 over the
             run's optimizer steps, so the student holds the teacher's structure early and follows the IVIF
             objective by the end.
-        guidance_layers: the feature groups ``feature_in`` matches (``cem``, ``decoder``, ``head``); None
-            (default) matches all of them. ``[cem]`` guides only the cross-feature maps.
+        guidance_layers: the feature groups a feature mode matches (``cem``, ``decoder``, ``head``, ``select``);
+            None (default) takes the mode's own (stfuse.losses.guidance.DEFAULT_LAYERS). ``[cem]`` guides only
+            the cross-feature maps.
+
+    The defaults are the reference recipe (experiments/ivif.yaml repeats them for the reader;
+    docs/results.md, "what moved the metrics", says why each is there).
         alpha, beta: weights inside the replayed supervised MFIF loss L_src.
         val_metrics: fusion metrics logged on validation/test pairs; ``metric_preset`` picks conventions.
     """
@@ -80,13 +84,13 @@ class IVIFTransferStage(FusionStageBase):
         source_ckpt: str | None = None,
         transfer: bool = True,
         net: dict[str, Any] | None = None,
-        guidance: GuidanceMode = "feature_in",
+        guidance: GuidanceMode = "selection",
         lambda_int: float = 1.0,
-        lambda_grad: float = 1.0,
+        lambda_grad: float = 20.0,
         lambda_ssim: float = 1.0,
         lambda_g: float = 1.0,
         lambda_src: float = 0.5,
-        lambda_g_schedule: str = "constant",
+        lambda_g_schedule: str = "cosine",
         guidance_layers: list[str] | None = None,
         alpha: float = 1.0,
         beta: float = 1.0,
@@ -94,7 +98,7 @@ class IVIFTransferStage(FusionStageBase):
         metric_preset: str = "cddfuse",
         lr: float = 5e-4,
         weight_decay: float = 1e-4,
-        warmup_steps: int = 50,
+        warmup_steps: int = 100,
         min_lr_ratio: float = 0.05,
         channels_last: bool = False,
         grid_images: int = 4,

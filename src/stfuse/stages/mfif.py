@@ -8,7 +8,7 @@ import torch
 from torchmetrics import MetricCollection
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-from stfuse.losses import MFIFLoss
+from stfuse.losses import DecisionLoss, MFIFLoss
 from stfuse.models import DEFAULT_PRESET, build_network
 from stfuse.stages.base import FusionStageBase
 
@@ -23,6 +23,9 @@ class MFIFStage(FusionStageBase):
         net: STFuseNet keyword arguments (``preset``, ``shared_encoder``, ``cem``, ...).
         alpha: weight of (1 − SSIM(F, G)).
         beta: weight of the Sobel-gradient L1 term.
+        lambda_decision: weight of the decision loss (BCE of the ``select`` head's weight maps against the
+            synthetic focus mask, :class:`stfuse.losses.DecisionLoss`); 0 turns it off (and must be 0 for a
+            ``head: paint`` network).
         real_val_metrics: no-reference metrics for the optional real (Lytro) validation loader.
     """
 
@@ -34,14 +37,17 @@ class MFIFStage(FusionStageBase):
         net: dict[str, Any] | None = None,
         alpha: float = 1.0,
         beta: float = 1.0,
+        lambda_decision: float = 1.0,
         real_val_metrics: list[str] | None = None,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
-        warmup_steps: int = 100,
+        warmup_steps: int = 200,
         min_lr_ratio: float = 0.05,
         channels_last: bool = False,
         grid_images: int = 4,
     ) -> None:
+        if not lambda_decision >= 0:
+            raise ValueError(f"lambda_decision must be ≥ 0, got {lambda_decision}")
         self._net_kwargs = dict(net or {"preset": DEFAULT_PRESET})
         self._real_val_metrics = list(real_val_metrics or NO_REFERENCE_METRICS)
         super().__init__(lr, weight_decay, warmup_steps, min_lr_ratio, channels_last, grid_images)
@@ -53,6 +59,12 @@ class MFIFStage(FusionStageBase):
 
     def configure_losses(self) -> None:
         self.criterion = MFIFLoss(alpha=self.hparams.alpha, beta=self.hparams.beta)
+        self.decision = DecisionLoss()
+        if self.hparams.lambda_decision > 0 and "select" not in self.net.feature_groups():
+            raise ValueError(
+                "lambda_decision > 0 supervises the select head's weight maps, but the network paints its "
+                "output; set net.head: select or lambda_decision: 0"
+            )
 
     def configure_metrics(self) -> None:
         reference = MetricCollection(
@@ -76,8 +88,16 @@ class MFIFStage(FusionStageBase):
         return getattr(self, attr)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        fused = self.net(batch["a"], batch["b"])
+        lambda_decision = self.hparams.get("lambda_decision", 0.0)
+        if lambda_decision > 0:
+            fused, features = self.net(batch["a"], batch["b"], return_features=True)
+            weights = features[self.net.feature_groups().index("select")]
+        else:
+            fused = self.net(batch["a"], batch["b"])
         terms = self.criterion(fused, batch["gt"])
+        if lambda_decision > 0:
+            terms["decision"] = self.decision(weights, batch["mask"], batch["a"], batch["b"])
+            terms["total"] = terms["total"] + lambda_decision * terms["decision"]
         self._log_terms("train", {k: v for k, v in terms.items() if k != "total"}, batch_size=fused.shape[0])
         self.log("train/loss", terms["total"].detach(), batch_size=fused.shape[0], prog_bar=True)
         return terms["total"]

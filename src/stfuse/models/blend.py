@@ -1,0 +1,64 @@
+"""Multi-scale convex blending: the fused image as a Laplacian-pyramid blend of the two sources.
+
+The ``select`` head of :class:`~stfuse.models.net.STFuseNet` predicts weight maps W (the weight of source A,
+one map per pyramid level or one shared map) instead of painting the fused pixels. Each Laplacian level of
+the result is ``W_l · L_l(A) + (1 − W_l) · L_l(B)``, with ``W_l`` the l-th level of the weight map's Gaussian
+pyramid (the Burt–Adelson blend: coarse levels mix with smooth weights, so a sharp decision leaves no seam).
+With W ≡ 1 the result is exactly A, with W ≡ 0 exactly B. Every operation is kornia's pyramid filter or
+plain tensor arithmetic, so the blend is differentiable and runs on any device.
+"""
+
+from __future__ import annotations
+
+import torch
+from kornia.geometry.transform import pyrdown, pyrup
+
+from stfuse.models.blocks import pad_to_multiple
+
+
+def bounded_weights(logits: torch.Tensor, bound: float) -> torch.Tensor:
+    """sigmoid(bound · tanh(z / bound)): weights in [σ(−bound), σ(bound)], never exactly 0 or 1.
+
+    The soft bound is the guard against saturation: a selection that drifts to one source keeps a gradient
+    (a hard 0/1 sigmoid has none), so the gradient loss can still pull texture back from the other source.
+    ``bound`` ≤ 0 disables it (a plain sigmoid).
+    """
+    if bound > 0:
+        logits = bound * torch.tanh(logits / bound)
+    return torch.sigmoid(logits)
+
+
+def laplacian_blend(a: torch.Tensor, b: torch.Tensor, weights: torch.Tensor, levels: int) -> torch.Tensor:
+    """Blend N×1×H×W sources with N×L×H×W weights of ``a`` (L = ``levels`` per-level maps, or 1 shared).
+
+    Returns N×1×H×W. Any H×W: the inputs are reflect-padded to a multiple of 2^(levels−1) and cropped back;
+    an image too small for ``levels`` (a coarsest level under 4 pixels) uses fewer, and its coarsest level
+    takes the weight map of that level.
+    """
+    if levels < 1:
+        raise ValueError(f"levels must be ≥ 1, got {levels}")
+    if weights.shape[1] not in (1, levels):
+        raise ValueError(f"weights need 1 or {levels} channels (one per level), got {weights.shape[1]}")
+    height, width = a.shape[-2:]
+    while levels > 1 and min(height, width) < 4 * 2 ** (levels - 1):
+        levels -= 1
+    multiple = 2 ** (levels - 1)
+    # sources and weights travel together through one pyramid (one filter call per level)
+    stack = pad_to_multiple(torch.cat([a, b, weights], dim=1), multiple)
+    per_level = weights.shape[1] > 1
+    details: list[torch.Tensor] = []
+    for level in range(levels - 1):
+        down = pyrdown(stack)
+        sources, coarse = stack[:, :2], down[:, :2]
+        detail = sources - pyrup(coarse)  # N×2×h×w Laplacian levels of A and B
+        w = stack[:, 2 + level : 3 + level] if per_level else stack[:, 2:3]
+        details.append(w * detail[:, :1] + (1.0 - w) * detail[:, 1:2])
+        stack = down
+    w = stack[:, 2 + levels - 1 : 3 + levels - 1] if per_level else stack[:, 2:3]
+    out = w * stack[:, :1] + (1.0 - w) * stack[:, 1:2]
+    for detail in reversed(details):
+        out = pyrup(out) + detail
+    return out[..., :height, :width]
+
+
+__all__ = ["bounded_weights", "laplacian_blend"]
