@@ -59,7 +59,7 @@ class AGMetric(_DefinedMetric):
 
 
 class MIMetric(_DefinedMetric):
-    """MI(F, A) + MI(F, B) from exact 256-level joint histograms; nats, or bits for ``tang``."""
+    """MI(F, A) + MI(F, B) from 256-level joint histograms; nats, or bits for the Tang presets."""
 
     name = "MI"
 
@@ -121,7 +121,7 @@ class MSSSIMMetric(_DefinedMetric):
 
 
 class MSEMetric(_DefinedMetric):
-    """½(MSE(A, F) + MSE(B, F)); 0–255 units except ``tang`` (0–1 units)."""
+    """½(MSE(A, F) + MSE(B, F)); 0–255 units except the Tang presets (0–1 units)."""
 
     name = "MSE"
 

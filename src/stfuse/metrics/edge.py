@@ -6,13 +6,14 @@ constants, and each keeps its reference implementation's quirks:
 
 * Qabf (CDDFuse ``Evaluator.Qabf``, Tang's ``analysis_Qabf``): computed in float32 like CDDFuse's
   (float32 images and kernels; Sobel responses of 8-bit data are exact integers there), with float64
-  sums. Sobel by ``convolve2d(..., 'same')`` with zero padding; α = atan(S_y/S_x) with π/2 where S_x = 0; where g_A = g_F exactly the strength "ratio" is
-  g_F itself, not 1. That quirk depends on the data scale: g_F on 0–255 for ``cddfuse``, g_F/255
-  for ``tang`` (which runs Qabf on 0–1 data); ``vifb`` uses its own float64 form on 255× data
-  (:func:`stfuse.metrics.vifb.qabf_vifb`).
+  sums. Sobel by ``convolve2d(..., 'same')`` with zero padding; α = atan(S_y/S_x) with π/2 where
+  S_x = 0; where g_A = g_F exactly the strength "ratio" is g_F itself, not 1. That quirk depends on the
+  data scale: g_F on 0–255 for ``cddfuse`` and ``tang`` (Tang's toolkit passes ``im2double(x)*255``
+  since 2023-03-03), g_F/255 for ``tang2022`` (0–1 data before that); ``vifb`` uses its own float64
+  form on 255× data (:func:`stfuse.metrics.vifb.qabf_vifb`).
 * Nabf (Kumar's ``objective_fusion_perform_fn``): Sobel/8 by correlation over a mirrored border without
   repeating the edge pixel (``per_extn_im_fn``, i.e. reflect-101), weights g^1.5 above Td = 2 and 0.001
-  below. ``tang`` runs it on 0–1 data, where no strength reaches Td, so all weights are 0.001.
+  below. Both Tang presets run it on 0–1 data, where no strength reaches Td, so all weights are 0.001.
   Comparisons between strengths are made on the exact 0–255 Sobel responses and only then scaled, so
   ties (g_F = g_A, common in max-type fusions) are decided exactly rather than by float noise.
 """
@@ -106,7 +107,7 @@ def qabf(
     da: float = 0.8,
 ) -> torch.Tensor:
     """Q^{AB/F} per image (N×H×W on 0–255 → N). ``equal_scale`` scales the g_A = g_F quirk value
-    (1 for 0–255 data, 1/255 for Tang's 0–1 data). Liu's MFIF toolbox variant uses kg=-10, dg=0.5,
+    (1 for 0–255 data, 1/255 for the 0–1 data of Tang's 2022 toolkit). Liu's MFIF toolbox variant uses kg=-10, dg=0.5,
     ka=-20, da=0.75."""
     # A, B and F through one set of operations (…×3×H×W), A and B against F as one …×2×H×W pair.
     g, alpha = _strength_orientation(torch.stack([ir, vi, fused], dim=-3))

@@ -10,7 +10,7 @@ SSIM conventions by preset:
   flat regions that float32 rounding decides the value; the ``cddfuse`` preset repeats that arithmetic
   (``emulate_float32``) and so matches the reference to ~1e-7 instead of ~2e-4.
 * ``vifb``: 11×11 Gaussian window σ = 1.5, L = 255, 'valid' filtering, population moments.
-* ``tang``: Tang's toolkit reports MEF-SSIM (Ma et al. 2015), a different metric; not provided here.
+* ``tang``, ``tang2022``: Tang's toolkit reports MEF-SSIM (Ma et al. 2015), a different metric; not provided here.
 
 MS-SSIM is Wang et al.'s (2003) five-scale form, as in their ``msssim.m``: 11×11 Gaussian σ = 1.5,
 L = 255, contrast–structure terms at scales 1–4 and full SSIM at scale 5, weights
