@@ -19,6 +19,7 @@ Only the fields that differ between code bases live here; everything else is one
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -43,6 +44,9 @@ class MetricPreset:
     #: Qabf's "equal strength" quirk stores g_F on this scale (Tang's 2022 code runs Qabf on 0–1 data;
     #: VIFB on 255 × the 0–255 levels).
     qabf_scale: float = 255.0
+    #: Qabf arithmetic: "float32" as CDDFuse (and Tang's MATLAB on exact Sobel responses); "float64" on
+    #: 255 × the levels, VIFB's ``metricsQabf`` (:func:`stfuse.metrics.edge.qabf_vifb`).
+    qabf_precision: Literal["float32", "float64"] = "float32"
     #: AG: "pixels" divides the sum by H·W (numpy mean); "interior" by (H−1)(W−1) (MATLAB toolkits).
     ag_denominator: Literal["pixels", "interior"] = "pixels"
     #: MI: "nats" (natural log, scikit-learn) or "bits" (log2).
@@ -73,10 +77,10 @@ class MetricPreset:
     #: CDDFuse's reader); "vifb" keeps the channels and follows VIFB (colour fused images scored per
     #: channel, colour sources of grey ones through MATLAB's rgb2gray; :mod:`stfuse.metrics.vifb`).
     colour: Literal["grey", "vifb"] = "grey"
-    #: Metrics ``FusionMetrics`` computes when no list is given.
-    default_metrics: tuple[str, ...] = (
-        "EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM", "MSE", "CC", "PSNR",
-    )  # fmt: skip
+    #: Metrics in this code base's table beyond those every table has (``in_default_table`` of each
+    #: definition in :mod:`stfuse.metrics.registry`): the table ``FusionMetrics`` computes when no list
+    #: is given is the metrics the preset defines of either kind, in table order.
+    table_extras: tuple[str, ...] = ()
 
 
 #: Tang's toolkit as it is since its commit of 2023-03-03 (docs/metrics.md lists each convention).
@@ -91,7 +95,7 @@ _TANG = MetricPreset(
     ms_ssim_supported=False,
     psnr_variant="unit_mse",
     fmi_features=(),
-    default_metrics=("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "Nabf", "MSE", "CC", "PSNR"),
+    table_extras=("Nabf",),
 )
 
 
@@ -106,11 +110,56 @@ PRESETS: dict[str, MetricPreset] = {
         sf_denominator="pixels",
         ag_denominator="interior",
         qabf_scale=255.0 * 255.0,
+        qabf_precision="float64",
         ssim_variant="gaussian",
         psnr_variant="vifb_root",
         colour="vifb",
     ),
 }
+
+
+#: Why a preset leaves a metric undefined (a message for the user), or None where it defines it: the
+#: ``refusal`` of a metric's definition (:mod:`stfuse.metrics.registry`).
+Refusal = Callable[[MetricPreset], "str | None"]
+
+
+def always_defined(preset: MetricPreset) -> str | None:
+    """The refusal of a metric that every preset defines: none."""
+    return None
+
+
+def ssim_refusal(preset: MetricPreset) -> str | None:
+    """Why ``preset`` does not define SSIM as implemented here, or None."""
+    if preset.ssim_variant is not None:
+        return None
+    return (
+        f"preset {preset.name!r} defines SSIM as MEF-SSIM (Ma et al. 2015), which stfuse does "
+        "not implement; use preset 'cddfuse' or 'vifb' for SSIM"
+    )
+
+
+def ms_ssim_refusal(preset: MetricPreset) -> str | None:
+    """Why ``preset`` does not define the standard MS-SSIM, or None."""
+    if preset.ms_ssim_supported:
+        return None
+    return (
+        f"preset {preset.name!r} reports a multi-exposure (MEF) MS-SSIM, which stfuse does not "
+        "implement; use preset 'cddfuse' or 'vifb' for the standard MS-SSIM"
+    )
+
+
+def fmi_refusal(feature: str) -> Refusal:
+    """The refusal of FMI with ``feature`` features, for presets whose FMI is another one."""
+
+    def refusal(preset: MetricPreset) -> str | None:
+        if feature in preset.fmi_features:
+            return None
+        return (
+            f"preset {preset.name!r} does not define FMI with {feature} features (Tang's "
+            "'FMI_pixel' is computed on edge maps, which stfuse does not provide); use preset 'cddfuse'"
+        )
+
+    return refusal
 
 
 def get_preset(preset: str | MetricPreset) -> MetricPreset:

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from stfuse.metrics.filters import box_mean_valid, filter_valid, gaussian_window_1d, window_sums_valid
 from stfuse.metrics.inputs import FusionBatch
-from stfuse.metrics.presets import MetricPreset
+from stfuse.metrics.presets import MetricPreset, ms_ssim_refusal, ssim_refusal
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 #: ceil(161 / 16) = 11: the smallest side whose fifth scale still holds one 11×11 window.
@@ -190,11 +190,9 @@ def _halved_shape(shape: torch.Size) -> tuple[int, int]:
 
 def check_ssim(preset: MetricPreset) -> None:
     """Raise unless ``preset`` defines SSIM as implemented here."""
-    if preset.ssim_variant is None:
-        raise ValueError(
-            f"preset {preset.name!r} defines SSIM as MEF-SSIM (Ma et al. 2015), which stfuse does "
-            "not implement; use preset 'cddfuse' or 'vifb' for SSIM"
-        )
+    reason = ssim_refusal(preset)
+    if reason is not None:
+        raise ValueError(reason)
 
 
 def ssim_values(batch: FusionBatch, preset: MetricPreset) -> torch.Tensor:
@@ -210,11 +208,9 @@ def ssim_values(batch: FusionBatch, preset: MetricPreset) -> torch.Tensor:
 
 def check_ms_ssim(preset: MetricPreset) -> None:
     """Raise unless ``preset`` defines the standard MS-SSIM."""
-    if not preset.ms_ssim_supported:
-        raise ValueError(
-            f"preset {preset.name!r} reports a multi-exposure (MEF) MS-SSIM, which stfuse does not "
-            "implement; use preset 'cddfuse' or 'vifb' for the standard MS-SSIM"
-        )
+    reason = ms_ssim_refusal(preset)
+    if reason is not None:
+        raise ValueError(reason)
 
 
 def ms_ssim_values(batch: FusionBatch, preset: MetricPreset) -> torch.Tensor:
