@@ -14,8 +14,9 @@ import torch
 
 from stfuse.evaluation.cli import main as evaluate_main
 from stfuse.evaluation.tables import format_value
+from stfuse.metrics import resolve_metric_names
 
-CSV_METRICS = ["EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM", "MSE", "CC", "PSNR"]
+CSV_METRICS = resolve_metric_names(None, "cddfuse")  # CDDFuse's Evaluator table: the CSVs' columns
 FUSIONS = ["avg", "max", "seafusion", "tardal"]
 
 #: Largest relative difference allowed per metric. The reference computed SD, SF, AG, SCD, Qabf, MSE, CC

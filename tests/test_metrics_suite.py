@@ -111,9 +111,13 @@ def test_opencv_window_sums_are_exact_like_shifted_adds(dim: int) -> None:
         flt.window_sums_valid(means, 7, 0)
 
 
-def test_vif_fft_path_for_gpus_equals_the_separable_cpu_path(tno07: list[torch.Tensor]) -> None:
+@pytest.mark.parametrize("first_cap", [None, 255.0])  # 255: tang2022's saturating uint8 products
+def test_vif_fft_path_for_gpus_equals_the_separable_cpu_path(
+    tno07: list[torch.Tensor], first_cap: float | None
+) -> None:
     f, a, b = (x[:, 0].to(torch.float64) for x in tno07)
-    for fft_sum, direct_sum in zip(_vifp_pair_sums_fft(f, a, b), _vifp_pair_sums_separable(f, a, b)):
+    fft_sums = _vifp_pair_sums_fft(f, a, b, first_cap)
+    for fft_sum, direct_sum in zip(fft_sums, _vifp_pair_sums_separable(f, a, b, first_cap)):
         torch.testing.assert_close(fft_sum, direct_sum, rtol=1e-11, atol=0)
 
 

@@ -33,14 +33,9 @@ def test_lower_is_better_and_no_reference_follow_each_metric() -> None:
         == {"MSE", "Nabf"}
     )
     assert {name for name in METRIC_NAMES if not DEFINITIONS[name].needs_sources} == NO_REFERENCE
-    metric_classes = [
-        c for c in vars(classes).values() if isinstance(c, type) and issubclass(c, classes._DefinedMetric)
-    ]
-    for cls in metric_classes:
-        if cls is classes._DefinedMetric:
-            continue
-        assert cls.higher_is_better == METRICS[cls.name].higher_is_better, cls.name
-        assert cls.needs_sources == METRICS[cls.name].needs_sources, cls.name
+    for cls in classes.METRIC_CLASSES.values():
+        assert cls.higher_is_better == cls.definition.higher_is_better, cls.__name__
+        assert cls.needs_sources == cls.definition.needs_sources, cls.__name__
 
 
 def test_guidance_argument_is_typed_from_the_loss_registry() -> None:

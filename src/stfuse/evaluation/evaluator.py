@@ -219,7 +219,7 @@ def evaluate_pairs(
         batch_pixels = 8_000_000 if device.type == "cuda" else 1
     workers = default_workers(device) if workers is None else max(1, int(workers))
     fused_files = match_fused(pairs, fused_dirs)
-    as_stored = spec.colour == "vifb"  # VIFB scores images with their stored channels (vifb_io)
+    as_stored = suite.convention.keeps_channels  # e.g. VIFB scores the stored channels (vifb_io)
     sizes = {pair.name: image_size(pair.ir) for pair in pairs}
     result = EvaluationResult(
         preset=spec.name,

@@ -11,13 +11,17 @@ Quick use::
     MetricSuite("cddfuse")(fused, ir, vi)               # {"EN": tensor([...]), ...} per image
 
 See docs/metrics.md for the definitions, the presets and the verification against reference values.
-Names load on first use: the metric names (:mod:`stfuse.metrics.registry`) need neither torch nor
-torchmetrics, and :class:`MetricSuite` needs no torchmetrics.
+Every metric is one definition in :mod:`stfuse.metrics.registry`; its class, its place in
+:class:`MetricSuite` and ``FusionMetrics`` and its export here follow from it. Names load on first use:
+the metric names (:mod:`stfuse.metrics.registry`) need neither torch nor torchmetrics, and
+:class:`MetricSuite` needs no torchmetrics.
 """
 
 from __future__ import annotations
 
 import importlib
+
+from stfuse.metrics.registry import METRICS as _DEFINITIONS  # torch-free
 
 _EXPORTS = {
     "FusionMetric": "stfuse.metrics.base",
@@ -26,6 +30,7 @@ _EXPORTS = {
     "build_metric": "stfuse.metrics.collection",
     "LOWER_IS_BETTER": "stfuse.metrics.registry",
     "METRIC_NAMES": "stfuse.metrics.registry",
+    "MetricDefinition": "stfuse.metrics.registry",
     "canonical_metric_name": "stfuse.metrics.registry",
     "resolve_metric_names": "stfuse.metrics.registry",
     "PRESETS": "stfuse.metrics.presets",
@@ -34,28 +39,9 @@ _EXPORTS = {
     "FusionBatch": "stfuse.metrics.inputs",
     "prepare_batch": "stfuse.metrics.inputs",
     "to_gray_255": "stfuse.metrics.inputs",
-    "MetricDefinition": "stfuse.metrics.suite",
     "MetricSuite": "stfuse.metrics.suite",
-    **{
-        name: "stfuse.metrics.classes"
-        for name in (
-            "AGMetric",
-            "CCMetric",
-            "ENMetric",
-            "FMIMetric",
-            "MIMetric",
-            "MSEMetric",
-            "MSSSIMMetric",
-            "NabfMetric",
-            "PSNRMetric",
-            "QabfMetric",
-            "SCDMetric",
-            "SDMetric",
-            "SFMetric",
-            "SSIMMetric",
-            "VIFMetric",
-        )
-    },  # fmt: skip
+    # every metric's class (ENMetric, ..., FMIMetric, ..., PSNRMetric), from its definition
+    **{definition.class_name: "stfuse.metrics.classes" for definition in _DEFINITIONS.values()},
 }
 
 __all__ = sorted(_EXPORTS)

@@ -4,28 +4,31 @@ Each metric keeps one value per image (a list state reduced with ``cat``), becau
 the mean of per-image values, not a value over pooled pixels; that also makes the result independent
 of batch size and of how DDP splits the images. ``compute()`` is the mean; ``compute_per_image()`` the
 values themselves.
+
+A metric is its :class:`~stfuse.metrics.registry.MetricDefinition`: a subclass sets ``definition`` and
+takes its name and flags from it (:mod:`stfuse.metrics.classes` builds one class per definition). How
+the images reach it is the preset's colour convention (:mod:`stfuse.metrics.colour`).
 """
 
 from __future__ import annotations
 
-from abc import abstractmethod
 from typing import Any, ClassVar
 
 import torch
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from stfuse.metrics.inputs import FusionBatch, prepare_batch
+from stfuse.metrics.colour import colour_convention
+from stfuse.metrics.inputs import FusionBatch
 from stfuse.metrics.presets import MetricPreset, get_preset
-from stfuse.metrics.vifb import VIFBBatch, prepare_vifb_batch, vifb_values
+from stfuse.metrics.registry import MetricDefinition
 
 
 class FusionMetric(Metric):
-    """Base class: converts inputs (see :mod:`stfuse.metrics.inputs`) and stores per-image values.
+    """Base class: converts inputs under the preset's colour convention and stores per-image values of
+    its ``definition``."""
 
-    Subclasses set ``name`` and implement :meth:`values_for` on a :class:`FusionBatch`.
-    """
-
+    definition: ClassVar[MetricDefinition]
     name: ClassVar[str] = ""
     #: Whether the metric needs the source images (False for EN, SD, SF, AG).
     needs_sources: ClassVar[bool] = True
@@ -34,6 +37,15 @@ class FusionMetric(Metric):
     full_state_update: bool = False
 
     values: list[torch.Tensor]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        definition = cls.__dict__.get("definition")
+        if definition is not None:
+            cls.name = cls.__dict__.get("name", definition.name)
+            cls.higher_is_better = definition.higher_is_better
+            cls.needs_sources = definition.needs_sources
+            cls.__doc__ = cls.__doc__ or definition.summary
 
     def __init__(
         self,
@@ -48,30 +60,27 @@ class FusionMetric(Metric):
         self.data_range = float(data_range)
         self.quantize = self.preset.quantize if quantize is None else bool(quantize)
         self.add_state("values", default=[], dist_reduce_fx="cat")
-        self._check_preset()
+        self.convention = colour_convention(self.preset)
+        self.definition.check(self.preset)
 
-    def _check_preset(self) -> None:
-        """Raise if the preset defines this metric differently from what is implemented (default: no)."""
-
-    @abstractmethod
     def values_for(self, batch: FusionBatch) -> torch.Tensor:
-        """Per-image values (float64, shape N) for one converted batch."""
+        """Per-image values (N) on an already grey :class:`FusionBatch`, whatever the colour convention."""
+        return self.definition.values(batch, self.preset)
 
     def update(
         self,
-        fused: torch.Tensor | FusionBatch,
+        fused: Any,
         ir: torch.Tensor | None = None,
         vi: torch.Tensor | None = None,
     ) -> None:
-        """Add a batch: tensors N×C×H×W (C = 1 or 3), or an already converted :class:`FusionBatch`."""
-        if not self.needs_sources and not isinstance(fused, (FusionBatch, VIFBBatch)):
+        """Add a batch: tensors N×C×H×W (C = 1 or 3), or a batch its preset's convention converted."""
+        if not self.needs_sources and isinstance(fused, torch.Tensor):
             ir = vi = None  # no-reference metric: convert only the fused image
-        prepare = prepare_vifb_batch if self.preset.colour == "vifb" else prepare_batch
-        batch = prepare(fused, ir, vi, data_range=self.data_range, quantize=self.quantize)
+        batch = self.convention.prepare(fused, ir, vi, data_range=self.data_range, quantize=self.quantize)
         if self.needs_sources:
             batch.sources()
         with torch.no_grad():
-            values = vifb_values(self, batch) if isinstance(batch, VIFBBatch) else self.values_for(batch)
+            values = self.convention.values(self.definition, self.preset, batch)
             self.values.append(values.to(torch.float64).reshape(-1))
 
     def _gathered(self) -> torch.Tensor:

@@ -14,52 +14,25 @@ import torch
 from torchmetrics import MetricCollection
 
 from stfuse.metrics.base import FusionMetric
-from stfuse.metrics.classes import (
-    AGMetric,
-    CCMetric,
-    ENMetric,
-    FMIMetric,
-    MIMetric,
-    MSEMetric,
-    MSSSIMMetric,
-    NabfMetric,
-    PSNRMetric,
-    QabfMetric,
-    SCDMetric,
-    SDMetric,
-    SFMetric,
-    SSIMMetric,
-    VIFMetric,
-    defined_metric_class,
-)
-from stfuse.metrics.inputs import FusionBatch, prepare_batch
+from stfuse.metrics.classes import METRIC_CLASSES, OptionMetric
+from stfuse.metrics.colour import colour_convention
+from stfuse.metrics.inputs import FusionBatch
 from stfuse.metrics.presets import MetricPreset, get_preset
-from stfuse.metrics.registry import METRIC_NAMES, canonical_metric_name, resolve_metric_names
-from stfuse.metrics.vifb import prepare_vifb_batch
+from stfuse.metrics.registry import METRICS as DEFINITIONS
+from stfuse.metrics.registry import MetricDefinition, canonical_metric_name, resolve_metric_names
 
-_CLASSES: dict[str, Callable[..., FusionMetric]] = {
-    "EN": ENMetric,
-    "SD": SDMetric,
-    "SF": SFMetric,
-    "AG": AGMetric,
-    "MI": MIMetric,
-    "FMI_pixel": functools.partial(FMIMetric, feature="pixel"),
-    "FMI_gradient": functools.partial(FMIMetric, feature="gradient"),
-    "SCD": SCDMetric,
-    "VIF": VIFMetric,
-    "Qabf": QabfMetric,
-    "Nabf": NabfMetric,
-    "SSIM": SSIMMetric,
-    "MS_SSIM": MSSSIMMetric,
-    "MSE": MSEMetric,
-    "CC": CCMetric,
-    "PSNR": PSNRMetric,
-}
 
-#: Every metric class (or factory) by its canonical name, in table order: the named classes above, and for
-#: a metric registered without one, a class built from its definition.
+def _factory(definition: MetricDefinition) -> Callable[..., FusionMetric]:
+    cls = METRIC_CLASSES[definition.class_name]
+    if issubclass(cls, OptionMetric):
+        return functools.partial(cls, **dict(definition.options))
+    return cls
+
+
+#: Every metric class (or, for a class shared by several definitions, its factory with the option bound)
+#: by its canonical name, in table order.
 METRICS: dict[str, Callable[..., FusionMetric]] = {
-    name: _CLASSES[name] if name in _CLASSES else defined_metric_class(name) for name in METRIC_NAMES
+    name: _factory(definition) for name, definition in DEFINITIONS.items()
 }
 
 
@@ -103,8 +76,9 @@ class FusionMetrics(MetricCollection):
         vi: torch.Tensor | None = None,
     ) -> None:
         """Convert the batch once, then update every metric with it."""
-        prepare = prepare_vifb_batch if self.preset.colour == "vifb" else prepare_batch
-        batch = prepare(fused, ir, vi, data_range=self.data_range, quantize=self.quantize)
+        batch = colour_convention(self.preset).prepare(
+            fused, ir, vi, data_range=self.data_range, quantize=self.quantize
+        )
         if batch.ir is None:
             needing = [name for name, m in self.items(keep_base=True, copy_state=False) if m.needs_sources]
             if needing:

@@ -6,13 +6,14 @@ constants, and each keeps its reference implementation's quirks:
 
 * Qabf (CDDFuse ``Evaluator.Qabf``, Tang's ``analysis_Qabf``): computed in float32 like CDDFuse's
   (float32 images and kernels; Sobel responses of 8-bit data are exact integers there), with float64
-  sums. Sobel by ``convolve2d(..., 'same')`` with zero padding; α = atan(S_y/S_x) with π/2 where S_x = 0; where g_A = g_F exactly the strength "ratio" is
-  g_F itself, not 1. That quirk depends on the data scale: g_F on 0–255 for ``cddfuse``, g_F/255
-  for ``tang`` (which runs Qabf on 0–1 data); ``vifb`` uses its own float64 form on 255× data
-  (:func:`stfuse.metrics.vifb.qabf_vifb`).
+  sums. Sobel by ``convolve2d(..., 'same')`` with zero padding; α = atan(S_y/S_x) with π/2 where
+  S_x = 0; where g_A = g_F exactly the strength "ratio" is g_F itself, not 1. That quirk depends on the
+  data scale: g_F on 0–255 for ``cddfuse`` and ``tang`` (Tang's toolkit passes ``im2double(x)*255``
+  since 2023-03-03), g_F/255 for ``tang2022`` (0–1 data before that); ``vifb`` uses its own float64
+  form on 255× data (:func:`qabf_vifb`).
 * Nabf (Kumar's ``objective_fusion_perform_fn``): Sobel/8 by correlation over a mirrored border without
   repeating the edge pixel (``per_extn_im_fn``, i.e. reflect-101), weights g^1.5 above Td = 2 and 0.001
-  below. ``tang`` runs it on 0–1 data, where no strength reaches Td, so all weights are 0.001.
+  below. Both Tang presets run it on 0–1 data, where no strength reaches Td, so all weights are 0.001.
   Comparisons between strengths are made on the exact 0–255 Sobel responses and only then scaled, so
   ties (g_F = g_A, common in max-type fusions) are decided exactly rather than by float noise.
 """
@@ -68,7 +69,7 @@ def _strength_orientation(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return g, alpha
 
 
-def _qabf_preservation(
+def qabf_preservation(
     g_s: torch.Tensor,
     a_s: torch.Tensor,
     g_f: torch.Tensor,
@@ -82,6 +83,8 @@ def _qabf_preservation(
     ka: float,
     da: float,
 ) -> torch.Tensor:
+    """Q_g·Q_α of a source (strength ``g_s``, orientation ``a_s``) against the fused image, per pixel; the
+    strength ratio is ``g_f · equal_scale`` where the strengths are equal (the kept quirk)."""
     # The smaller strength over the larger (0/0 only where they are equal, which the quirk replaces).
     # In-place chains of the same operations as tg / (1 + exp(kg·(ratio − dg))), rounding included.
     ratio = torch.minimum(g_s, g_f).div_(torch.maximum(g_s, g_f))
@@ -106,12 +109,12 @@ def qabf(
     da: float = 0.8,
 ) -> torch.Tensor:
     """Q^{AB/F} per image (N×H×W on 0–255 → N). ``equal_scale`` scales the g_A = g_F quirk value
-    (1 for 0–255 data, 1/255 for Tang's 0–1 data). Liu's MFIF toolbox variant uses kg=-10, dg=0.5,
+    (1 for 0–255 data, 1/255 for the 0–1 data of Tang's 2022 toolkit). Liu's MFIF toolbox variant uses kg=-10, dg=0.5,
     ka=-20, da=0.75."""
     # A, B and F through one set of operations (…×3×H×W), A and B against F as one …×2×H×W pair.
     g, alpha = _strength_orientation(torch.stack([ir, vi, fused], dim=-3))
     consts = dict(equal_scale=equal_scale, tg=tg, kg=kg, dg=dg, ta=ta, ka=ka, da=da)
-    q = _qabf_preservation(
+    q = qabf_preservation(
         g[..., 0:2, :, :], alpha[..., 0:2, :, :], g[..., 2:3, :, :], alpha[..., 2:3, :, :], **consts
     )
     q.mul_(g[..., 0:2, :, :])
@@ -170,9 +173,31 @@ def nabf(fused: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor, *, scale: floa
     return num / (w_a + w_b).sum(dim=(-2, -1))
 
 
+def _qabf_edges_float64(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    sx, sy = sobel_same_zero(255.0 * x.to(torch.float64))  # VIFB: 255·im2double of a double image
+    g = torch.sqrt(sx * sx + sy * sy)
+    alpha = torch.where(sx == 0, math.pi / 2, torch.atan(sy / torch.where(sx == 0, 1.0, sx)))
+    return g, alpha
+
+
+def qabf_vifb(fused: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
+    """VIFB's ``metricsQabf`` core per image (N×H×W on 0–255 → N): Xydeas–Petrović Q^{AB/F} with the
+    shared constants, in float64 on 255× the 0–255 levels, so the g_A = g_F quirk stores 255·g_F."""
+    constants = dict(equal_scale=1.0, tg=0.9994, kg=-15.0, dg=0.5, ta=0.9879, ka=-22.0, da=0.8)
+    g_a, a_a = _qabf_edges_float64(ir)
+    g_b, a_b = _qabf_edges_float64(vi)
+    g_f, a_f = _qabf_edges_float64(fused)
+    q_af = qabf_preservation(g_a, a_a, g_f, a_f, **constants)
+    q_bf = qabf_preservation(g_b, a_b, g_f, a_f, **constants)
+    return (q_af * g_a + q_bf * g_b).sum(dim=(-2, -1)) / (g_a + g_b).sum(dim=(-2, -1))
+
+
 def qabf_values(batch: FusionBatch, preset: MetricPreset) -> torch.Tensor:
-    """Xydeas–Petrović Q^{AB/F} (see the module docstring for the conventions kept)."""
+    """Xydeas–Petrović Q^{AB/F} (see the module docstring for the conventions kept): float32 with the
+    quirk value on the preset's ``qabf_scale``, or VIFB's float64 form (:func:`qabf_vifb`)."""
     ir, vi = batch.sources()
+    if preset.qabf_precision == "float64":
+        return qabf_vifb(batch.fused, ir, vi)
     return qabf(batch.fused, ir, vi, equal_scale=preset.qabf_scale / 255.0)
 
 

@@ -2,8 +2,8 @@
 
 * ``cddfuse``: MSE = ½(MSE_AF + MSE_BF) on 0–255; PSNR = 10·log10(max(F)² / MSE) with the fused image's
   own maximum as the peak.
-* ``tang``: MSE on 0–1 data (255² smaller); PSNR = 20·log10(255 / √MSE₀₁), i.e. the textbook value plus
-  20·log10(255) ≈ 48.13 dB (the "66 dB" tables).
+* ``tang``, ``tang2022``: MSE on 0–1 data (255² smaller); PSNR = 20·log10(255 / √MSE₀₁), i.e. the
+  textbook value plus 20·log10(255) ≈ 48.13 dB (the "66 dB" tables).
 * ``vifb``: MSE as ``cddfuse`` (VIFB has no MSE metric). VIFB's PSNR takes m_X = √(Σ(X−F)²)/(H·W) — a
   root of the sum, not a mean square — and reports 20·log10(255/√(½(m_A + m_B))), about 58–62 dB.
 """
@@ -43,7 +43,7 @@ def fusion_mse_255(batch: FusionBatch) -> torch.Tensor:
 
 
 def mse_values(batch: FusionBatch, preset: MetricPreset) -> torch.Tensor:
-    """½(MSE(A, F) + MSE(B, F)); 0–255 units except ``tang`` (0–1 units)."""
+    """½(MSE(A, F) + MSE(B, F)); 0–255 units except the Tang presets (0–1 units)."""
     scale = preset.mse_scale / 255.0
     return fusion_mse_255(batch) * (scale * scale)
 

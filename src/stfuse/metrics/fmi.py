@@ -22,7 +22,7 @@ import torch
 
 from stfuse.metrics.gradient import numpy_style_gradient
 from stfuse.metrics.inputs import FusionBatch
-from stfuse.metrics.presets import MetricPreset
+from stfuse.metrics.presets import MetricPreset, fmi_refusal
 
 FMI_FEATURES = ("pixel", "gradient")
 WINDOW = 3
@@ -147,11 +147,9 @@ def check_fmi(preset: MetricPreset, feature: str) -> None:
     """Raise unless ``preset`` defines FMI with ``feature`` features."""
     if feature not in FMI_FEATURES:
         raise ValueError(f"unknown FMI feature {feature!r}; choose one of {', '.join(FMI_FEATURES)}")
-    if feature not in preset.fmi_features:
-        raise ValueError(
-            f"preset {preset.name!r} does not define FMI with {feature} features (Tang's "
-            "'FMI_pixel' is computed on edge maps, which stfuse does not provide); use preset 'cddfuse'"
-        )
+    reason = fmi_refusal(feature)(preset)
+    if reason is not None:
+        raise ValueError(reason)
 
 
 def fmi_values(batch: FusionBatch, preset: MetricPreset, *, feature: str = "pixel") -> torch.Tensor:

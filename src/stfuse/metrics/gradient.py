@@ -2,11 +2,12 @@
 
 The code bases agree on the formulas and disagree on the denominators and the data scale:
 
-* SF: ``cddfuse`` and ``tang`` average each squared-difference field over its own pair count,
-  H·(W−1) horizontally and (H−1)·W vertically; ``vifb`` divides both sums by H·W. ``tang`` computes SF on
-  0–1 data, so its values are 255× smaller.
-* AG: ``cddfuse`` takes the mean over all H·W pixels; ``tang`` and ``vifb`` divide the same sum by
-  (H−1)(W−1).
+* SF: ``cddfuse`` and both Tang presets average each squared-difference field over its own pair
+  count, H·(W−1) horizontally and (H−1)·W vertically; ``vifb`` divides both sums by H·W. ``tang2022``
+  computes SF on 0–1 data (Tang's toolkit before 2023-03-03), so its values are 255× smaller; ``tang``
+  follows the current toolkit, which passes ``im2double(x)*255``.
+* AG: ``cddfuse`` takes the mean over all H·W pixels; the Tang presets and ``vifb`` divide the same sum
+  by (H−1)(W−1).
 """
 
 from __future__ import annotations

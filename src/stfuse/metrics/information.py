@@ -83,21 +83,51 @@ def mutual_information_nats(x_levels: torch.Tensor, y_levels: torch.Tensor) -> t
     return mi.clamp_min(0.0)
 
 
+#: The joint-histogram bin of levels 254 and 255 in Tang's ``Hab.m`` (0-based): it indexes its 256×256
+#: counter with ``uint8 + 1``, which saturates at 255, so both levels land in the last row/column.
+HAB_TOP_BIN = LEVELS - 2
+
+
+def count_entropy_nats(counts: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """Shannon entropy in nats of per-image counts over ``dims``: log T − Σ c log c / T."""
+    counts = counts.to(torch.float64)
+    total = counts.sum(dim=dims)
+    return torch.log(total) - torch.xlogy(counts, counts).sum(dim=dims) / total
+
+
+def mutual_information_hab_nats(
+    x_levels: torch.Tensor, y_levels: torch.Tensor, x_entropy: torch.Tensor, y_entropy: torch.Tensor
+) -> torch.Tensor:
+    """MI(x, y) in nats as Tang's ``MI_evaluation.m`` computes it: H(x) + H(y) − H(x, y).
+
+    The marginal entropies ``x_entropy`` and ``y_entropy`` (nats) come from exact 256-level histograms,
+    as MATLAB's ``entropy()`` gives them. The joint entropy comes from ``Hab.m``'s histogram, in which
+    ``uint8(level) + 1`` saturates, so levels 254 and 255 share one bin in each image. That quirk only
+    lowers the joint entropy, so the result is the exact MI or above it, never clipped.
+    """
+    joint = joint_histograms(x_levels.clamp_max(HAB_TOP_BIN), y_levels.clamp_max(HAB_TOP_BIN))
+    return x_entropy + y_entropy - count_entropy_nats(joint, (1, 2))
+
+
 def en_values(batch: FusionBatch, preset: MetricPreset) -> torch.Tensor:
     """EN of the fused image in bits (all presets)."""
     return entropy_from_counts(histograms(batch_levels(batch, "fused")))
 
 
 def mi_values(batch: FusionBatch, preset: MetricPreset) -> torch.Tensor:
-    """MI(F, A) + MI(F, B) from exact 256-level joint histograms.
+    """MI(F, A) + MI(F, B) from 256-level joint histograms.
 
-    ``cddfuse`` and ``vifb`` report nats (natural log); ``tang`` reports bits (nats / ln 2). VIFB
-    min–max stretches each image before binning, which maps distinct levels to distinct bins and
-    therefore leaves MI unchanged for 8-bit images.
+    ``cddfuse`` and ``vifb`` report nats (natural log) from exact histograms. VIFB min–max stretches each
+    image before binning, which maps distinct levels to distinct bins and therefore leaves MI unchanged
+    for 8-bit images. ``tang`` and ``tang2022`` report bits (nats / ln 2) with the joint histograms of
+    ``Hab.m``, where levels 254 and 255 merge (:func:`mutual_information_hab_nats`).
     """
     batch.sources()
     f = batch_levels(batch, "fused")
-    mi = mutual_information_nats(f, batch_levels(batch, "ir")) + mutual_information_nats(
-        f, batch_levels(batch, "vi")
-    )
+    a, b = batch_levels(batch, "ir"), batch_levels(batch, "vi")
+    if preset.mi_hab_saturation:
+        h_f, h_a, h_b = (count_entropy_nats(histograms(x), (1,)) for x in (f, a, b))
+        mi = mutual_information_hab_nats(f, a, h_f, h_a) + mutual_information_hab_nats(f, b, h_f, h_b)
+    else:
+        mi = mutual_information_nats(f, a) + mutual_information_nats(f, b)
     return mi / math.log(2.0) if preset.mi_unit == "bits" else mi

@@ -18,13 +18,16 @@ Float64 carries everything afterwards: variances of 0–255 data lose their low 
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 
 from data_modules.io import LUMA_WEIGHTS
+from stfuse.metrics.presets import MetricPreset
+from stfuse.metrics.registry import MetricDefinition
 
 _T = TypeVar("_T")
 
@@ -63,7 +66,8 @@ class FusionBatch:
         return self.ir, self.vi
 
 
-def _as_nchw(image: torch.Tensor, role: str) -> torch.Tensor:
+def as_nchw(image: torch.Tensor, role: str) -> torch.Tensor:
+    """``image`` as N×C×H×W (from H×W, C×H×W or N×C×H×W) with C = 1 or 3; ``role`` names it in errors."""
     if not isinstance(image, torch.Tensor):
         raise TypeError(f"{role}: expected a torch.Tensor, got {type(image).__name__}")
     if image.ndim == 2:
@@ -89,7 +93,7 @@ def to_gray_255(
     image: torch.Tensor, *, data_range: float = 1.0, quantize: bool = True, role: str = "image"
 ) -> torch.Tensor:
     """One image batch as grey N×H×W float64 on 0–255 (see the module docstring for the rules)."""
-    image = _as_nchw(image, role)
+    image = as_nchw(image, role)
     if image.is_complex() or image.dtype == torch.bool:
         raise TypeError(f"{role}: unsupported dtype {image.dtype}")
     if image.dtype == torch.uint8:
@@ -153,3 +157,46 @@ def prepare_batch(
             )
         integer_levels = quantize or all(_is_uint8_grey(x) for x in (fused, ir, vi))
     return FusionBatch(f, a, b, integer_levels)
+
+
+class ColourConvention(ABC):
+    """How a code base hands images to its metrics: the batch it converts them to once, and a metric's
+    values on that batch. A preset names its convention (``MetricPreset.colour``;
+    :func:`stfuse.metrics.colour.colour_convention`)."""
+
+    #: ``stfuse evaluate`` reads images with their stored channels (else as grey, like CDDFuse's reader).
+    keeps_channels: ClassVar[bool] = False
+
+    @abstractmethod
+    def prepare(
+        self,
+        fused: Any,
+        ir: torch.Tensor | None = None,
+        vi: torch.Tensor | None = None,
+        *,
+        data_range: float = 1.0,
+        quantize: bool = True,
+    ) -> Any:
+        """The converted batch (a converted batch of this convention passes through)."""
+
+    @abstractmethod
+    def values(self, definition: MetricDefinition, preset: MetricPreset, batch: Any) -> torch.Tensor:
+        """Per-image values (N) of ``definition`` under ``preset`` on a batch from :meth:`prepare`."""
+
+
+class GreyFirst(ColourConvention):
+    """Every image becomes grey first (:func:`prepare_batch`), and every metric reads that batch."""
+
+    def prepare(
+        self,
+        fused: torch.Tensor | FusionBatch,
+        ir: torch.Tensor | None = None,
+        vi: torch.Tensor | None = None,
+        *,
+        data_range: float = 1.0,
+        quantize: bool = True,
+    ) -> FusionBatch:
+        return prepare_batch(fused, ir, vi, data_range=data_range, quantize=quantize)
+
+    def values(self, definition: MetricDefinition, preset: MetricPreset, batch: FusionBatch) -> torch.Tensor:
+        return definition.values(batch, preset)

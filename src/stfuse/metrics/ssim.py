@@ -10,7 +10,7 @@ SSIM conventions by preset:
   flat regions that float32 rounding decides the value; the ``cddfuse`` preset repeats that arithmetic
   (``emulate_float32``) and so matches the reference to ~1e-7 instead of ~2e-4.
 * ``vifb``: 11×11 Gaussian window σ = 1.5, L = 255, 'valid' filtering, population moments.
-* ``tang``: Tang's toolkit reports MEF-SSIM (Ma et al. 2015), a different metric; not provided here.
+* ``tang``, ``tang2022``: Tang's toolkit reports MEF-SSIM (Ma et al. 2015), a different metric; not provided here.
 
 MS-SSIM is Wang et al.'s (2003) five-scale form, as in their ``msssim.m``: 11×11 Gaussian σ = 1.5,
 L = 255, contrast–structure terms at scales 1–4 and full SSIM at scale 5, weights
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from stfuse.metrics.filters import box_mean_valid, filter_valid, gaussian_window_1d, window_sums_valid
 from stfuse.metrics.inputs import FusionBatch
-from stfuse.metrics.presets import MetricPreset
+from stfuse.metrics.presets import MetricPreset, ms_ssim_refusal, ssim_refusal
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 #: ceil(161 / 16) = 11: the smallest side whose fifth scale still holds one 11×11 window.
@@ -190,11 +190,9 @@ def _halved_shape(shape: torch.Size) -> tuple[int, int]:
 
 def check_ssim(preset: MetricPreset) -> None:
     """Raise unless ``preset`` defines SSIM as implemented here."""
-    if preset.ssim_variant is None:
-        raise ValueError(
-            f"preset {preset.name!r} defines SSIM as MEF-SSIM (Ma et al. 2015), which stfuse does "
-            "not implement; use preset 'cddfuse' or 'vifb' for SSIM"
-        )
+    reason = ssim_refusal(preset)
+    if reason is not None:
+        raise ValueError(reason)
 
 
 def ssim_values(batch: FusionBatch, preset: MetricPreset) -> torch.Tensor:
@@ -210,11 +208,9 @@ def ssim_values(batch: FusionBatch, preset: MetricPreset) -> torch.Tensor:
 
 def check_ms_ssim(preset: MetricPreset) -> None:
     """Raise unless ``preset`` defines the standard MS-SSIM."""
-    if not preset.ms_ssim_supported:
-        raise ValueError(
-            f"preset {preset.name!r} reports a multi-exposure (MEF) MS-SSIM, which stfuse does not "
-            "implement; use preset 'cddfuse' or 'vifb' for the standard MS-SSIM"
-        )
+    reason = ms_ssim_refusal(preset)
+    if reason is not None:
+        raise ValueError(reason)
 
 
 def ms_ssim_values(batch: FusionBatch, preset: MetricPreset) -> torch.Tensor:

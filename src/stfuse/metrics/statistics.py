@@ -1,6 +1,6 @@
 """Moment metrics: standard deviation (SD), correlation coefficient (CC), sum of the correlations of
 differences (SCD). All presets agree on them (correlations are scale-free, so Tang's 0–1 data changes
-nothing), apart from one old bug noted on :func:`sd_values`.
+nothing), apart from the uint8 SD of ``tang2022`` (:func:`sd_uint8_saturated`).
 """
 
 from __future__ import annotations
@@ -42,13 +42,32 @@ def _centred(batch: FusionBatch, role: str) -> torch.Tensor:
     return batch.shared(f"centred:{role}", lambda: centred(getattr(batch, role)))
 
 
-def sd_values(batch: FusionBatch, preset: MetricPreset) -> torch.Tensor:
-    """Population standard deviation of F on 0–255 (all presets).
+def sd_uint8_saturated(levels: torch.Tensor) -> torch.Tensor:
+    """SD as Tang's 2022 ``SD_evaluation.m`` computes it on a uint8 image F (N×H×W levels 0..255 → N).
 
-    An old version of Tang's ``SD_evaluation`` subtracted the mean from the uint8 image, which saturates
-    negative deviations to zero; published tables made with the toolkit do not show that bug, so the
-    ``tang`` preset uses the correct form too.
+    ``u = mean(mean(F))`` is a double; ``F - u`` is uint8, so MATLAB rounds it half away from zero and
+    saturates it to 0..255 (every pixel below the mean counts 0); ``.^2`` is uint8 again and stops at 255;
+    only ``sum`` returns a double. The result is √(Σ min(sat(round(F − u))², 255) / (H·W)).
     """
+    x = levels.to(torch.float64)
+    u = x.mean(dim=-2, keepdim=True).mean(dim=-1, keepdim=True)  # the mean of the column means
+    d = x - u
+    low = d.floor()
+    deviation = torch.where(d - low >= 0.5, low + 1.0, low).clamp_(0.0, 255.0)  # round, then saturate
+    squares = deviation.mul_(deviation).clamp_max_(255.0)
+    return torch.sqrt(squares.sum(dim=(-2, -1)) / (x.shape[-2] * x.shape[-1]))
+
+
+def sd_values(batch: FusionBatch, preset: MetricPreset) -> torch.Tensor:
+    """Population standard deviation of F on 0–255 (``tang2022``: the uint8 form, :func:`sd_uint8_saturated`).
+
+    Tang's toolkit computed SD on the uint8 image until 2023-03-03, and tables made with it show that
+    (its own spreadsheet: SeAFusion on pair 01, SD 8.90 against 48.15), so ``tang2022`` keeps it; ``tang``
+    follows the current code, which is the correct form.
+    """
+    if preset.sd_uint8:
+        f = batch.fused if batch.integer_levels else batch.fused.round().clamp(0.0, 255.0)
+        return sd_uint8_saturated(f)
     f = _centred(batch, "fused")
     return torch.sqrt(pixel_dot(f, f) / (f.shape[-2] * f.shape[-1]))
 

@@ -2,7 +2,9 @@
 
 CDDFuse calls this ``VIFF`` but computes VIFp, as Tang's ``vifp_mscale`` does: 4 scales, Gaussian
 windows N = 17, 9, 5, 3 with σ = N/5, 'valid' filtering, the image filtered with the next scale's window
-and subsampled by 2 between scales, σ²_n = 2, and VIF = Σ num / Σ den over all scales. All presets agree.
+and subsampled by 2 between scales, σ²_n = 2, and VIF = Σ num / Σ den over all scales. All presets agree
+but ``tang2022``: Tang's 2022 toolkit ran it on uint8 images, where the first scale's products saturate
+at 255 (:func:`vifp_pair_sums`).
 
 The reference spends ~86 % of its time here (direct 17×17 ``convolve2d``). This version filters the
 eight moment maps (μ_A, μ_B, μ_F, E[A²], E[B²], E[F²], E[AF], E[BF]) of a whole batch per scale, in
@@ -21,6 +23,8 @@ from stfuse.metrics.inputs import FusionBatch
 from stfuse.metrics.presets import MetricPreset
 
 SIGMA_N_SQ = 2.0
+#: Where uint8 arithmetic saturates (``tang2022``'s first-scale products).
+UINT8_MAX = 255.0
 EPS = 1e-10
 NUM_SCALES = 4
 LN10 = math.log(10.0)
@@ -86,13 +90,16 @@ def _vifp_terms(
     return num / LN10, den / LN10
 
 
-def _moment_maps(images: torch.Tensor) -> torch.Tensor:
-    """N×3×H×W (A, B, F) → N×8×H×W: A, B, F, A², B², F², AF, BF."""
+def _moment_maps(images: torch.Tensor, product_cap: float | None = None) -> torch.Tensor:
+    """N×3×H×W (A, B, F) → N×8×H×W: A, B, F, A², B², F², AF, BF; the products clamped to
+    ``product_cap`` when given (uint8 arithmetic saturates at 255)."""
     n, _, h, w = images.shape
     maps = images.new_empty((n, 8, h, w))
     maps[:, 0:3] = images
     torch.mul(images, images, out=maps[:, 3:6])
     torch.mul(images[:, 0:2], images[:, 2:3], out=maps[:, 6:8])
+    if product_cap is not None:
+        maps[:, 3:8].clamp_max_(product_cap)
     return maps
 
 
@@ -103,12 +110,17 @@ def _gaussian_spectrum(size: int, shape: tuple[int, int], device: torch.device) 
 
 
 def vifp_pair_sums(
-    fused: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor
+    fused: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor, *, uint8_products: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Σ-over-scales (num, den) of VIFp(ir→F) and VIFp(vi→F); each N-vectors."""
+    """Σ-over-scales (num, den) of VIFp(ir→F) and VIFp(vi→F); each N-vectors.
+
+    ``uint8_products``: the first scale's products A², B², F², AF, BF saturate at 255, as ``ref.*ref``
+    does on the uint8 images of Tang's 2022 toolkit; later scales filter doubles and are unaffected.
+    """
+    cap = UINT8_MAX if uint8_products else None
     if fused.device.type == "cpu":
-        return _vifp_pair_sums_separable(fused, ir, vi)
-    return _vifp_pair_sums_fft(fused, ir, vi)
+        return _vifp_pair_sums_separable(fused, ir, vi, cap)
+    return _vifp_pair_sums_fft(fused, ir, vi, cap)
 
 
 def _scale_sums(moments: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -125,7 +137,7 @@ def _scale_sums(moments: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
 
 
 def _vifp_pair_sums_separable(
-    fused: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor
+    fused: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor, first_cap: float | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Direct separable filtering (the CPU path): about 34 multiply–adds per map and pixel at scale 1."""
     images = torch.stack([ir, vi, fused], dim=1).to(torch.float64)  # N×3×H×W
@@ -135,13 +147,14 @@ def _vifp_pair_sums_separable(
         taps = gaussian_window_1d(size, size / 5.0)
         if scale > 1:
             images = filter_valid(images, taps)[..., ::2, ::2].contiguous()
-        for total, part in zip(totals, _scale_sums(filter_valid(_moment_maps(images), taps))):
+        maps = _moment_maps(images, first_cap if scale == 1 else None)
+        for total, part in zip(totals, _scale_sums(filter_valid(maps, taps))):
             total += part
     return totals[0], totals[1], totals[2], totals[3]
 
 
 def _vifp_pair_sums_fft(
-    fused: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor
+    fused: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor, first_cap: float | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The FFT path (GPUs): one batched FFT of the eight moment maps per scale.
 
@@ -168,7 +181,7 @@ def _vifp_pair_sums_fft(
                     ..., ::2, ::2
                 ]
             h, w = images.shape[-2:]
-        maps = _moment_maps(images)
+        maps = _moment_maps(images, first_cap if scale == 1 else None)
         smoothed_spectra = None
         if size >= FFT_MIN_TAPS:
             fft_shape = (fast_fft_length(h), fast_fft_length(w))
@@ -187,18 +200,28 @@ def _vifp_pair_sums_fft(
     return num_a, den_a, num_b, den_b
 
 
-def vifp_sum(fused: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
-    """VIFp(A→F) + VIFp(B→F) per image; a 0/0 ratio (flat images) counts as 1, as in the reference."""
-    num_a, den_a, num_b, den_b = vifp_pair_sums(fused, ir, vi)
+def vifp_sum(
+    fused: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor, *, uint8_products: bool = False
+) -> torch.Tensor:
+    """VIFp(A→F) + VIFp(B→F) per image; a 0/0 ratio (flat images) counts as 1, as in the reference.
+    ``uint8_products`` as in :func:`vifp_pair_sums`."""
+    num_a, den_a, num_b, den_b = vifp_pair_sums(fused, ir, vi, uint8_products=uint8_products)
     vif_a = num_a / den_a
     vif_b = num_b / den_b
     return torch.where(torch.isnan(vif_a), 1.0, vif_a) + torch.where(torch.isnan(vif_b), 1.0, vif_b)
 
 
 def vif_values(batch: FusionBatch, preset: MetricPreset) -> torch.Tensor:
-    """VIFp(A→F) + VIFp(B→F) (module docstring). Needs images of at least 41×41 pixels."""
+    """VIFp(A→F) + VIFp(B→F) (module docstring). Needs images of at least 41×41 pixels.
+
+    ``tang2022`` saturates the first scale's products on uint8 (:func:`vifp_pair_sums`); inputs that are
+    not 8-bit levels are rounded to them first, as that code only ever saw uint8 images.
+    """
     ir, vi = batch.sources()
-    h, w = batch.fused.shape[-2:]
+    f = batch.fused
+    h, w = f.shape[-2:]
     if min(h, w) < 41:
         raise ValueError(f"VIF needs images of at least 41×41 pixels (4 scales), got {h}×{w}")
-    return vifp_sum(batch.fused, ir, vi)
+    if preset.vif_uint8_products and not batch.integer_levels:
+        f, ir, vi = (x.round().clamp(0.0, 255.0) for x in (f, ir, vi))
+    return vifp_sum(f, ir, vi, uint8_products=preset.vif_uint8_products)

@@ -14,7 +14,11 @@ branches on the number of fused channels:
   it to double (PSNR, Qabf) the result stays floating point.
 
 VIFB's Qabf also runs on ``255·im2double(double(img))``, i.e. 255 × the 0–255 levels, so the g_A = g_F
-"ratio" quirk stores 255·g_F; it computes in float64. :func:`qabf_vifb` does the same.
+"ratio" quirk stores 255·g_F; it computes in float64. :func:`~stfuse.metrics.edge.qabf_vifb` does the
+same (the preset's ``qabf_precision`` selects it).
+
+Which metrics take which path is each definition's business (``vifb_colour``, ``vifb_grey_sources`` in
+:mod:`stfuse.metrics.registry`), not a list of names here.
 
 Metrics VIFB does not have (SCD, VIF, CC, MSE, FMI, Nabf, MS-SSIM) are scored with the same
 per-channel wrapper and take the rounded grey sources, which is what VIFB's wrapper would do with them.
@@ -22,22 +26,32 @@ per-channel wrapper and take the rounded grey sources, which is what VIFB's wrap
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 
-from stfuse.metrics.inputs import FusionBatch, _as_nchw, to_gray_255
+from stfuse.metrics.edge import qabf_vifb
+from stfuse.metrics.inputs import ColourConvention, FusionBatch, as_nchw, to_gray_255
+from stfuse.metrics.presets import MetricPreset
+from stfuse.metrics.registry import METRICS, MetricDefinition
 
-if TYPE_CHECKING:
-    from stfuse.metrics.base import FusionMetric
+__all__ = [
+    "FLOAT_GREY_METRICS",
+    "MATLAB_GREY_WEIGHTS",
+    "VIFBBatch",
+    "VIFBChannels",
+    "matlab_rgb2gray",
+    "prepare_vifb_batch",
+    "qabf_vifb",
+    "vifb_values",
+]
 
 #: MATLAB ``rgb2gray`` weights (the first row of the inverse YIQ matrix, to full double precision).
 MATLAB_GREY_WEIGHTS = (0.2989360212937754, 0.5870430744511212, 0.11402090425510336)
 #: Metrics whose VIFB code converts the sources to double before ``rgb2gray``, so a grey fused image is
-#: compared with floating-point grey sources; every other metric sees the rounded 8-bit grey.
-FLOAT_GREY_METRICS = frozenset({"PSNR", "Qabf"})
+#: compared with floating-point grey sources; every other metric sees the rounded 8-bit grey. From each
+#: definition's ``vifb_grey_sources``.
+FLOAT_GREY_METRICS = frozenset(name for name, info in METRICS.items() if info.vifb_grey_sources == "float")
 
 
 @dataclass(frozen=True)
@@ -82,7 +96,7 @@ def matlab_rgb2gray(rgb: torch.Tensor, *, rounded: bool) -> torch.Tensor:
 
 def _channels_255(image: torch.Tensor, *, data_range: float, quantize: bool, role: str) -> torch.Tensor:
     """N×C×H×W on 0–255 float64 with the channels kept, by :func:`to_gray_255`'s scaling rules."""
-    image = _as_nchw(image, role)
+    image = as_nchw(image, role)
     return torch.stack(
         [
             to_gray_255(image[:, k : k + 1], data_range=data_range, quantize=quantize, role=role)
@@ -145,52 +159,45 @@ def _grey(source: torch.Tensor | None, *, rounded: bool) -> torch.Tensor | None:
     return source[:, 0] if source.shape[1] == 1 else matlab_rgb2gray(source, rounded=rounded)
 
 
-def _grey_values(metric: FusionMetric, batch: FusionBatch) -> torch.Tensor:
-    if metric.name == "Qabf":
-        return qabf_vifb(batch.fused, *batch.sources())
-    return metric.values_for(batch)
+class VIFBChannels(ColourConvention):
+    """VIFB's convention (module docstring): images keep their channels (:func:`prepare_vifb_batch`), and
+    each metric is scored per channel or on MATLAB's grey as its definition's ``vifb_colour`` and
+    ``vifb_grey_sources`` say (:func:`vifb_values`)."""
+
+    keeps_channels = True
+
+    def prepare(
+        self,
+        fused: torch.Tensor | FusionBatch | VIFBBatch,
+        ir: torch.Tensor | None = None,
+        vi: torch.Tensor | None = None,
+        *,
+        data_range: float = 1.0,
+        quantize: bool = True,
+    ) -> VIFBBatch:
+        return prepare_vifb_batch(fused, ir, vi, data_range=data_range, quantize=quantize)
+
+    def values(self, definition: MetricDefinition, preset: MetricPreset, batch: VIFBBatch) -> torch.Tensor:
+        return vifb_values(definition, preset, batch)
 
 
-def vifb_values(metric: FusionMetric, batch: VIFBBatch) -> torch.Tensor:
-    """Per-image values (N) of ``metric`` under VIFB's colour or grey convention (module docstring)."""
+def vifb_values(definition: MetricDefinition, preset: MetricPreset, batch: VIFBBatch) -> torch.Tensor:
+    """Per-image values (N) of ``definition`` under VIFB's colour or grey convention (module docstring)."""
     f = batch.fused
     n, channels, h, w = f.shape
     if batch.colour:
-        if metric.name == "SF":
+        if definition.vifb_colour == "side_by_side":
             side_by_side = f.permute(0, 2, 1, 3).reshape(n, h, channels * w)  # R | G | B
-            return metric.values_for(FusionBatch(side_by_side, None, None, batch.integer_levels))
+            return definition.values(FusionBatch(side_by_side, None, None, batch.integer_levels), preset)
         per_channel = FusionBatch(
             f.reshape(n * channels, h, w),
             _channel_stack(batch.ir, channels),
             _channel_stack(batch.vi, channels),
             batch.integer_levels,
         )
-        return _grey_values(metric, per_channel).reshape(n, channels).mean(dim=1)
-    rounded = batch.integer_levels and metric.name not in FLOAT_GREY_METRICS
+        return definition.values(per_channel, preset).reshape(n, channels).mean(dim=1)
+    rounded = batch.integer_levels and definition.vifb_grey_sources == "rounded"
     ir, vi = _grey(batch.ir, rounded=rounded), _grey(batch.vi, rounded=rounded)
     colour_source = any(x is not None and x.shape[1] == 3 for x in (batch.ir, batch.vi))
     integer_levels = batch.integer_levels and (rounded or not colour_source)
-    return _grey_values(metric, FusionBatch(f[:, 0], ir, vi, integer_levels))
-
-
-def _qabf_edges(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    from stfuse.metrics.edge import sobel_same_zero
-
-    sx, sy = sobel_same_zero(255.0 * x.to(torch.float64))  # VIFB: 255·im2double of a double image
-    g = torch.sqrt(sx * sx + sy * sy)
-    alpha = torch.where(sx == 0, math.pi / 2, torch.atan(sy / torch.where(sx == 0, 1.0, sx)))
-    return g, alpha
-
-
-def qabf_vifb(fused: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
-    """VIFB's ``metricsQabf`` core per image (N×H×W on 0–255 → N): Xydeas–Petrović Q^{AB/F} with the
-    shared constants, in float64 on 255× the 0–255 levels, so the g_A = g_F quirk stores 255·g_F."""
-    from stfuse.metrics.edge import _qabf_preservation
-
-    constants = dict(equal_scale=1.0, tg=0.9994, kg=-15.0, dg=0.5, ta=0.9879, ka=-22.0, da=0.8)
-    g_a, a_a = _qabf_edges(ir)
-    g_b, a_b = _qabf_edges(vi)
-    g_f, a_f = _qabf_edges(fused)
-    q_af = _qabf_preservation(g_a, a_a, g_f, a_f, **constants)
-    q_bf = _qabf_preservation(g_b, a_b, g_f, a_f, **constants)
-    return (q_af * g_a + q_bf * g_b).sum(dim=(-2, -1)) / (g_a + g_b).sum(dim=(-2, -1))
+    return definition.values(FusionBatch(f[:, 0], ir, vi, integer_levels), preset)
