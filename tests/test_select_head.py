@@ -1,0 +1,139 @@
+"""The select head: a Laplacian-pyramid blend of the sources with learned weight maps, its decision loss in
+the source stage and the guidance modes that read it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from stfuse.losses import DecisionLoss, GuidanceLoss
+from stfuse.models import STFuseNet, build_network
+from stfuse.models.blend import bounded_weights, laplacian_blend
+
+
+def _pair(n: int = 2, h: int = 37, w: int = 53) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    return torch.rand(n, 1, h, w, generator=generator), torch.rand(n, 1, h, w, generator=generator)
+
+
+@pytest.mark.parametrize("levels", [1, 2, 4, 6])
+@pytest.mark.parametrize("size", [(37, 53), (5, 7), (64, 64)])
+def test_constant_weights_give_one_source_or_the_average(levels: int, size: tuple[int, int]) -> None:
+    a, b = _pair(2, *size)
+    ones = torch.ones(2, levels, *size)
+    assert torch.allclose(laplacian_blend(a, b, ones, levels), a, atol=1e-5)
+    assert torch.allclose(laplacian_blend(a, b, torch.zeros(2, 1, *size), levels), b, atol=1e-5)
+    assert torch.allclose(laplacian_blend(a, b, 0.5 * ones, levels), 0.5 * (a + b), atol=1e-5)
+
+
+def test_per_level_weights_take_fine_detail_from_one_source_and_coarse_content_from_the_other() -> None:
+    y, x = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    smooth = (0.3 + 0.4 * (x / 63))[None, None]  # a ramp: coarse content only
+    texture = (0.5 + 0.2 * torch.sign(torch.sin(x * 1.6) * torch.sin(y * 1.6)))[None, None]  # fine detail
+    weights = torch.tensor([1.0, 0.0, 0.0, 0.0]).view(1, 4, 1, 1).expand(1, 4, 64, 64)  # level 0 from A only
+    fused = laplacian_blend(texture, smooth, weights, 4)
+    # the fine checkerboard survives on top of the ramp's coarse brightness
+    fine = fused - torch.nn.functional.avg_pool2d(fused, 5, 1, 2, count_include_pad=False)
+    assert fine[..., 8:-8, 8:-8].abs().mean() > 0.05
+    assert (fused.mean() - smooth.mean()).abs() < 0.05
+
+
+def test_blend_is_differentiable_in_the_weights() -> None:
+    a, b = _pair(1, 32, 32)
+    logits = torch.zeros(1, 4, 32, 32, requires_grad=True)
+    laplacian_blend(a, b, bounded_weights(logits, 4.0), 4).sum().backward()
+    assert logits.grad is not None and logits.grad.abs().sum() > 0
+
+
+def test_bounded_weights_never_saturate() -> None:
+    logits = torch.tensor([-1e4, -5.0, 0.0, 5.0, 1e4])
+    w = bounded_weights(logits, 4.0)
+    assert w.min() > 0.017 and w.max() < 0.983 and w[2] == 0.5
+    assert bounded_weights(torch.tensor([1e4]), 0.0) == 1.0  # bound ≤ 0: a plain sigmoid
+
+
+def test_untrained_select_network_blends_half_and_half_and_stays_in_range() -> None:
+    net = STFuseNet("tiny").eval()
+    assert net.config["head"] == "select"
+    a, b = _pair(1, 40, 30)
+    with torch.no_grad():
+        for p in net.decoder.to_image.parameters():
+            p.zero_()
+        assert torch.allclose(net(a, b), 0.5 * (a + b), atol=1e-5)
+        out = STFuseNet("tiny", residual=0.1).eval()(a, b)
+    assert out.shape == a.shape and out.min() >= 0 and out.max() <= 1
+
+
+def test_select_options_are_validated_and_round_trip() -> None:
+    for bad in ({"head": "draw"}, {"weight_maps": "pixel"}, {"levels": 0}, {"residual": -1.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            STFuseNet("tiny", **bad)
+    net = STFuseNet("tiny", weight_maps="shared", levels=3, residual=0.05)
+    assert STFuseNet(**net.config).config == net.config
+    _, features = net(*_pair(1, 24, 24), return_features=True)
+    assert features[-1].shape == (1, 1, 24, 24)  # one shared map
+    assert net.decoder.to_image.out_channels == 2  # the shared map + the residual
+
+
+def test_configs_saved_before_the_select_head_build_the_painting_network() -> None:
+    old = {key: value for key, value in STFuseNet("compact", head="paint").config.items()}
+    for key in ("head", "levels", "weight_maps", "residual", "select_bound"):
+        old.pop(key)
+    assert STFuseNet(**STFuseNet.saved_config(old)).config["head"] == "paint"
+    assert build_network({"preset": "compact"}).config["head"] == "select"  # a user's short config: the preset
+
+
+def test_decision_loss_prefers_the_true_mask_and_ignores_flat_regions() -> None:
+    a, b = _pair(1, 32, 32)
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., :, :16] = 1.0
+    loss = DecisionLoss()
+    right = loss(mask.expand(1, 4, 32, 32) * 0.96 + 0.02, mask, a, b)
+    wrong = loss((1 - mask).expand(1, 4, 32, 32) * 0.96 + 0.02, mask, a, b)
+    assert right < 0.05 < 1.0 < wrong
+    flat = loss(torch.rand(1, 4, 32, 32), mask, a, a)  # A = B: no choice matters
+    assert flat == 0
+    with pytest.raises(ValueError, match="weights"):
+        loss(torch.rand(1, 4, 16, 16), mask, a, b)
+
+
+def test_selection_guidance_follows_only_the_teachers_confident_decisions() -> None:
+    loss = GuidanceLoss("selection")
+    groups = ["cem", "select"]
+    dummy = torch.zeros(1, 1, 8, 8)
+    feature = torch.rand(1, 4, 8, 8)
+    teacher = torch.full((1, 4, 8, 8), 0.5)
+    teacher[..., :4] = 0.95  # sure about the left half only
+    student_agrees = teacher.clone()
+    student_differs_where_unsure = teacher.clone()
+    student_differs_where_unsure[..., 4:] = 0.0
+    student_differs_where_sure = teacher.clone()
+    student_differs_where_sure[..., :4] = 0.05
+
+    def value(student: torch.Tensor) -> float:
+        return float(loss(dummy, dummy, [feature, student], [feature, teacher], groups=groups))
+
+    assert value(student_agrees) == 0.0
+    assert value(student_differs_where_unsure) == 0.0
+    assert value(student_differs_where_sure) == pytest.approx(0.9)
+    with pytest.raises(ValueError, match="select head"):
+        loss(dummy, dummy, [feature], [feature], groups=["cem"])
+
+
+def test_relation_guidance_ignores_per_channel_scale_and_shift_of_the_teacher() -> None:
+    torch.manual_seed(0)
+    phi = torch.randn(2, 6, 10, 10)
+    scale = torch.rand(1, 6, 1, 1) + 0.5
+    shifted = phi * scale + torch.randn(1, 6, 1, 1)
+    loss = GuidanceLoss("relation")
+    dummy = torch.zeros(1)
+    assert float(loss(dummy, dummy, [phi], [shifted], groups=["cem"])) < 1e-5
+    assert float(loss(dummy, dummy, [phi], [torch.randn(2, 6, 10, 10)], groups=["cem"])) > 0.05
+
+
+def test_source_stage_refuses_a_decision_loss_for_a_painting_network() -> None:
+    from stfuse.stages import MFIFStage
+
+    with pytest.raises(ValueError, match="head: select"):
+        MFIFStage(net={"preset": "tiny", "head": "paint"})
+    MFIFStage(net={"preset": "tiny", "head": "paint"}, lambda_decision=0.0)  # the paint ablation
