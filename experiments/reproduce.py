@@ -1,12 +1,16 @@
 """Retrain the reference STFuse model, its 3-seed ablations and the probe runs, then regenerate docs/results.md.
 
     python experiments/reproduce.py --budget cpu              # what produced the committed weights (2-core CPU)
-    python experiments/reproduce.py --budget gpu              # the same recipe at GPU scale (experiments/gpu_recipe.sh)
+    python experiments/reproduce.py --budget gpu              # the same recipe at GPU scale
     python experiments/reproduce.py --skip-train              # re-score existing runs only
     python experiments/reproduce.py --only main               # just the main model (source + full STFuse, seed 0)
 
-What runs (each a LightningCLI ``stfuse fit``, exactly what ``make train-mfif`` / ``make transfer-ivif`` run,
-with the overrides below; a rerun resumes every interrupted run from its ``last.ckpt`` and skips finished ones):
+Every setting comes from YAML: the recipe is experiments/mfif.yaml and experiments/ivif.yaml (equal to the
+stages' defaults), a budget is an overlay pair experiments/budgets/<budget>/{mfif,ivif}.yaml (trainer, steps,
+crops, batch sizes), a variant is an overlay in experiments/ablations/, and a probe is an entry of
+experiments/probes/probes.yaml with its overlays. This script only adds the data roots and the seed, so the
+main run is exactly ``make train-mfif BUDGET=cpu && make transfer-ivif BUDGET=cpu``. A rerun resumes every
+interrupted run from its ``last.ckpt`` and skips finished ones (``<run>/done.json``).
 
 1. ``mfif``: the source stage on synthetic multi-focus pairs from DATA/train/natural (420 images), seed 0.
 2. ``ivif_<variant>_s<seed>``: the target stage on DATA/train/ivif/{roadscene,msrs} minus 16 held-out
@@ -14,10 +18,12 @@ with the overrides below; a rerun resumes every interrupted run from its ``last.
    All share the one source stage and one step budget; the seed changes the target stage's initial
    order of crops, augmentation and (for no transfer) the weights.
    The seed-0 full-STFuse run is the main run: ``--only main`` trains the source stage and just that run.
-3. ``probe_<name>``: short target-stage runs, one per hypothesis of the "what moved the metrics" table.
+3. ``probe_<name>``: one target-stage run per hypothesis of the "what moved the metrics" table; a probe that
+   changes the architecture first trains its own source stage ``mfif_<name>``.
 4. experiments/validate.py scores every run on the held-out validation pairs; the shipped weights are the
-   full-STFuse run (main or a seed) with the best mean rank there (never a test set). experiments/results.py then
-   exports them, fuses TNO-25, RoadScene-50 and MSRS-20 and writes docs/results.md and the README table.
+   transfer run with the best mean rank there (never a test set) whose output is not a copy of one source.
+   experiments/results.py then exports them, fuses TNO-25, RoadScene-50 and MSRS-20 and writes
+   docs/results.md and the README table.
 """
 
 from __future__ import annotations
@@ -53,22 +59,31 @@ SEEDS = (0, 1, 2)
 VAL_SIZE = 16  # validation pairs held out of train/ivif (the budgets' ivif.yaml); experiments/validate.py uses it too
 
 
-def _load_probes() -> dict[str, tuple[str, list[str], str, str | None]]:
-    """experiments/probes/probes.yaml: name -> (variant, overlay arguments, what it tests, the run it is compared with)."""
+def _overlays(files: list[str]) -> list[str]:
+    return [arg for overlay in files for arg in ("--config", f"experiments/probes/{overlay}")]
+
+
+def _load_probes() -> tuple[dict[str, tuple[str, list[str], str, str | None]], dict[str, list[str]]]:
+    """experiments/probes/probes.yaml: name -> (variant, overlay arguments, what it tests, the run it is compared
+    with), and name -> source-stage overlay arguments for the probes that train their own source stage."""
     spec = yaml.safe_load((EXPERIMENTS / "probes" / "probes.yaml").read_text())
     probes: dict[str, tuple[str, list[str], str, str | None]] = {}
+    sources: dict[str, list[str]] = {}
     for name, entry in spec.items():
-        extra = [
-            arg
-            for overlay in entry.get("configs", [])
-            for arg in ("--config", f"experiments/probes/{overlay}")
-        ]
-        probes[name] = (entry["variant"], extra, entry["tests"], entry.get("compared_with"))
-    return probes
+        probes[name] = (
+            entry["variant"],
+            _overlays(entry.get("configs", [])),
+            entry["tests"],
+            entry.get("compared_with"),
+        )
+        if entry.get("source_configs"):
+            sources[name] = _overlays(entry["source_configs"])
+    return probes, sources
 
 
-#: hypothesis probes, one target-stage run each at the budget's steps, seed 0 (experiments/probes/probes.yaml).
-PROBES = _load_probes()
+#: hypothesis probes, one target-stage run each at the budget's steps, seed 0 (experiments/probes/probes.yaml);
+#: PROBE_SOURCES: the probes that change the architecture, with the overlays of their own source stage.
+PROBES, PROBE_SOURCES = _load_probes()
 #: the name of the run a probe with ``compared_with: main`` is compared with
 MAIN_RUN = "ivif_stfuse_s0"
 
@@ -85,9 +100,9 @@ def budget_settings(budget: str, stage: str) -> dict:
     return yaml.safe_load((REPO / budget_config(budget, stage)).read_text())
 
 
-def mfif_command(budget: str, data: Path, out: Path, seed: int) -> list[str]:
+def mfif_command(budget: str, data: Path, out: Path, seed: int, extra: list[str] = ()) -> list[str]:
     return [
-        sys.executable, "-m", "stfuse", "fit", "--config", "experiments/mfif.yaml",
+        sys.executable, "-m", "stfuse", "fit", "--config", "experiments/mfif.yaml", *extra,
         "--config", budget_config(budget, "mfif"),
         "--seed_everything", str(seed), "--trainer.default_root_dir", str(out),
         "--data.init_args.roots", json.dumps([str(data / "train" / "natural")]),
@@ -141,11 +156,17 @@ def run(name: str, command: list[str], out: Path, threads: int) -> float:
     return seconds
 
 
-def run_all(jobs: list[tuple[str, list[str]]], out: Path, parallel: int) -> dict[str, float]:
+def run_all(jobs: list[list[tuple[str, list[str]]]], out: Path, parallel: int) -> dict[str, float]:
+    """Run the jobs, ``parallel`` at a time; a job is a chain of runs (a probe's own source stage, then its
+    target stage) that run one after the other."""
     threads = max(1, (os.cpu_count() or 1) // parallel)
+
+    def chain(steps: list[tuple[str, list[str]]]) -> dict[str, float]:
+        return {name: run(name, command, out, threads) for name, command in steps}
+
     with ThreadPoolExecutor(max_workers=parallel) as pool:
-        futures = {name: pool.submit(run, name, command, out, threads) for name, command in jobs}
-        return {name: future.result() for name, future in futures.items()}
+        futures = [pool.submit(chain, steps) for steps in jobs]
+        return {name: seconds for future in futures for name, seconds in future.result().items()}
 
 
 def main() -> int:
@@ -200,7 +221,7 @@ def main() -> int:
             timings["mfif"] = run(
                 "mfif", mfif_command(budget, data, out / "mfif", 0), out, os.cpu_count() or 1
             )
-        jobs: list[tuple[str, list[str]]] = []
+        jobs: list[list[tuple[str, list[str]]]] = []
         variants = ["stfuse"] if args.only == "main" else [v for v in args.variants.split(",") if v]
         if set(variants) - set(VARIANTS):
             raise SystemExit(
@@ -210,22 +231,21 @@ def main() -> int:
             for seed in seeds if args.only != "main" else [0]:  # the main run: full STFuse, seed 0
                 for variant in variants:
                     name = f"ivif_{variant}_s{seed}"
-                    jobs.append(
-                        (
-                            name,
-                            ivif_command(budget, data, out / name, variant, seed, source, []),
-                        )
-                    )
+                    jobs.append([(name, ivif_command(budget, data, out / name, variant, seed, source, []))])
         if args.only in ("all", "probes"):
             for probe in probes:
                 variant, extra, _, _ = PROBES[probe]
-                name = f"probe_{probe}"
-                jobs.append(
-                    (
-                        name,
-                        ivif_command(budget, data, out / name, variant, 0, source, extra),
+                name, steps, probe_source = f"probe_{probe}", [], source
+                if probe in PROBE_SOURCES:  # an architecture probe: its own source stage first
+                    steps.append(
+                        (
+                            f"mfif_{probe}",
+                            mfif_command(budget, data, out / f"mfif_{probe}", 0, PROBE_SOURCES[probe]),
+                        )
                     )
-                )
+                    probe_source = out / f"mfif_{probe}" / "checkpoints" / "last.ckpt"
+                steps.append((name, ivif_command(budget, data, out / name, variant, 0, probe_source, extra)))
+                jobs.append(steps)
         timings.update(run_all(jobs, out, parallel))
         record = out / "timings.json"
         previous = json.loads(record.read_text()).get("seconds", {}) if record.is_file() else {}
@@ -236,7 +256,9 @@ def main() -> int:
     if args.no_results:
         return 0
     # Finished runs only: an interrupted one has an interval last.ckpt but no done.json.
-    runs = sorted(p.name for p in out.iterdir() if (p / "done.json").is_file() and p.name != "mfif")
+    runs = sorted(
+        p.name for p in out.iterdir() if (p / "done.json").is_file() and not p.name.startswith("mfif")
+    )
     validate = [sys.executable, str(REPO / "experiments" / "validate.py"), "--data-root", str(data),
                 "--val-size", str(VAL_SIZE), "--json", str(out / "validation.json"), *[str(out / r) for r in runs]]  # fmt: skip
     print("$ " + shlex.join(validate), flush=True)

@@ -301,7 +301,13 @@ def probe_table(out: Path) -> str:
         versus, delta = "–", "–"
         if name.startswith("probe_"):
             _, _, what, reference = PROBES[name[6:]]
-            other = MAIN_RUN if reference == "main" else f"probe_{reference}"
+            other = (
+                MAIN_RUN
+                if reference == "main"
+                else f"probe_{reference}"
+                if reference in PROBES
+                else reference
+            )
             if reference and other in scores:
                 up = sum(values[m] > scores[other][m] for m in TABLE_METRICS)
                 versus, delta = other, f"{up}/{len(TABLE_METRICS) - up}"

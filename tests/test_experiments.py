@@ -171,26 +171,58 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
     return flat
 
 
+def _changes(overlays: list[str], base: str) -> set[str]:
+    changes: dict[str, object] = {}
+    for i in range(0, len(overlays), 2):
+        path = REPO / overlays[i + 1]
+        assert path.is_file(), path
+        changes.update(_flatten(yaml.safe_load(path.read_text())))
+    base_settings = _flatten(yaml.safe_load((REPO / "experiments" / base).read_text()))
+    return {k for k, v in changes.items() if base_settings.get(k) != v}
+
+
 def test_every_probe_changes_one_setting_of_the_run_it_is_compared_with() -> None:
     spec = yaml.safe_load((REPO / "experiments" / "probes" / "probes.yaml").read_text())
     assert set(spec) == set(reproduce.PROBES)
+    runs = {f"ivif_{variant}_s{seed}" for variant in reproduce.VARIANTS for seed in reproduce.SEEDS}
     for name, (variant, extra, what, reference) in reproduce.PROBES.items():
         assert variant in reproduce.VARIANTS and what, name
-        assert reference == "main" or reference in reproduce.PROBES, (
+        assert reference == "main" or reference in reproduce.PROBES or reference in runs, (
             f"probe {name}: unknown reference {reference}"
         )
-        overlays = [REPO / extra[i + 1] for i in range(0, len(extra), 2)]
-        assert all(path.is_file() for path in overlays), name
-        changes: dict[str, object] = {}
-        for path in overlays:
-            changes.update(_flatten(yaml.safe_load(path.read_text())))
-        if reference == "main":
-            base = _flatten(yaml.safe_load((REPO / "experiments" / "ivif.yaml").read_text()))
-            changed = {k for k, v in changes.items() if base.get(k) != v}
-            assert len(changed) == 1 or (
-                # a guidance mode may carry the layers it reads
-                set(changed) <= {"model.init_args.guidance", "model.init_args.guidance_layers"}
-            ), f"probe {name} changes {sorted(changed)}"
+        changed = _changes(extra, "ivif.yaml")
+        if name in reproduce.PROBE_SOURCES:  # an architecture probe: one change in its source stage
+            source_changed = _changes(reproduce.PROBE_SOURCES[name], "mfif.yaml")
+            assert source_changed and not changed, f"probe {name}: source {source_changed}, target {changed}"
+            assert reference == f"ivif_{variant}_s0", (
+                f"probe {name} is compared with a run of another variant"
+            )
+        elif reference == "main":
+            assert len(changed) == 1 or changed <= {
+                "model.init_args.guidance",
+                "model.init_args.guidance_layers",
+            }, (
+                f"probe {name} changes {sorted(changed)}"  # a guidance mode may carry the layers it reads
+            )
+
+
+def test_an_architecture_probe_trains_its_own_source_stage_first(tmp_path, monkeypatch) -> None:
+    _fake_data(tmp_path)
+    (tmp_path / "o").mkdir()
+    started: list[tuple[str, list[str]]] = []
+    monkeypatch.setattr(
+        reproduce, "run", lambda name, command, out, threads: started.append((name, command)) or 1.0
+    )
+    monkeypatch.setattr(sys, "argv", ["reproduce.py", "--budget", "smoke", "--data-root", str(tmp_path), "--out",
+                                      str(tmp_path / "o"), "--only", "probes", "--probes", "paint", "--no-results"])  # fmt: skip
+    assert reproduce.main() == 0
+    assert [name for name, _ in started] == ["mfif", "mfif_paint", "probe_paint"]
+    source = started[1][1]
+    assert "experiments/probes/paint_source.yaml" in source
+    target = started[2][1]
+    assert _value(target, "--model.init_args.source_ckpt") == str(
+        tmp_path / "o" / "mfif_paint" / "checkpoints" / "last.ckpt"
+    )
 
 
 def test_probe_table_compares_each_probe_with_its_reference(tmp_path, monkeypatch) -> None:
