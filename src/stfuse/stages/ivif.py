@@ -23,8 +23,6 @@ from stfuse.stages.base import FusionStageBase
 #: how λ_g changes over the run (see ``IVIFTransferStage``).
 LAMBDA_G_SCHEDULES = ("constant", "linear", "cosine")
 
-#: metrics logged on validation pairs by default (the community's no-reference set).
-DEFAULT_VAL_METRICS = ["EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM"]
 
 
 def _init_student_from(student: nn.Module, teacher: nn.Module) -> None:
@@ -73,7 +71,8 @@ class IVIFTransferStage(FusionStageBase):
     The defaults are the reference recipe (experiments/ivif.yaml repeats them for the reader;
     docs/results.md, "what moved the metrics", says why each is there).
         alpha, beta: weights inside the replayed supervised MFIF loss L_src.
-        val_metrics: fusion metrics logged on validation/test pairs; ``metric_preset`` picks conventions.
+        val_metrics: fusion metrics logged on validation/test pairs; None: the default table of
+            ``metric_preset`` (stfuse.metrics registry), which also picks the conventions.
     """
 
     monitor = "val/loss"
@@ -121,7 +120,11 @@ class IVIFTransferStage(FusionStageBase):
             )
         self._source_ckpt = source_ckpt
         self._net_overrides = dict(net or {})
-        self._val_metric_names = list(DEFAULT_VAL_METRICS if val_metrics is None else val_metrics)
+        if val_metrics is None:
+            from stfuse.metrics.registry import default_metric_names
+
+            val_metrics = default_metric_names(metric_preset)
+        self._val_metric_names = list(val_metrics)
         super().__init__(lr, weight_decay, warmup_steps, min_lr_ratio, channels_last, grid_images)
 
     # ---- hooks -----------------------------------------------------------------------------

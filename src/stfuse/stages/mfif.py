@@ -12,8 +12,6 @@ from stfuse.losses import DecisionLoss, MFIFLoss
 from stfuse.models import DEFAULT_PRESET, build_network
 from stfuse.stages.base import FusionStageBase
 
-#: no-reference metrics logged on real multi-focus pairs (Lytro), which have no ground truth.
-NO_REFERENCE_METRICS = ["EN", "SD", "SF", "AG", "Qabf"]
 
 
 class MFIFStage(FusionStageBase):
@@ -26,7 +24,8 @@ class MFIFStage(FusionStageBase):
         lambda_decision: weight of the decision loss (BCE of the ``select`` head's weight maps against the
             synthetic focus mask, :class:`stfuse.losses.DecisionLoss`); 0 turns it off (and must be 0 for a
             ``head: paint`` network).
-        real_val_metrics: no-reference metrics for the optional real (Lytro) validation loader.
+        real_val_metrics: fusion metrics (they compare the output with the two sources, no ground truth) for
+            the optional real (Lytro) validation loader; None: the ``cddfuse`` default table.
     """
 
     monitor = "val/psnr"
@@ -49,7 +48,11 @@ class MFIFStage(FusionStageBase):
         if not lambda_decision >= 0:
             raise ValueError(f"lambda_decision must be ≥ 0, got {lambda_decision}")
         self._net_kwargs = dict(net or {"preset": DEFAULT_PRESET})
-        self._real_val_metrics = list(real_val_metrics or NO_REFERENCE_METRICS)
+        if real_val_metrics is None:
+            from stfuse.metrics.registry import default_metric_names
+
+            real_val_metrics = default_metric_names("cddfuse")
+        self._real_val_metrics = list(real_val_metrics)
         super().__init__(lr, weight_decay, warmup_steps, min_lr_ratio, channels_last, grid_images)
 
     def configure_models(self) -> None:
