@@ -17,6 +17,7 @@ sys.path.insert(0, str(REPO / "experiments"))
 
 import reproduce  # noqa: E402
 import results  # noqa: E402
+import results_page  # noqa: E402
 
 
 def _fake_data(root: Path) -> None:
@@ -155,7 +156,7 @@ def test_results_table_counts_wins_against_the_mean_of_seeds() -> None:
     summary = {"methods": {m: {k: {"mean": v} for k, v in values.items()} for m, values in methods.items()},
                "lower_is_better": []}  # fmt: skip
     runs = {"stfuse": ["ivif_stfuse_s0", "ivif_stfuse_s1"], "no_transfer": ["ivif_no_transfer_s0"]}
-    table, facts = results.results_table("tno", summary, metrics, runs, "shipped")
+    table, facts = results_page.results_table("tno", summary, metrics, runs, "shipped")
     assert "5.000 ± 1.414" in table  # mean ± sample sd of the two full-STFuse seeds
     assert facts["full_beats_no_transfer"] == [m for m in metrics if m != "SD"]
     assert len(facts["shipped_beats_laplacian"]) == 8 and len(facts["shipped_beats_seafusion"]) == 8
@@ -227,7 +228,7 @@ def test_an_architecture_probe_trains_its_own_source_stage_first(tmp_path, monke
 
 def test_probe_table_compares_each_probe_with_its_reference(tmp_path, monkeypatch) -> None:
     metrics = results.TABLE_METRICS
-    monkeypatch.setattr(results, "PROBES", {
+    monkeypatch.setattr(results_page, "PROBES", {
         "a": ("stfuse", [], "probe a", "main"), "b": ("stfuse", [], "probe b", "a")})  # fmt: skip
     scores = {
         reproduce.MAIN_RUN: dict.fromkeys(metrics, 1.0),
@@ -239,7 +240,7 @@ def test_probe_table_compares_each_probe_with_its_reference(tmp_path, monkeypatc
     (tmp_path / "validation.json").write_text(json.dumps({"pairs": 16, "seed": 0, "scores": scores}))
     rows = {
         line.split(" | ")[0][2:]: line
-        for line in results.probe_table(tmp_path).splitlines()
+        for line in results_page.probe_table(tmp_path).splitlines()
         if line.startswith("| ")
     }
     assert rows["probe_a"].endswith(f"| {reproduce.MAIN_RUN} | 1/7 |")
