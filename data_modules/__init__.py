@@ -10,12 +10,12 @@ from stfuse.utils.lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     # io
-    "IMAGE_EXTENSIONS": "data_modules.io",
+    "IMAGE_EXTENSIONS": "data_modules.formats",
     "ImageReadError": "data_modules.io",
     "ImageWriteError": "data_modules.io",
     "ProtectedPathError": "data_modules.io",
-    "is_image_file": "data_modules.io",
-    "list_images": "data_modules.io",
+    "is_image_file": "data_modules.stems",
+    "list_images": "data_modules.stems",
     "read_image": "data_modules.io",
     "read_image_array": "data_modules.io",
     "read_image_size": "data_modules.io",
@@ -28,12 +28,12 @@ _EXPORTS: dict[str, str] = {
     # paired folders and errors
     "PairedImageFolder": "data_modules.paired",
     "collate_pairs": "data_modules.paired",
-    "DatasetError": "data_modules.paired",
-    "DataFolderNotFoundError": "data_modules.paired",
-    "EmptyFolderError": "data_modules.paired",
-    "UnpairedFilesError": "data_modules.paired",
-    "DuplicateStemError": "data_modules.paired",
-    "SizeMismatchError": "data_modules.paired",
+    "DatasetError": "data_modules.errors",
+    "DataFolderNotFoundError": "data_modules.errors",
+    "EmptyFolderError": "data_modules.errors",
+    "UnpairedFilesError": "data_modules.errors",
+    "DuplicateStemError": "data_modules.errors",
+    "SizeMismatchError": "data_modules.errors",
     # layouts
     "Layout": "data_modules.layouts",
     "LAYOUT_NAMES": "data_modules.layouts",

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from data_modules.errors import DataFolderNotFoundError, DatasetError
 from data_modules.fake_data import write_fake_layout, write_fake_pairs
 from data_modules.layouts import UnknownLayoutError, detect_layout, open_dataset
-from data_modules.paired import DataFolderNotFoundError, DatasetError
 
 # (fake layout, split, expected name, infrared folder, visible folder) relative to the root
 OFFICIAL = [

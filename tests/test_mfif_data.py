@@ -11,6 +11,12 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from data_modules.errors import (
+    DataFolderNotFoundError,
+    EmptyFolderError,
+    SizeMismatchError,
+    UnpairedFilesError,
+)
 from data_modules.fake_data import write_fake_multifocus, write_fake_natural_images
 from data_modules.mfif import (
     MFIFDataModule,
@@ -20,12 +26,6 @@ from data_modules.mfif import (
     disk_kernel,
     find_natural_images,
     random_focus_mask,
-)
-from data_modules.paired import (
-    DataFolderNotFoundError,
-    EmptyFolderError,
-    SizeMismatchError,
-    UnpairedFilesError,
 )
 from data_modules.synthetic import make_texture_array
 

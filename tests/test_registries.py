@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_modules.io import LUMA_WEIGHTS, index_by_stem, luma_array, pair_by_stem, write_image
+from data_modules.io import LUMA_WEIGHTS, luma_array, write_image
 from data_modules.layouts import LAYOUT_NAMES
+from data_modules.stems import index_by_stem, pair_by_stem
 from stfuse import runtime
 from stfuse.evaluation.sources import DATASETS
 from stfuse.losses import GUIDANCE_MODES, GuidanceLoss
