@@ -189,9 +189,8 @@ def test_interval_checkpoint_refuses_a_non_positive_interval():
         IntervalCheckpoint(every_minutes=0)
 
 
-def test_root_is_the_data_root_in_dock_too_and_data_root_is_a_deprecated_alias(tmp_path, capsys):
+def test_root_is_the_data_root_in_dock_too(tmp_path):
     from stfuse.docking.cli import _docking_folder, build_parser
-    from stfuse.docking.labels import DockingError
 
     (tmp_path / "docking" / "msrs_det").mkdir(parents=True)
     assert _docking_folder(build_parser().parse_args(["--root", str(tmp_path)])) == str(
@@ -201,7 +200,3 @@ def test_root_is_the_data_root_in_dock_too_and_data_root_is_a_deprecated_alias(t
     assert _docking_folder(build_parser().parse_args(["--root", str(own)])) == str(
         own
     )  # the folder itself works too
-    assert _docking_folder(build_parser().parse_args(["--data-root", str(own)])) == str(own)
-    assert "--data-root is deprecated; use --root" in capsys.readouterr().err
-    with pytest.raises(DockingError, match="not both"):
-        _docking_folder(build_parser().parse_args(["--root", str(tmp_path), "--data-root", str(own)]))
