@@ -69,7 +69,7 @@ if not FULL:
 
 from stfuse.cli import main as stfuse
 from stfuse.metrics import LOWER_IS_BETTER
-from stfuse.utils.logging import fetch_wandb_runs, last_values, read_csv_metrics
+from stfuse.utils.run_reader import fetch_wandb_runs, last_values, read_csv_metrics
 
 import pytorch_lightning  # noqa: E402,F401  (sets its loggers to INFO on import; quiet them afterwards)
 

@@ -82,14 +82,6 @@ def test_find_data_root_prefers_explicit_then_the_environment(
     assert runtime.find_data_root() == (existing[0] if existing else tmp_path / "missing")
 
 
-def test_old_metric_table_name_warns() -> None:
-    import stfuse.utils.logging as logging_module
-
-    with pytest.warns(DeprecationWarning, match="PerImageMetricTable"):
-        old = logging_module.TestMetricTable
-    assert old is logging_module.PerImageMetricTable
-
-
 def test_stem_index_and_pairing(tmp_path: Path) -> None:
     grey = np.zeros((4, 4), np.float32)
     for folder, names in {
