@@ -51,12 +51,12 @@ _EXPORTS: dict[str, str] = {
     "MultiFocusPairFolder": "data_modules.mfif_datasets",
     "TransferDataModule": "data_modules.transfer",
     # embedded default data
-    "make_ivif_pair": "data_modules.synthetic",
-    "make_ivif_scene": "data_modules.synthetic",
-    "SyntheticIVIFDataset": "data_modules.synthetic",
-    "make_texture_image": "data_modules.synthetic",
-    "TextureDataset": "data_modules.synthetic",
-    "write_embedded_default": "data_modules.synthetic",
+    "make_ivif_pair": "data_modules.synthetic_scenes",
+    "make_ivif_scene": "data_modules.synthetic_scenes",
+    "SyntheticIVIFDataset": "data_modules.synthetic_scenes",
+    "make_texture_image": "data_modules.synthetic_textures",
+    "TextureDataset": "data_modules.synthetic_textures",
+    "write_embedded_default": "data_modules.synthetic_scenes",
     # tiny data sets in the real on-disk layouts, for tests
     "write_fake_layout": "data_modules.fake_data",
     "write_fake_multifocus": "data_modules.fake_data",

@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from data_modules.io import luma_array, write_image
-from data_modules.synthetic import derive_seed, make_ivif_arrays, make_texture_array
+from data_modules.synthetic import derive_seed
+from data_modules.synthetic_scenes import make_ivif_arrays
+from data_modules.synthetic_textures import make_texture_array
 
 PathLike = str | os.PathLike
 

@@ -23,7 +23,7 @@ from data_modules.focus import MultiFocusSynthesizer
 from data_modules.io import read_image_array, read_luma
 from data_modules.paired import luma, unique_stem_index
 from data_modules.stems import list_images
-from data_modules.synthetic import make_texture_array
+from data_modules.synthetic_textures import make_texture_array
 
 PathLike = str | os.PathLike
 

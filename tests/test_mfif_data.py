@@ -27,7 +27,7 @@ from data_modules.mfif import (
     find_natural_images,
     random_focus_mask,
 )
-from data_modules.synthetic import make_texture_array
+from data_modules.synthetic_textures import make_texture_array
 
 
 def _gradient_energy(image: np.ndarray, region: np.ndarray) -> float:

@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from data_modules import IVIFDataModule, MFIFDataModule, TransferDataModule
     from data_modules.io import merge_y_cbcr, read_image, split_visible, write_image
-    from data_modules.synthetic import write_embedded_default
+    from data_modules.synthetic_scenes import write_embedded_default
     from stfuse.baselines import fuse_baseline
     from stfuse.cli import available_cpus
     from stfuse.inference import Fuser
