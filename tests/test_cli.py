@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from stfuse.cli import main
+from stfuse.losses import GUIDANCE_MODES
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
@@ -109,8 +110,8 @@ PRESETS = sorted((EXPERIMENTS / "trainer").glob("*.yaml"))
 
 def test_every_ablation_of_method_md_has_an_overlay():
     names = {p.stem for p in OVERLAYS}
-    expected = {"no_transfer", "no_guidance", "guidance_feature_in", "guidance_output_grad", "guidance_none",
-                "cem_off", "self_only", "mutual_only", "no_replay", "separate_encoders"}  # fmt: skip
+    expected = {"no_transfer", "no_guidance", "cem_off", "self_only", "mutual_only", "no_replay", "separate_encoders",
+                *(f"guidance_{mode}" for mode in GUIDANCE_MODES)}  # fmt: skip
     assert expected <= names, f"missing ablation configs: {sorted(expected - names)}"
 
 

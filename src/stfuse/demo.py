@@ -23,7 +23,9 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="stfuse demo", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="outputs/demo", help="output folder (default: outputs/demo)")
-    parser.add_argument("--preset", default="small", choices=["small", "base"], help="network preset")
+    parser.add_argument(
+        "--preset", default="small", help="network preset, one of stfuse.models.PRESETS (default: small)"
+    )
     parser.add_argument("--mfif-steps", type=int, default=300, help="source-stage optimisation steps")
     parser.add_argument("--ivif-steps", type=int, default=300, help="target-stage optimisation steps")
     parser.add_argument("--crop", type=int, default=96, help="training crop size")
@@ -37,7 +39,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--threads", type=int, default=None,
         help="torch threads (default: the CPUs not already busy with other processes, at least 1)",
     )  # fmt: skip
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    from stfuse.models import PRESETS  # after parsing: --help stays free of torch
+
+    if args.preset not in PRESETS:
+        parser.error(f"argument --preset: invalid choice: {args.preset!r} (choose from {', '.join(PRESETS)})")
+    return args
 
 
 def _busy_cpus(cpus: set[int], interval: float = 0.3) -> float | None:
