@@ -82,7 +82,7 @@ def _free_cpus() -> int:
     On a machine shared with other jobs, a second torch thread only waits for its turn on a busy core, and
     every parallel operation then waits for it: training slows several-fold instead of sharing the machine.
     """
-    from stfuse.cli import available_cpus
+    from stfuse.runtime import available_cpus
 
     cpus = available_cpus()
     try:
@@ -141,10 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     from data_modules.io import merge_y_cbcr, read_image, split_visible, write_image
     from data_modules.synthetic_scenes import write_embedded_default
     from stfuse.baselines import fuse_baseline
-    from stfuse.cli import available_cpus
     from stfuse.inference import Fuser
     from stfuse.metrics import FusionMetrics
     from stfuse.models.checkpoint import save_network
+    from stfuse.runtime import available_cpus
     from stfuse.stages import IVIFTransferStage, MFIFStage
     from stfuse.utils.visual import make_grid, save_png
 
