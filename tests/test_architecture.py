@@ -276,3 +276,16 @@ def test_no_private_name_is_imported_from_another_project_module():
                     if alias.name.startswith("_") and not alias.name.startswith("__")
                 }
     assert found - KNOWN_PRIVATE_IMPORTS == set(), "make these public in their module, or move them"
+
+
+#: Modules over the limit in files that other changes are splitting (issue 22); delete once merged.
+KNOWN_LONG_MODULES = frozenset({"stfuse.models.checkpoint"})
+
+
+def test_no_source_module_is_over_400_lines():
+    long = {
+        name: lines
+        for name, path in modules().items()
+        if (lines := len(path.read_text().splitlines())) > 400 and name not in KNOWN_LONG_MODULES
+    }
+    assert not long, f"split these modules along their jobs: {long}"
