@@ -6,75 +6,62 @@ data module is used). See docs/data.md for layouts, batch formats and convention
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from stfuse.utils.lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     # io
-    "IMAGE_EXTENSIONS": "io",
-    "ImageReadError": "io",
-    "ImageWriteError": "io",
-    "ProtectedPathError": "io",
-    "is_image_file": "io",
-    "list_images": "io",
-    "read_image": "io",
-    "read_image_array": "io",
-    "read_image_size": "io",
-    "read_luma": "io",
-    "read_raw_array": "io",
-    "write_image": "io",
-    "rgb_to_y_cbcr": "io",
-    "merge_y_cbcr": "io",
-    "split_visible": "io",
+    "IMAGE_EXTENSIONS": "data_modules.formats",
+    "ImageReadError": "data_modules.io",
+    "ImageWriteError": "data_modules.io",
+    "ProtectedPathError": "data_modules.io",
+    "is_image_file": "data_modules.stems",
+    "list_images": "data_modules.stems",
+    "read_image": "data_modules.io",
+    "read_image_array": "data_modules.io",
+    "read_image_size": "data_modules.io",
+    "read_luma": "data_modules.io",
+    "read_raw_array": "data_modules.io",
+    "write_image": "data_modules.io",
+    "rgb_to_y_cbcr": "data_modules.io",
+    "merge_y_cbcr": "data_modules.io",
+    "split_visible": "data_modules.io",
     # paired folders and errors
-    "PairedImageFolder": "paired",
-    "collate_pairs": "paired",
-    "DatasetError": "paired",
-    "DataFolderNotFoundError": "paired",
-    "EmptyFolderError": "paired",
-    "UnpairedFilesError": "paired",
-    "DuplicateStemError": "paired",
-    "SizeMismatchError": "paired",
+    "PairedImageFolder": "data_modules.paired",
+    "collate_pairs": "data_modules.paired",
+    "DatasetError": "data_modules.errors",
+    "DataFolderNotFoundError": "data_modules.errors",
+    "EmptyFolderError": "data_modules.errors",
+    "UnpairedFilesError": "data_modules.errors",
+    "DuplicateStemError": "data_modules.errors",
+    "SizeMismatchError": "data_modules.errors",
     # layouts
-    "Layout": "layouts",
-    "LAYOUT_NAMES": "layouts",
-    "UnknownLayoutError": "layouts",
-    "detect_layout": "layouts",
-    "open_dataset": "layouts",
+    "Layout": "data_modules.layouts",
+    "LAYOUT_NAMES": "data_modules.layouts",
+    "UnknownLayoutError": "data_modules.layouts",
+    "detect_layout": "data_modules.layouts",
+    "open_dataset": "data_modules.layouts",
     # augmentation and seeding
-    "PairedAugmentation": "transforms",
-    "WorkerSeeder": "transforms",
+    "PairedAugmentation": "data_modules.transforms",
+    "WorkerSeeder": "data_modules.transforms",
     # data modules
-    "IVIFDataModule": "ivif",
-    "MFIFDataModule": "mfif",
-    "MultiFocusSynthesizer": "focus",
-    "SyntheticMultiFocusDataset": "mfif_datasets",
-    "MultiFocusPairFolder": "mfif_datasets",
-    "TransferDataModule": "transfer",
+    "IVIFDataModule": "data_modules.ivif",
+    "MFIFDataModule": "data_modules.mfif",
+    "MultiFocusSynthesizer": "data_modules.focus",
+    "SyntheticMultiFocusDataset": "data_modules.mfif_datasets",
+    "MultiFocusPairFolder": "data_modules.mfif_datasets",
+    "TransferDataModule": "data_modules.transfer",
     # embedded default data
-    "make_ivif_pair": "synthetic",
-    "make_ivif_scene": "synthetic",
-    "SyntheticIVIFDataset": "synthetic",
-    "make_texture_image": "synthetic",
-    "TextureDataset": "synthetic",
-    "write_embedded_default": "synthetic",
+    "make_ivif_pair": "data_modules.synthetic_scenes",
+    "make_ivif_scene": "data_modules.synthetic_scenes",
+    "SyntheticIVIFDataset": "data_modules.synthetic_scenes",
+    "make_texture_image": "data_modules.synthetic_textures",
+    "TextureDataset": "data_modules.synthetic_textures",
+    "write_embedded_default": "data_modules.synthetic_scenes",
     # tiny data sets in the real on-disk layouts, for tests
-    "write_fake_layout": "fake_data",
-    "write_fake_multifocus": "fake_data",
-    "write_fake_natural_images": "fake_data",
+    "write_fake_layout": "data_modules.fake_data",
+    "write_fake_multifocus": "data_modules.fake_data",
+    "write_fake_natural_images": "data_modules.fake_data",
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module_name = _EXPORTS.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'data_modules' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"data_modules.{module_name}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,8 +1,7 @@
 """Tiny data sets in the real on-disk layouts, for tests (ours and the other parts').
 
 Content comes from the synthetic scene generator, so images look like IR/VIS pairs; each layout mimics how
-its data set stores files (TNO: grey stored as RGB PNG, RoadScene: JPEG, LLVIP: JPEG, MSRS: PNG with
-label maps, M3FD: infrared as three identical channels).
+its data set stores files, as its entry in :data:`data_modules.layouts.LAYOUTS` describes.
 """
 
 from __future__ import annotations
@@ -14,11 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from data_modules.io import luma_array, write_image
-from data_modules.synthetic import derive_seed, make_ivif_arrays, make_texture_array
+from data_modules.layouts import LAYOUT_NAMES, LAYOUTS
+from data_modules.synthetic import derive_seed
+from data_modules.synthetic_scenes import make_ivif_arrays
+from data_modules.synthetic_textures import make_texture_array
 
 PathLike = str | os.PathLike
-
-FAKE_LAYOUTS = ("tno", "roadscene", "msrs", "m3fd", "llvip", "generic")
 
 
 def write_fake_pairs(
@@ -65,48 +65,36 @@ def write_fake_layout(
 ) -> Path:
     """Write ``n_pairs`` pairs (per split, where the layout has splits) in the official layout of ``layout``.
 
-    TNO uses ``IR/``+``VIS/``, RoadScene ``cropinfrared/``+``crop_LR_visible/``, MSRS
-    ``<split>/{ir,vi}`` (+ ``Segmentation_labels`` when ``labels``), M3FD ``Ir/``+``Vis/``, LLVIP
-    ``{infrared,visible}/<split>``, generic ``ir/``+``vi/``. Returns ``root``.
+    The folders are the layout's own (first) pattern in :data:`~data_modules.layouts.LAYOUTS` and the files
+    follow its :class:`~data_modules.layouts.FileStyle` (for example TNO ``IR/``+``VIS/`` with grey stored
+    as RGB, LLVIP ``{infrared,visible}/<split>`` as JPEG); ``labels`` adds the label maps of a layout that
+    has a label folder (MSRS ``<split>/Segmentation_labels``). Returns ``root``.
     """
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown fake layout {layout!r}; use one of {LAYOUT_NAMES}")
     root = Path(root)
-    names = [f"{index:05d}" for index in range(n_pairs)]
-    if layout == "tno":
-        write_fake_pairs(root / "IR", root / "VIS", names, size, vi_color=False, ir_as_rgb=True, seed=seed)
-    elif layout == "roadscene":
-        flir = [f"FLIR_{index:05d}" for index in range(n_pairs)]
-        write_fake_pairs(
-            root / "cropinfrared", root / "crop_LR_visible", flir, size, ".jpg", ".jpg", seed=seed
-        )
-    elif layout == "msrs":
-        for split in splits:
-            base = root / split
-            write_fake_pairs(
-                base / "ir",
-                base / "vi",
-                [f"{n}{'D' if i % 2 else 'N'}" for i, n in enumerate(names)],
-                size,
-                seed=seed,
-                label_dir=base / "Segmentation_labels" if labels else None,
-            )
-    elif layout == "m3fd":
-        write_fake_pairs(
-            root / "Ir",
-            root / "Vis",
-            [f"{index:05d}" for index in range(n_pairs)],
-            size,
-            ir_as_rgb=True,
-            seed=seed,
-        )
-    elif layout == "llvip":
-        for split in splits:
-            write_fake_pairs(
-                root / "infrared" / split, root / "visible" / split, names, size, ".jpg", ".jpg", seed=seed
-            )
-    elif layout == "generic":
-        write_fake_pairs(root / "ir", root / "vi", names, size, seed=seed)
+    pattern, style = LAYOUTS[layout].patterns[0], LAYOUTS[layout].files
+    names = [style.stem(index) for index in range(n_pairs)]
+    if pattern.kind == "flat":
+        folders = [(root / pattern.ir, root / pattern.vi, root)]
+    elif pattern.kind == "split_first":
+        folders = [(root / split / pattern.ir, root / split / pattern.vi, root / split) for split in splits]
     else:
-        raise ValueError(f"unknown fake layout {layout!r}; use one of {FAKE_LAYOUTS}")
+        folders = [(root / pattern.ir / split, root / pattern.vi / split, None) for split in splits]
+    for ir_dir, vi_dir, label_parent in folders:
+        label_dir = label_parent / style.labels if labels and style.labels and label_parent else None
+        write_fake_pairs(
+            ir_dir,
+            vi_dir,
+            names,
+            size,
+            style.ir_ext,
+            style.vi_ext,
+            vi_color=style.vi_color,
+            ir_as_rgb=style.ir_as_rgb,
+            seed=seed,
+            label_dir=label_dir,
+        )
     return root
 
 

@@ -1,6 +1,8 @@
-"""Image files: extensions, reading and writing, pairing by file stem, luma and the visible image's YCbCr split.
+"""Image files: reading and writing, luma and the visible image's YCbCr split.
 
-This module is the one place for these rules; evaluation, docking, inference and the stages use it.
+This module is the one place for these rules; evaluation, docking, inference and the stages use it. The
+formats and extensions are in :mod:`data_modules.formats`, the quantiser in :mod:`data_modules.levels`,
+listing and pairing by stem in :mod:`data_modules.stems`.
 
 Conventions (the contract every other part relies on):
 
@@ -18,29 +20,30 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 import torch
+
+from data_modules.formats import EIGHT_BIT_EXTENSIONS, IMAGE_EXTENSIONS, TIFF_EXTENSIONS
+from data_modules.levels import quantise
 
 # OpenCV's worker pool does not survive fork(): a DataLoader worker forked after the parent ran a parallel
 # OpenCV call deadlocks on its next OpenCV call. One OpenCV thread per process keeps every fork safe; the
 # loaders get their parallelism from worker processes instead.
 cv2.setNumThreads(1)
 
-IMAGE_EXTENSIONS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
-_TIFF_EXTENSIONS = frozenset({".tif", ".tiff"})
-_EIGHT_BIT_ONLY = frozenset({".jpg", ".jpeg", ".bmp"})
-
 PathLike = str | os.PathLike
 
 #: BT.601 luma weights (R, G, B), identical to ``kornia.color.rgb_to_ycbcr`` and OpenCV's grey conversion.
 LUMA_WEIGHTS: tuple[float, float, float] = (0.299, 0.587, 0.114)
 _LUMA = np.array(LUMA_WEIGHTS, dtype=np.float32)
+#: BT.601 chroma scales, as ``kornia.color.rgb_to_ycbcr``: Cb = (B − Y)·0.564 + ½, Cr = (R − Y)·0.713 + ½.
+CHROMA_SCALES: tuple[float, float] = (0.564, 0.713)
+#: the chroma of grey (Cb = Cr = ½): merging a fused Y with it gives a grey RGB image
+NEUTRAL_CHROMA = 0.5
 
 
 class ImageReadError(OSError):
@@ -63,77 +66,6 @@ class ImageWriteError(OSError):
 
 class ProtectedPathError(ImageWriteError):
     """Writing would overwrite one of the inputs (for example a source image of the fusion)."""
-
-
-def is_image_file(path: PathLike) -> bool:
-    """True for a visible (non-hidden) file with one of the supported image extensions."""
-    path = Path(path)
-    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
-
-
-def list_images(folder: PathLike, recursive: bool = False) -> list[Path]:
-    """Image files in ``folder`` (and its subfolders when ``recursive``), sorted by path.
-
-    Other files (text, labels, ``Thumbs.db``, hidden files) are ignored.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"image folder '{folder}' does not exist or is not a folder")
-    candidates = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in candidates if is_image_file(p) and p.is_file())
-
-
-@dataclass(frozen=True)
-class StemIndex:
-    """The images of one folder by file stem: ``files`` for stems with one image, ``duplicates`` for stems
-    with several (``01.png`` and ``01.jpg``), whose pairing would be ambiguous. Lists are in path order."""
-
-    folder: Path
-    files: dict[str, Path] = field(default_factory=dict)
-    duplicates: dict[str, list[Path]] = field(default_factory=dict)
-
-    def first(self) -> dict[str, Path]:
-        """Every stem, ambiguous ones resolved to their first file in path order."""
-        return {**{stem: paths[0] for stem, paths in self.duplicates.items()}, **self.files}
-
-    def __len__(self) -> int:
-        return len(self.files) + len(self.duplicates)
-
-
-def index_by_stem(folder: PathLike) -> StemIndex:
-    """Index the images in ``folder`` by stem (see :class:`StemIndex`); raises FileNotFoundError without it."""
-    groups: dict[str, list[Path]] = {}
-    for path in list_images(folder):
-        groups.setdefault(path.stem, []).append(path)
-    return StemIndex(
-        folder=Path(folder),
-        files={stem: paths[0] for stem, paths in groups.items() if len(paths) == 1},
-        duplicates={stem: paths for stem, paths in groups.items() if len(paths) > 1},
-    )
-
-
-@dataclass(frozen=True)
-class StemPairing:
-    """Stems found on both sides (``common``), and on one side only, each list sorted."""
-
-    common: list[str]
-    only_first: list[str]
-    only_second: list[str]
-
-    @property
-    def complete(self) -> bool:
-        return not (self.only_first or self.only_second)
-
-
-def pair_by_stem(
-    first: Mapping[str, Any], second: Mapping[str, Any], key: Callable[[str], Any] | None = None
-) -> StemPairing:
-    """Match two stem indexes (``{stem: file}``); ``key`` orders the stems (plain string order by default)."""
-    return StemPairing(
-        common=sorted(set(first) & set(second), key=key),
-        only_first=sorted(set(first) - set(second), key=key),
-        only_second=sorted(set(second) - set(first), key=key),
-    )
 
 
 def luma_array(rgb: np.ndarray) -> np.ndarray:
@@ -177,7 +109,7 @@ def read_raw_array(path: PathLike) -> np.ndarray:
     if data.size == 0:
         raise ImageReadError(path, "file is empty")
     array = None
-    if path.suffix.lower() in _TIFF_EXTENSIONS:
+    if path.suffix.lower() in TIFF_EXTENSIONS:
         try:
             array = _decode_tiff(path)  # already RGB(A)
         except ImageReadError:
@@ -211,7 +143,7 @@ def read_luma(path: PathLike) -> np.ndarray:
     data = np.fromfile(path, dtype=np.uint8)
     if data.size == 0:
         raise ImageReadError(path, "file is empty")
-    tiff = path.suffix.lower() in _TIFF_EXTENSIONS  # OpenCV misreads some TIFF layouts
+    tiff = path.suffix.lower() in TIFF_EXTENSIONS  # OpenCV misreads some TIFF layouts
     array = None if tiff else cv2.imdecode(data, cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH)
     if array is None:
         colour = read_image_array(
@@ -315,9 +247,6 @@ def merge_y_cbcr(y: torch.Tensor, cbcr: torch.Tensor) -> torch.Tensor:
     return ycbcr_to_rgb(torch.cat([y, cbcr.to(y.dtype)], dim=-3))
 
 
-NEUTRAL_CHROMA = 0.5
-
-
 def split_visible(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
     """Y, CbCr and whether the image is colour, for a C×H×W visible image with C = 1 or 3.
 
@@ -331,6 +260,22 @@ def split_visible(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool
         cbcr = torch.full((*image.shape[:-3], 2, *image.shape[-2:]), NEUTRAL_CHROMA, dtype=image.dtype)
         return image, cbcr, False
     raise ValueError(f"a visible image needs 1 or 3 channels, got shape {tuple(image.shape)}")
+
+
+def split_visible_array(vi: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """:func:`split_visible` in NumPy: Y H×W×1, CbCr H×W×2 and the colour flag of an H×W×C array (C = 1, 3).
+
+    The formulas of ``kornia.color.rgb_to_ycbcr`` (:data:`LUMA_WEIGHTS`, :data:`CHROMA_SCALES`; tests check
+    they agree). Per-sample work in DataLoader workers then stays off torch's intra-op thread pool, whose
+    threads contend badly with the workers on small machines.
+    """
+    if vi.shape[2] == 1:
+        return vi, np.full((*vi.shape[:2], 2), NEUTRAL_CHROMA, dtype=np.float32), False
+    r, g, b = vi[:, :, 0], vi[:, :, 1], vi[:, :, 2]
+    y = LUMA_WEIGHTS[0] * r + LUMA_WEIGHTS[1] * g + LUMA_WEIGHTS[2] * b
+    cb_scale, cr_scale = CHROMA_SCALES
+    cbcr = np.stack([(b - y) * cb_scale + NEUTRAL_CHROMA, (r - y) * cr_scale + NEUTRAL_CHROMA], axis=2)
+    return y[:, :, None].astype(np.float32, copy=False), cbcr.astype(np.float32, copy=False), True
 
 
 def _as_hwc_array(image: torch.Tensor | np.ndarray, path: Path) -> np.ndarray:
@@ -356,14 +301,13 @@ def _as_hwc_array(image: torch.Tensor | np.ndarray, path: Path) -> np.ndarray:
     return array
 
 
-def _quantise(array: np.ndarray, bit_depth: int, path: Path) -> np.ndarray:
+def _storage_array(array: np.ndarray, bit_depth: int, path: Path) -> np.ndarray:
+    """The integers ``write_image`` stores: floats quantised in float64, uint8 ↔ uint16 rescaled."""
     target = np.uint8 if bit_depth == 8 else np.uint16
     if array.dtype == target:
         return array
     if np.issubdtype(array.dtype, np.floating) or array.dtype == np.bool_:
-        scale = 255.0 if bit_depth == 8 else 65535.0
-        values = np.nan_to_num(array.astype(np.float64), nan=0.0)
-        return np.clip(np.rint(values * scale), 0, scale).astype(target)
+        return quantise(array.astype(np.float64), bit_depth)
     if array.dtype == np.uint16 and bit_depth == 8:
         return (array.astype(np.uint32) * 255 // 65535).astype(np.uint8)
     if array.dtype == np.uint8 and bit_depth == 16:
@@ -405,13 +349,13 @@ def write_image(
         raise ImageWriteError(
             path, f"unsupported extension '{path.suffix}'; use one of {sorted(IMAGE_EXTENSIONS)}"
         )
-    if bit_depth == 16 and suffix in _EIGHT_BIT_ONLY:
+    if bit_depth == 16 and suffix in EIGHT_BIT_EXTENSIONS:
         raise ImageWriteError(path, f"{suffix} stores 8 bits only; use .png or .tif for 16-bit output")
     for protected_path in protected:
         if _same_file(path, Path(protected_path)):
             raise ProtectedPathError(path, f"refusing to overwrite the protected input '{protected_path}'")
 
-    array = _quantise(_as_hwc_array(image, path), bit_depth, path)
+    array = _storage_array(_as_hwc_array(image, path), bit_depth, path)
     if array.shape[2] == 4 and suffix in {".jpg", ".jpeg"}:
         array = array[:, :, :3]
     if array.shape[2] == 3:

@@ -13,7 +13,7 @@ from data_modules.layouts import open_dataset
 from data_modules.paired import PairedImageFolder, collate_pairs
 from data_modules.resumable import EpochSeededDataset, EpochSeededSampler, TrainerPositionMixin, current_epoch
 from data_modules.samplers import eval_sampler
-from data_modules.synthetic import SyntheticIVIFDataset
+from data_modules.synthetic_scenes import SyntheticIVIFDataset
 from data_modules.transforms import PairedAugmentation, WorkerSeeder
 
 

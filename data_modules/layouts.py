@@ -1,18 +1,26 @@
 """On-disk layouts of the public IVIF data sets, detected from a root folder or named explicitly.
 
+:data:`LAYOUTS` is the one registry: a data set's title, its folder patterns and how it stores its files
+(which the tests' fake copies in :mod:`data_modules.fake_data` follow). ``LAYOUT_NAMES``, ``stfuse evaluate
+--dataset``, ``stfuse fuse --dataset`` and ``layout=`` of the data modules derive from it.
+
 Folder names are matched exactly (``IR/`` is not ``ir/``), from the folder listing rather than with
-``Path.exists``, so detection gives the same answer on case-insensitive file systems.
+``Path.exists``, so detection gives the same answer on case-insensitive file systems. Standard library only
+(the folder reader loads on use), so that ``--help`` texts can list the layouts without torch.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from data_modules.paired import DataFolderNotFoundError, DatasetError, PairedImageFolder
+from data_modules.errors import DataFolderNotFoundError, DatasetError
+
+if TYPE_CHECKING:
+    from data_modules.paired import PairedImageFolder
 
 PathLike = str | os.PathLike
 
@@ -46,7 +54,7 @@ class Layout:
 
 
 @dataclass(frozen=True)
-class _Pattern:
+class FolderPattern:
     """One way a data set stores its pairs.
 
     ``kind`` is "flat" (root/IR + root/VI), "split_first" (root/<split>/IR + root/<split>/VI) or
@@ -67,33 +75,64 @@ class _Pattern:
         return f"{self.ir}/{{train,test}}/ + {self.vi}/{{train,test}}/"
 
 
-LAYOUT_PATTERNS: dict[str, tuple[_Pattern, ...]] = {
-    "tno": (_Pattern("flat", "IR", "VIS", True), _Pattern("flat", "ir", "vi", False)),
-    "roadscene": (
-        _Pattern("flat", "cropinfrared", "crop_LR_visible", True),
-        _Pattern("flat", "ir", "vi", False),
+def _numbered(index: int) -> str:
+    return f"{index:05d}"
+
+
+@dataclass(frozen=True)
+class FileStyle:
+    """How a data set stores its files: extensions, grey stored as RGB, file names and its label folder
+    (beside ``ir``/``vi`` in a split). The tests' fake copies (:func:`data_modules.fake_data.write_fake_layout`)
+    are written in this style, in the layout's first folder pattern."""
+
+    ir_ext: str = ".png"
+    vi_ext: str = ".png"
+    vi_color: bool = True
+    ir_as_rgb: bool = False
+    stem: Callable[[int], str] = _numbered
+    labels: str | None = None
+
+
+@dataclass(frozen=True)
+class LayoutSpec:
+    """One data set: its title, its folder patterns (the first is its own) and its file style."""
+
+    title: str
+    patterns: tuple[FolderPattern, ...]
+    files: FileStyle = FileStyle()
+
+
+_PLAIN = FolderPattern("flat", "ir", "vi", False)
+
+#: The data-set layouts: adding one here is all a new layout needs.
+LAYOUTS: dict[str, LayoutSpec] = {
+    "tno": LayoutSpec(
+        "TNO", (FolderPattern("flat", "IR", "VIS", True), _PLAIN), FileStyle(vi_color=False, ir_as_rgb=True)
     ),
-    "msrs": (_Pattern("split_first", "ir", "vi", True), _Pattern("flat", "ir", "vi", False)),
-    "m3fd": (_Pattern("flat", "Ir", "Vis", True), _Pattern("flat", "ir", "vi", False)),
-    "llvip": (_Pattern("modality_first", "infrared", "visible", True),),
-    "generic": (_Pattern("flat", "ir", "vi", False), _Pattern("split_first", "ir", "vi", False)),
+    "roadscene": LayoutSpec(
+        "RoadScene",
+        (FolderPattern("flat", "cropinfrared", "crop_LR_visible", True), _PLAIN),
+        FileStyle(".jpg", ".jpg", stem=lambda index: f"FLIR_{index:05d}"),
+    ),
+    "msrs": LayoutSpec(
+        "MSRS",
+        (FolderPattern("split_first", "ir", "vi", True), _PLAIN),
+        FileStyle(stem=lambda index: f"{index:05d}{'D' if index % 2 else 'N'}", labels="Segmentation_labels"),
+    ),
+    "m3fd": LayoutSpec("M3FD", (FolderPattern("flat", "Ir", "Vis", True), _PLAIN), FileStyle(ir_as_rgb=True)),
+    "llvip": LayoutSpec(
+        "LLVIP", (FolderPattern("modality_first", "infrared", "visible", True),), FileStyle(".jpg", ".jpg")
+    ),
+    "generic": LayoutSpec("generic", (_PLAIN, FolderPattern("split_first", "ir", "vi", False))),
 }
-LAYOUT_NAMES: tuple[str, ...] = tuple(LAYOUT_PATTERNS)
-LAYOUT_TITLES = {
-    "tno": "TNO",
-    "roadscene": "RoadScene",
-    "msrs": "MSRS",
-    "m3fd": "M3FD",
-    "llvip": "LLVIP",
-    "generic": "generic",
-}
+LAYOUT_NAMES: tuple[str, ...] = tuple(LAYOUTS)
 
 
 def accepted_layouts_text() -> str:
     """One line per layout and its accepted folder structures (used in error messages and docs)."""
     return "\n".join(
-        f"  {name:<10} " + " or ".join(pattern.describe() for pattern in patterns)
-        for name, patterns in LAYOUT_PATTERNS.items()
+        f"  {name:<10} " + " or ".join(pattern.describe() for pattern in spec.patterns)
+        for name, spec in LAYOUTS.items()
     )
 
 
@@ -106,7 +145,7 @@ def _subfolders(folder: Path) -> list[str]:
         return []
 
 
-def _splits_of(pattern: _Pattern, root: Path, entries: list[str]) -> list[str] | None:
+def _splits_of(pattern: FolderPattern, root: Path, entries: list[str]) -> list[str] | None:
     """The splits present for a split pattern (None when the pattern does not match)."""
     if pattern.kind == "split_first":
         splits = [s for s in entries if {pattern.ir, pattern.vi} <= set(_subfolders(root / s))]
@@ -128,7 +167,7 @@ def _label_dirs(folder: Path) -> dict[str, Path]:
 
 
 def _resolve(
-    name: str, pattern: _Pattern, root: Path, split: str | None, entries: list[str]
+    name: str, pattern: FolderPattern, root: Path, split: str | None, entries: list[str]
 ) -> Layout | None:
     if pattern.kind == "flat":
         if not {pattern.ir, pattern.vi} <= set(entries):
@@ -140,13 +179,13 @@ def _resolve(
     if split is None:
         if len(splits) > 1:
             raise DatasetError(
-                f"'{root}' ({LAYOUT_TITLES[name]} layout) has the splits {', '.join(splits)}; "
+                f"'{root}' ({LAYOUTS[name].title} layout) has the splits {', '.join(splits)}; "
                 "choose one with split=..."
             )
         split = splits[0]
     if split not in splits:
         raise DatasetError(
-            f"'{root}' ({LAYOUT_TITLES[name]} layout) has no split '{split}'; available: {', '.join(splits)}"
+            f"'{root}' ({LAYOUTS[name].title} layout) has no split '{split}'; available: {', '.join(splits)}"
         )
     if pattern.kind == "split_first":
         base = root / split
@@ -178,28 +217,28 @@ def detect_layout(root: PathLike, split: str | None = None, name: str = "auto") 
         raise DataFolderNotFoundError(f"data-set root '{root}' is not a folder")
     entries = _subfolders(root)
     if name != "auto":
-        if name not in LAYOUT_PATTERNS:
+        if name not in LAYOUTS:
             raise ValueError(f"unknown layout name {name!r}; use 'auto' or one of {', '.join(LAYOUT_NAMES)}")
-        for pattern in LAYOUT_PATTERNS[name]:
+        for pattern in LAYOUTS[name].patterns:
             layout = _resolve(name, pattern, root, split, entries)
             if layout is not None:
                 return layout
-        accepted = " or ".join(pattern.describe() for pattern in LAYOUT_PATTERNS[name])
+        accepted = " or ".join(pattern.describe() for pattern in LAYOUTS[name].patterns)
         raise UnknownLayoutError(
-            f"'{root}' does not have the {LAYOUT_TITLES[name]} layout (expected {accepted}); "
+            f"'{root}' does not have the {LAYOUTS[name].title} layout (expected {accepted}); "
             f"found subfolders: {', '.join(entries) or 'none'}"
         )
 
-    for layout_name, patterns in LAYOUT_PATTERNS.items():
-        for pattern in patterns:
+    for layout_name, spec in LAYOUTS.items():
+        for pattern in spec.patterns:
             if pattern.distinctive:
                 layout = _resolve(layout_name, pattern, root, split, entries)
                 if layout is not None:
                     return layout
-    plain = _resolve("generic", LAYOUT_PATTERNS["generic"][0], root, split, entries)
+    plain = _resolve("generic", LAYOUTS["generic"].patterns[0], root, split, entries)
     if plain is not None:
         hint = _name_hint(root)
-        if hint is not None and any(p.kind == "flat" and p.ir == "ir" for p in LAYOUT_PATTERNS[hint]):
+        if hint is not None and any(p.kind == "flat" and p.ir == "ir" for p in LAYOUTS[hint].patterns):
             return Layout(hint, plain.root, plain.ir_dir, plain.vi_dir, None, plain.extra_dirs)
         return plain
     files = sum(1 for entry in os.scandir(root) if entry.is_file())
@@ -221,6 +260,8 @@ def open_dataset(
     ``extras`` adds the layout's label/mask folders as item keys ("label", "mask"): True for all found,
     or a list of keys (missing ones are an error). Other keyword arguments go to ``PairedImageFolder``.
     """
+    from data_modules.paired import PairedImageFolder
+
     layout = detect_layout(root, split=split, name=name)
     extra_dirs: dict[str, Path] = {}
     if extras is True:

@@ -18,6 +18,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from data_modules.errors import DatasetError
 from data_modules.focus import BLUR_KINDS, MultiFocusSynthesizer, disk_kernel, random_focus_mask
 from data_modules.mfif_datasets import (
     MultiFocusPairFolder,
@@ -25,10 +26,7 @@ from data_modules.mfif_datasets import (
     find_natural_images,
     read_y,
 )
-from data_modules.paired import (
-    DatasetError,
-    collate_pairs,
-)
+from data_modules.paired import collate_pairs
 from data_modules.resumable import EpochSeededDataset, EpochSeededSampler, TrainerPositionMixin, current_epoch
 from data_modules.samplers import eval_sampler
 from data_modules.transforms import WorkerSeeder

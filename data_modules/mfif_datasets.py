@@ -13,17 +13,17 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from data_modules.focus import MultiFocusSynthesizer
-from data_modules.io import list_images, read_image_array, read_luma
-from data_modules.paired import (
+from data_modules.errors import (
     DataFolderNotFoundError,
     EmptyFolderError,
     SizeMismatchError,
     UnpairedFilesError,
-    _stem_index,
-    luma,
 )
-from data_modules.synthetic import make_texture_array
+from data_modules.focus import MultiFocusSynthesizer
+from data_modules.io import read_image_array, read_luma
+from data_modules.paired import luma, unique_stem_index
+from data_modules.stems import list_images
+from data_modules.synthetic_textures import make_texture_array
 
 PathLike = str | os.PathLike
 
@@ -139,10 +139,10 @@ class MultiFocusPairFolder(Dataset):
         subfolders = {p.name for p in self.root.iterdir() if p.is_dir()}
         for a_name, b_name in _PAIR_FOLDERS:
             if {a_name, b_name} <= subfolders:
-                a_index = _stem_index(self.root / a_name, "near-focus (A)")
-                b_index = _stem_index(self.root / b_name, "far-focus (B)")
+                a_index = unique_stem_index(self.root / a_name, "near-focus (A)")
+                b_index = unique_stem_index(self.root / b_name, "far-focus (B)")
                 gt_folder = next((self.root / g for g in _GT_FOLDERS if g in subfolders), None)
-                gt_index = _stem_index(gt_folder, "ground-truth") if gt_folder is not None else {}
+                gt_index = unique_stem_index(gt_folder, "ground-truth") if gt_folder is not None else {}
                 return self._match(a_index, b_index, self.root / a_name, self.root / b_name, gt_index)
         a_index: dict[str, Path] = {}
         b_index: dict[str, Path] = {}

@@ -20,18 +20,25 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from data_modules.errors import (
+    DataFolderNotFoundError,
+    DatasetError,
+    DuplicateStemError,
+    EmptyFolderError,
+    SizeMismatchError,
+    UnpairedFilesError,
+)
+from data_modules.formats import accepted_extensions_text
 from data_modules.io import (
-    LUMA_WEIGHTS,
-    NEUTRAL_CHROMA,
     ImageReadError,
     array_to_tensor,
-    index_by_stem,
     luma_array,
-    pair_by_stem,
     read_image_array,
     read_image_size,
     read_raw_array,
+    split_visible_array,
 )
+from data_modules.stems import index_by_stem, pair_by_stem
 
 PathLike = str | os.PathLike
 SIZE_POLICIES = ("error", "resize", "center_crop")
@@ -42,52 +49,9 @@ PairArrays = dict[str, np.ndarray]
 PairTransform = Callable[[PairArrays], PairArrays]
 
 
-class DatasetError(ValueError):
-    """Base class of the data-set errors; every message names the offending files or folders."""
-
-
-class DataFolderNotFoundError(DatasetError, FileNotFoundError):
-    """A data-set root or image folder does not exist."""
-
-
-class EmptyFolderError(DatasetError):
-    """An image folder holds no image files."""
-
-
-class UnpairedFilesError(DatasetError):
-    """Some stems have no partner; ``unpaired`` maps each folder to its stems without a partner."""
-
-    def __init__(self, message: str, unpaired: Mapping[str, Sequence[str]]) -> None:
-        super().__init__(message)
-        self.unpaired = {folder: list(stems) for folder, stems in unpaired.items()}
-
-
-class DuplicateStemError(DatasetError):
-    """Two files in one folder share a stem (e.g. ``01.png`` and ``01.jpg``), so the pairing is ambiguous."""
-
-
-class SizeMismatchError(DatasetError):
-    """The members of a pair differ in size and the size policy is "error"."""
-
-
 def luma(rgb: np.ndarray) -> np.ndarray:
     """H×W×3 RGB to H×W×1 Y with the BT.601 weights kornia uses."""
     return luma_array(rgb)[:, :, None]
-
-
-def split_visible_array(vi: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Y H×W×1, CbCr H×W×2 and the colour flag of an H×W×C visible array (C = 1 or 3).
-
-    The same BT.601 formulas as ``kornia.color.rgb_to_ycbcr`` (tests check they agree), computed in NumPy:
-    per-sample work in DataLoader workers then stays off torch's intra-op thread pool, whose threads
-    contend badly with the workers on small machines. Grey images get the neutral chroma 0.5.
-    """
-    if vi.shape[2] == 1:
-        return vi, np.full((*vi.shape[:2], 2), NEUTRAL_CHROMA, dtype=np.float32), False
-    r, g, b = vi[:, :, 0], vi[:, :, 1], vi[:, :, 2]
-    y = LUMA_WEIGHTS[0] * r + LUMA_WEIGHTS[1] * g + LUMA_WEIGHTS[2] * b
-    cbcr = np.stack([(b - y) * 0.564 + 0.5, (r - y) * 0.713 + 0.5], axis=2)
-    return y[:, :, None].astype(np.float32, copy=False), cbcr.astype(np.float32, copy=False), True
 
 
 def make_pair_item(arrays: PairArrays, name: str) -> dict[str, Any]:
@@ -149,8 +113,9 @@ def _pad_to(tensor: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return F.pad(tensor, (0, pad_w, 0, pad_h), value=0)  # label maps: 0 is the background id
 
 
-def _stem_index(folder: Path, role: str) -> dict[str, Path]:
-    """Map stem → image file in ``folder``; non-image files are ignored."""
+def unique_stem_index(folder: Path, role: str) -> dict[str, Path]:
+    """Map stem → image file in ``folder`` (non-image files ignored); the data-set errors name ``role``'s
+    folder when it is missing, empty or holds two images with one stem."""
     if not folder.exists():
         raise DataFolderNotFoundError(f"{role} folder '{folder}' does not exist")
     if not folder.is_dir():
@@ -167,7 +132,7 @@ def _stem_index(folder: Path, role: str) -> dict[str, Path]:
         )
     if not index:
         raise EmptyFolderError(
-            f"{role} folder '{folder}' contains no images (accepted: png, jpg, jpeg, bmp, tif, tiff)"
+            f"{role} folder '{folder}' contains no images (accepted: {accepted_extensions_text()})"
         )
     return index
 
@@ -229,10 +194,10 @@ class PairedImageFolder(Dataset):
             self._check_headers()
 
     def _pair_files(self, names: Sequence[str] | None) -> list[PairRecord]:
-        ir_index = _stem_index(self.ir_dir, "infrared")
-        vi_index = _stem_index(self.vi_dir, "visible")
+        ir_index = unique_stem_index(self.ir_dir, "infrared")
+        vi_index = unique_stem_index(self.vi_dir, "visible")
         extra_indices = {
-            key: _stem_index(folder, f"extra '{key}'") for key, folder in self.extra_dirs.items()
+            key: unique_stem_index(folder, f"extra '{key}'") for key, folder in self.extra_dirs.items()
         }
         pairing = pair_by_stem(ir_index, vi_index)
         ir_only, vi_only = pairing.only_first, pairing.only_second

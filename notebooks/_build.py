@@ -69,7 +69,7 @@ if not FULL:
 
 from stfuse.cli import main as stfuse
 from stfuse.metrics import LOWER_IS_BETTER
-from stfuse.utils.logging import fetch_wandb_runs, last_values, read_csv_metrics
+from stfuse.utils.run_reader import fetch_wandb_runs, last_values, read_csv_metrics
 
 import pytorch_lightning  # noqa: E402,F401  (sets its loggers to INFO on import; quiet them afterwards)
 
@@ -368,20 +368,20 @@ def guidance_modes() -> nbformat.NotebookNode:
 # Guidance modes: which cross-task knowledge does L_g keep?
 
 The guidance loss L_g compares the student (IVIF) with the frozen teacher (MFIF) on the same IVIF pair.
-Its mode is one switch (`model.init_args.guidance`):
-
-| variant | overlay | L_g |
-|---|---|---|
-| `feature_in` | `ablations/guidance_feature_in.yaml` | L1 between instance-normalised CEM/decoder features (default) |
-| `output_grad` | `ablations/guidance_output_grad.yaml` | L1 between locally contrast-normalised output gradients |
-| `none` | `ablations/guidance_none.yaml` | no guidance: plain fine-tuning from the source weights |
+Its mode is one switch (`model.init_args.guidance`); the modes, their overlays and their L_g come from the
+registry `stfuse.losses.guidance.GUIDANCE_FUNCTIONS` (the table below).
 
 """ + HOW_TO_RUN),
         ("code", SOURCE_CELL),
         ("code", '''\
 from stfuse.losses import GUIDANCE_MODES
+from stfuse.losses.guidance import GUIDANCE_FUNCTIONS
 
 MODES = {mode: f"guidance_{mode}" for mode in GUIDANCE_MODES}
+L_G = {mode: GUIDANCE_FUNCTIONS[mode].__doc__.strip().splitlines()[0].replace("|", "\\\\|") for mode in MODES}
+display(Markdown("| variant | overlay | L_g |\\n|---|---|---|\\n" + "\\n".join(
+    f"| `{mode}` | `ablations/{name}.yaml` | {L_G[mode]} |" for mode, name in MODES.items()
+)))
 if TRAIN:
     for mode, name in MODES.items():
         fit_and_test(name, [
@@ -396,7 +396,7 @@ metric_table(rows, "IVIF test metrics per guidance mode (best in bold)")
 plot_bars(rows, "IVIF test metrics per guidance mode")'''),
         ("md", "## The guidance term during training"),
         ("code", '''\
-plot_curves([MODES["feature_in"], MODES["output_grad"]], "train/loss_g", "L_g per step (none logs no L_g)")
+plot_curves(MODES.values(), "train/loss_g", "L_g per step (a mode without L_g logs none)")
 plot_curves(MODES.values(), "train/loss_int", "Intensity loss per step")'''),
         ("md", "## Qualitative comparison"),
         ("code", 'fused_grid({mode: OUT / name / "checkpoints" / "last.ckpt" for mode, name in MODES.items()})'),

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from stfuse.cli import main
+from stfuse.losses import GUIDANCE_MODES
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
@@ -109,8 +110,8 @@ PRESETS = sorted((EXPERIMENTS / "trainer").glob("*.yaml"))
 
 def test_every_ablation_of_method_md_has_an_overlay():
     names = {p.stem for p in OVERLAYS}
-    expected = {"no_transfer", "no_guidance", "guidance_feature_in", "guidance_output_grad", "guidance_none",
-                "cem_off", "self_only", "mutual_only", "no_replay", "separate_encoders"}  # fmt: skip
+    expected = {"no_transfer", "no_guidance", "cem_off", "self_only", "mutual_only", "no_replay", "separate_encoders",
+                *(f"guidance_{mode}" for mode in GUIDANCE_MODES)}  # fmt: skip
     assert expected <= names, f"missing ablation configs: {sorted(expected - names)}"
 
 
@@ -189,9 +190,8 @@ def test_interval_checkpoint_refuses_a_non_positive_interval():
         IntervalCheckpoint(every_minutes=0)
 
 
-def test_root_is_the_data_root_in_dock_too_and_data_root_is_a_deprecated_alias(tmp_path, capsys):
+def test_root_is_the_data_root_in_dock_too(tmp_path):
     from stfuse.docking.cli import _docking_folder, build_parser
-    from stfuse.docking.labels import DockingError
 
     (tmp_path / "docking" / "msrs_det").mkdir(parents=True)
     assert _docking_folder(build_parser().parse_args(["--root", str(tmp_path)])) == str(
@@ -201,7 +201,3 @@ def test_root_is_the_data_root_in_dock_too_and_data_root_is_a_deprecated_alias(t
     assert _docking_folder(build_parser().parse_args(["--root", str(own)])) == str(
         own
     )  # the folder itself works too
-    assert _docking_folder(build_parser().parse_args(["--data-root", str(own)])) == str(own)
-    assert "--data-root is deprecated; use --root" in capsys.readouterr().err
-    with pytest.raises(DockingError, match="not both"):
-        _docking_folder(build_parser().parse_args(["--root", str(tmp_path), "--data-root", str(own)]))

@@ -25,7 +25,7 @@ from torch.utils.data import DistributedSampler
 from data_modules import IVIFDataModule, MFIFDataModule, TransferDataModule
 from data_modules.samplers import UnpaddedDistributedSampler, eval_sampler
 from stfuse.stages import IVIFTransferStage, MFIFStage
-from stfuse.utils.logging import PerImageMetricTable
+from stfuse.utils.logger_callbacks import PerImageMetricTable
 
 TINY_NET = {"preset": "tiny"}
 VAL_SAMPLES = 3  # odd, so a padded sampler would count one sample twice on 2 ranks

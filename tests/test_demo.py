@@ -36,3 +36,34 @@ def test_demo_writes_fused_images_metrics_and_a_labelled_grid(tmp_path, capsys):
         left = PAD + index * (column + PAD)
         label = grid[:BAND, left : left + column]
         assert (label < 128).sum() > 20, f"column {index} has no label drawn above it"
+
+
+def test_demo_presets_are_the_network_registry():
+    from stfuse.demo import _parse
+    from stfuse.models import PRESETS
+
+    for name in PRESETS:
+        assert _parse(["--preset", name]).preset == name
+
+
+def test_an_unknown_demo_preset_is_one_line_and_exit_2_through_the_console_script(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from stfuse.models import PRESETS
+
+    stfuse = Path(sys.executable).parent / "stfuse"
+    done = subprocess.run(
+        [str(stfuse), "demo", "--preset", "huge", "--out", str(tmp_path / "out")],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"stfuse demo: error: argument --preset: invalid choice: 'huge' (choose from {', '.join(PRESETS)})"
+    )
+    assert "Traceback" not in done.stderr and not (tmp_path / "out").exists()

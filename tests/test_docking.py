@@ -242,7 +242,7 @@ def _tiny_args(out: Path, msrs: Path) -> list[str]:
     return [
         "--preset",
         "tiny",
-        "--data-root",
+        "--root",
         str(msrs),
         "--split",
         str(SPLIT_FILE),
@@ -390,3 +390,23 @@ def test_dock_reports_bad_input_clearly(
             data_root=msrs,
             split_path=SPLIT_FILE,
         )
+
+
+def test_dock_refuses_the_removed_data_root_option_through_the_console_script(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    stfuse = Path(sys.executable).parent / "stfuse"
+    done = subprocess.run(
+        [str(stfuse), "dock", "--data-root", str(tmp_path), "--out", str(tmp_path / "out")],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "stfuse dock: error: unrecognized arguments: --data-root " + str(tmp_path)
+    )
+    assert "Traceback" not in done.stderr and not (tmp_path / "out").exists()

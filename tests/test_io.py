@@ -11,23 +11,32 @@ import tifffile
 import torch
 from PIL import Image
 
+from data_modules.formats import (
+    EIGHT_BIT_EXTENSIONS,
+    IMAGE_EXTENSIONS,
+    OUTPUT_EXTENSIONS,
+    SIXTEEN_BIT_FORMATS,
+    SUFFIX_FORMATS,
+)
 from data_modules.io import (
     ImageReadError,
     ImageWriteError,
     ProtectedPathError,
-    list_images,
     merge_y_cbcr,
     read_image,
     read_image_size,
     read_luma,
     rgb_to_y_cbcr,
     split_visible,
+    split_visible_array,
     write_image,
 )
+from data_modules.levels import MAX_LEVELS, quantise
+from data_modules.stems import list_images
 
-FORMATS = [".png", ".jpg", ".bmp", ".tif"]
+FORMATS = list(OUTPUT_EXTENSIONS.values())
 LOSSLESS = {".png", ".bmp", ".tif"}
-SIXTEEN_BIT = {".png", ".tif"}
+SIXTEEN_BIT = {OUTPUT_EXTENSIONS[name] for name in SIXTEEN_BIT_FORMATS}
 KINDS = ["grey", "rgb", "rgba", "grey_as_rgb"]
 
 
@@ -184,6 +193,42 @@ def test_ycbcr_split_and_merge_round_trip_colour() -> None:
     assert torch.allclose(merge_y_cbcr(y, cbcr), rgb, atol=1e-4)
     batch_y, batch_cbcr = rgb_to_y_cbcr(rgb[None].repeat(2, 1, 1, 1))
     assert batch_y.shape == (2, 1, 16, 16) and batch_cbcr.shape == (2, 2, 16, 16)
+
+
+def test_numpy_ycbcr_split_agrees_with_kornia() -> None:
+    rgb = np.random.default_rng(3).random((16, 20, 3), dtype=np.float32)
+    y, cbcr, is_color = split_visible_array(rgb)
+    kornia_y, kornia_cbcr = rgb_to_y_cbcr(torch.from_numpy(rgb.transpose(2, 0, 1).copy()))
+    assert is_color and y.dtype == cbcr.dtype == np.float32
+    assert np.allclose(y[:, :, 0], kornia_y[0].numpy(), atol=1e-6)
+    assert np.allclose(cbcr.transpose(2, 0, 1), kornia_cbcr.numpy(), atol=1e-6)
+    grey = rgb[:, :, :1]
+    y, cbcr, is_color = split_visible_array(grey)
+    assert not is_color and y is grey and np.all(cbcr == 0.5)
+
+
+@pytest.mark.parametrize("bit_depth", [8, 16])
+def test_quantise_rounds_half_to_even_clips_and_zeroes_nan_for_arrays_and_tensors(bit_depth: int) -> None:
+    top = MAX_LEVELS[bit_depth]
+    values = np.array([-0.5, 0.0, 0.5 / top, 1.5 / top, 0.25, 1.0, 2.0, np.nan], dtype=np.float32)
+    expected = np.array([0, 0, 0, 2, round(0.25 * top), top, top, 0])
+    levels = quantise(values, bit_depth)
+    assert levels.dtype == (np.uint8 if bit_depth == 8 else np.uint16)
+    assert levels.tolist() == expected.tolist()
+    tensor_levels = quantise(torch.from_numpy(values), bit_depth)
+    assert tensor_levels.dtype == (torch.uint8 if bit_depth == 8 else torch.uint16)
+    assert tensor_levels.numpy().tolist() == expected.tolist()
+    noise = np.random.default_rng(bit_depth).random(4096, dtype=np.float32)
+    assert np.array_equal(quantise(noise, bit_depth), quantise(torch.from_numpy(noise), bit_depth).numpy())
+    with pytest.raises(ValueError, match="bit depth"):
+        quantise(values, 12)
+
+
+def test_the_format_table_gives_every_extension_list() -> None:
+    assert IMAGE_EXTENSIONS == {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+    assert SUFFIX_FORMATS[".jpeg"] == "jpg" and SUFFIX_FORMATS[".tiff"] == "tif"
+    assert EIGHT_BIT_EXTENSIONS == {".jpg", ".jpeg", ".bmp"}
+    assert all(OUTPUT_EXTENSIONS[SUFFIX_FORMATS[ext]] in IMAGE_EXTENSIONS for ext in IMAGE_EXTENSIONS)
 
 
 def test_grey_visible_gets_neutral_chroma_and_merges_to_grey() -> None:

@@ -7,9 +7,16 @@ from pathlib import Path
 import pytest
 import torch
 
+from data_modules.errors import DataFolderNotFoundError, DatasetError
 from data_modules.fake_data import write_fake_layout, write_fake_pairs
-from data_modules.layouts import UnknownLayoutError, detect_layout, open_dataset
-from data_modules.paired import DataFolderNotFoundError, DatasetError
+from data_modules.layouts import (
+    LAYOUT_NAMES,
+    LAYOUTS,
+    UnknownLayoutError,
+    accepted_layouts_text,
+    detect_layout,
+    open_dataset,
+)
 
 # (fake layout, split, expected name, infrared folder, visible folder) relative to the root
 OFFICIAL = [
@@ -37,6 +44,25 @@ def test_official_layouts_are_detected_and_open(
     assert len(dataset) == 2
     item = dataset[0]
     assert item["ir"].shape == (1, 16, 20) and item["vi"].shape == (1, 16, 20)
+
+
+@pytest.mark.parametrize("name", LAYOUT_NAMES)
+def test_every_registered_layout_is_written_detected_and_listed_in_the_help(
+    tmp_path: Path, name: str
+) -> None:
+    from stfuse.inference.cli import build_fuse_parser
+
+    spec = LAYOUTS[name]
+    splits = [None] if spec.patterns[0].kind == "flat" else ["train", "test"]
+    root = write_fake_layout(tmp_path / "data", name, n_pairs=2, size=(16, 20), labels=True)
+    for split in splits:
+        layout = detect_layout(root, split=split)
+        assert (layout.name, layout.split) == (name, split)
+        assert [p.stem for p in sorted(layout.ir_dir.iterdir())] == [spec.files.stem(i) for i in range(2)]
+        assert ("label" in layout.extra_dirs) == (spec.files.labels is not None)
+        assert len(open_dataset(root, name=name, split=split)) == 2
+    assert f"  {name:<10} " in accepted_layouts_text()
+    assert name in " ".join(build_fuse_parser().format_help().split())
 
 
 @pytest.mark.parametrize("name", ["tno", "roadscene", "msrs", "m3fd"])

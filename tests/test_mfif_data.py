@@ -11,6 +11,12 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from data_modules.errors import (
+    DataFolderNotFoundError,
+    EmptyFolderError,
+    SizeMismatchError,
+    UnpairedFilesError,
+)
 from data_modules.fake_data import write_fake_multifocus, write_fake_natural_images
 from data_modules.mfif import (
     MFIFDataModule,
@@ -21,13 +27,7 @@ from data_modules.mfif import (
     find_natural_images,
     random_focus_mask,
 )
-from data_modules.paired import (
-    DataFolderNotFoundError,
-    EmptyFolderError,
-    SizeMismatchError,
-    UnpairedFilesError,
-)
-from data_modules.synthetic import make_texture_array
+from data_modules.synthetic_textures import make_texture_array
 
 
 def _gradient_energy(image: np.ndarray, region: np.ndarray) -> float:

@@ -8,17 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from data_modules.fake_data import write_fake_pairs
-from data_modules.io import ImageReadError, rgb_to_y_cbcr, write_image
-from data_modules.paired import (
+from data_modules.errors import (
     DataFolderNotFoundError,
     DuplicateStemError,
     EmptyFolderError,
-    PairedImageFolder,
     SizeMismatchError,
     UnpairedFilesError,
-    collate_pairs,
 )
+from data_modules.fake_data import write_fake_pairs
+from data_modules.io import ImageReadError, rgb_to_y_cbcr, write_image
+from data_modules.paired import PairedImageFolder, collate_pairs
 
 
 def _folders(tmp_path: Path, names: list[str], **kwargs) -> tuple[Path, Path]:

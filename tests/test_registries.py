@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_modules.io import LUMA_WEIGHTS, index_by_stem, luma_array, pair_by_stem, write_image
+from data_modules.io import LUMA_WEIGHTS, luma_array, write_image
 from data_modules.layouts import LAYOUT_NAMES
+from data_modules.stems import index_by_stem, pair_by_stem
 from stfuse import runtime
 from stfuse.evaluation.sources import DATASETS
 from stfuse.losses import GUIDANCE_MODES, GuidanceLoss
@@ -74,14 +75,6 @@ def test_find_data_root_prefers_explicit_then_the_environment(
     assert candidates[0] == tmp_path / "missing"
     existing = [candidate for candidate in candidates if candidate.is_dir()]
     assert runtime.find_data_root() == (existing[0] if existing else tmp_path / "missing")
-
-
-def test_old_metric_table_name_warns() -> None:
-    import stfuse.utils.logging as logging_module
-
-    with pytest.warns(DeprecationWarning, match="PerImageMetricTable"):
-        old = logging_module.TestMetricTable
-    assert old is logging_module.PerImageMetricTable
 
 
 def test_stem_index_and_pairing(tmp_path: Path) -> None:

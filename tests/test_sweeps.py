@@ -243,6 +243,13 @@ def test_sampled_configuration_runs_through_the_agent_command(path, tiny_source_
             assert hparams[key.removeprefix("model.init_args.")] == expected, key
 
 
+def test_the_guidance_sweep_sweeps_exactly_the_registered_guidance_modes():
+    from stfuse.losses import GUIDANCE_MODES
+
+    spec = load_spec(REPO / "experiments" / "sweeps" / "guidance_modes.yaml")
+    assert spec["parameters"]["model.init_args.guidance"]["values"] == list(GUIDANCE_MODES)
+
+
 @pytest.mark.slow
 def test_agent_command_runs_as_a_subprocess(tiny_source_ckpt, tmp_path):
     """The exact argv, started the way the agent starts it: ``/usr/bin/env python`` with the venv on PATH."""

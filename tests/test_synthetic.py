@@ -12,15 +12,14 @@ import torch
 
 from data_modules.io import read_image
 from data_modules.layouts import detect_layout, open_dataset
-from data_modules.synthetic import (
+from data_modules.synthetic import derive_seed
+from data_modules.synthetic_scenes import (
     SyntheticIVIFDataset,
-    TextureDataset,
-    derive_seed,
     make_ivif_pair,
     make_ivif_scene,
-    make_texture_image,
     write_embedded_default,
 )
+from data_modules.synthetic_textures import TextureDataset, make_texture_image
 
 
 def test_ivif_pair_shapes_ranges_and_determinism() -> None:

@@ -19,12 +19,12 @@ import yaml
 from data_modules import IVIFDataModule
 from stfuse.cli import main as stfuse
 from stfuse.stages import IVIFTransferStage
-from stfuse.utils import logging as stlog
-from stfuse.utils.logging import (
+from stfuse.utils import run_reader
+from stfuse.utils.logger_callbacks import metric_table
+from stfuse.utils.run_reader import (
     find_offline_runs,
     iter_wandb_records,
     last_values,
-    metric_table,
     read_csv_metrics,
     read_offline_run,
 )
@@ -240,7 +240,7 @@ def test_fetch_wandb_runs_filters_by_tags(monkeypatch):
             return [FakeRun()]
 
     monkeypatch.setattr(wandb, "Api", FakeApi)
-    runs = stlog.fetch_wandb_runs("me/stfuse", tags=["ablation", "v2"])
+    runs = run_reader.fetch_wandb_runs("me/stfuse", tags=["ablation", "v2"])
     assert seen == {"path": "me/stfuse", "filters": {"$and": [{"tags": "ablation"}, {"tags": "v2"}]}}
     assert runs == [
         {

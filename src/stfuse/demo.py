@@ -23,7 +23,9 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="stfuse demo", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="outputs/demo", help="output folder (default: outputs/demo)")
-    parser.add_argument("--preset", default="small", choices=["small", "base"], help="network preset")
+    parser.add_argument(
+        "--preset", default="small", help="network preset, one of stfuse.models.PRESETS (default: small)"
+    )
     parser.add_argument("--mfif-steps", type=int, default=300, help="source-stage optimisation steps")
     parser.add_argument("--ivif-steps", type=int, default=300, help="target-stage optimisation steps")
     parser.add_argument("--crop", type=int, default=96, help="training crop size")
@@ -37,7 +39,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--threads", type=int, default=None,
         help="torch threads (default: the CPUs not already busy with other processes, at least 1)",
     )  # fmt: skip
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    from stfuse.models import PRESETS  # after parsing: --help stays free of torch
+
+    if args.preset not in PRESETS:
+        parser.error(f"argument --preset: invalid choice: {args.preset!r} (choose from {', '.join(PRESETS)})")
+    return args
 
 
 def _busy_cpus(cpus: set[int], interval: float = 0.3) -> float | None:
@@ -75,7 +82,7 @@ def _free_cpus() -> int:
     On a machine shared with other jobs, a second torch thread only waits for its turn on a busy core, and
     every parallel operation then waits for it: training slows several-fold instead of sharing the machine.
     """
-    from stfuse.cli import available_cpus
+    from stfuse.runtime import available_cpus
 
     cpus = available_cpus()
     try:
@@ -132,12 +139,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from data_modules import IVIFDataModule, MFIFDataModule, TransferDataModule
     from data_modules.io import merge_y_cbcr, read_image, split_visible, write_image
-    from data_modules.synthetic import write_embedded_default
+    from data_modules.synthetic_scenes import write_embedded_default
     from stfuse.baselines import fuse_baseline
-    from stfuse.cli import available_cpus
     from stfuse.inference import Fuser
     from stfuse.metrics import FusionMetrics
     from stfuse.models.checkpoint import save_network
+    from stfuse.runtime import available_cpus
     from stfuse.stages import IVIFTransferStage, MFIFStage
     from stfuse.utils.visual import make_grid, save_png
 

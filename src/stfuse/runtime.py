@@ -1,4 +1,4 @@
-"""Where the data are and which device runs: the two lookups every command and script shares.
+"""Where the data are, which device runs and how many CPUs: the lookups every command and script shares.
 
 Import-light on purpose (torch loads only when a device is resolved), so scripts can call
 :func:`find_data_root` before their heavy imports and ``--help`` stays instant.
@@ -39,6 +39,14 @@ def find_data_root(explicit: str | os.PathLike | None = None) -> Path:
     return next((candidate for candidate in candidates if candidate.is_dir()), candidates[0])
 
 
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, e.g. a SLURM allocation), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS / Windows
+        return max(1, os.cpu_count() or 1)
+
+
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """``"auto"``/None picks CUDA when present; an unavailable CUDA device is an error, not a silent CPU."""
     import torch
@@ -51,4 +59,4 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return resolved
 
 
-__all__ = ["DATA_ENV", "data_root_candidates", "find_data_root", "resolve_device"]
+__all__ = ["DATA_ENV", "available_cpus", "data_root_candidates", "find_data_root", "resolve_device"]

@@ -81,9 +81,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--root in fuse and evaluate (default: $STFUSE_DATA or ../shared/data)",
     )
     parser.add_argument(
-        "--data-root", default=None, help="deprecated: the msrs_det folder itself; use --root DATA_ROOT"
-    )
-    parser.add_argument(
         "--split", default=None, help="split file (default: experiments/docking/msrs_det_split.json)"
     )
     parser.add_argument("--out", default="outputs/dock", help="output folder (default: outputs/dock)")
@@ -146,18 +143,9 @@ def sources_from_args(args: argparse.Namespace) -> list[SourceSpec]:
 
 
 def _docking_folder(args: argparse.Namespace) -> str | None:
-    """The MSRS docking folder from ``--root`` (the data root, or the folder itself) or the old ``--data-root``."""
+    """The MSRS docking folder from ``--root`` (the data root, or the folder itself)."""
     from pathlib import Path
 
-    if args.root and args.data_root:
-        raise DockingError("give --root (the data root) or the deprecated --data-root, not both")
-    if args.data_root:
-        print(
-            "stfuse dock: note: --data-root is deprecated; use --root with the data root "
-            "(the folder holding docking/msrs_det/), as in stfuse fuse and stfuse evaluate",
-            file=sys.stderr,
-        )
-        return args.data_root
     if args.root:
         nested = Path(args.root) / "docking" / "msrs_det"
         return str(nested) if nested.is_dir() else args.root

@@ -97,7 +97,8 @@ class LoadedSource:
 
 
 def find_data_root(explicit: str | Path | None = None) -> Path:
-    """``--data-root``, else ``$STFUSE_DATA/docking/msrs_det``, else ``../shared/data/docking/msrs_det``."""
+    """The MSRS docking folder: ``explicit`` (from ``--root``), else ``$STFUSE_DATA/docking/msrs_det``, else
+    ``../shared/data/docking/msrs_det``."""
     if explicit is not None:
         root = Path(explicit)
         if not root.is_dir():
@@ -109,7 +110,8 @@ def find_data_root(explicit: str | Path | None = None) -> Path:
         if candidate.is_dir():
             return candidate
     raise DockingError(
-        "MSRS docking data not found; pass --data-root DIR (holding ir/, vi/, label/) or set $STFUSE_DATA"
+        "MSRS docking data not found; pass --root DATA_ROOT (holding docking/msrs_det/ with ir/, vi/, label/) "
+        "or set $STFUSE_DATA"
     )
 
 

@@ -19,8 +19,9 @@ import cv2
 import numpy as np
 import torch
 
-from data_modules.io import ImageReadError, ImageWriteError, index_by_stem, luma_array, read_image_array
+from data_modules.io import ImageReadError, ImageWriteError, luma_array, read_image_array
 from data_modules.io import write_image as io_write_image
+from data_modules.stems import index_by_stem
 from stfuse.docking.labels import DockingError
 
 SOURCE_KINDS = ("dataset", "folder", "baseline", "checkpoint")

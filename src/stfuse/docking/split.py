@@ -58,23 +58,6 @@ def make_split(stems: list[str], block_size: int = 3, blocks: int = 5) -> Split:
     return Split(train=tuple(train), test=tuple(sorted(test_set)))
 
 
-def split_to_json(split: Split, dataset: str = "msrs_det") -> str:
-    """The committed file's text (stable key order, one stem per line)."""
-    payload = {
-        "dataset": dataset,
-        "rule": (
-            "group stems by last letter (D day / N night), sort by frame number; in each group the test set is "
-            "5 contiguous runs of 3 stems centred in equal fifths of the group; everything else is train "
-            "(stfuse.docking.split.make_split)"
-        ),
-        "num_train": len(split.train),
-        "num_test": len(split.test),
-        "train": list(split.train),
-        "test": list(split.test),
-    }
-    return json.dumps(payload, indent=1) + "\n"
-
-
 def load_split(path: str | Path) -> Split:
     """Read and validate a split file: two disjoint lists of unique stems."""
     path = Path(path)

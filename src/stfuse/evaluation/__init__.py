@@ -8,7 +8,7 @@ Names load on first use, so ``stfuse evaluate --help`` imports neither torch nor
 
 from __future__ import annotations
 
-import importlib
+from stfuse.utils.lazy import lazy_exports
 
 _EXPORTS = {
     "EvaluationInputError": "stfuse.evaluation.io",
@@ -23,8 +23,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> object:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'stfuse.evaluation' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

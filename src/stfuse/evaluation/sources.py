@@ -6,8 +6,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from data_modules.io import index_by_stem, pair_by_stem, read_image_size
+from data_modules.io import read_image_size
 from data_modules.layouts import LAYOUT_NAMES
+from data_modules.stems import index_by_stem, pair_by_stem
 from stfuse.evaluation.io import EvaluationInputError
 
 #: ``--dataset`` names: the data layer's named layouts, each under ``<root>/ivif/<name>``.

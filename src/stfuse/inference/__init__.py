@@ -5,7 +5,7 @@ Names are imported lazily so that ``stfuse fuse`` can set OpenMP's environment b
 
 from __future__ import annotations
 
-import importlib
+from stfuse.utils.lazy import lazy_exports
 
 _EXPORTS = {
     "Fuser": "stfuse.inference.fuser",
@@ -16,8 +16,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> object:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'stfuse.inference' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -79,9 +79,9 @@ def build_fuse_parser() -> argparse.ArgumentParser:
     inputs = parser.add_argument_group("inputs: --ir/--vi, or --dataset/--root")
     inputs.add_argument("--ir", type=Path, help="infrared folder or file")
     inputs.add_argument("--vi", type=Path, help="visible folder or file")
-    inputs.add_argument(
-        "--dataset", help="data-set layout name (tno, roadscene, msrs, m3fd, llvip, generic, auto)"
-    )
+    from data_modules.layouts import LAYOUT_NAMES
+
+    inputs.add_argument("--dataset", help=f"data-set layout name ({', '.join([*LAYOUT_NAMES, 'auto'])})")
     inputs.add_argument(
         "--root", type=Path,
         help="data root holding ivif/<dataset>/ (as make's DATA_ROOT and stfuse evaluate --root); "

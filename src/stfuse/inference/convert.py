@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from data_modules.levels import quantise
+
 __all__ = ["ImageKind", "from_batch", "to_batch"]
 
 _PIL_CONVERT_TO_RGB = {"P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "RGBX", "RGBa"}
@@ -131,11 +133,14 @@ def _tensor_to_batch(tensor: torch.Tensor, role: str) -> tuple[torch.Tensor, Ima
     return unit.contiguous(), kind
 
 
-def _quantise_numpy(unit: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    if dtype == np.uint8:
-        return np.clip(np.rint(unit * 255.0), 0, 255).astype(np.uint8)
-    if dtype == np.uint16:
-        return np.clip(np.rint(unit * 65535.0), 0, 65535).astype(np.uint16)
+_NUMPY_BIT_DEPTHS = {np.dtype(np.uint8): 8, np.dtype(np.uint16): 16}
+_TORCH_BIT_DEPTHS = {torch.uint8: 8, torch.uint16: 16}
+
+
+def _as_dtype(unit: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Float32 H×W(×C) values in [0, 1] as ``dtype``: integer levels for uint8/uint16, else floats."""
+    if dtype in _NUMPY_BIT_DEPTHS:
+        return quantise(unit, _NUMPY_BIT_DEPTHS[dtype])
     if np.issubdtype(dtype, np.floating):
         return unit.astype(dtype)
     return unit.astype(np.float32)
@@ -150,7 +155,7 @@ def from_batch(batch: torch.Tensor, kind: ImageKind) -> Any:
     unit = batch[0].permute(1, 2, 0).cpu().numpy()  # H×W×C
     if kind.layout == "hw" or (channels == 1 and kind.channels == 3):
         unit = unit[:, :, 0]  # a colour input asked for grey output comes back 2-D, like any grey image
-    array = _quantise_numpy(unit, np.dtype(kind.dtype))
+    array = _as_dtype(unit, np.dtype(kind.dtype))
     if kind.container == "pil":
         from PIL import Image
 
@@ -161,16 +166,14 @@ def from_batch(batch: torch.Tensor, kind: ImageKind) -> Any:
         elif np.issubdtype(array.dtype, np.floating):
             array = array.astype(np.float32)
             if array.ndim == 3:
-                array = _quantise_numpy(array, np.dtype(np.uint8))
+                array = _as_dtype(array, np.dtype(np.uint8))
         return Image.fromarray(np.ascontiguousarray(array))
     return array
 
 
 def _batch_to_tensor(batch: torch.Tensor, kind: ImageKind) -> torch.Tensor:
-    if kind.dtype == torch.uint8:
-        out = (batch * 255.0).round_().to(torch.uint8)
-    elif kind.dtype == torch.uint16:
-        out = (batch * 65535.0).round_().to(torch.int32).to(torch.uint16)
+    if kind.dtype in _TORCH_BIT_DEPTHS:
+        out = quantise(batch, _TORCH_BIT_DEPTHS[kind.dtype])
     elif kind.dtype == torch.bool or not kind.dtype.is_floating_point:
         out = batch
     else:

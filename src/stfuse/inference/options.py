@@ -5,14 +5,15 @@ Plain constants, importable without torch, so that ``stfuse fuse --help`` answer
 
 from __future__ import annotations
 
+from data_modules.formats import OUTPUT_EXTENSIONS
+
 #: images above this many pixels are fused in tiles (about 16 MP: a 4608×3456 photo still goes in one pass).
 DEFAULT_MAX_PIXELS = 16_000_000
 DEFAULT_TILE = 1024
 DEFAULT_TILE_OVERLAP = 64
 
-#: --format value → file extension; jpg and bmp store 8 bits only.
-OUTPUT_FORMATS: dict[str, str] = {"png": ".png", "jpg": ".jpg", "tif": ".tif", "bmp": ".bmp"}
-SIXTEEN_BIT_FORMATS = frozenset({"png", "tif"})
+#: --format value → file extension, from the one table of image formats (data_modules.formats).
+OUTPUT_FORMATS: dict[str, str] = OUTPUT_EXTENSIONS
 
 #: what ``stfuse export`` writes (``stfuse.inference.export`` takes it from here).
 EXPORT_FORMATS = ("onnx",)

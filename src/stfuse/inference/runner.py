@@ -17,15 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from data_modules.formats import SIXTEEN_BIT_FORMATS, SUFFIX_FORMATS
+from data_modules.levels import quantise
 from stfuse.inference.fuser import Fuser
-from stfuse.inference.options import OUTPUT_FORMATS, SIXTEEN_BIT_FORMATS
+from stfuse.inference.options import OUTPUT_FORMATS
 
 __all__ = [
-    "OUTPUT_FORMATS",
     "FusionReport",
     "PairJob",
     "SizeGroupedBatchSampler",
@@ -33,8 +33,6 @@ __all__ = [
     "fuse_pairs",
     "stored_bit_depth",
 ]
-
-_SUFFIX_FORMATS = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".tif": "tif", ".tiff": "tif", ".bmp": "bmp"}
 
 
 @dataclass
@@ -87,7 +85,7 @@ def collect_pairs(ir: Path, vi: Path) -> tuple[list[tuple[str, Path, Path]], lis
         return [(ir.stem, ir, vi)], []
     if not (ir.is_dir() and vi.is_dir()):
         raise ValueError(f"--ir and --vi must both be folders or both be files, got '{ir}' and '{vi}'")
-    from data_modules.io import index_by_stem, pair_by_stem
+    from data_modules.stems import index_by_stem, pair_by_stem
 
     ir_found, vi_found = index_by_stem(ir), index_by_stem(vi)
     problems: list[tuple[str, str]] = []
@@ -199,15 +197,6 @@ def _as_list(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return batch
 
 
-def _quantise(image: torch.Tensor, bit_depth: int) -> np.ndarray:
-    """C×H×W floats in [0, 1] to an H×W×C integer array, in float32 torch ops (cheaper than float64 numpy)."""
-    scale = 255.0 if bit_depth == 8 else 65535.0
-    values = (image.float().clamp(0.0, 1.0) * scale).round_().permute(1, 2, 0)
-    if bit_depth == 8:
-        return values.to(torch.uint8).numpy()
-    return values.to(torch.int32).numpy().astype(np.uint16)
-
-
 # ------------------------------------------------------------------------------------------------ running
 def _check_output_folder(out_dir: Path, input_folders: Sequence[Path]) -> None:
     resolved = out_dir.resolve()
@@ -250,11 +239,11 @@ def fuse_pairs(
         raise ValueError(f"unknown output format {output_format!r}; use one of {', '.join(OUTPUT_FORMATS)}")
     if str(bit_depth) not in ("auto", "8", "16"):
         raise ValueError(f"bit depth must be auto, 8 or 16, got {bit_depth!r}")
-    single_file = out.suffix.lower() in _SUFFIX_FORMATS
+    single_file = out.suffix.lower() in SUFFIX_FORMATS
     if single_file and len(pairs) != 1:
         raise ValueError(f"--out '{out}' is a file name but there are {len(pairs)} pairs; give a folder")
     if single_file:
-        output_format = _SUFFIX_FORMATS[out.suffix.lower()]  # the file name decides the format
+        output_format = SUFFIX_FORMATS[out.suffix.lower()]  # the file name decides the format
     if str(bit_depth) == "16" and output_format not in SIXTEEN_BIT_FORMATS:
         raise ValueError(f"{output_format} stores 8 bits only; use png or tif for 16-bit output")
     log = log or sys.stderr
@@ -365,7 +354,7 @@ def _run_jobs(
                     future = writer.submit(
                         write_image,
                         job.out_path,
-                        _quantise(image, depth),
+                        quantise(image.float().permute(1, 2, 0), depth).numpy(),  # float32: cheap
                         bit_depth=depth,
                         protected=(job.ir_path, job.vi_path),
                     )
