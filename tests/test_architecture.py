@@ -108,8 +108,19 @@ def imports_of(name: str) -> frozenset[str]:
     tree = ast.parse(path.read_text())
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     table = _lazy_table_strings(tree) if path.name == "__init__.py" else set()
+    # imports under `if TYPE_CHECKING:` never run: annotations only, not an edge
+    type_only = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If)
+        and getattr(node.test, "id", getattr(node.test, "attr", "")) == "TYPE_CHECKING"
+        for child in node.body
+        for inner in ast.walk(child)
+    }
     targets: set[str] = set()
     for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue
         if isinstance(node, ast.Import):
             for alias in node.names:
                 module = alias.name

@@ -21,13 +21,15 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import torch
 
 from data_modules.io import LUMA_WEIGHTS
 from stfuse.metrics.presets import MetricPreset
-from stfuse.metrics.registry import MetricDefinition
+
+if TYPE_CHECKING:  # annotations only: the registry names this module's classes by string
+    from stfuse.metrics.registry import MetricDefinition
 
 _T = TypeVar("_T")
 
