@@ -366,19 +366,40 @@ def run_tests(args: argparse.Namespace, cap: float | None, env: dict[str, str]) 
     xml = args.out / "tests.xml"
     xml.unlink(missing_ok=True)
     command = [
-        sys.executable, "-m", "pytest", "-m", "gpu", str(REPO / "tests" / "test_gpu.py"), "-q", "-rA",
-        "-p", "no:cacheprovider", f"--junitxml={xml}", "-o", "junit_family=xunit2",
+        sys.executable, "-m", "pytest", "-m", "gpu", str(REPO / "tests" / "test_gpu.py"), "-v", "-rfEs",
+        "-p", "no:cacheprovider", "--timeout", "150", f"--junitxml={xml}", "-o", "junit_family=xunit2",
     ]  # fmt: skip
     result = run_command(command, args.out / "tests.log", cap, env)
     result["log"] = "tests.log"
     if xml.is_file():
         result.update(read_junit(xml))
+    else:  # stopped before pytest wrote its report: the verbose log has one line per finished test
+        result.update(partial_test_outcomes(args.out / "tests.log"), partial=True)
     collected = result.get("collected", 0)
     if result["status"] == "ok" and collected == 0:
         result.update(status="failed", error="no GPU test was collected")
     elif result["status"] == "ok" and not args.dry_run and result.get("skipped", 0) == collected:
         result.update(status="failed", error="every GPU test was skipped on a machine that has CUDA")
     return result
+
+
+_OUTCOME = re.compile(r"::(\S+) (PASSED|FAILED|SKIPPED|ERROR)")
+
+
+def partial_test_outcomes(log: Path) -> dict[str, Any]:
+    outcomes: dict[str, str] = {}
+    for name, outcome in _OUTCOME.findall(log.read_text(errors="replace") if log.is_file() else ""):
+        outcomes[name] = outcome.lower()
+    counts = {
+        kind: sum(v == kind for v in outcomes.values()) for kind in ("passed", "failed", "skipped", "error")
+    }
+    return {
+        "finished": len(outcomes),
+        "passed": counts["passed"],
+        "failed": counts["failed"] + counts["error"],
+        "skipped": counts["skipped"],
+        "outcomes": outcomes,
+    }
 
 
 def read_junit(path: Path) -> dict[str, Any]:
