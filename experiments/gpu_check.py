@@ -121,8 +121,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--total-minutes",
         type=float,
-        default=9.0,
-        help="wall-clock cap of the whole check (default 9: the device tool allows 10 per call); 0: no caps",
+        default=8.5,
+        help="wall-clock cap of the whole check (default 8.5: the device tool allows 10 per call); 0: no caps",
     )
     parser.add_argument("--tests-minutes", type=float, default=3.0)
     parser.add_argument("--bench-minutes", type=float, default=3.0)
