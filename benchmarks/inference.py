@@ -51,6 +51,14 @@ def _synchronize() -> None:
         torch.cuda.synchronize()
 
 
+def _conv_fp32_precision() -> str:
+    """ "tf32" where cuDNN may run fp32 convolutions in TensorFloat-32 (PyTorch's default), else "ieee"."""
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if conv is not None and hasattr(conv, "fp32_precision"):  # torch ≥ 2.9
+        return str(conv.fp32_precision)
+    return "tf32" if torch.backends.cudnn.allow_tf32 else "ieee"
+
+
 def _time_runs(run: Any, warmup: int, repeats: int) -> tuple[list[float], list[float]]:
     for _ in range(warmup):
         run()
@@ -378,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
             "torch": torch.__version__,
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "cuda_runtime": torch.version.cuda,
-            "cudnn_tf32": torch.backends.cudnn.allow_tf32,
+            "cudnn_conv_fp32_precision": _conv_fp32_precision(),
             "cudnn_benchmark": torch.backends.cudnn.benchmark,
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
             "load_average_before": [round(v, 2) for v in load_before],
