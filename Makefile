@@ -28,7 +28,7 @@ CONSTRAINTS := -c constraints-cpu.txt
 endif
 
 .PHONY: install test test-fast lint format demo bench-demo train-mfif transfer-ivif evaluate fuse export bench \
-        reproduce dock sweep agent help
+        reproduce dock sweep agent gpu-check help
 
 help:
 	@echo "make demo            install, then train both stages on the embedded default and fuse (timings: README)"
@@ -42,6 +42,8 @@ help:
 	@echo "make fuse IR=dir VI=dir [CKPT=path]   fuse your own pairs (packaged weights by default)"
 	@echo "make dock            detection docking on MSRS: IR vs VIS vs baselines (CKPT=path adds our model)"
 	@echo "make reproduce       retrain the reference model + ablations and regenerate docs/results.md"
+	@echo "make gpu-check       one GPU, sized for 10 min: GPU tests, CUDA fuse benchmark, GPU recipe, validation, into"
+	@echo "                     one folder (OUT/gpu_check); ARGS=--dry-run rehearses the same steps on the CPU"
 	@echo "make sweep SWEEP=experiments/sweeps/x.yaml   create a W&B sweep, print the agent command"
 	@echo "make agent SWEEP_ID=entity/project/id [COUNT=n]   run a W&B sweep agent (venv python on PATH)"
 
@@ -146,6 +148,10 @@ bench: install
 
 reproduce: install
 	$(PY) experiments/reproduce.py --budget $(or $(BUDGET),$(if $(filter 1,$(HAS_NVIDIA)),gpu,cpu)) --data-root $(DATA_ROOT) $(ARGS)
+
+# The GPU path in one command, each step under its own time cap (experiments/gpu_check.py, docs/cluster.md).
+gpu-check: install
+	$(PY) experiments/gpu_check.py --data-root $(DATA_ROOT) --out $(OUT)/gpu_check $(ARGS)
 
 DOCK_PRESET ?= $(if $(filter 1,$(HAS_NVIDIA)),full,cpu)
 DOCK_BASELINES ?= avg,max,laplacian

@@ -3,6 +3,8 @@
     python benchmarks/inference.py --quick                 # compact preset (the default weights), 640×480
     python benchmarks/inference.py                         # small + base, 640×480 + 1024×768, batch 1 + 16
     python benchmarks/inference.py --compile --profile     # add torch.compile and a torch.profiler table
+    python benchmarks/inference.py --devices cuda --presets compact --sizes 640x480 --batch-sizes 1,8,32 \
+        --modes eager,compiled --baselines ''                # a GPU: eager and compiled at every batch size
 
 Weights are random: speed does not depend on their values. Every configuration runs through
 ``Fuser.fuse_luminance`` (autocast, channels_last, tiling decisions) — the path ``stfuse fuse`` takes —
@@ -43,15 +45,29 @@ def _size(text: str) -> tuple[int, int]:
     return height, width
 
 
+def _synchronize() -> None:
+    """Wait for queued CUDA work, so a timer measures the work and not only its launch."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+def _conv_fp32_precision() -> str:
+    """ "tf32" where cuDNN may run fp32 convolutions in TensorFloat-32 (PyTorch's default), else "ieee"."""
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if conv is not None and hasattr(conv, "fp32_precision"):  # torch ≥ 2.9
+        return str(conv.fp32_precision)
+    return "tf32" if torch.backends.cudnn.allow_tf32 else "ieee"
+
+
 def _time_runs(run: Any, warmup: int, repeats: int) -> tuple[list[float], list[float]]:
     for _ in range(warmup):
         run()
+    _synchronize()
     walls, cpus = [], []
     for _ in range(repeats):
         wall, cpu = time.perf_counter(), time.process_time()
         run()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+        _synchronize()
         walls.append(time.perf_counter() - wall)
         cpus.append(time.process_time() - cpu)
     return walls, cpus
@@ -92,6 +108,12 @@ def _record(
     }
 
 
+def make_fuser(preset: str, device: str, precision: str, compiled: bool) -> Fuser:
+    """A Fuser over random weights (seed 0), never tiling: the network alone is timed."""
+    torch.manual_seed(0)
+    return Fuser(STFuseNet(preset=preset), device=device, precision=precision, compile=compiled, tile=0)
+
+
 def bench_network(
     preset: str,
     device: str,
@@ -101,18 +123,32 @@ def bench_network(
     batch: int,
     args: argparse.Namespace,
     threads: int,
+    fuser: Fuser | None = None,
 ) -> dict[str, Any]:
-    torch.manual_seed(0)
-    fuser = Fuser(STFuseNet(preset=preset), device=device, precision=precision, compile=compiled, tile=0)
+    """Time ``fuser`` (a fresh one when None) on ``batch`` random pairs of ``size``.
+
+    A compiled fuser may be shared across sizes and batch sizes (it compiles with dynamic shapes); its first
+    call on each configuration is timed apart as ``compile_s`` (compilation, or a recompilation for a new
+    shape, plus one run).
+    """
+    if fuser is None:
+        fuser = make_fuser(preset, device, precision, compiled)
     height, width = size
     ir = torch.rand(batch, 1, height, width, device=device)
     vi = torch.rand(batch, 1, height, width, device=device)
     compile_s = None
+    if device != "cpu":
+        torch.cuda.reset_peak_memory_stats()
     if compiled:
+        _synchronize()
         start = time.perf_counter()
         fuser.fuse_luminance(ir, vi)
+        _synchronize()
         compile_s = round(time.perf_counter() - start, 1)
     walls, cpus = _time_runs(lambda: fuser.fuse_luminance(ir, vi), args.warmup, args.repeats)
+    extra: dict[str, Any] = {"compile_s": compile_s}
+    if device != "cpu":
+        extra["peak_memory_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return _record(
         f"stfuse-{preset}",
         device,
@@ -123,7 +159,7 @@ def bench_network(
         walls,
         cpus,
         threads,
-        compile_s=compile_s,
+        **extra,
     )
 
 
@@ -237,7 +273,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument(
-        "--compile", action="store_true", help="also time torch.compile (first call = compile)"
+        "--compile", action="store_true", help="also time torch.compile at batch 1 of the first size"
+    )
+    parser.add_argument(
+        "--modes",
+        default="eager",
+        help="eager and/or compiled (comma-separated): compiled runs every size × batch size, one compile "
+        "per precision (dynamic shapes)",
     )
     parser.add_argument("--profile", action="store_true", help="torch.profiler top ops for the small preset")
     parser.add_argument(
@@ -258,6 +300,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.presets, args.sizes, args.repeats = "compact", "640x480", min(args.repeats, 3)
     args.baselines = [b for b in args.baselines.split(",") if b]
+    modes = [m for m in args.modes.split(",") if m]
+    unknown_modes = sorted(set(modes) - {"eager", "compiled"})
+    if unknown_modes or not modes:
+        parser.error(f"--modes: unknown mode(s) {unknown_modes or modes}; use eager and/or compiled")
 
     threads = configure_cpu_threads(workers=0, threads=args.threads)
     skipped: list[dict[str, str]] = []
@@ -274,17 +320,49 @@ def main(argv: list[str] | None = None) -> int:
     for device in devices:
         for preset in args.presets.split(","):
             for precision in args.precisions.split(","):
-                for size in sizes:
-                    for batch in batches:
-                        label = f"stfuse-{preset} {device} {precision} {size[1]}x{size[0]} batch {batch}"
+                for mode in modes:
+                    compiled = mode == "compiled"
+                    shared: Fuser | None = None
+                    if compiled:
                         try:
-                            results.append(
-                                bench_network(preset, device, precision, False, size, batch, args, threads)
-                            )
-                            _progress(label, results[-1])
+                            shared = make_fuser(preset, device, precision, True)
                         except Exception as error:
-                            skipped.append({"what": label, "reason": f"{type(error).__name__}: {error}"})
-            if args.compile:
+                            skipped.append(
+                                {
+                                    "what": f"stfuse-{preset} {device} {precision} compiled",
+                                    "reason": f"{type(error).__name__}: {error}".splitlines()[0],
+                                }
+                            )
+                            continue
+                    for size in sizes:
+                        for batch in batches:
+                            label = f"stfuse-{preset} {device} {precision} {mode} {size[1]}x{size[0]} batch {batch}"
+                            try:
+                                results.append(
+                                    bench_network(
+                                        preset,
+                                        device,
+                                        precision,
+                                        compiled,
+                                        size,
+                                        batch,
+                                        args,
+                                        threads,
+                                        shared,
+                                    )
+                                )
+                                _progress(label, results[-1])
+                            except Exception as error:
+                                skipped.append(
+                                    {
+                                        "what": label,
+                                        "reason": f"{type(error).__name__}: {error}".splitlines()[0],
+                                    }
+                                )
+                    del shared
+                    if device != "cpu":
+                        torch.cuda.empty_cache()
+            if args.compile and "compiled" not in modes:
                 for precision in args.precisions.split(","):
                     label = f"stfuse-{preset} {device} {precision} compiled"
                     try:
@@ -296,8 +374,9 @@ def main(argv: list[str] | None = None) -> int:
                         skipped.append(
                             {"what": label, "reason": f"{type(error).__name__}: {error}".splitlines()[0]}
                         )
-    for size in sizes:
-        results += bench_baselines(size, 1, args, threads, skipped)
+    if args.baselines:
+        for size in sizes:
+            results += bench_baselines(size, 1, args, threads, skipped)
 
     report: dict[str, Any] = {
         "machine": {
@@ -306,6 +385,9 @@ def main(argv: list[str] | None = None) -> int:
             "torch_threads": threads,
             "torch": torch.__version__,
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "cuda_runtime": torch.version.cuda,
+            "cudnn_conv_fp32_precision": _conv_fp32_precision(),
+            "cudnn_benchmark": torch.backends.cudnn.benchmark,
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
             "load_average_before": [round(v, 2) for v in load_before],
             "load_average_after": [round(v, 2) for v in os.getloadavg()],
@@ -315,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
             "warmup": args.warmup,
             "channels_last": True,
             "weights": "random",
+            "modes": modes + (["compiled (batch 1)"] if args.compile and "compiled" not in modes else []),
         },
         "results": results,
         "skipped": skipped,

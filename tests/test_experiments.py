@@ -288,5 +288,10 @@ def test_only_main_trains_the_run_the_gpu_recipe_validates(tmp_path, monkeypatch
     )  # fmt: skip
     assert reproduce.main() == 0
     assert started == ["mfif", reproduce.MAIN_RUN]
-    script = (REPO / "experiments" / "gpu_recipe.sh").read_text()
-    assert '"$OUT_DIR/ivif_stfuse_s0"' in script
+    import gpu_check  # the recipe and validation steps of gpu_recipe.sh and `make gpu-check`
+
+    assert gpu_check.STAGES == tuple(started) and gpu_check.MAIN_RUN == started[-1]
+    assert (
+        "experiments/gpu_check.py --steps recipe,validate"
+        in (REPO / "experiments" / "gpu_recipe.sh").read_text()
+    )
