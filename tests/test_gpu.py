@@ -38,7 +38,7 @@ import pytorch_lightning as pl
 import torch
 
 from data_modules.io import rgb_to_y_cbcr
-from data_modules.synthetic import make_ivif_pair
+from data_modules.synthetic_scenes import make_ivif_pair
 from stfuse.inference.fuser import Fuser
 from stfuse.models import STFuseNet
 
