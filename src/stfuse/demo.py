@@ -75,13 +75,10 @@ def _free_cpus() -> int:
     On a machine shared with other jobs, a second torch thread only waits for its turn on a busy core, and
     every parallel operation then waits for it: training slows several-fold instead of sharing the machine.
     """
-    from stfuse.cli import available_cpus
+    from stfuse.runtime import allowed_cpus
 
-    cpus = available_cpus()
-    try:
-        allowed = set(os.sched_getaffinity(0))
-    except AttributeError:  # macOS / Windows
-        allowed = set(range(cpus))
+    allowed = allowed_cpus()
+    cpus = len(allowed)
     busy = _busy_cpus(allowed)
     if busy is None:
         try:
@@ -134,10 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     from data_modules.io import merge_y_cbcr, read_image, split_visible, write_image
     from data_modules.synthetic import write_embedded_default
     from stfuse.baselines import fuse_baseline
-    from stfuse.cli import available_cpus
     from stfuse.inference import Fuser
     from stfuse.metrics import FusionMetrics
     from stfuse.models.checkpoint import save_network
+    from stfuse.runtime import available_cpus
     from stfuse.stages import IVIFTransferStage, MFIFStage
     from stfuse.utils.visual import make_grid, save_png
 

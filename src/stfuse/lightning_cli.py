@@ -6,7 +6,7 @@ checkpoint folder (or from Lightning's SLURM ``hpc_ckpt_*.ckpt`` when that is ne
 ``--ckpt_path`` says otherwise (``--auto_resume false`` turns this off).
 
 Run from the shell, bad inputs stop the run before any work with one line naming the key or file and the
-fix (:class:`stfuse.cli.UsageError`): a missing, truncated or unsafe checkpoint, a missing data folder, an
+fix (:class:`stfuse.errors.UsageError`): a missing, truncated or unsafe checkpoint, a missing data folder, an
 unknown network preset, a source checkpoint that does not exist yet. Data-loader workers are capped at the
 CPU count, and the progress display suits the output (a bar on a terminal, plain lines in a log).
 """
@@ -25,7 +25,8 @@ from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.utilities import rank_zero_info
 
 from stfuse.callbacks import hide_lightning_tips, progress_callback
-from stfuse.cli import UsageError, _chain, available_cpus
+from stfuse.errors import UsageError, error_chain
+from stfuse.runtime import available_cpus
 from stfuse.stages import FusionStageBase, IVIFTransferStage, MFIFStage
 
 #: imported here (``stfuse.stages`` imports them lazily) so that subclass mode knows them by their short
@@ -42,7 +43,7 @@ def check_training_checkpoint(
 ) -> dict[str, Any]:
     """Load a Lightning checkpoint the safe way (``weights_only=True``) or raise a :class:`UsageError`
     naming ``what`` (the flag or the finder), the file, the problem and ``fix``."""
-    from stfuse.models.checkpoint import CheckpointError, _safe_torch_load
+    from stfuse.models.checkpoint import CheckpointError, safe_torch_load
 
     path = Path(path)
     if not path.exists():
@@ -50,7 +51,7 @@ def check_training_checkpoint(
     if not path.is_file():
         raise UsageError(f"{what} '{path}': is a folder, not a checkpoint file; {fix}")
     try:
-        checkpoint = _safe_torch_load(path, "cpu")
+        checkpoint = safe_torch_load(path, "cpu")
     except CheckpointError as error:
         reason = str(error).removeprefix(f"{path}: ").split(". ")[0].rstrip(".")
         raise UsageError(f"{what} '{path}': {reason}; {fix}") from error
@@ -182,7 +183,7 @@ class STFuseCLI(LightningCLI):
         """One line for an error that a stage's or data module's constructor raised on its arguments."""
         from stfuse.models.checkpoint import CheckpointError
 
-        cause = next((link for link in reversed(_chain(error)) if _raised_in_project(link)), None)
+        cause = next((link for link in reversed(error_chain(error)) if _raised_in_project(link)), None)
         if cause is None or not isinstance(cause, (ValueError, TypeError, OSError)):
             return None
         config = self.config[self.config.subcommand]
