@@ -13,6 +13,7 @@ CPU count, and the progress display suits the output (a bar on a terminal, plain
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -23,8 +24,9 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.utilities import rank_zero_info
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
-from stfuse.callbacks import hide_lightning_tips, progress_callback
+from stfuse.callbacks import IntervalCheckpoint, hide_lightning_tips, progress_callback
 from stfuse.errors import UsageError, error_chain
 from stfuse.runtime import available_cpus
 from stfuse.stages import FusionStageBase, IVIFTransferStage, MFIFStage
@@ -66,6 +68,61 @@ def check_training_checkpoint(
             f"from it; {fix}"
         )
     return checkpoint
+
+
+def _short(class_path: Any) -> str:
+    return str(class_path).rsplit(".", 1)[-1]
+
+
+def _as_json(value: Any) -> Any:
+    try:
+        return json.loads(json.dumps(value, sort_keys=True, default=str))
+    except (TypeError, ValueError):
+        return value
+
+
+def check_resume_matches(
+    checkpoint: dict[str, Any], config: Any, path: str | os.PathLike[str], what: str, fix: str, fit: bool
+) -> None:
+    """Refuse a checkpoint of another stage than the config's ``model.class_path`` (any subcommand), and for
+    ``fit`` one whose network differs from the config's explicit ``model.init_args.net`` keys: Lightning
+    would otherwise replace the config's model by the checkpoint's without a word, or fail deep in a step."""
+    hparams = checkpoint.get("hyper_parameters") or {}
+    model = config.get("model") if config is not None else None
+    if not isinstance(hparams, dict) or model is None:
+        return
+    class_path, stored_class = model.get("class_path"), hparams.get("_class_path")
+    if class_path and stored_class and _short(class_path) != _short(stored_class):
+        hint = ""
+        if _short(stored_class) == "MFIFStage" and _short(class_path) == "IVIFTransferStage":
+            hint = "; a source-stage checkpoint to transfer from goes to --model.init_args.source_ckpt"
+        raise UsageError(
+            f"{what} '{path}': a checkpoint of {_short(stored_class)} ({stored_class}), but the config trains "
+            f"{_short(class_path)} ({class_path}){hint}; {fix}"
+        )
+    init_args = model.get("init_args")
+    net = init_args.get("net") if init_args is not None else None
+    stored_net = hparams.get("net")
+    if not fit or not isinstance(net, dict) or not isinstance(stored_net, dict):
+        return
+    from stfuse.models import build_network
+
+    wanted = dict(net)
+    try:
+        full = dict(build_network(wanted).config)
+    except (TypeError, ValueError):  # the stage's constructor names a bad network config itself
+        return
+    keys = list(full) if "preset" in wanted else [key for key in wanted if key in full]
+    differences = [
+        f"{key}: checkpoint {stored_net.get(key)!r}, config {full[key]!r}"
+        for key in sorted(keys, key=lambda k: (k != "preset", k))
+        if key in stored_net and _as_json(stored_net[key]) != _as_json(full[key])
+    ]
+    if differences:
+        raise UsageError(
+            f"{what} '{path}': its network differs from the config's model.init_args.net "
+            f"({'; '.join(differences)}); resume with the network it was trained with, or {fix}"
+        )
 
 
 def latest_hpc_checkpoint(folder: str | os.PathLike[str]) -> Path | None:
@@ -138,11 +195,19 @@ class STFuseCLI(LightningCLI):
     def _check_inputs(self, subcommand: str, config: Any) -> None:
         ckpt_path = config.get("ckpt_path")
         if ckpt_path and str(ckpt_path) not in _SPECIAL_CKPT_PATHS:
-            check_training_checkpoint(
+            checkpoint = check_training_checkpoint(
                 ckpt_path,
                 "--ckpt_path",
                 "pass a checkpoint written by `stfuse fit` (<run>/checkpoints/last.ckpt)",
                 resume=subcommand == "fit",
+            )
+            check_resume_matches(
+                checkpoint,
+                config,
+                ckpt_path,
+                "--ckpt_path",
+                "start afresh without --ckpt_path",
+                fit=subcommand == "fit",
             )
         model_args = config.get("model.init_args") if config.get("model") is not None else None
         net = model_args.get("net") if model_args is not None else None
@@ -216,13 +281,31 @@ class STFuseCLI(LightningCLI):
         wants_bar = trainer_config.get("enable_progress_bar") is not False and not trainer_config.get(
             "fast_dev_run"
         )
-        if (
-            wants_bar
-            and "callbacks" not in kwargs
-            and not any(isinstance(cb, ProgressBar) for cb in callbacks)
+        extra: list[Any] = []
+        if wants_bar and not any(isinstance(cb, ProgressBar) for cb in callbacks):
+            extra.append(progress_callback())
+        if any(isinstance(cb, ModelCheckpoint) and cb.save_last for cb in callbacks) and not any(
+            isinstance(cb, IntervalCheckpoint) for cb in callbacks
         ):
-            kwargs["callbacks"] = [*callbacks, progress_callback()]
-        return super().instantiate_trainer(**kwargs)
+            # Its end-of-run save makes last.ckpt the final step when max_steps ends the run mid-epoch.
+            extra.append(IntervalCheckpoint(every_n_train_steps=None, every_minutes=None))
+        if extra and "callbacks" not in kwargs:
+            kwargs["callbacks"] = [*callbacks, *extra]
+        try:
+            return super().instantiate_trainer(**kwargs)
+        except MisconfigurationException as error:  # Lightning's type for a bad trainer setting
+            message = " ".join(str(error).split())
+            accelerator = trainer_config.get("accelerator")
+            if accelerator not in (None, "auto", "cpu") and re.search(
+                r"gpu|cuda|mps|accelerator|backend", message, re.I
+            ):
+                message = (
+                    f"trainer.accelerator {accelerator!r}: {message} (this machine has none); "
+                    "use --trainer.accelerator cpu or auto"
+                )
+            else:
+                message = f"trainer: {message}"
+            raise UsageError(message) from error
 
     def _pin_checkpoint_dirs(self) -> None:
         """Give every ModelCheckpoint without a dirpath ``<default_root_dir>/checkpoints``.
@@ -265,12 +348,9 @@ class STFuseCLI(LightningCLI):
         if not candidates:
             return
         chosen = max(candidates, key=lambda path: path.stat().st_mtime)
-        check_training_checkpoint(
-            chosen,
-            "auto-resume:",
-            "delete or move it, or pass --auto_resume false to start afresh",
-            resume=True,
-        )
+        fix = "delete or move it, or pass --auto_resume false to start afresh"
+        checkpoint = check_training_checkpoint(chosen, "auto-resume:", fix, resume=True)
+        check_resume_matches(checkpoint, self.config["fit"], chosen, "auto-resume:", fix, fit=True)
         rank_zero_info(f"Resuming from {chosen} (pass --auto_resume false to start afresh)")
         config["ckpt_path"] = str(chosen)
 
