@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -355,8 +356,44 @@ class STFuseCLI(LightningCLI):
         config["ckpt_path"] = str(chosen)
 
 
+def check_config_files(argv: list[str]) -> None:
+    """Each ``--config``/``-c`` file exists and is a YAML mapping, or a :class:`UsageError` names it (the
+    parser would print its whole usage and a YAML error that names no file)."""
+    import yaml
+
+    paths = []
+    for index, arg in enumerate(argv):
+        if arg in ("--config", "-c") and index + 1 < len(argv):
+            paths.append(argv[index + 1])
+        elif arg.startswith("--config="):
+            paths.append(arg.split("=", 1)[1])
+    for text in paths:
+        path = Path(text)
+        if not path.exists():
+            if any(mark in text for mark in ":{\n"):
+                continue  # an inline YAML string, which jsonargparse also accepts
+            raise UsageError(f"--config '{text}': file not found")
+        if path.is_dir():
+            raise UsageError(f"--config '{text}': is a folder, not a YAML file")
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+            raise UsageError(f"--config '{text}': not valid YAML: {problem}{where}") from None
+        except (OSError, UnicodeDecodeError) as error:
+            raise UsageError(f"--config '{text}': cannot be read: {error}") from None
+        if not isinstance(loaded, dict):
+            found = "nothing" if loaded is None else f"a {type(loaded).__name__}"
+            raise UsageError(
+                f"--config '{text}': holds {found}, not a mapping of settings (trainer:, model:, data:)"
+            )
+
+
 def run_lightning_cli(args: list[str] | None = None) -> STFuseCLI:
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    check_config_files(list(sys.argv[1:] if args is None else args))
     return STFuseCLI(
         model_class=FusionStageBase,
         datamodule_class=pl.LightningDataModule,

@@ -22,10 +22,10 @@ import torch
 from data_modules.io import ImageReadError, ImageWriteError, index_by_stem, luma_array, read_image_array
 from data_modules.io import write_image as io_write_image
 from stfuse.docking.labels import DockingError
+from stfuse.docking.options import COLOR_MODES
 
 SOURCE_KINDS = ("dataset", "folder", "baseline", "checkpoint")
 #: which way grey and colour images enter the detector
-COLOR_MODES = ("luma", "rgb")
 
 
 @dataclass(frozen=True)
