@@ -209,6 +209,9 @@ def _dispatch(argv: list[str], from_shell: bool) -> object:
         if from_shell:
             sys.argv[1:] = argv  # LightningCLI reads sys.argv itself from the shell
     if command in LIGHTNING_COMMANDS or command.startswith("-"):
+        from stfuse.config_checks import check_config_files
+
+        check_config_files(argv)  # before Lightning loads: a bad --config costs no start-up
         from stfuse.lightning_cli import run_lightning_cli
 
         # From the shell LightningCLI reads sys.argv itself (given both, it warns).
