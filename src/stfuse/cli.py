@@ -252,7 +252,7 @@ def _input_error_types() -> tuple[type[BaseException], ...]:
     """The project's input-error classes among the modules already imported (importing one to check an
     error would be pointless: an error of a class never imported cannot have been raised)."""
     names = [
-        ("stfuse.models.checkpoint", "CheckpointError"),
+        ("stfuse.models.checkpoint_readers", "CheckpointError"),
         ("stfuse.inference.fuser", "NoDefaultWeightsError"),
         ("stfuse.evaluation.io", "EvaluationInputError"),
         ("data_modules.paired", "DatasetError"),
