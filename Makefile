@@ -136,7 +136,7 @@ VI ?=
 CKPT ?=
 fuse: install
 	@test -n "$(IR)" -a -n "$(VI)" || { echo "usage: make fuse IR=dir_or_file VI=dir_or_file [CKPT=path] [OUT=dir]"; exit 2; }
-	$(STFUSE) fuse --ir $(IR) --vi $(VI) --out $(OUT)/fused $(if $(CKPT),--ckpt $(CKPT)) $(ARGS)
+	$(STFUSE) fuse --ir "$(IR)" --vi "$(VI)" --out "$(OUT)/fused" $(if $(CKPT),--ckpt "$(CKPT)") $(ARGS)
 
 bench: install
 	$(PY) benchmarks/dataloader.py

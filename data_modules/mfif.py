@@ -80,6 +80,8 @@ class MFIFDataModule(TrainerPositionMixin, pl.LightningDataModule):
                 "need samples_per_epoch >= 1, val_samples >= 1, batch_size >= 1 and num_workers >= 0; "
                 f"got {samples_per_epoch}, {val_samples}, {batch_size}, {num_workers}"
             )
+        if crop_size < 8 or val_crop_size < 8:
+            raise ValueError(f"need crop_size >= 8 and val_crop_size >= 8; got {crop_size}, {val_crop_size}")
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
         self.save_hyperparameters()

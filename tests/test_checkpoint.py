@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from stfuse.models import PRESETS, STFuseNet
-from stfuse.models import checkpoint as checkpoint_module
+from stfuse.models import checkpoint_readers as checkpoint_readers_module
 from stfuse.models.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
@@ -242,8 +242,8 @@ def test_read_network_state_strips_stage_prefix(tmp_path: Path, small_net: STFus
 @pytest.fixture()
 def readers(monkeypatch: pytest.MonkeyPatch) -> None:
     """A fresh reader registry (the entry points are loaded again into it), undone after the test."""
-    monkeypatch.setattr(checkpoint_module, "_readers", {})
-    monkeypatch.setattr(checkpoint_module, "_entry_points_loaded", False)
+    monkeypatch.setattr(checkpoint_readers_module, "_readers", {})
+    monkeypatch.setattr(checkpoint_readers_module, "_entry_points_loaded", False)
 
 
 def _stage_checkpoint(path: Path, net: STFuseNet) -> Path:
@@ -286,9 +286,9 @@ def test_the_stage_reader_comes_from_the_entry_point_group(readers: None) -> Non
 def test_a_stage_checkpoint_without_its_reader_says_to_reinstall(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, small_net: STFuseNet
 ) -> None:
-    monkeypatch.setattr(checkpoint_module, "_readers", {})
+    monkeypatch.setattr(checkpoint_readers_module, "_readers", {})
     monkeypatch.setattr(
-        checkpoint_module, "_entry_points_loaded", True
+        checkpoint_readers_module, "_entry_points_loaded", True
     )  # as if setup.cfg's group were absent
     path = _stage_checkpoint(tmp_path / "stage.ckpt", small_net)
     with pytest.raises(CheckpointError) as info:

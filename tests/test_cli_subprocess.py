@@ -79,7 +79,7 @@ print("MODULES=" + json.dumps(sorted(sys.modules)), file=sys.stderr)
 @pytest.mark.parametrize(
     "argv",
     [["--help"], ["--version"], ["fuse", "--help"], ["evaluate", "--help"], ["export", "--help"], ["demo", "--help"],
-     ["fit", "--help"], ["test", "--help"], ["sweep", "--help"]],
+     ["fit", "--help"], ["test", "--help"], ["sweep", "--help"], ["dock", "--help"]],
     ids=lambda argv: " ".join(argv),
 )  # fmt: skip
 def test_help_imports_no_torch_lightning_torchmetrics_or_wandb(argv):

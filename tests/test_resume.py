@@ -131,3 +131,39 @@ def test_auto_resume_prefers_the_newer_of_last_ckpt_and_slurm_hpc_ckpt(reference
     result = _run(run)  # the checkpoints already hold the final epoch: nothing left to train
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"Resuming from {newer}" in result.stdout + result.stderr
+
+
+# ---- a finished run's last.ckpt is its final step ------------------------------------------------------
+FINAL_STEP = STEPS_PER_EPOCH + 4  # max_steps ends the run inside the second epoch
+
+
+def _global_step(root: Path) -> int:
+    return int(
+        torch.load(root / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")["global_step"]
+    )
+
+
+@pytest.mark.slow
+def test_last_ckpt_holds_the_final_step_with_and_without_an_interruption(tmp_path):
+    steps = ["--trainer.max_steps", str(FINAL_STEP)]
+    straight = tmp_path / "straight"
+    result = _run(straight, [*steps, *INTERVAL])  # the same callbacks as the interrupted run
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert _global_step(straight) == FINAL_STEP, "last.ckpt misses the steps after the last epoch end"
+
+    interrupted = tmp_path / "interrupted"
+    killed = _run(interrupted, [*steps, *INTERVAL, *_kill_at(FINAL_STEP - 1)])
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert _global_step(interrupted) == FINAL_STEP - 2  # the step checkpoint before the kill
+    resumed = _run(interrupted, [*steps, *INTERVAL])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Resuming from" in resumed.stdout + resumed.stderr
+    assert _global_step(interrupted) == FINAL_STEP
+
+    def weights(root: Path) -> dict[str, torch.Tensor]:
+        state = torch.load(root / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+        return {k: v for k, v in state["state_dict"].items() if k.startswith("net.")}
+
+    expected, actual = weights(straight), weights(interrupted)
+    assert expected.keys() == actual.keys()
+    assert all(torch.equal(expected[k], actual[k]) for k in expected), "the resumed run ends elsewhere"

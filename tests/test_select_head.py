@@ -80,7 +80,9 @@ def test_configs_saved_before_the_select_head_build_the_painting_network() -> No
     for key in ("head", "levels", "weight_maps", "residual", "select_bound"):
         old.pop(key)
     assert STFuseNet(**STFuseNet.saved_config(old)).config["head"] == "paint"
-    assert build_network({"preset": "compact"}).config["head"] == "select"  # a user's short config: the preset
+    assert (
+        build_network({"preset": "compact"}).config["head"] == "select"
+    )  # a user's short config: the preset
 
 
 def test_decision_loss_prefers_the_true_mask_and_ignores_flat_regions() -> None:

@@ -3,7 +3,8 @@
 * :class:`IntervalCheckpoint` refreshes ``last.ckpt`` every N optimiser steps and/or every M minutes, so a
   run killed before its first epoch ends (a preempted cluster job, a long CPU epoch) still resumes, and
   it makes that mid-epoch resume exact: the resumed epoch continues with the batch after the last one
-  trained, not with the epoch's first batch again.
+  trained, not with the epoch's first batch again. At the end of a run it writes the final step, so
+  ``last.ckpt`` is the finished model even when ``max_steps`` ends the run inside an epoch.
 * :class:`PlainProgress` prints one plain line every N steps, for logs (SLURM output, ``| tee``), where a
   live progress bar is a stream of carriage returns.
 * :class:`EpochProgressBar` is Lightning's rich progress bar with a human epoch counter: ``Epoch 1/40``
@@ -100,16 +101,19 @@ class IntervalCheckpoint(Callback):
         if due:
             self.save(trainer)
 
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """A finished run's ``last.ckpt`` holds its final step, also when ``max_steps`` stops it mid-epoch
+        (the epoch-end checkpoint would otherwise be the last one written, missing the final steps)."""
+        if trainer.fast_dev_run or trainer.sanity_checking or trainer.global_step == self._last_saved_step:
+            return
+        target = _last_checkpoint_callback(trainer)
+        if target is not None and getattr(target, "_last_global_step_saved", None) == trainer.global_step:
+            return  # ModelCheckpoint wrote last.ckpt at this very step (an epoch end)
+        self.save(trainer)
+
     def save(self, trainer: pl.Trainer) -> Path:
         """Write ``last.ckpt`` now (on every rank: saving is a collective under DDP)."""
-        target = next(
-            (
-                cb
-                for cb in trainer.checkpoint_callbacks
-                if isinstance(cb, ModelCheckpoint) and cb.save_last and cb.dirpath
-            ),
-            None,
-        )
+        target = _last_checkpoint_callback(trainer)
         if target is not None:
             path = Path(target.dirpath) / f"{target.CHECKPOINT_NAME_LAST}{target.FILE_EXTENSION}"
             # ModelCheckpoint versions a last.ckpt it did not write itself (last-v1.ckpt); claiming the path
@@ -148,6 +152,18 @@ class IntervalCheckpoint(Callback):
         rank_zero_info(
             f"Resumed mid-epoch: skipped the {done} batches of epoch {trainer.current_epoch + 1} already trained"
         )
+
+
+def _last_checkpoint_callback(trainer: pl.Trainer) -> ModelCheckpoint | None:
+    """The run's ModelCheckpoint that writes ``last.ckpt`` (``save_last`` and a folder), if any."""
+    return next(
+        (
+            cb
+            for cb in trainer.checkpoint_callbacks
+            if isinstance(cb, ModelCheckpoint) and cb.save_last and cb.dirpath
+        ),
+        None,
+    )
 
 
 # ---- progress ---------------------------------------------------------------------------------

@@ -15,6 +15,21 @@ from __future__ import annotations
 import os
 import sys
 
+# UsageError (stfuse.errors) and available_cpus (stfuse.runtime) stay importable from here.
+from stfuse.errors import UsageError, error_chain
+from stfuse.runtime import available_cpus
+
+__all__ = [
+    "EXIT_INPUT_ERROR",
+    "LIGHTNING_COMMANDS",
+    "TOOL_COMMANDS",
+    "UsageError",
+    "available_cpus",
+    "console",
+    "describe_input_error",
+    "main",
+]
+
 # Idle OpenMP threads sleep instead of spinning, in every command. Spinning threads fight other processes for
 # the cores: on a busy 2-core machine they made `make demo` and `stfuse evaluate` 2-6x slower. OpenMP reads
 # this once, when torch loads, so it is set here, before any command imports torch.
@@ -51,18 +66,6 @@ TOOL_SUMMARIES: dict[str, str] = {
     "dock": "downstream detection on MSRS: train a detector on IR, VIS and fused images, compare mAP",
     "sweep": "W&B sweeps over the training configs: create, sample, or run one configuration",
 }
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on (its affinity mask, e.g. a SLURM allocation), at least 1."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS / Windows
-        return max(1, os.cpu_count() or 1)
-
-
-class UsageError(Exception):
-    """A bad input, named by its file or config key, with the fix; printed as one line, exit status 2."""
 
 
 def version() -> str:
@@ -206,6 +209,9 @@ def _dispatch(argv: list[str], from_shell: bool) -> object:
         if from_shell:
             sys.argv[1:] = argv  # LightningCLI reads sys.argv itself from the shell
     if command in LIGHTNING_COMMANDS or command.startswith("-"):
+        from stfuse.config_checks import check_config_files
+
+        check_config_files(argv)  # before Lightning loads: a bad --config costs no start-up
         from stfuse.lightning_cli import run_lightning_cli
 
         # From the shell LightningCLI reads sys.argv itself (given both, it warns).
@@ -218,15 +224,6 @@ def _dispatch(argv: list[str], from_shell: bool) -> object:
 
 
 # ---- input errors -------------------------------------------------------------------------------
-def _chain(error: BaseException) -> list[BaseException]:
-    """``error`` and the exceptions behind it (``__cause__``, else ``__context__``), outermost first."""
-    seen: list[BaseException] = []
-    while error is not None and error not in seen:
-        seen.append(error)
-        error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
-    return seen
-
-
 def _one_line(text: str) -> str:
     return "; ".join(part.strip() for part in str(text).splitlines() if part.strip())
 
@@ -238,14 +235,14 @@ def describe_input_error(error: BaseException) -> str | None:
     The types are the project's own input errors, raised with messages that name the file or key, plus
     operating-system errors on a named file.
     """
-    for link in _chain(error):
+    for link in error_chain(error):
         if isinstance(link, UsageError):
             return _one_line(str(link))
     input_types = _input_error_types()
-    for link in _chain(error):
+    for link in error_chain(error):
         if input_types and isinstance(link, input_types):
             return _one_line(str(link))
-    for link in _chain(error):
+    for link in error_chain(error):
         if isinstance(link, OSError) and getattr(link, "filename", None) and link.strerror:
             return f"'{link.filename}': {link.strerror}"
     return None
@@ -255,7 +252,7 @@ def _input_error_types() -> tuple[type[BaseException], ...]:
     """The project's input-error classes among the modules already imported (importing one to check an
     error would be pointless: an error of a class never imported cannot have been raised)."""
     names = [
-        ("stfuse.models.checkpoint", "CheckpointError"),
+        ("stfuse.models.checkpoint_readers", "CheckpointError"),
         ("stfuse.inference.fuser", "NoDefaultWeightsError"),
         ("stfuse.evaluation.io", "EvaluationInputError"),
         ("data_modules.paired", "DatasetError"),

@@ -82,13 +82,10 @@ def _free_cpus() -> int:
     On a machine shared with other jobs, a second torch thread only waits for its turn on a busy core, and
     every parallel operation then waits for it: training slows several-fold instead of sharing the machine.
     """
-    from stfuse.runtime import available_cpus
+    from stfuse.runtime import allowed_cpus
 
-    cpus = available_cpus()
-    try:
-        allowed = set(os.sched_getaffinity(0))
-    except AttributeError:  # macOS / Windows
-        allowed = set(range(cpus))
+    allowed = allowed_cpus()
+    cpus = len(allowed)
     busy = _busy_cpus(allowed)
     if busy is None:
         try:

@@ -6,7 +6,7 @@ checkpoint folder (or from Lightning's SLURM ``hpc_ckpt_*.ckpt`` when that is ne
 ``--ckpt_path`` says otherwise (``--auto_resume false`` turns this off).
 
 Run from the shell, bad inputs stop the run before any work with one line naming the key or file and the
-fix (:class:`stfuse.cli.UsageError`): a missing, truncated or unsafe checkpoint, a missing data folder, an
+fix (:class:`stfuse.errors.UsageError`): a missing, truncated or unsafe checkpoint, a missing data folder, an
 unknown network preset, a source checkpoint that does not exist yet. Data-loader workers are capped at the
 CPU count, and the progress display suits the output (a bar on a terminal, plain lines in a log).
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,12 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.utilities import rank_zero_info
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
-from stfuse.callbacks import hide_lightning_tips, progress_callback
-from stfuse.cli import UsageError, _chain, available_cpus
+from stfuse.callbacks import IntervalCheckpoint, hide_lightning_tips, progress_callback
+from stfuse.config_checks import check_config_files, check_resume_matches
+from stfuse.errors import UsageError, error_chain
+from stfuse.runtime import available_cpus
 from stfuse.stages import FusionStageBase, IVIFTransferStage, MFIFStage
 
 #: imported here (``stfuse.stages`` imports them lazily) so that subclass mode knows them by their short
@@ -42,7 +46,7 @@ def check_training_checkpoint(
 ) -> dict[str, Any]:
     """Load a Lightning checkpoint the safe way (``weights_only=True``) or raise a :class:`UsageError`
     naming ``what`` (the flag or the finder), the file, the problem and ``fix``."""
-    from stfuse.models.checkpoint import CheckpointError, _safe_torch_load
+    from stfuse.models.checkpoint import CheckpointError, safe_torch_load
 
     path = Path(path)
     if not path.exists():
@@ -50,7 +54,7 @@ def check_training_checkpoint(
     if not path.is_file():
         raise UsageError(f"{what} '{path}': is a folder, not a checkpoint file; {fix}")
     try:
-        checkpoint = _safe_torch_load(path, "cpu")
+        checkpoint = safe_torch_load(path, "cpu")
     except CheckpointError as error:
         reason = str(error).removeprefix(f"{path}: ").split(". ")[0].rstrip(".")
         raise UsageError(f"{what} '{path}': {reason}; {fix}") from error
@@ -137,11 +141,19 @@ class STFuseCLI(LightningCLI):
     def _check_inputs(self, subcommand: str, config: Any) -> None:
         ckpt_path = config.get("ckpt_path")
         if ckpt_path and str(ckpt_path) not in _SPECIAL_CKPT_PATHS:
-            check_training_checkpoint(
+            checkpoint = check_training_checkpoint(
                 ckpt_path,
                 "--ckpt_path",
                 "pass a checkpoint written by `stfuse fit` (<run>/checkpoints/last.ckpt)",
                 resume=subcommand == "fit",
+            )
+            check_resume_matches(
+                checkpoint,
+                config,
+                ckpt_path,
+                "--ckpt_path",
+                "start afresh without --ckpt_path",
+                fit=subcommand == "fit",
             )
         model_args = config.get("model.init_args") if config.get("model") is not None else None
         net = model_args.get("net") if model_args is not None else None
@@ -182,7 +194,7 @@ class STFuseCLI(LightningCLI):
         """One line for an error that a stage's or data module's constructor raised on its arguments."""
         from stfuse.models.checkpoint import CheckpointError
 
-        cause = next((link for link in reversed(_chain(error)) if _raised_in_project(link)), None)
+        cause = next((link for link in reversed(error_chain(error)) if _raised_in_project(link)), None)
         if cause is None or not isinstance(cause, (ValueError, TypeError, OSError)):
             return None
         config = self.config[self.config.subcommand]
@@ -215,13 +227,31 @@ class STFuseCLI(LightningCLI):
         wants_bar = trainer_config.get("enable_progress_bar") is not False and not trainer_config.get(
             "fast_dev_run"
         )
-        if (
-            wants_bar
-            and "callbacks" not in kwargs
-            and not any(isinstance(cb, ProgressBar) for cb in callbacks)
+        extra: list[Any] = []
+        if wants_bar and not any(isinstance(cb, ProgressBar) for cb in callbacks):
+            extra.append(progress_callback())
+        if any(isinstance(cb, ModelCheckpoint) and cb.save_last for cb in callbacks) and not any(
+            isinstance(cb, IntervalCheckpoint) for cb in callbacks
         ):
-            kwargs["callbacks"] = [*callbacks, progress_callback()]
-        return super().instantiate_trainer(**kwargs)
+            # Its end-of-run save makes last.ckpt the final step when max_steps ends the run mid-epoch.
+            extra.append(IntervalCheckpoint(every_n_train_steps=None, every_minutes=None))
+        if extra and "callbacks" not in kwargs:
+            kwargs["callbacks"] = [*callbacks, *extra]
+        try:
+            return super().instantiate_trainer(**kwargs)
+        except MisconfigurationException as error:  # Lightning's type for a bad trainer setting
+            message = " ".join(str(error).split())
+            accelerator = trainer_config.get("accelerator")
+            if accelerator not in (None, "auto", "cpu") and re.search(
+                r"gpu|cuda|mps|accelerator|backend", message, re.I
+            ):
+                message = (
+                    f"trainer.accelerator {accelerator!r}: {message} (this machine has none); "
+                    "use --trainer.accelerator cpu or auto"
+                )
+            else:
+                message = f"trainer: {message}"
+            raise UsageError(message) from error
 
     def _pin_checkpoint_dirs(self) -> None:
         """Give every ModelCheckpoint without a dirpath ``<default_root_dir>/checkpoints``.
@@ -264,18 +294,16 @@ class STFuseCLI(LightningCLI):
         if not candidates:
             return
         chosen = max(candidates, key=lambda path: path.stat().st_mtime)
-        check_training_checkpoint(
-            chosen,
-            "auto-resume:",
-            "delete or move it, or pass --auto_resume false to start afresh",
-            resume=True,
-        )
+        fix = "delete or move it, or pass --auto_resume false to start afresh"
+        checkpoint = check_training_checkpoint(chosen, "auto-resume:", fix, resume=True)
+        check_resume_matches(checkpoint, self.config["fit"], chosen, "auto-resume:", fix, fit=True)
         rank_zero_info(f"Resuming from {chosen} (pass --auto_resume false to start afresh)")
         config["ckpt_path"] = str(chosen)
 
 
 def run_lightning_cli(args: list[str] | None = None) -> STFuseCLI:
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    check_config_files(list(sys.argv[1:] if args is None else args))
     return STFuseCLI(
         model_class=FusionStageBase,
         datamodule_class=pl.LightningDataModule,

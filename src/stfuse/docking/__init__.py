@@ -14,38 +14,28 @@ The command line is ``stfuse dock`` (:mod:`stfuse.docking.cli`); the protocol is
 ``docs/docking.md``.
 """
 
-from stfuse.docking.detector import CenterNetDetector
-from stfuse.docking.labels import (
-    MSRS_CLASSES,
-    Boxes,
-    DockingError,
-    LabelError,
-    parse_yolo_file,
-    read_label_dir,
-)
-from stfuse.docking.metrics import mean_average_precision
-from stfuse.docking.protocol import PRESETS, DockingConfig, run_docking
-from stfuse.docking.sources import SourceSpec
-from stfuse.docking.split import Split, load_split, make_split
-from stfuse.docking.train import TrainSettings, predict, train_detector
+from __future__ import annotations
 
-__all__ = [
-    "MSRS_CLASSES",
-    "PRESETS",
-    "Boxes",
-    "CenterNetDetector",
-    "DockingConfig",
-    "DockingError",
-    "LabelError",
-    "SourceSpec",
-    "Split",
-    "TrainSettings",
-    "load_split",
-    "make_split",
-    "mean_average_precision",
-    "parse_yolo_file",
-    "predict",
-    "read_label_dir",
-    "run_docking",
-    "train_detector",
-]
+import importlib
+
+# Names load on first use, so that `stfuse dock --help` (which imports stfuse.docking.cli) loads no torch.
+_EXPORTS = {
+    "CenterNetDetector": "stfuse.docking.detector",
+    **dict.fromkeys(
+        ("MSRS_CLASSES", "Boxes", "DockingError", "LabelError", "parse_yolo_file", "read_label_dir"),
+        "stfuse.docking.labels",
+    ),
+    "mean_average_precision": "stfuse.docking.metrics",
+    **dict.fromkeys(("PRESETS", "DockingConfig", "run_docking"), "stfuse.docking.protocol"),
+    "SourceSpec": "stfuse.docking.sources",
+    **dict.fromkeys(("Split", "load_split", "make_split"), "stfuse.docking.split"),
+    **dict.fromkeys(("TrainSettings", "predict", "train_detector"), "stfuse.docking.train"),
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> object:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'stfuse.docking' has no attribute {name!r}")

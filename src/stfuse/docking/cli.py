@@ -13,10 +13,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from stfuse.docking.labels import DockingError
-from stfuse.docking.protocol import LABEL_SETS, PRESETS, DockingConfig, run_docking
-from stfuse.docking.sources import COLOR_MODES, SourceSpec
-from stfuse.docking.train import select_device
+from stfuse.docking.options import COLOR_MODES, LABEL_SETS, PRESET_NAMES
+from stfuse.runtime import DEVICE_CHOICES
+from stfuse.validation import non_negative_int, positive_float, positive_int
+
+# The protocol, the detector and torch are imported in main(), after the arguments are parsed: --help
+# stays instant (docs/inference.md).
 
 
 def _named(value: str, flag: str) -> tuple[str, str]:
@@ -87,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--preset",
         default="full",
-        choices=list(PRESETS),
+        choices=PRESET_NAMES,
         help="tiny: tests; cpu: the documented CPU table; full: GPU (default)",
     )
     parser.add_argument(
@@ -103,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="luma: every source as 1-channel luminance (default); rgb: grey replicated to 3",
     )
     parser.add_argument("--seeds", type=_ints, default=None, help="comma-separated seeds (preset: 0,1,2)")
-    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--epochs", type=positive_int, default=None)
     parser.add_argument("--image-size", type=_size, default=None, metavar="WxH")
     parser.add_argument(
         "--crop-size",
@@ -112,23 +114,34 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="WxH",
         help="training crop size (preset: the whole image for full, 192x144 for cpu)",
     )
-    parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--lr", type=float, default=None)
-    parser.add_argument("--width", type=int, default=None, help="detector width multiplier")
-    parser.add_argument("--limit-train", type=int, default=None, help="use N evenly spaced train stems")
-    parser.add_argument("--limit-test", type=int, default=None, help="use N evenly spaced test stems")
-    parser.add_argument("--num-qualitative", type=int, default=None, help="test images in detections.png")
-    parser.add_argument("--score-threshold", type=float, default=None, help="drawing threshold (default 0.3)")
-    parser.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--batch-size", type=positive_int, default=None)
+    parser.add_argument("--lr", type=positive_float, default=None)
+    parser.add_argument("--width", type=positive_int, default=None, help="detector width multiplier")
     parser.add_argument(
-        "--threads", type=int, default=None, help="torch CPU threads; 1 is fastest on a busy shared machine"
+        "--limit-train", type=positive_int, default=None, help="use N evenly spaced train stems"
+    )
+    parser.add_argument(
+        "--limit-test", type=positive_int, default=None, help="use N evenly spaced test stems"
+    )
+    parser.add_argument(
+        "--num-qualitative", type=non_negative_int, default=None, help="test images in detections.png"
+    )
+    parser.add_argument("--score-threshold", type=float, default=None, help="drawing threshold (default 0.3)")
+    parser.add_argument("--device", default=None, help=f"{DEVICE_CHOICES} (default: auto)")
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="torch CPU threads; 1 is fastest on a busy shared machine",
     )
     parser.add_argument("--force", action="store_true", help="retrain even where stored runs match")
     return parser
 
 
-def sources_from_args(args: argparse.Namespace) -> list[SourceSpec]:
+def sources_from_args(args: argparse.Namespace) -> list:  # list[SourceSpec]
     """The source list in table order; raises DockingError on a bad name."""
+    from stfuse.docking.sources import SourceSpec
+
     specs = [SourceSpec(name.strip(), "dataset") for name in args.sources.split(",") if name.strip()]
     specs += [
         SourceSpec(name.strip(), "baseline", name.strip())
@@ -156,6 +169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``stfuse dock``; returns 0 on success and 2 on bad input."""
     parser = build_parser()
     args = parser.parse_args(list(argv) if argv is not None else None)
+    from stfuse.docking.labels import DockingError
+    from stfuse.docking.protocol import DockingConfig, run_docking
+    from stfuse.docking.train import select_device
+
     try:
         specs = sources_from_args(args)
         config = DockingConfig.preset(

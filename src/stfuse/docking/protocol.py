@@ -22,6 +22,7 @@ import torch
 from stfuse.docking import report
 from stfuse.docking.labels import MSRS_CLASSES, DockingError, read_class_names, read_label_dir
 from stfuse.docking.metrics import Detections, mean_average_precision
+from stfuse.docking.options import LABEL_SETS, PRESET_NAMES
 from stfuse.docking.sources import (
     SourceSpec,
     fingerprint,
@@ -34,7 +35,6 @@ from stfuse.docking.train import TrainSettings, predict, select_device, train_de
 
 #: bump when a change to the protocol code makes stored run results incomparable
 PROTOCOL_VERSION = 1
-LABEL_SETS = ("fusion", "infrared", "visible")
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,8 @@ PRESETS: dict[str, DockingConfig] = {
         seeds=(0, 1, 2),
     ),
 }
+if tuple(PRESETS) != PRESET_NAMES:  # the torch-free list `stfuse dock --help` offers
+    raise RuntimeError(f"docking.options.PRESET_NAMES {PRESET_NAMES} differs from PRESETS {tuple(PRESETS)}")
 
 
 @dataclass

@@ -23,10 +23,10 @@ from data_modules.io import ImageReadError, ImageWriteError, luma_array, read_im
 from data_modules.io import write_image as io_write_image
 from data_modules.stems import index_by_stem
 from stfuse.docking.labels import DockingError
+from stfuse.docking.options import COLOR_MODES
 
 SOURCE_KINDS = ("dataset", "folder", "baseline", "checkpoint")
 #: which way grey and colour images enter the detector
-COLOR_MODES = ("luma", "rgb")
 
 
 @dataclass(frozen=True)

@@ -109,7 +109,7 @@ def select_device(device: str) -> torch.device:
     try:
         return resolve_device(device)
     except ValueError as error:
-        raise DockingError(f"--device {device}: {error}") from error
+        raise DockingError(f"--device: {error}") from error
 
 
 def train_detector(

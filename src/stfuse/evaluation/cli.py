@@ -10,9 +10,12 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
+
+from stfuse.validation import positive_int
 
 # Torch, the metrics and the readers are imported in main(), after the arguments are parsed: --help stays instant.
 
@@ -69,19 +72,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics", default=None,
         help="comma-separated subset of the metrics above, or 'all' (default: the preset's table)",
     )  # fmt: skip
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, … or auto (GPU when available)")
+    parser.add_argument(
+        "--device", default="auto", help="auto (GPU when available), cpu, cuda, cuda:N or mps"
+    )
     parser.add_argument(
         "--out", type=Path, default=Path("outputs/evaluate"), help="folder for the CSV/Markdown/JSON tables"
     )
     parser.add_argument("--report", type=Path, help="also write a self-contained HTML report here")
     parser.add_argument(
         "--batch-pixels",
-        type=int,
+        type=positive_int,
         default=None,
         help="pixels per metric update (default: 8M on GPU, 1 image on CPU)",
     )
     parser.add_argument(
-        "--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)"
+        "--threads", type=positive_int, default=None, help="CPU threads for torch (default: torch's choice)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
@@ -93,8 +98,8 @@ def _resolve_device(name: str):  # -> torch.device
 
     try:
         return resolve_device(name)
-    except ValueError as error:
-        raise EvaluationInputError(f"--device {name}: {error}") from error
+    except (ValueError, TypeError) as error:
+        raise EvaluationInputError(f"--device: {error}") from error
 
 
 def _is_own_process(argv: list[str] | None) -> bool:
@@ -125,6 +130,20 @@ def _check_writable(path: Path, flag: str, is_file: bool) -> None:
         ) from None
 
 
+def _check_not_an_input(out: Path, inputs: list[Path]) -> None:
+    """The tables never go into a folder of images being evaluated (as ``stfuse fuse`` refuses)."""
+    from stfuse.evaluation.io import EvaluationInputError
+
+    resolved = out.resolve()
+    for folder in inputs:
+        if resolved == folder.resolve() or (
+            out.exists() and folder.exists() and os.path.samefile(out, folder)
+        ):
+            raise EvaluationInputError(
+                f"--out '{out}' is the input folder '{folder}'; choose another folder for the tables"
+            )
+
+
 def _check_method_names(names: list[str]) -> None:
     from stfuse.evaluation.io import EvaluationInputError
 
@@ -149,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     from stfuse.evaluation.tables import markdown_table, nan_note, write_tables
 
     try:
+        device = _resolve_device(args.device)
         if args.dataset:
             if args.ir or args.vi:
                 parser.error("give either --dataset/--root or --ir/--vi, not both")
@@ -168,11 +188,11 @@ def main(argv: list[str] | None = None) -> int:
         if not fused_dirs and not baselines:
             parser.error("nothing to evaluate: give --fused NAME=DIR and/or --baseline")
         _check_method_names([*fused_dirs, *baselines])
+        _check_not_an_input(args.out, [Path(ir_dir), Path(vi_dir), *fused_dirs.values()])
         _check_writable(args.out, "--out", is_file=False)
         if args.report is not None:
             _check_writable(args.report, "--report", is_file=True)
         pairs = find_pairs(ir_dir, vi_dir)
-        device = _resolve_device(args.device)
         if _is_own_process(argv):
             keep_freed_memory()
         if args.threads:

@@ -15,6 +15,8 @@ import os
 import sys
 from pathlib import Path
 
+from stfuse.validation import non_negative_float, non_negative_int, positive_int
+
 __all__ = ["build_export_parser", "build_fuse_parser", "export_main", "fuse_main"]
 
 
@@ -27,20 +29,6 @@ def _prefer_passive_openmp() -> None:
     """
     if "torch" not in sys.modules:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer ≥ 0, got {text}")
-    return value
 
 
 def _default_workers(pairs: int) -> int:
@@ -61,7 +49,13 @@ def _default_batch_size(device_type: str) -> int:
 
 
 def build_fuse_parser() -> argparse.ArgumentParser:
-    from stfuse.inference.options import DEFAULT_MAX_PIXELS, DEFAULT_TILE_OVERLAP, OUTPUT_FORMATS
+    from stfuse.inference.options import (
+        DEFAULT_MAX_PIXELS,
+        DEFAULT_TILE_OVERLAP,
+        OUTPUT_FORMATS,
+        network_presets,
+    )
+    from stfuse.runtime import DEVICE_CHOICES
 
     parser = argparse.ArgumentParser(
         prog="stfuse fuse",
@@ -74,7 +68,18 @@ def build_fuse_parser() -> argparse.ArgumentParser:
     model.add_argument(
         "--baseline", help="fuse with a classical rule from stfuse.baselines instead of a network"
     )
-    model.add_argument("--preset", help="refuse a checkpoint whose network is not this preset (small, base)")
+    presets = network_presets()
+
+    def preset(text: str) -> str:
+        if text not in presets:
+            raise argparse.ArgumentTypeError(f"unknown preset {text!r}; choose from {', '.join(presets)}")
+        return text
+
+    model.add_argument(
+        "--preset",
+        type=preset,
+        help=f"refuse a checkpoint whose network is not this preset ({', '.join(presets)})",
+    )
 
     inputs = parser.add_argument_group("inputs: --ir/--vi, or --dataset/--root")
     inputs.add_argument("--ir", type=Path, help="infrared folder or file")
@@ -104,34 +109,37 @@ def build_fuse_parser() -> argparse.ArgumentParser:
     output.add_argument("--skip-existing", action="store_true", help="keep outputs that exist (resume a run)")
 
     speed = parser.add_argument_group("speed and memory")
-    speed.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    speed.add_argument("--device", default="auto", help=f"{DEVICE_CHOICES} (default: auto)")
     speed.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
     speed.add_argument(
         "--batch-size",
-        type=_positive,
+        type=positive_int,
         default=None,
         help="same-size pairs fused together (default: 1 on CPU, 8 on GPU)",
     )
     speed.add_argument(
         "--workers",
-        type=_non_negative,
+        type=non_negative_int,
         default=None,
         help="decoding processes (default: 1 with two cores or more)",
     )
     speed.add_argument(
         "--threads",
-        type=_positive,
+        type=positive_int,
         default=None,
         help="torch CPU threads (default: physical cores less one, at least 1)",
     )
     speed.add_argument("--compile", action="store_true", help="torch.compile the network")
     speed.add_argument("--no-channels-last", action="store_true", help="keep the NCHW memory layout")
     speed.add_argument(
-        "--tile", type=_non_negative, default=None, help="tile side for large images; 0: never tile"
+        "--tile", type=non_negative_int, default=None, help="tile side for large images; 0: never tile"
     )
-    speed.add_argument("--tile-overlap", type=_non_negative, default=DEFAULT_TILE_OVERLAP)
+    speed.add_argument("--tile-overlap", type=non_negative_int, default=DEFAULT_TILE_OVERLAP)
     speed.add_argument(
-        "--max-pixels", type=_positive, default=DEFAULT_MAX_PIXELS, help="tile images above this many pixels"
+        "--max-pixels",
+        type=positive_int,
+        default=DEFAULT_MAX_PIXELS,
+        help="tile images above this many pixels",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
@@ -152,7 +160,10 @@ def _dataset_folder(root: Path, name: str | None) -> Path:
     return root
 
 
-def _gather_pairs(args: argparse.Namespace) -> tuple[list[tuple[str, Path, Path]], list[tuple[str, str]]]:
+def _gather_pairs(
+    args: argparse.Namespace,
+) -> tuple[list[tuple[str, Path, Path]], list[tuple[str, str]], str]:
+    """The pairs, the files left unpaired, and where they were looked for (for a message naming the folders)."""
     from stfuse.inference.runner import collect_pairs
 
     if args.dataset or args.root:
@@ -165,13 +176,27 @@ def _gather_pairs(args: argparse.Namespace) -> tuple[list[tuple[str, Path, Path]
         layout = detect_layout(
             _dataset_folder(args.root, args.dataset), split=args.split, name=args.dataset or "auto"
         )
-        return collect_pairs(layout.ir_dir, layout.vi_dir)
+        if args.split and layout.split is None:
+            raise ValueError(
+                f"--split {args.split}: '{layout.root}' has no splits ({layout.name} layout: "
+                f"'{layout.ir_dir.name}/' and '{layout.vi_dir.name}/' directly); drop --split"
+            )
+        pairs, problems = collect_pairs(layout.ir_dir, layout.vi_dir)
+        return pairs, problems, f"'{layout.ir_dir}' and '{layout.vi_dir}'"
     if not (args.ir and args.vi):
         raise ValueError("give the inputs as --ir and --vi (folders or files), or --dataset and --root")
     for flag, path in (("--ir", args.ir), ("--vi", args.vi)):
         if not path.exists():
             raise ValueError(f"{flag} '{path}' does not exist")
-    return collect_pairs(args.ir, args.vi)
+    pairs, problems = collect_pairs(args.ir, args.vi)
+    return pairs, problems, f"--ir '{args.ir}' and --vi '{args.vi}'"
+
+
+def _os_error(flag: str, error: OSError) -> str:
+    """``--out 'x/y': Not a directory`` rather than ``[Errno 20] Not a directory: 'x/y'``."""
+    where = error.filename if error.filename is not None else ""
+    reason = error.strerror or str(error)
+    return f"{flag} '{where}': {reason}" if where else f"{flag}: {reason}"
 
 
 def fuse_main(argv: list[str] | None = None) -> int:
@@ -186,16 +211,24 @@ def fuse_main(argv: list[str] | None = None) -> int:
             prog, f"{args.output_format} stores 8 bits only; use --format png or tif for --bit-depth 16"
         )
     try:
-        pairs, problems = _gather_pairs(args)
-    except (ValueError, OSError) as error:
+        pairs, problems, where = _gather_pairs(args)
+    except ValueError as error:
         return _error(prog, str(error))
+    except OSError as error:
+        return _error(prog, _os_error("--ir/--vi" if args.ir else "--root", error))
     if not pairs and not problems:
-        return _error(prog, "no image pairs found")
+        return _error(prog, f"no image pairs found in {where} (images matched by file stem)")
 
     from stfuse.inference.fuser import Fuser, NoDefaultWeightsError
     from stfuse.inference.runner import fuse_pairs
     from stfuse.inference.runtime import configure_cpu_threads
     from stfuse.models.checkpoint import CheckpointError
+    from stfuse.runtime import resolve_device
+
+    try:
+        resolve_device(args.device)
+    except (ValueError, TypeError) as error:
+        return _error(prog, f"--device: {error}")
 
     workers = _default_workers(len(pairs)) if args.workers is None else args.workers
     options = {
@@ -236,8 +269,10 @@ def fuse_main(argv: list[str] | None = None) -> int:
             workers=workers,
             progress=not args.quiet,
         )
-    except (ValueError, OSError) as error:
+    except ValueError as error:
         return _error(prog, str(error))
+    except OSError as error:
+        return _error(prog, _os_error("--out", error))
     print(f"{prog}: {report.summary()}", file=sys.stderr)
     if report.fused:
         print(f"{prog}: outputs in '{args.out}'", file=sys.stderr)
@@ -254,25 +289,36 @@ def build_export_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--ckpt", type=Path, help="checkpoint (.ckpt, .pt/.pth, .safetensors); default: packaged weights"
     )
-    # Removed formats parse, so that export_main can say in one line why they are gone.
+
+    def export_format(text: str) -> str:
+        # Removed formats parse, so that export_main can say in one line why they are gone.
+        if text not in EXPORT_FORMATS and text not in REMOVED_EXPORT_FORMATS:
+            raise argparse.ArgumentTypeError(
+                f"unknown format {text!r}; choose from {', '.join(EXPORT_FORMATS)}"
+            )
+        return text
+
     parser.add_argument(
         "--format",
         dest="fmt",
-        choices=(*EXPORT_FORMATS, *REMOVED_EXPORT_FORMATS),
+        type=export_format,
         metavar="{" + ",".join(EXPORT_FORMATS) + "}",
-        default="onnx",
+        default=EXPORT_FORMATS[0],
+        help=f"graph format: {', '.join(EXPORT_FORMATS)} (default: {EXPORT_FORMATS[0]})",
     )
     parser.add_argument("--out", type=Path, required=True, help="output file (.onnx)")
     parser.add_argument(
         "--opset",
-        type=_positive,
+        type=positive_int,
         default=MIN_ONNX_OPSET,
         help=f"ONNX opset version ({MIN_ONNX_OPSET} or newer)",
     )
     parser.add_argument(
         "--no-check", action="store_true", help="skip the comparison against the eager network"
     )
-    parser.add_argument("--atol", type=float, default=1e-4, help="largest accepted difference from eager")
+    parser.add_argument(
+        "--atol", type=non_negative_float, default=1e-4, help="largest accepted difference from eager (≥ 0)"
+    )
     return parser
 
 
@@ -304,6 +350,16 @@ def export_main(argv: list[str] | None = None) -> int:
         ckpt = DEFAULT_WEIGHTS
     if ckpt.resolve() == args.out.resolve():
         return _error(prog, f"--out '{args.out}' is the checkpoint itself")
+    if args.out.is_dir():
+        return _error(
+            prog, f"--out '{args.out}' is a folder; give a file name such as {args.out / 'stfuse.onnx'}"
+        )
+    from stfuse.inference.export import check_opset
+
+    try:
+        check_opset(args.opset)
+    except ValueError as error:
+        return _error(prog, f"--opset: {error}")
     try:
         net = load_network(ckpt)
         path = export_network(

@@ -15,7 +15,7 @@ import torch
 
 from data_modules.levels import quantise
 
-__all__ = ["ImageKind", "from_batch", "to_batch"]
+__all__ = ["ImageKind", "check_unit_range", "from_batch", "to_batch"]
 
 _PIL_CONVERT_TO_RGB = {"P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "RGBX", "RGBa"}
 
@@ -43,6 +43,13 @@ def _unit_from_numpy(array: np.ndarray, role: str) -> np.ndarray:
         _check_unit_range(float(values.min()), float(values.max()), bool(np.isfinite(values).all()), role)
         return values
     raise TypeError(f"{role}: unsupported pixel type {array.dtype}; pass uint8, uint16 or floats in [0, 1]")
+
+
+def check_unit_range(tensor: torch.Tensor, role: str) -> None:
+    """Raise ``ValueError`` naming ``role`` unless every value of a float tensor is finite and in [0, 1]."""
+    if tensor.numel():
+        values = tensor.detach().float()
+        _check_unit_range(float(values.min()), float(values.max()), bool(torch.isfinite(values).all()), role)
 
 
 def _check_unit_range(low: float, high: float, finite: bool, role: str) -> None:
@@ -107,6 +114,8 @@ def to_batch(image: Any, role: str) -> tuple[torch.Tensor, ImageKind]:
 
 def _tensor_to_batch(tensor: torch.Tensor, role: str) -> tuple[torch.Tensor, ImageKind]:
     layouts = {2: "hw", 3: "chw", 4: "nchw"}
+    if tensor.device.type == "meta":
+        raise ValueError(f"{role}: a meta tensor holds no pixels; pass a tensor on the CPU or a GPU")
     if tensor.ndim not in layouts:
         raise ValueError(f"{role}: expected an H×W, C×H×W or N×C×H×W tensor, got shape {tuple(tensor.shape)}")
     layout = layouts[tensor.ndim]
@@ -123,8 +132,7 @@ def _tensor_to_batch(tensor: torch.Tensor, role: str) -> tuple[torch.Tensor, Ima
         unit = batch.float()
     elif tensor.is_floating_point():
         unit = batch.float()
-        if unit.numel():
-            _check_unit_range(float(unit.min()), float(unit.max()), bool(torch.isfinite(unit).all()), role)
+        check_unit_range(unit, role)
     else:
         raise TypeError(
             f"{role}: unsupported tensor dtype {tensor.dtype}; pass uint8, uint16 or floats in [0, 1]"

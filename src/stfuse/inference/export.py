@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import tempfile
 import warnings
@@ -25,7 +26,15 @@ from torch import nn
 
 from stfuse.inference.options import EXPORT_FORMATS, MIN_ONNX_OPSET, REMOVED_EXPORT_FORMATS
 
-__all__ = ["EXPORT_FORMATS", "ExportError", "check_export", "export_network", "load_exported", "run_exported"]
+__all__ = [
+    "EXPORT_FORMATS",
+    "ExportError",
+    "check_export",
+    "check_opset",
+    "export_network",
+    "load_exported",
+    "run_exported",
+]
 
 #: sizes the exported graph is compared on: odd (padding) and stride-aligned (no padding) shapes.
 CHECK_SIZES: tuple[tuple[int, int, int], ...] = ((1, 37, 53), (2, 91, 67), (1, 64, 48))
@@ -52,6 +61,36 @@ def _check_format(fmt: str) -> None:
         raise ValueError(REMOVED_EXPORT_FORMATS[fmt])
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; use one of {', '.join(EXPORT_FORMATS)}")
+
+
+def check_opset(opset: int) -> None:
+    """Refuse an opset this exporter cannot write: below :data:`MIN_ONNX_OPSET`, or newer than the installed
+    ``onnx`` knows (the exporter would otherwise fall back to another opset and say so only in a log)."""
+    if not isinstance(opset, int) or isinstance(opset, bool):
+        raise ValueError(f"ONNX opset must be an integer, got {opset!r}")
+    if opset < MIN_ONNX_OPSET:
+        raise ValueError(
+            f"ONNX opset {opset}: the torch.export-based exporter writes opset {MIN_ONNX_OPSET} or newer"
+        )
+    try:
+        import onnx
+    except ImportError:
+        return  # _export_onnx names the missing extra
+    newest = int(onnx.defs.onnx_opset_version())
+    if opset > newest:
+        raise ValueError(
+            f"ONNX opset {opset}: the installed onnx {onnx.__version__} knows opsets up to {newest}; "
+            f"use {MIN_ONNX_OPSET} to {newest}"
+        )
+
+
+def _written_opset(path: Path) -> int | None:
+    try:
+        import onnx
+    except ImportError:
+        return None
+    model = onnx.load(str(path), load_external_data=False)
+    return next((int(entry.version) for entry in model.opset_import if entry.domain in ("", "ai.onnx")), None)
 
 
 def _temporary_beside(out: Path) -> Path:
@@ -115,15 +154,19 @@ def export_network(
     are dynamic (H and W at least the network's downsample factor, which reflect padding needs).
     """
     _check_format(fmt)
-    if opset < MIN_ONNX_OPSET:
-        raise ValueError(
-            f"ONNX opset {opset}: the torch.export-based exporter writes opset {MIN_ONNX_OPSET} or newer"
-        )
+    check_opset(opset)
+    if not (isinstance(atol, (int, float)) and math.isfinite(atol) and atol >= 0):
+        raise ValueError(f"atol must be a finite number ≥ 0, got {atol!r}")
     out = Path(out)
+    if out.is_dir():
+        raise ValueError(f"{out} is a folder; give the file to write, e.g. {out / 'stfuse.onnx'}")
     graph = _FusionGraph(net).to("cpu").float().eval()
     temp = _temporary_beside(out)
     try:
         _export_onnx(graph, temp, opset)
+        written = _written_opset(temp)
+        if written is not None and written != opset:
+            raise ExportError(f"{out}: asked for ONNX opset {opset}, the exporter wrote opset {written}")
         if check:
             check_export(graph, temp, fmt, atol=atol, name=out)
         os.chmod(temp, 0o644)  # mkstemp creates 0600
@@ -196,7 +239,7 @@ def check_export(
             )
         differences[(n, height, width)] = float((got - expected).abs().max())
     worst = max(differences.values())
-    if worst > atol:
+    if not worst <= atol:  # NaN (non-finite outputs) fails too
         raise ExportError(
             f"{name}: exported {fmt} graph differs from eager by {worst:.3g} (> {atol:g}): {differences}"
         )

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from stfuse.inference.convert import from_batch, to_batch
+from stfuse.inference.convert import check_unit_range, from_batch, to_batch
 from stfuse.inference.options import DEFAULT_MAX_PIXELS, DEFAULT_TILE, DEFAULT_TILE_OVERLAP
 from stfuse.inference.runtime import autocast, is_out_of_memory, resolve_device, resolve_precision
 from stfuse.inference.tiling import fuse_tiled
@@ -183,10 +183,23 @@ class Fuser:
         return max(_MIN_TILE, min(DEFAULT_TILE, side // 16 * 16))
 
     def fuse_luminance(self, ir: torch.Tensor, vi_y: torch.Tensor) -> torch.Tensor:
-        """Fuse N×1×H×W infrared and visible-Y tensors in [0, 1]; float32 N×1×H×W on ``ir``'s device."""
+        """Fuse N×1×H×W infrared and visible-Y tensors in [0, 1]; float32 N×1×H×W on ``ir``'s device.
+
+        Anything else (another type or shape, integer or bool pixels, a meta tensor, NaN, infinite or
+        out-of-range values) is a ``TypeError``/``ValueError`` naming the argument.
+        """
+        for role, tensor in (("ir", ir), ("vi_y", vi_y)):
+            if not isinstance(tensor, torch.Tensor):
+                raise TypeError(
+                    f"{role}: expected an N×1×H×W torch tensor, got {type(tensor).__name__} "
+                    "(Fuser.fuse takes numpy arrays and PIL images)"
+                )
+            if tensor.device.type == "meta":
+                raise ValueError(f"{role}: a meta tensor holds no pixels; pass a tensor on the CPU or a GPU")
         if ir.ndim != 4 or ir.shape[1] != 1 or ir.shape != vi_y.shape:
             raise ValueError(
-                f"expected two N×1×H×W tensors of the same shape, got {tuple(ir.shape)} and {tuple(vi_y.shape)}"
+                f"ir and vi_y: expected two N×1×H×W tensors of the same shape, got {tuple(ir.shape)} and "
+                f"{tuple(vi_y.shape)}"
             )
         if ir.numel() == 0:
             raise ValueError(
@@ -194,6 +207,12 @@ class Fuser:
             )
         if ir.dtype == torch.bool or vi_y.dtype == torch.bool:
             raise TypeError("ir and vi_y must be floating tensors in [0, 1], not bool masks")
+        for role, tensor in (("ir", ir), ("vi_y", vi_y)):
+            if not tensor.is_floating_point():
+                raise TypeError(
+                    f"{role}: expected floats in [0, 1], got {tensor.dtype} (Fuser.fuse converts 8/16-bit images)"
+                )
+            check_unit_range(tensor, role)
         home = ir.device
         height, width = ir.shape[-2:]
         tile = self._tile_for(height, width)
@@ -320,9 +339,14 @@ def _check_pixels(image: Any, role: str) -> None:
             f"{role}: a bool array is a mask, not an image; pass intensities (uint8, uint16 or floats in [0, 1]), "
             "e.g. mask.astype(np.uint8) * 255"
         )
-    shape = tuple(getattr(image, "shape", ()) or ())
-    if not shape and hasattr(image, "size") and not callable(image.size):  # PIL: size is (width, height)
+    if isinstance(image, torch.Tensor) and image.device.type == "meta":
+        raise ValueError(f"{role}: a meta tensor holds no pixels; pass a tensor on the CPU or a GPU")
+    if hasattr(image, "shape"):
+        shape = tuple(image.shape)
+    elif hasattr(image, "size") and not callable(image.size):  # PIL: size is (width, height)
         shape = tuple(image.size)
+    else:
+        shape = ()
     if shape and min(shape) == 0:
         raise ValueError(f"{role}: empty image (shape {shape}); there are no pixels to fuse")
 

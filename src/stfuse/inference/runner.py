@@ -97,13 +97,36 @@ def collect_pairs(ir: Path, vi: Path) -> tuple[list[tuple[str, Path, Path]], lis
     ir_index = {stem: path for stem, path in ir_found.files.items() if stem not in ambiguous}
     vi_index = {stem: path for stem, path in vi_found.files.items() if stem not in ambiguous}
     pairing = pair_by_stem(ir_index, vi_index)
-    unpaired = [(stem, f"'{ir_index[stem]}' has no visible partner in '{vi}'") for stem in pairing.only_first]
+    broken_ir, broken_vi = _dangling_links(ir), _dangling_links(vi)
+    unpaired = [
+        (stem, _missing_partner(ir_index[stem], "visible", vi, broken_vi)) for stem in pairing.only_first
+    ]
     unpaired += [
-        (stem, f"'{vi_index[stem]}' has no infrared partner in '{ir}'") for stem in pairing.only_second
+        (stem, _missing_partner(vi_index[stem], "infrared", ir, broken_ir)) for stem in pairing.only_second
     ]
     problems += sorted(unpaired, key=lambda problem: problem[0])
     pairs = [(stem, ir_index[stem], vi_index[stem]) for stem in pairing.common]
     return pairs, problems
+
+
+def _dangling_links(folder: Path) -> dict[str, Path]:
+    """Symbolic links in ``folder`` whose target is missing, by stem (the image index skips them)."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return {}
+    return {
+        Path(entry.name).stem: Path(entry.path)
+        for entry in entries
+        if entry.is_symlink() and not os.path.exists(entry.path)
+    }
+
+
+def _missing_partner(path: Path, modality: str, folder: Path, broken: dict[str, Path]) -> str:
+    link = broken.get(path.stem)
+    if link is not None:
+        return f"its {modality} partner '{link}' is a broken symbolic link (target '{os.readlink(link)}' is missing)"
+    return f"'{path}' has no {modality} partner in '{folder}'"
 
 
 def stored_bit_depth(path: Path) -> int:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
 
 import torch
 
-from stfuse.runtime import resolve_device
+from stfuse.runtime import allowed_cpus, resolve_device
 
 __all__ = [
     "PRECISIONS",
@@ -41,20 +40,13 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return torch.autocast(device_type=device.type, dtype=PRECISIONS[precision])
 
 
-def _allowed_cpus() -> set[int]:
-    try:
-        return set(os.sched_getaffinity(0))
-    except AttributeError:  # macOS / Windows
-        return set(range(os.cpu_count() or 1))
-
-
 def physical_cores() -> int:
     """Physical cores this process may run on (hyper-threads counted once).
 
     Compute-bound convolution gains nothing from a core's second hyper-thread and loses to the contention,
     so torch should get one thread per physical core. Read from sysfs topology where available.
     """
-    allowed = _allowed_cpus()
+    allowed = allowed_cpus()
     cores: set[tuple[str, str]] = set()
     for cpu in allowed:
         topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")

@@ -1,28 +1,18 @@
-"""Safe saving and loading of STFuse networks.
+"""Saving and building STFuse networks; the home of the checkpoint API.
 
-A checkpoint is data, never code: every ``torch.load`` here runs with ``weights_only=True`` and a file that
-needs anything beyond tensors and plain containers is refused, never retried unsafely. This module reads
-
-* ``.safetensors`` written by :func:`save_network` (the network config and provenance live in its metadata);
-* a plain ``.pt``/``.pth`` state dict, or a ``{"config": ..., "state_dict": ...}`` dict (optionally with
-  ``"metadata"``); a bare state dict needs ``config=`` or is matched against the known presets.
-
-Any other dict (a training checkpoint) goes to the checkpoint readers: functions registered with
-:func:`register_checkpoint_reader` or declared in the ``stfuse.checkpoint_readers`` entry-point group, which
-is loaded the first time such a dict is met. The package itself declares the reader of its stages'
-Lightning checkpoints there (``stfuse.stages.checkpoint_format``), so this module knows no stage.
+:func:`save_network` writes ``.safetensors`` with the network config and provenance in the metadata;
+:func:`load_network`/:func:`load_network_with_metadata` build the network stored in any file that
+:func:`read_network_state` reads (safe loading lives in :mod:`stfuse.models.checkpoint_loading`, the reader
+registry for training checkpoints in :mod:`stfuse.models.checkpoint_readers`; both are re-exported here). A
+bare state dict needs ``config=`` or is matched against the known presets.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import pickle
-import re
 import tempfile
-import warnings
-from collections.abc import Callable, Mapping
-from importlib.metadata import entry_points
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +20,20 @@ import torch
 from torch import nn
 
 from stfuse import __version__ as _STFUSE_VERSION
+from stfuse.models.checkpoint_loading import (
+    FORMAT_VERSION,
+    check_finite_weights,
+    read_network_state,
+    safe_torch_load,
+)
+from stfuse.models.checkpoint_readers import (
+    READER_ENTRY_POINT_GROUP,
+    CheckpointError,
+    CheckpointReader,
+    NetworkState,
+    checkpoint_readers,
+    register_checkpoint_reader,
+)
 
 if TYPE_CHECKING:
     from stfuse.models.net import STFuseNet
@@ -40,34 +44,20 @@ __all__ = [
     "CheckpointError",
     "CheckpointReader",
     "NetworkState",
+    "check_finite_weights",
+    "network_config_differences",
     "checkpoint_readers",
     "load_network",
     "load_network_with_metadata",
     "read_network_state",
     "register_checkpoint_reader",
+    "safe_torch_load",
     "save_network",
 ]
 
-#: bumped when the layout of the safetensors metadata changes incompatibly.
-FORMAT_VERSION = 1
 _FORMAT_NAME = "stfuse-network"
 _RESERVED_KEYS = ("format", "format_version", "stfuse_version", "torch_version", "config")
-#: prefixes a trained network's keys may carry in a state dict that was not written by save_network.
-_STRIP_PREFIXES = ("net.", "module.", "_orig_mod.")
 _MAX_LISTED = 5
-#: the keys of a ``{"config": ..., "state_dict": ...}`` dict; a dict with any other key is a reader's business.
-_BUNDLE_KEYS = frozenset({"config", "state_dict", "metadata"})
-#: the entry-point group whose objects are checkpoint readers (see :func:`register_checkpoint_reader`).
-READER_ENTRY_POINT_GROUP = "stfuse.checkpoint_readers"
-
-#: ``(state_dict without wrapper prefixes, network config or None, metadata)``.
-NetworkState = tuple[dict[str, torch.Tensor], dict[str, Any] | None, dict[str, Any]]
-#: ``reader(path, checkpoint)`` → the network's state, or None when ``checkpoint`` is not the reader's format.
-CheckpointReader = Callable[[Path, Mapping[str, Any]], NetworkState | None]
-
-
-class CheckpointError(ValueError):
-    """A checkpoint could not be used; the message names the file and what is wrong with it."""
 
 
 # --------------------------------------------------------------------------------------------- saving
@@ -141,205 +131,6 @@ def _atomic_write_bytes(path: Path, payload: bytes) -> None:
         raise
 
 
-# -------------------------------------------------------------------------------------------- reading
-def read_network_state(
-    path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
-) -> NetworkState:
-    """Read ``(state_dict, config or None, metadata)`` of the network stored in ``path``, building nothing.
-
-    The state dict has no ``net.`` prefix. Useful to copy weights into a network that is built elsewhere.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"{path}: checkpoint file not found")
-    if not path.is_file():
-        raise CheckpointError(f"{path}: is not a file")
-    kind = _sniff(path)
-    if kind == "safetensors":
-        return _read_safetensors(path, map_location)
-    return _interpret_torch_object(path, _safe_torch_load(path, map_location))
-
-
-def _sniff(path: Path) -> str:
-    """``safetensors`` or ``torch`` from the file's first bytes, so a misnamed file still loads."""
-    with path.open("rb") as handle:
-        head = handle.read(9)
-    if len(head) == 9 and head[8:9] == b"{":
-        header_size = int.from_bytes(head[:8], "little")
-        if 0 < header_size <= path.stat().st_size - 8:
-            return "safetensors"
-    return "torch"
-
-
-def _read_safetensors(path: Path, map_location: str | torch.device) -> NetworkState:
-    from safetensors import safe_open
-
-    device = str(map_location) if not isinstance(map_location, str) else map_location
-    try:
-        with safe_open(str(path), framework="pt", device=device) as handle:
-            raw_metadata = dict(handle.metadata() or {})
-            state = {key: handle.get_tensor(key) for key in handle.keys()}
-    except Exception as error:  # safetensors raises its own Rust-side error types
-        raise CheckpointError(
-            f"{path}: not a readable safetensors file (corrupt or truncated?): {error}"
-        ) from error
-    config: dict[str, Any] | None = None
-    metadata: dict[str, Any] = {}
-    for key, text in raw_metadata.items():
-        if key == "format":
-            continue
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            value = text  # metadata written by another tool: keep the raw string
-        if key == "config":
-            if not isinstance(value, dict):
-                raise CheckpointError(f"{path}: the 'config' metadata entry is not a JSON object")
-            config = value
-        else:
-            metadata[key] = value
-    if "format_version" in metadata:
-        version = metadata["format_version"]
-        if not isinstance(version, int) or version > FORMAT_VERSION:
-            raise CheckpointError(
-                f"{path}: written in checkpoint format version {version!r}; this STFuse reads up to "
-                f"{FORMAT_VERSION}. Upgrade stfuse."
-            )
-    return _strip_prefix(state), config, metadata
-
-
-def _safe_torch_load(path: Path, map_location: str | torch.device) -> Any:
-    """``torch.load`` restricted to tensors and plain containers; every failure becomes a CheckpointError."""
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as error:
-        message = str(error)
-        offenders = _unsafe_globals(path, message) if "Weights only load failed" in message else []
-        if offenders:
-            raise CheckpointError(
-                f"{path}: refused to load: the file contains pickled Python objects other than tensors and "
-                f"plain containers ({', '.join(offenders)}). Unpickling them could run arbitrary code, so "
-                "STFuse never does. Save only the network's weights (e.g. with "
-                "stfuse.models.checkpoint.save_network)."
-            ) from None
-        reason = re.search(r"(Unsupported operand \d+|invalid load key[^\n]*)", message)
-        raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint (corrupt, wrong file or unsupported pickle): "
-            f"{reason.group(1) if reason else message.splitlines()[0]}"
-        ) from None
-    except (
-        Exception
-    ) as error:  # the weights-only unpickler raises many types on corrupt data; all mean unreadable
-        first_line = str(error).splitlines()[0] if str(error) else ""
-        summary = first_line if isinstance(error, RuntimeError) else f"{type(error).__name__} {first_line}"
-        raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint (corrupt, truncated or wrong file?): {summary.strip()}"
-        ) from None
-
-
-def _unsafe_globals(path: Path, message: str) -> list[str]:
-    """Name the offending globals, to tell the user what the file holds; this never executes the pickle."""
-    found = re.findall(r"GLOBAL ([\w.]+)", message)
-    try:
-        found += torch.serialization.get_unsafe_globals_in_checkpoint(path)
-    except Exception:  # only zip checkpoints can be scanned; the message above is then all we have
-        pass
-    return list(dict.fromkeys(found))
-
-
-# ------------------------------------------------------------------------------------ checkpoint readers
-_readers: dict[str, CheckpointReader] = {}
-_entry_points_loaded = False
-
-
-def register_checkpoint_reader(name: str, reader: CheckpointReader) -> None:
-    """Read another checkpoint layout: ``reader(path, checkpoint)`` gets the file's path and the dict that
-    ``torch.load(..., weights_only=True)`` returned, and gives ``(state_dict, config or None, metadata)`` with
-    the network's keys unprefixed, or None when the dict is not its format (the next reader is then tried).
-    It raises :class:`CheckpointError` for a file of its format that is unusable.
-
-    A package declares its readers in the ``stfuse.checkpoint_readers`` entry-point group instead, so that
-    they are imported only when needed; a reader registered here under the same name takes precedence.
-    """
-    _readers[name] = reader
-
-
-def checkpoint_readers() -> dict[str, CheckpointReader]:
-    """The readers by name, loading the entry-point group the first time (a reader that fails to import is
-    skipped with a warning, so one broken plugin does not stop the others)."""
-    global _entry_points_loaded
-    if not _entry_points_loaded:
-        _entry_points_loaded = True
-        for entry_point in entry_points(group=READER_ENTRY_POINT_GROUP):
-            if entry_point.name in _readers:
-                continue
-            try:
-                _readers[entry_point.name] = entry_point.load()
-            except Exception as error:
-                warnings.warn(
-                    f"checkpoint reader {entry_point.name!r} ({entry_point.value}) could not be loaded: {error}",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-    return dict(_readers)
-
-
-def _interpret_torch_object(path: Path, obj: Any) -> NetworkState:
-    if not isinstance(obj, Mapping):
-        raise CheckpointError(f"{path}: expected a dict of weights, found a {type(obj).__name__}")
-    if _is_state_dict(obj):
-        return _strip_prefix(dict(obj)), None, {}
-    if isinstance(obj.get("state_dict"), Mapping) and set(obj) <= _BUNDLE_KEYS:
-        return _read_bundle(path, obj)
-    readers = checkpoint_readers()
-    for reader in readers.values():
-        found = reader(path, obj)
-        if found is not None:
-            return found
-    keys = ", ".join(sorted(map(str, obj))[:_MAX_LISTED])
-    if not isinstance(obj.get("state_dict"), Mapping):
-        raise CheckpointError(f"{path}: no state dict found (top-level keys: {keys})")
-    if readers:
-        # No registered format claims it: a plain bundle with extra bookkeeping keys (epoch, optimizer, ...),
-        # read as before the registry existed; the extra keys are ignored.
-        return _read_bundle(path, obj)
-    raise CheckpointError(
-        f"{path}: no checkpoint reader recognised this file; is stfuse installed (pip install -e .)? "
-        f"(top-level keys: {keys}; readers: {', '.join(readers) or 'none'})"
-    )
-
-
-def _read_bundle(path: Path, obj: Mapping[str, Any]) -> NetworkState:
-    """``{"config": ..., "state_dict": ..., "metadata": ...}``, config and metadata optional."""
-    state = {k: v for k, v in obj["state_dict"].items() if isinstance(v, torch.Tensor)}
-    config: dict[str, Any] | None = None
-    if obj.get("config") is not None:
-        if not isinstance(obj["config"], Mapping):
-            raise CheckpointError(f"{path}: 'config' should be a dict of network kwargs")
-        config = dict(obj["config"])
-    metadata = {k: v for k, v in (obj.get("metadata") or {}).items()}
-    return _strip_prefix(state), config, metadata
-
-
-def _is_state_dict(obj: Mapping[Any, Any]) -> bool:
-    return len(obj) > 0 and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
-
-
-def _strip_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Drop the wrapper prefixes every key shares; of a module that holds the network as ``net`` beside other
-    submodules (a training wrapper's whole state dict), keep the ``net.`` keys."""
-    if any(k.startswith("net.") for k in state) and not all(k.startswith("net.") for k in state):
-        state = {k: v for k, v in state.items() if k.startswith("net.")}
-    stripped = True
-    while stripped and state:
-        stripped = False
-        for prefix in _STRIP_PREFIXES:
-            if all(k.startswith(prefix) for k in state):
-                state = {k[len(prefix) :]: v for k, v in state.items()}
-                stripped = True
-    return state
-
-
 # ------------------------------------------------------------------------------------------- building
 def load_network_with_metadata(
     path: str | os.PathLike[str],
@@ -402,18 +193,27 @@ def _normalised(config: Mapping[str, Any]) -> dict[str, Any]:
         return dict(config)
 
 
-def _check_configs(path: Path, stored: Mapping[str, Any], wanted: Mapping[str, Any], what: str) -> None:
-    stored_full = _normalised(stored)
-    wanted_full = _normalised(wanted)
+def network_config_differences(
+    have: Mapping[str, Any], want: Mapping[str, Any], what: str = "expected"
+) -> list[str]:
+    """``"key: checkpoint has X, <what> Y"`` for every key where two network configs differ once each is
+    completed with its preset's defaults (an empty list: the same architecture)."""
+    have_full = _normalised(have)
+    want_full = _normalised(want)
     differences = []
     missing = object()
-    for key in sorted(set(stored_full) | set(wanted_full), key=lambda k: (k != "preset", k)):
-        have, want = stored_full.get(key, missing), wanted_full.get(key, missing)
-        if _json_equal(have, want):
+    for key in sorted(set(have_full) | set(want_full), key=lambda k: (k != "preset", k)):
+        stored, wanted = have_full.get(key, missing), want_full.get(key, missing)
+        if _json_equal(stored, wanted):
             continue
-        have_text = "(absent)" if have is missing else repr(have)
-        want_text = "(absent)" if want is missing else repr(want)
-        differences.append(f"{key}: checkpoint has {have_text}, {what} {want_text}")
+        stored_text = "(absent)" if stored is missing else repr(stored)
+        wanted_text = "(absent)" if wanted is missing else repr(wanted)
+        differences.append(f"{key}: checkpoint has {stored_text}, {what} {wanted_text}")
+    return differences
+
+
+def _check_configs(path: Path, stored: Mapping[str, Any], wanted: Mapping[str, Any], what: str) -> None:
+    differences = network_config_differences(stored, wanted, what)
     if differences:
         raise CheckpointError(
             f"{path}: network architecture does not match the {what} config: " + "; ".join(differences)

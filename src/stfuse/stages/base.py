@@ -17,6 +17,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from stfuse.utils.visual import make_grid, save_png
+from stfuse.validation import check_positive
 
 
 class FusionStageBase(pl.LightningModule, ABC):
@@ -35,6 +36,10 @@ class FusionStageBase(pl.LightningModule, ABC):
         channels_last: bool = False,
         grid_images: int = 4,
     ) -> None:
+        check_positive("lr", lr)
+        check_positive("weight_decay", weight_decay, allow_zero=True)
+        if not 0.0 <= min_lr_ratio <= 1.0:
+            raise ValueError(f"min_lr_ratio must be in [0, 1], got {min_lr_ratio!r}")
         super().__init__()
         self.save_hyperparameters()
         self.net: nn.Module

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from stfuse.models.checkpoint import CheckpointError, NetworkState
+from stfuse.models.checkpoint_readers import CheckpointError, NetworkState
 
 __all__ = ["NET_PREFIX", "read_stage_checkpoint"]
 

@@ -24,7 +24,6 @@ from stfuse.stages.base import FusionStageBase
 LAMBDA_G_SCHEDULES = ("constant", "linear", "cosine")
 
 
-
 def _init_student_from(student: nn.Module, teacher: nn.Module) -> None:
     """Copy the teacher's weights into the student.
 

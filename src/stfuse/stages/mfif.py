@@ -13,7 +13,6 @@ from stfuse.models import DEFAULT_PRESET, build_network
 from stfuse.stages.base import FusionStageBase
 
 
-
 class MFIFStage(FusionStageBase):
     """Learns complementary selection: F = Net(A, B) is pulled towards the all-in-focus G.
 
