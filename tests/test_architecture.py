@@ -24,15 +24,6 @@ REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "architecture.md"
 ROOTS = {"stfuse": REPO / "src" / "stfuse", "data_modules": REPO / "data_modules"}
 
-#: Cycles in files that other changes are removing (issue 22); each entry is an edge that closes a known
-#: cycle and is ignored by the cycle check until then. Delete this set once those changes are merged.
-KNOWN_CYCLE_EDGES: frozenset[tuple[str, str]] = frozenset(
-    {
-        ("stfuse.lightning_cli", "stfuse.cli"),  # UsageError, _chain, available_cpus
-        ("stfuse.metrics.vifb", "stfuse.metrics.base"),  # the generic base knows the vifb preset
-    }
-)
-
 
 def _module_name(package: str, path: Path) -> str:
     parts = [package, *path.relative_to(ROOTS[package]).with_suffix("").parts]
@@ -216,7 +207,7 @@ def test_the_scanner_sees_every_kind_of_import():
 
 def test_no_import_cycle_among_the_modules():
     graph: dict[str, set[str]] = defaultdict(set)
-    for source, target in module_edges() - KNOWN_CYCLE_EDGES:
+    for source, target in module_edges():
         graph[source].add(target)
     state: dict[str, int] = {}
     stack: list[str] = []
@@ -264,18 +255,6 @@ def test_the_doc_arrows_are_the_real_edges_between_rooms():
     )
 
 
-#: Private names imported across modules in files that other changes are fixing (issue 22): (importer, name).
-#: Delete this set once those changes are merged.
-KNOWN_PRIVATE_IMPORTS: frozenset[tuple[str, str]] = frozenset(
-    {
-        ("stfuse.lightning_cli", "_chain"),
-        ("stfuse.lightning_cli", "_safe_torch_load"),
-        ("stfuse.metrics.vifb", "_as_nchw"),
-        ("stfuse.metrics.vifb", "_qabf_preservation"),
-    }
-)
-
-
 def test_no_private_name_is_imported_from_another_project_module():
     found = set()
     for name, path in modules().items():
@@ -286,17 +265,11 @@ def test_no_private_name_is_imported_from_another_project_module():
                     for alias in node.names
                     if alias.name.startswith("_") and not alias.name.startswith("__")
                 }
-    assert found - KNOWN_PRIVATE_IMPORTS == set(), "make these public in their module, or move them"
-
-
-#: Modules over the limit in files that other changes are splitting (issue 22); delete once merged.
-KNOWN_LONG_MODULES = frozenset({"stfuse.models.checkpoint"})
+    assert found == set(), "make these public in their module, or move them"
 
 
 def test_no_source_module_is_over_400_lines():
     long = {
-        name: lines
-        for name, path in modules().items()
-        if (lines := len(path.read_text().splitlines())) > 400 and name not in KNOWN_LONG_MODULES
+        name: lines for name, path in modules().items() if (lines := len(path.read_text().splitlines())) > 400
     }
     assert not long, f"split these modules along their jobs: {long}"
