@@ -35,8 +35,8 @@ WEIGHT_MAPS = ("level", "shared")
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The reference CPU model: encoder, CEM and decoder at 1/2 resolution with a 16-channel full-resolution
-    # head, and no average prior (the decoder predicts the image itself, so the fused contrast is free to
-    # leave the average rule's). docs/results.md ("what moved the metrics") shows why these three choices.
+    # head that predicts the weight maps of a 4-level Laplacian-pyramid blend of the sources (the select head).
+    # docs/results.md ("what moved the metrics") shows why.
     "compact": {
         "channels": 24,
         "num_blocks": 2,
@@ -71,7 +71,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "average_prior": True,
         "head": "select",
     },
-    # A few thousand parameters: seconds per step on one CPU core, for tests, notebooks and smoke runs.
+    # About 16 thousand parameters: seconds per step on one CPU core, for tests, notebooks and smoke runs.
     "tiny": {
         "channels": 8,
         "num_blocks": 1,
