@@ -173,8 +173,8 @@ def fuse_and_score(
 
 
 def write_grids(out: Path, data: Path, methods: list[str], pairs: int = 3) -> list[Path]:
-    """Fused-only grids (our outputs) for docs; IR | VIS | fused grids stay under <out> (data images are
-    not committed)."""
+    """Fused-only grids (our outputs) for docs; IR | VIS | fused (| SeAFusion's released image, where the data
+    root has it under reference/<set>/seafusion) grids stay under <out> (data images are not committed)."""
     from data_modules.io import read_image
     from stfuse.utils.visual import make_grid, save_png
 
@@ -187,7 +187,8 @@ def write_grids(out: Path, data: Path, methods: list[str], pairs: int = 3) -> li
             ir = read_image(next((data / "ivif" / name / "ir").glob(f"{stem}.*")))
             vi = read_image(next((data / "ivif" / name / "vi").glob(f"{stem}.*")))
             docs_rows.append(fused)
-            full_rows.append([ir, vi, *fused])
+            peer = sorted((data / "reference" / name / "seafusion").glob(f"{stem}.*"))
+            full_rows.append([ir, vi, *fused, *(read_image(peer[0]) for _ in peer[:1])])
         written.append(
             save_png(make_grid(docs_rows, height=150), REPO / "docs" / "images" / f"results_{name}.png")
         )
