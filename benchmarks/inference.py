@@ -108,10 +108,16 @@ def _record(
     }
 
 
+def network(spec: str) -> STFuseNet:
+    """``PRESET`` or ``PRESET/HEAD`` (``compact/paint``: the preset with the painting head, as a baseline)."""
+    preset, _, head = spec.partition("/")
+    return STFuseNet(preset=preset, **({"head": head} if head else {}))
+
+
 def make_fuser(preset: str, device: str, precision: str, compiled: bool) -> Fuser:
     """A Fuser over random weights (seed 0), never tiling: the network alone is timed."""
     torch.manual_seed(0)
-    return Fuser(STFuseNet(preset=preset), device=device, precision=precision, compile=compiled, tile=0)
+    return Fuser(network(preset), device=device, precision=precision, compile=compiled, tile=0)
 
 
 def bench_network(
@@ -201,7 +207,7 @@ def profile_network(preset: str, size: tuple[int, int], precision: str, top: int
     from torch.profiler import ProfilerActivity, profile
 
     torch.manual_seed(0)
-    fuser = Fuser(STFuseNet(preset=preset), device="cpu", precision=precision, tile=0)
+    fuser = Fuser(network(preset), device="cpu", precision=precision, tile=0)
     height, width = size
     ir, vi = torch.rand(1, 1, height, width), torch.rand(1, 1, height, width)
     fuser.fuse_luminance(ir, vi)
@@ -231,7 +237,7 @@ def bench_pipeline(folder: Path, preset: str, args: argparse.Namespace, workers:
     from stfuse.inference.runner import collect_pairs, fuse_pairs
 
     torch.manual_seed(0)
-    fuser = Fuser(STFuseNet(preset=preset), device="cpu")
+    fuser = Fuser(network(preset), device="cpu")
     pairs, _ = collect_pairs(folder / "ir", folder / "vi")
     torch.set_num_threads(args.threads or max(1, physical_cores() - (1 if workers else 0)))
     walls = []
@@ -264,7 +270,9 @@ def _progress(label: str, result: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--presets", default="small,base")
+    parser.add_argument(
+        "--presets", help="PRESET or PRESET/HEAD list (compact,compact/paint)", default="small,base"
+    )
     parser.add_argument("--sizes", default="640x480,1024x768", help="W×H list")
     parser.add_argument("--batch-sizes", default="1,16")
     parser.add_argument("--precisions", default="fp32,bf16")
