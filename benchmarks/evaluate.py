@@ -48,7 +48,7 @@ from numpy_reference import REFERENCE_FUNCTIONS  # noqa: E402
 
 from stfuse.evaluation.evaluator import default_workers, map_in_threads  # noqa: E402
 from stfuse.evaluation.io import read_gray_255  # noqa: E402
-from stfuse.evaluation.runtime import keep_freed_memory  # noqa: E402
+from stfuse.evaluation.memory import keep_freed_memory  # noqa: E402
 from stfuse.metrics import MetricSuite  # noqa: E402
 from stfuse.runtime import find_data_root  # noqa: E402
 

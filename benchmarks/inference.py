@@ -35,8 +35,8 @@ from typing import Any
 
 import torch
 
+from stfuse.inference.compute import configure_cpu_threads, physical_cores
 from stfuse.inference.fuser import Fuser
-from stfuse.inference.runtime import configure_cpu_threads, physical_cores
 from stfuse.models import STFuseNet
 
 

@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO / "src"))
 from numpy_reference import REFERENCE_FUNCTIONS, fmi_vectorised  # noqa: E402
 
 from stfuse.evaluation.io import read_gray_255  # noqa: E402
-from stfuse.evaluation.runtime import keep_freed_memory  # noqa: E402
+from stfuse.evaluation.memory import keep_freed_memory  # noqa: E402
 from stfuse.metrics import FusionMetrics, build_metric  # noqa: E402
 from stfuse.runtime import find_data_root  # noqa: E402
 

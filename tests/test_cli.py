@@ -105,7 +105,7 @@ def test_ivif_config_fit_test_predict(source_ckpt, tmp_path):
 
 
 OVERLAYS = sorted((EXPERIMENTS / "ablations").glob("*.yaml"))
-PRESETS = sorted((EXPERIMENTS / "trainer").glob("*.yaml"))
+TRAINER_PRESETS = sorted((EXPERIMENTS / "trainer").glob("*.yaml"))
 
 
 def test_every_ablation_of_method_md_has_an_overlay():
@@ -140,7 +140,7 @@ def test_ablation_overlay_runs_fast_dev_run(overlay, source_ckpt, tmp_path):
             assert cli.model.hparams[key] == value, f"{overlay.name}: {key} did not reach the stage"
 
 
-@pytest.mark.parametrize("preset", PRESETS, ids=[p.stem for p in PRESETS])
+@pytest.mark.parametrize("preset", TRAINER_PRESETS, ids=[p.stem for p in TRAINER_PRESETS])
 def test_trainer_preset_parses_and_runs_on_cpu(preset, tmp_path):
     """GPU/DDP presets cannot run here; they are parsed as written, then run with CPU overrides."""
     spec = yaml.safe_load(preset.read_text())

@@ -17,9 +17,9 @@ from torch import nn
 from data_modules.io import read_image, rgb_to_y_cbcr
 from stfuse.inference import fuser as fuser_module
 from stfuse.inference.cli import fuse_main
+from stfuse.inference.compute import configure_cpu_threads, physical_cores
 from stfuse.inference.fuser import Fuser, NoDefaultWeightsError
 from stfuse.inference.runner import SizeGroupedBatchSampler, collect_pairs
-from stfuse.inference.runtime import configure_cpu_threads, physical_cores
 from stfuse.inference.tiling import TileGrid, fuse_tiled, tile_starts
 from stfuse.models import STFuseNet
 from stfuse.models.checkpoint import CheckpointError, save_network

@@ -11,7 +11,15 @@ import pytest
 
 from stfuse.utils.lazy import lazy_exports
 
-LAZY_PACKAGES = ["stfuse", "stfuse.inference", "stfuse.evaluation", "data_modules"]
+LAZY_PACKAGES = [
+    "stfuse",
+    "stfuse.inference",
+    "stfuse.evaluation",
+    "stfuse.metrics",
+    "stfuse.stages",
+    "stfuse.docking",
+    "data_modules",
+]
 
 
 def _module(name: str, exports: dict[str, str]) -> types.ModuleType:

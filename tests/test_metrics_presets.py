@@ -13,7 +13,7 @@ from numpy_reference import nabf as nabf_numpy
 from scipy.signal import convolve2d
 
 from stfuse.evaluation import read_gray_255
-from stfuse.metrics import METRIC_NAMES, PRESETS, FusionMetrics, build_metric, resolve_metric_names
+from stfuse.metrics import METRIC_NAMES, METRIC_PRESETS, FusionMetrics, build_metric, resolve_metric_names
 from stfuse.metrics.registry import defined_by
 
 
@@ -110,7 +110,7 @@ PRESET_DEPENDENT = {"SF", "AG", "MI", "Qabf", "Nabf", "SSIM", "MS_SSIM", "MSE", 
 
 @pytest.mark.parametrize("name", [n for n in METRIC_NAMES if n not in PRESET_DEPENDENT])
 def test_metrics_without_preset_differences_agree(pair: tuple, name: str) -> None:
-    presets = [p for p in ("cddfuse", "tang", "vifb") if defined_by(name, PRESETS[p])]
+    presets = [p for p in ("cddfuse", "tang", "vifb") if defined_by(name, METRIC_PRESETS[p])]
     crop = tuple(x[:40, :50] for x in pair) if name.startswith("FMI") else pair
     values = [_value(name, p, *crop) for p in presets]
     assert values == pytest.approx([values[0]] * len(values), rel=1e-14)

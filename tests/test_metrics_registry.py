@@ -14,8 +14,7 @@ import pytest
 import torch
 
 import stfuse.metrics as metrics_package
-from stfuse.metrics import METRICS as METRIC_FACTORIES
-from stfuse.metrics import PRESETS, FusionMetric, MetricSuite, build_metric
+from stfuse.metrics import METRIC_FACTORIES, METRIC_PRESETS, FusionMetric, MetricSuite, build_metric
 from stfuse.metrics.classes import METRIC_CLASSES, OptionMetric
 from stfuse.metrics.colour import COLOUR_CONVENTIONS, colour_convention
 from stfuse.metrics.registry import (
@@ -50,15 +49,16 @@ def test_each_definition_gives_its_class_suite_entry_factory_and_export(name: st
 
 def test_the_derived_views_hold_every_metric_and_nothing_else() -> None:
     assert set(DEFINITIONS) == set(METRIC_FACTORIES) == set(METRICS)
+    assert metrics_package.METRICS is METRICS  # one word: the definitions, everywhere
     assert set(METRIC_CLASSES) == {d.class_name for d in METRICS.values()}
     shared = [cls for cls in METRIC_CLASSES.values() if issubclass(cls, OptionMetric)]
     assert [cls.__name__ for cls in shared] == ["FMIMetric"]  # FMI_pixel and FMI_gradient
     assert FLOAT_GREY_METRICS == {n for n, d in METRICS.items() if d.vifb_grey_sources == "float"}
 
 
-@pytest.mark.parametrize("preset", sorted(PRESETS))
+@pytest.mark.parametrize("preset", sorted(METRIC_PRESETS))
 def test_a_presets_tables_are_the_registry_seen_through_it(preset: str) -> None:
-    spec = PRESETS[preset]
+    spec = METRIC_PRESETS[preset]
     assert set(spec.table_extras) <= set(METRICS)
     defined = [name for name in METRIC_NAMES if METRICS[name].defined_by(spec)]
     assert resolve_metric_names("all", spec) == defined
@@ -71,9 +71,9 @@ def test_a_presets_tables_are_the_registry_seen_through_it(preset: str) -> None:
             MetricSuite(spec, [name])
 
 
-@pytest.mark.parametrize("preset", sorted(PRESETS))
+@pytest.mark.parametrize("preset", sorted(METRIC_PRESETS))
 def test_the_colour_convention_is_the_presets_and_shared_by_every_entry_point(preset: str) -> None:
-    spec = PRESETS[preset]
+    spec = METRIC_PRESETS[preset]
     convention = colour_convention(spec)
     assert convention is COLOUR_CONVENTIONS[spec.colour]
     assert MetricSuite(spec, ["EN"]).convention is convention
@@ -83,7 +83,7 @@ def test_the_colour_convention_is_the_presets_and_shared_by_every_entry_point(pr
 def test_one_metric_class_computes_what_the_suite_computes_for_every_definition() -> None:
     torch.manual_seed(0)
     fused, ir, vi = (torch.rand(2, 3, 48, 52) for _ in range(3))
-    for preset in PRESETS:
+    for preset in METRIC_PRESETS:
         names = [n for n in resolve_metric_names("all", preset) if n != "MS_SSIM"]  # MS-SSIM: ≥ 161 px
         suite = MetricSuite(preset, names)(fused, ir, vi)
         for name in names:

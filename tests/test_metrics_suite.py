@@ -18,7 +18,7 @@ from scipy.signal import convolve2d
 
 from stfuse.evaluation import find_pairs, read_gray_255
 from stfuse.evaluation.evaluator import evaluate_pairs, map_in_threads
-from stfuse.metrics import PRESETS, FusionMetrics, MetricSuite, resolve_metric_names
+from stfuse.metrics import METRIC_PRESETS, FusionMetrics, MetricSuite, resolve_metric_names
 from stfuse.metrics import filters as flt
 from stfuse.metrics.vif import _sum_log1p, _vifp_pair_sums_fft, _vifp_pair_sums_separable
 
@@ -34,7 +34,7 @@ def tno07(data_root: Path) -> list[torch.Tensor]:
     return [torch.from_numpy(read_gray_255(p).astype(np.uint8))[None, None] for p in paths]
 
 
-@pytest.mark.parametrize("preset", sorted(PRESETS))
+@pytest.mark.parametrize("preset", sorted(METRIC_PRESETS))
 def test_suite_equals_fusion_metrics_for_every_metric_of_every_preset(
     tno07: list[torch.Tensor], preset: str
 ) -> None:

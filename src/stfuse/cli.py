@@ -258,7 +258,7 @@ def _input_error_types() -> tuple[type[BaseException], ...]:
         ("data_modules.paired", "DatasetError"),
         ("data_modules.io", "ImageReadError"),
         ("data_modules.io", "ImageWriteError"),
-        ("stfuse.docking.labels", "DockingError"),
+        ("stfuse.docking.errors", "DockingError"),
         ("stfuse.utils.sweeps", "SweepSpecError"),
     ]
     found = []

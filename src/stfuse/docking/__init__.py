@@ -16,26 +16,29 @@ The command line is ``stfuse dock`` (:mod:`stfuse.docking.cli`); the protocol is
 
 from __future__ import annotations
 
-import importlib
+from stfuse.utils.lazy import lazy_exports
 
 # Names load on first use, so that `stfuse dock --help` (which imports stfuse.docking.cli) loads no torch.
 _EXPORTS = {
     "CenterNetDetector": "stfuse.docking.detector",
-    **dict.fromkeys(
-        ("MSRS_CLASSES", "Boxes", "DockingError", "LabelError", "parse_yolo_file", "read_label_dir"),
-        "stfuse.docking.labels",
-    ),
+    "DockingError": "stfuse.docking.errors",
+    "MSRS_CLASSES": "stfuse.docking.labels",
+    "Boxes": "stfuse.docking.labels",
+    "LabelError": "stfuse.docking.labels",
+    "parse_yolo_file": "stfuse.docking.labels",
+    "read_label_dir": "stfuse.docking.labels",
     "mean_average_precision": "stfuse.docking.metrics",
-    **dict.fromkeys(("PRESETS", "DockingConfig", "run_docking"), "stfuse.docking.protocol"),
+    "run_docking": "stfuse.docking.protocol",
+    "DOCKING_PRESETS": "stfuse.docking.settings",
+    "DockingConfig": "stfuse.docking.settings",
+    "TrainSettings": "stfuse.docking.settings",
     "SourceSpec": "stfuse.docking.sources",
-    **dict.fromkeys(("Split", "load_split", "make_split"), "stfuse.docking.split"),
-    **dict.fromkeys(("TrainSettings", "predict", "train_detector"), "stfuse.docking.train"),
+    "Split": "stfuse.docking.split",
+    "load_split": "stfuse.docking.split",
+    "make_split": "stfuse.docking.split",
+    "predict": "stfuse.docking.train",
+    "train_detector": "stfuse.docking.train",
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> object:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'stfuse.docking' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -13,7 +13,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from stfuse.docking.options import COLOR_MODES, LABEL_SETS, PRESET_NAMES
+from stfuse.docking.errors import DockingError
+from stfuse.docking.settings import COLOR_MODES, DOCKING_PRESETS, LABEL_SETS, DockingConfig
 from stfuse.runtime import DEVICE_CHOICES
 from stfuse.validation import non_negative_int, positive_float, positive_int
 
@@ -89,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--preset",
         default="full",
-        choices=PRESET_NAMES,
+        choices=tuple(DOCKING_PRESETS),
         help="tiny: tests; cpu: the documented CPU table; full: GPU (default)",
     )
     parser.add_argument(
@@ -169,8 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``stfuse dock``; returns 0 on success and 2 on bad input."""
     parser = build_parser()
     args = parser.parse_args(list(argv) if argv is not None else None)
-    from stfuse.docking.labels import DockingError
-    from stfuse.docking.protocol import DockingConfig, run_docking
+    from stfuse.docking.protocol import run_docking
     from stfuse.docking.train import select_device
 
     try:

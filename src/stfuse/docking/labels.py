@@ -17,12 +17,10 @@ from pathlib import Path
 
 import torch
 
+from stfuse.docking.errors import DockingError
+
 #: class index -> name, as in the data set's ``classes.txt``
 MSRS_CLASSES: tuple[str, ...] = ("person", "bicycle", "car")
-
-
-class DockingError(ValueError):
-    """Bad input to the docking protocol (labels, split, sources); the message names the file."""
 
 
 class LabelError(DockingError):

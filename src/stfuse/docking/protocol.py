@@ -13,16 +13,17 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from stfuse.docking import report
-from stfuse.docking.labels import MSRS_CLASSES, DockingError, read_class_names, read_label_dir
+from stfuse.docking.errors import DockingError
+from stfuse.docking.labels import MSRS_CLASSES, read_class_names, read_label_dir
 from stfuse.docking.metrics import Detections, mean_average_precision
-from stfuse.docking.options import LABEL_SETS, PRESET_NAMES
+from stfuse.docking.settings import LABEL_SETS, DockingConfig
 from stfuse.docking.sources import (
     SourceSpec,
     fingerprint,
@@ -31,61 +32,10 @@ from stfuse.docking.sources import (
     to_detector_input,
 )
 from stfuse.docking.split import Split, default_split_path, load_split
-from stfuse.docking.train import TrainSettings, predict, select_device, train_detector
+from stfuse.docking.train import predict, select_device, train_detector
 
 #: bump when a change to the protocol code makes stored run results incomparable
 PROTOCOL_VERSION = 1
-
-
-@dataclass(frozen=True)
-class DockingConfig:
-    """Everything that defines a protocol run apart from the sources."""
-
-    train: TrainSettings = field(default_factory=TrainSettings)
-    seeds: tuple[int, ...] = (0, 1, 2)
-    labels: str = "fusion"
-    color: str = "luma"
-    limit_train: int | None = None
-    limit_test: int | None = None
-    num_qualitative: int = 4
-    score_threshold: float = 0.3
-    device: str = "auto"
-    threads: int | None = None
-
-    @staticmethod
-    def preset(name: str, **overrides: object) -> DockingConfig:
-        """``tiny`` (tests, seconds), ``cpu`` (the documented CPU table) or ``full`` (GPU, minutes)."""
-        if name not in PRESETS:
-            raise DockingError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-        base = PRESETS[name]
-        train_fields = {f.name for f in dataclasses.fields(TrainSettings)}
-        train_over = {k: v for k, v in overrides.items() if k in train_fields and v is not None}
-        other = {k: v for k, v in overrides.items() if k not in train_fields and v is not None}
-        unknown = set(other) - {f.name for f in dataclasses.fields(DockingConfig)}
-        if unknown:
-            raise DockingError(f"unknown docking settings: {', '.join(sorted(unknown))}")
-        return dataclasses.replace(base, train=dataclasses.replace(base.train, **train_over), **other)
-
-
-PRESETS: dict[str, DockingConfig] = {
-    "tiny": DockingConfig(
-        train=TrainSettings(image_size=(128, 96), epochs=2, batch_size=4, width=8, warmup_epochs=0.5),
-        seeds=(0,),
-        limit_train=8,
-        limit_test=4,
-        num_qualitative=2,
-    ),
-    "cpu": DockingConfig(
-        train=TrainSettings(image_size=(320, 240), crop_size=(192, 144), epochs=24, batch_size=8, width=16),
-        seeds=(0, 1, 2),
-    ),
-    "full": DockingConfig(
-        train=TrainSettings(image_size=(640, 480), crop_size=(384, 288), epochs=150, batch_size=8, width=32),
-        seeds=(0, 1, 2),
-    ),
-}
-if tuple(PRESETS) != PRESET_NAMES:  # the torch-free list `stfuse dock --help` offers
-    raise RuntimeError(f"docking.options.PRESET_NAMES {PRESET_NAMES} differs from PRESETS {tuple(PRESETS)}")
 
 
 @dataclass
@@ -361,4 +311,4 @@ def _read_detections(path: Path, stems: Sequence[str]) -> dict[str, Detections]:
     return out
 
 
-__all__ = ["PRESETS", "DockingConfig", "LoadedSource", "find_data_root", "limit_stems", "run_docking"]
+__all__ = ["LoadedSource", "find_data_root", "limit_stems", "run_docking"]

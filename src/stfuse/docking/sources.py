@@ -22,8 +22,8 @@ import torch
 from data_modules.io import ImageReadError, ImageWriteError, luma_array, read_image_array
 from data_modules.io import write_image as io_write_image
 from data_modules.stems import index_by_stem
-from stfuse.docking.labels import DockingError
-from stfuse.docking.options import COLOR_MODES
+from stfuse.docking.errors import DockingError
+from stfuse.docking.settings import COLOR_MODES
 
 SOURCE_KINDS = ("dataset", "folder", "baseline", "checkpoint")
 #: which way grey and colour images enter the detector

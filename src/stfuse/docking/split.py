@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from stfuse.docking.labels import DockingError
+from stfuse.docking.errors import DockingError
 
 SPLIT_FILE_NAME = "msrs_det_split.json"
 

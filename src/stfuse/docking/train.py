@@ -11,31 +11,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from stfuse.docking.detector import CenterNetDetector, build_targets, decode, detection_loss
-from stfuse.docking.labels import DockingError
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """The detector's schedule; identical for every source of one protocol run."""
-
-    image_size: tuple[int, int] = (320, 240)  # W, H of every image given to the detector
-    crop_size: tuple[int, int] | None = None  # W, H of training crops (None: the whole image)
-    epochs: int = 12
-    batch_size: int = 8
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    width: int = 16
-    warmup_epochs: float = 1.0
-    scale_range: tuple[float, float] = (0.75, 1.3)
-    hflip: float = 0.5
-    photometric: float = 0.15  # brightness/contrast jitter amplitude
-    min_visible: float = 0.4  # a cropped box is kept if this fraction of its area stays in view
+from stfuse.docking.errors import DockingError
+from stfuse.docking.settings import TrainSettings
 
 
 def augment(

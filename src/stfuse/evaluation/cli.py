@@ -162,8 +162,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from stfuse.evaluation.evaluator import evaluate_pairs
     from stfuse.evaluation.io import EvaluationInputError
+    from stfuse.evaluation.memory import keep_freed_memory
     from stfuse.evaluation.report import write_report
-    from stfuse.evaluation.runtime import keep_freed_memory
     from stfuse.evaluation.sources import find_pairs, resolve_dataset
     from stfuse.evaluation.tables import markdown_table, nan_note, write_tables
 

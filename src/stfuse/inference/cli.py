@@ -38,7 +38,7 @@ def _default_workers(pairs: int) -> int:
     worker keeps up; the network then gets the remaining cores (see ``configure_cpu_threads``). For a
     handful of pairs, starting the worker process costs more than it saves.
     """
-    from stfuse.inference.runtime import physical_cores
+    from stfuse.inference.compute import physical_cores
 
     return 1 if physical_cores() >= 2 and pairs >= 4 else 0
 
@@ -219,9 +219,9 @@ def fuse_main(argv: list[str] | None = None) -> int:
     if not pairs and not problems:
         return _error(prog, f"no image pairs found in {where} (images matched by file stem)")
 
+    from stfuse.inference.compute import configure_cpu_threads
     from stfuse.inference.fuser import Fuser, NoDefaultWeightsError
     from stfuse.inference.runner import fuse_pairs
-    from stfuse.inference.runtime import configure_cpu_threads
     from stfuse.models.checkpoint import CheckpointError
     from stfuse.runtime import resolve_device
 
@@ -280,7 +280,7 @@ def fuse_main(argv: list[str] | None = None) -> int:
 
 
 def build_export_parser() -> argparse.ArgumentParser:
-    from stfuse.inference.options import EXPORT_FORMATS, MIN_ONNX_OPSET, REMOVED_EXPORT_FORMATS
+    from stfuse.inference.options import EXPORT_FORMATS, MIN_ONNX_OPSET
 
     parser = argparse.ArgumentParser(
         prog="stfuse export",
@@ -290,19 +290,10 @@ def build_export_parser() -> argparse.ArgumentParser:
         "--ckpt", type=Path, help="checkpoint (.ckpt, .pt/.pth, .safetensors); default: packaged weights"
     )
 
-    def export_format(text: str) -> str:
-        # Removed formats parse, so that export_main can say in one line why they are gone.
-        if text not in EXPORT_FORMATS and text not in REMOVED_EXPORT_FORMATS:
-            raise argparse.ArgumentTypeError(
-                f"unknown format {text!r}; choose from {', '.join(EXPORT_FORMATS)}"
-            )
-        return text
-
     parser.add_argument(
         "--format",
         dest="fmt",
-        type=export_format,
-        metavar="{" + ",".join(EXPORT_FORMATS) + "}",
+        choices=EXPORT_FORMATS,
         default=EXPORT_FORMATS[0],
         help=f"graph format: {', '.join(EXPORT_FORMATS)} (default: {EXPORT_FORMATS[0]})",
     )
@@ -327,10 +318,6 @@ def export_main(argv: list[str] | None = None) -> int:
     _prefer_passive_openmp()
     args = build_export_parser().parse_args(argv)
     prog = "stfuse export"
-    from stfuse.inference.options import REMOVED_EXPORT_FORMATS
-
-    if args.fmt in REMOVED_EXPORT_FORMATS:
-        return _error(prog, REMOVED_EXPORT_FORMATS[args.fmt])
     from stfuse.inference.export import ExportError, export_network
     from stfuse.inference.fuser import DEFAULT_WEIGHTS, NoDefaultWeightsError
     from stfuse.models.checkpoint import CheckpointError, load_network

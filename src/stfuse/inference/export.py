@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from stfuse.inference.options import EXPORT_FORMATS, MIN_ONNX_OPSET, REMOVED_EXPORT_FORMATS
+from stfuse.inference.options import EXPORT_FORMATS, MIN_ONNX_OPSET
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -57,8 +57,6 @@ class _FusionGraph(nn.Module):
 
 
 def _check_format(fmt: str) -> None:
-    if fmt in REMOVED_EXPORT_FORMATS:
-        raise ValueError(REMOVED_EXPORT_FORMATS[fmt])
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; use one of {', '.join(EXPORT_FORMATS)}")
 

@@ -21,9 +21,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from stfuse.inference.compute import autocast, is_out_of_memory, resolve_device, resolve_precision
 from stfuse.inference.convert import check_unit_range, from_batch, to_batch
 from stfuse.inference.options import DEFAULT_MAX_PIXELS, DEFAULT_TILE, DEFAULT_TILE_OVERLAP
-from stfuse.inference.runtime import autocast, is_out_of_memory, resolve_device, resolve_precision
 from stfuse.inference.tiling import fuse_tiled
 
 __all__ = [

@@ -21,11 +21,6 @@ OUTPUT_FORMATS: dict[str, str] = OUTPUT_EXTENSIONS
 
 #: what ``stfuse export`` writes (``stfuse.inference.export`` takes it from here).
 EXPORT_FORMATS = ("onnx",)
-#: formats ``stfuse export`` wrote once → the one-line reason and what to use instead.
-REMOVED_EXPORT_FORMATS: dict[str, str] = {
-    "torchscript": "TorchScript export was removed because torch deprecated torch.jit; use --format onnx "
-    "(ONNX runs in onnxruntime) or the safetensors weights",
-}
 #: the torch.export-based ONNX exporter writes opset 18 or newer (older opsets lack e.g. its Pad).
 MIN_ONNX_OPSET = 18
 

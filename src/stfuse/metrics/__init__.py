@@ -19,35 +19,30 @@ the metric names (:mod:`stfuse.metrics.registry`) need neither torch nor torchme
 
 from __future__ import annotations
 
-import importlib
-
 from stfuse.metrics.registry import METRICS as _DEFINITIONS  # torch-free
+from stfuse.utils.lazy import lazy_exports
 
 _EXPORTS = {
     "FusionMetric": "stfuse.metrics.base",
     "FusionMetrics": "stfuse.metrics.collection",
-    "METRICS": "stfuse.metrics.collection",
+    "METRIC_FACTORIES": "stfuse.metrics.collection",
     "build_metric": "stfuse.metrics.collection",
     "LOWER_IS_BETTER": "stfuse.metrics.registry",
+    "METRICS": "stfuse.metrics.registry",
     "METRIC_NAMES": "stfuse.metrics.registry",
     "MetricDefinition": "stfuse.metrics.registry",
     "canonical_metric_name": "stfuse.metrics.registry",
     "resolve_metric_names": "stfuse.metrics.registry",
-    "PRESETS": "stfuse.metrics.presets",
+    "METRIC_PRESETS": "stfuse.metrics.presets",
     "MetricPreset": "stfuse.metrics.presets",
     "get_preset": "stfuse.metrics.presets",
     "FusionBatch": "stfuse.metrics.inputs",
     "prepare_batch": "stfuse.metrics.inputs",
     "to_gray_255": "stfuse.metrics.inputs",
     "MetricSuite": "stfuse.metrics.suite",
-    # every metric's class (ENMetric, ..., FMIMetric, ..., PSNRMetric), from its definition
-    **{definition.class_name: "stfuse.metrics.classes" for definition in _DEFINITIONS.values()},
 }
+# every metric's class (ENMetric, ..., FMIMetric, ..., PSNRMetric), from its definition
+_EXPORTS.update({definition.class_name: "stfuse.metrics.classes" for definition in _DEFINITIONS.values()})
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> object:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'stfuse.metrics' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

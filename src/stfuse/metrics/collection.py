@@ -31,14 +31,14 @@ def _factory(definition: MetricDefinition) -> Callable[..., FusionMetric]:
 
 #: Every metric class (or, for a class shared by several definitions, its factory with the option bound)
 #: by its canonical name, in table order.
-METRICS: dict[str, Callable[..., FusionMetric]] = {
+METRIC_FACTORIES: dict[str, Callable[..., FusionMetric]] = {
     name: _factory(definition) for name, definition in DEFINITIONS.items()
 }
 
 
 def build_metric(name: str, preset: str | MetricPreset = "cddfuse", **kwargs: object) -> FusionMetric:
     """One metric by name, e.g. ``build_metric("Qabf", "tang")``."""
-    return METRICS[canonical_metric_name(name)](preset, **kwargs)
+    return METRIC_FACTORIES[canonical_metric_name(name)](preset, **kwargs)
 
 
 class FusionMetrics(MetricCollection):

@@ -23,11 +23,6 @@ def squared_error_sum(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return pixel_dot(d, d)
 
 
-def mean_squared_error(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-image mean of squared differences (N×H×W → N)."""
-    return squared_error_sum(x, y) / (x.shape[-2] * x.shape[-1])
-
-
 def _source_sse(batch: FusionBatch) -> tuple[torch.Tensor, torch.Tensor]:
     """(Σ(A − F)², Σ(B − F)²), shared by MSE and PSNR."""
     ir, vi = batch.sources()

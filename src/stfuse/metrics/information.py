@@ -50,11 +50,6 @@ def entropy_from_counts(counts: torch.Tensor) -> torch.Tensor:
     return -torch.where(p > 0, p * torch.log2(torch.where(p > 0, p, 1.0)), 0.0).sum(dim=1)
 
 
-def entropy_bits(fused: torch.Tensor) -> torch.Tensor:
-    """EN: Shannon entropy in bits of each image's grey-level histogram (N×H×W → N)."""
-    return entropy_from_counts(histograms(grey_levels(fused)))
-
-
 def batch_levels(batch: FusionBatch, role: str) -> torch.Tensor:
     """The integer levels (int32) of ``batch.fused``/``ir``/``vi``, shared by EN and MI. Integer-level
     batches are converted without rounding (they hold 0..255 already)."""

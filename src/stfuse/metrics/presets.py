@@ -99,7 +99,8 @@ _TANG = MetricPreset(
 )
 
 
-PRESETS: dict[str, MetricPreset] = {
+#: The metric conventions by name (``stfuse evaluate --preset``, ``FusionMetrics(preset=...)``).
+METRIC_PRESETS: dict[str, MetricPreset] = {
     "cddfuse": MetricPreset(name="cddfuse"),
     "tang": _TANG,
     "tang2022": replace(
@@ -167,6 +168,8 @@ def get_preset(preset: str | MetricPreset) -> MetricPreset:
     if isinstance(preset, MetricPreset):
         return preset
     try:
-        return PRESETS[preset]
+        return METRIC_PRESETS[preset]
     except KeyError:
-        raise ValueError(f"unknown metric preset {preset!r}; choose one of {', '.join(PRESETS)}") from None
+        raise ValueError(
+            f"unknown metric preset {preset!r}; choose one of {', '.join(METRIC_PRESETS)}"
+        ) from None

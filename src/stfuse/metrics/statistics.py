@@ -26,17 +26,6 @@ def _pearson_centred(xc: torch.Tensor, yc: torch.Tensor) -> torch.Tensor:
     return pixel_dot(xc, yc) / torch.sqrt(pixel_dot(xc, xc) * pixel_dot(yc, yc))
 
 
-def pearson(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-image Pearson correlation over all pixels (N×H×W → N); NaN for a constant image."""
-    return _pearson_centred(centred(x), centred(y))
-
-
-def standard_deviation(x: torch.Tensor) -> torch.Tensor:
-    """Population standard deviation of each image (N×H×W → N)."""
-    xc = centred(x)
-    return torch.sqrt(pixel_dot(xc, xc) / (x.shape[-2] * x.shape[-1]))
-
-
 def _centred(batch: FusionBatch, role: str) -> torch.Tensor:
     """``centred(batch.<role>)``, shared by SD, CC and SCD."""
     return batch.shared(f"centred:{role}", lambda: centred(getattr(batch, role)))

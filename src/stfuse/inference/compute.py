@@ -1,4 +1,5 @@
-"""Device, precision and CPU-thread settings shared by the Python API, the CLI and the benchmark."""
+"""How the network is computed: device, precision (autocast), CPU threads and out-of-memory detection,
+shared by the Python API, the CLI and the benchmark."""
 
 from __future__ import annotations
 
