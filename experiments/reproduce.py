@@ -112,8 +112,9 @@ def mfif_command(budget: str, data: Path, out: Path, seed: int, extra: list[str]
 def ivif_command(budget: str, data: Path, out: Path, variant: str, seed: int, source: Path,
                  extra: list[str]) -> list[str]:  # fmt: skip
     command = [
-        sys.executable, "-m", "stfuse", "fit", "--config", "experiments/ivif.yaml", *VARIANTS[variant],
-        "--config", budget_config(budget, "ivif"), *extra,
+        # the budget before the variant: a variant may remove what a budget sizes (no_transfer: replay null)
+        sys.executable, "-m", "stfuse", "fit", "--config", "experiments/ivif.yaml",
+        "--config", budget_config(budget, "ivif"), *VARIANTS[variant], *extra,
         "--seed_everything", str(seed), "--trainer.default_root_dir", str(out),
         "--data.init_args.ivif.init_args.train_roots",
         json.dumps([str(data / "train" / "ivif" / "roadscene"), str(data / "train" / "ivif" / "msrs")]),

@@ -139,3 +139,13 @@ def test_source_stage_refuses_a_decision_loss_for_a_painting_network() -> None:
     with pytest.raises(ValueError, match="head: select"):
         MFIFStage(net={"preset": "tiny", "head": "paint"})
     MFIFStage(net={"preset": "tiny", "head": "paint"}, lambda_decision=0.0)  # the paint ablation
+
+
+def test_pyramid_steps_equal_kornias_on_even_sizes() -> None:
+    from kornia.geometry.transform import pyrdown, pyrup
+
+    from stfuse.models.blend import pyr_down, pyr_up
+
+    x = torch.rand(2, 3, 48, 64, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(pyr_down(x), pyrdown(x), atol=1e-6)
+    assert torch.allclose(pyr_up(x), pyrup(x), atol=1e-6)

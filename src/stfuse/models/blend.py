@@ -5,15 +5,34 @@ one map per pyramid level or one shared map) instead of painting the fused pixel
 the result is ``W_l · L_l(A) + (1 − W_l) · L_l(B)``, with ``W_l`` the l-th level of the weight map's Gaussian
 pyramid (the Burt–Adelson blend: coarse levels mix with smooth weights, so a sharp decision leaves no seam).
 With W ≡ 1 the result is exactly A, with W ≡ 0 exactly B. Every operation is kornia's pyramid filter or
-plain tensor arithmetic, so the blend is differentiable and runs on any device.
+plain tensor arithmetic, so the blend is differentiable and runs on any device. The pyramid steps equal kornia's ``pyrdown``/``pyrup`` on
+the even sizes used here (tests/test_select_head.py checks it) but trace under ``torch.compile`` with dynamic
+shapes.
 """
 
 from __future__ import annotations
 
 import torch
-from kornia.geometry.transform import pyrdown, pyrup
+import torch.nn.functional as F
+from kornia.filters import filter2d
 
 from stfuse.models.blocks import pad_to_multiple
+
+_BINOMIAL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
+#: the 5×5 binomial (Burt–Adelson) kernel of kornia's pyramid functions, 1×5×5
+PYRAMID_KERNEL = torch.outer(_BINOMIAL, _BINOMIAL)[None]
+
+
+def pyr_down(x: torch.Tensor) -> torch.Tensor:
+    """kornia's ``pyrdown`` for even H×W (blur, then the half-size bilinear resample = a 2×2 mean), written
+    without size arithmetic so that ``torch.compile(dynamic=True)`` and ONNX export trace it."""
+    return F.avg_pool2d(filter2d(x, PYRAMID_KERNEL.to(x), "reflect"), 2)
+
+
+def pyr_up(x: torch.Tensor) -> torch.Tensor:
+    """kornia's ``pyrup`` (bilinear ×2, then blur), written with a scale factor for the same reason."""
+    up = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+    return filter2d(up, PYRAMID_KERNEL.to(x), "reflect")
 
 
 def bounded_weights(logits: torch.Tensor, bound: float) -> torch.Tensor:
@@ -48,17 +67,17 @@ def laplacian_blend(a: torch.Tensor, b: torch.Tensor, weights: torch.Tensor, lev
     per_level = weights.shape[1] > 1
     details: list[torch.Tensor] = []
     for level in range(levels - 1):
-        down = pyrdown(stack)
+        down = pyr_down(stack)
         sources, coarse = stack[:, :2], down[:, :2]
-        detail = sources - pyrup(coarse)  # N×2×h×w Laplacian levels of A and B
+        detail = sources - pyr_up(coarse)  # N×2×h×w Laplacian levels of A and B
         w = stack[:, 2 + level : 3 + level] if per_level else stack[:, 2:3]
         details.append(w * detail[:, :1] + (1.0 - w) * detail[:, 1:2])
         stack = down
     w = stack[:, 2 + levels - 1 : 3 + levels - 1] if per_level else stack[:, 2:3]
     out = w * stack[:, :1] + (1.0 - w) * stack[:, 1:2]
     for detail in reversed(details):
-        out = pyrup(out) + detail
+        out = pyr_up(out) + detail
     return out[..., :height, :width]
 
 
-__all__ = ["bounded_weights", "laplacian_blend"]
+__all__ = ["PYRAMID_KERNEL", "bounded_weights", "laplacian_blend", "pyr_down", "pyr_up"]
