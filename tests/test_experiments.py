@@ -198,6 +198,8 @@ def test_every_probe_changes_one_setting_of_the_run_it_is_compared_with() -> Non
             assert reference == f"ivif_{variant}_s0", (
                 f"probe {name} is compared with a run of another variant"
             )
+        elif reference in runs:  # compared with an ablation run of its variant: one change
+            assert len(changed) == 1 and reference.startswith(f"ivif_{variant}_"), (name, sorted(changed))
         elif reference == "main":
             assert len(changed) == 1 or changed <= {
                 "model.init_args.guidance",
