@@ -572,9 +572,12 @@ def run_validate(
             }
         if gpu and laplacian:
             result["gpu_vs_laplacian_wins"] = sum(gpu[m] > laplacian[m] for m in TABLE_METRICS)
-        # the copy baselines (ir, vi) leave SCD undefined by design; every model row must be finite
+        # the copy baselines (copy_ir, copy_vi) leave SCD undefined by design; every model row must be finite
         finite = all(
-            math.isfinite(v) for name, row in scores.items() if name not in ("ir", "vi") for v in row.values()
+            math.isfinite(v)
+            for name, row in scores.items()
+            if name not in ("copy_ir", "copy_vi")
+            for v in row.values()
         )
         if result["status"] == "ok" and not (gpu and finite):
             result.update(status="failed", error="validate.json lacks the GPU run or holds non-finite scores")

@@ -166,7 +166,7 @@ def fuse_and_score(
             fused_args += ["--fused", f"{method}={target}"]
         eval_dir = out / "eval" / name
         sh([sys.executable, "-m", "stfuse", "evaluate", "--dataset", name, "--root", str(data), *fused_args,
-            "--baseline", "average,maximum,laplacian,gradient,ir,vi", "--preset", "cddfuse",
+            "--baseline", "average,maximum,laplacian,gradient,copy_ir,copy_vi", "--preset", "cddfuse",
             "--out", str(eval_dir), "--report", str(eval_dir / "report.html"), "--no-progress"])  # fmt: skip
         summaries[name] = json.loads(next(eval_dir.glob("*.json")).read_text())
     return summaries

@@ -23,8 +23,8 @@ BASELINE_NAMES = {
     "maximum": "maximum",
     "laplacian": "Laplacian pyramid",
     "gradient": "gradient-weighted",
-    "ir": "copy of the infrared image",
-    "vi": "copy of the visible image",
+    "copy_ir": "copy of the infrared image",
+    "copy_vi": "copy of the visible image",
 }
 SHIPPED = "shipped"  # the method name of the default weights in the evaluation tables
 
@@ -140,7 +140,7 @@ def probe_table(out: Path) -> str:
              "|---|---|" + "---|" * (len(TABLE_METRICS) + 3)]  # fmt: skip
     ordered = [f"probe_{p}" for p in PROBES if f"probe_{p}" in scores]
     ordered += sorted(k for k in scores if k.startswith("ivif_"))
-    ordered += [k for k in ("average", "maximum", "laplacian", "ir", "vi") if k in scores]
+    ordered += [k for k in ("average", "maximum", "laplacian", "copy_ir", "copy_vi") if k in scores]
     for name in ordered:
         values = scores[name]
         versus, delta = "–", "–"
@@ -161,7 +161,7 @@ def probe_table(out: Path) -> str:
                 "ablation run (the budget's steps)"
                 if name.startswith("ivif_")
                 else "copy baseline"
-                if name in ("ir", "vi")
+                if name in ("copy_ir", "copy_vi")
                 else "classical baseline"
             )
         beats = f"{sum(values[m] > laplacian[m] for m in TABLE_METRICS)}/8" if laplacian else "–"

@@ -8,7 +8,7 @@ docs/results.md, the choice of the shipped recipe): ``val_size`` pairs held out 
 ``train/ivif/{roadscene,msrs}`` by ``IVIFDataModule`` with the same seed as training, so they never
 trained a model, and they hold no test pair (TNO-25, RoadScene-50 and MSRS-20 are never read here).
 Each run's ``checkpoints/last.ckpt`` fuses the pairs; the classical average, maximum and Laplacian
-rules and the two copy baselines (``ir``, ``vi``) are scored on the same pairs as in-run baselines, with the
+rules and the two copy baselines (``copy_ir``, ``copy_vi``) are scored on the same pairs as in-run baselines, with the
 ``cddfuse`` metric preset. Each row also records ``copy_distance``: the smaller of mean|F − IR| and
 mean|F − VIS| over the pairs, which :func:`is_copy` uses to reject a model whose output is one source.
 """
@@ -28,7 +28,7 @@ from stfuse.runtime import find_data_root
 
 REPO = Path(__file__).resolve().parents[1]
 TABLE_METRICS = ["EN", "SD", "SF", "MI", "SCD", "VIF", "Qabf", "SSIM"]
-BASELINE_ROWS = ("average", "maximum", "laplacian", "ir", "vi")
+BASELINE_ROWS = ("average", "maximum", "laplacian", "copy_ir", "copy_vi")
 #: a fused image closer than this to one source (mean absolute difference, [0, 1] scale) is a copy of it
 COPY_FLOOR = 0.01
 

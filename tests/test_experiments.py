@@ -237,7 +237,7 @@ def test_probe_table_compares_each_probe_with_its_reference(tmp_path, monkeypatc
         "probe_a": {**dict.fromkeys(metrics, 0.5), "EN": 2.0},
         "probe_b": dict.fromkeys(metrics, 0.6),
         "laplacian": dict.fromkeys(metrics, 0.55),
-        "ir": {**dict.fromkeys(metrics, 3.0), "copy_distance": 0.0},
+        "copy_ir": {**dict.fromkeys(metrics, 3.0), "copy_distance": 0.0},
     }
     (tmp_path / "validation.json").write_text(json.dumps({"pairs": 16, "seed": 0, "scores": scores}))
     rows = {
@@ -248,7 +248,7 @@ def test_probe_table_compares_each_probe_with_its_reference(tmp_path, monkeypatc
     assert rows["probe_a"].endswith(f"| {reproduce.MAIN_RUN} | 1/7 |")
     assert rows["probe_b"].endswith("| probe_a | 7/1 |")  # compared with a, not the main run
     assert rows[reproduce.MAIN_RUN].endswith("| 8/8 | – | – |")
-    assert "copy baseline" in rows["ir"]
+    assert "copy baseline" in rows["copy_ir"]
 
 
 def test_a_run_whose_output_is_a_copy_of_one_source_is_never_shipped(tmp_path) -> None:
@@ -276,7 +276,9 @@ def test_copy_baselines_pass_one_source_through() -> None:
     from stfuse.baselines import fuse_baseline
 
     ir, vi = torch.rand(1, 1, 9, 7), torch.rand(1, 1, 9, 7)
-    assert torch.equal(fuse_baseline("ir", ir, vi), ir) and torch.equal(fuse_baseline("visible", ir, vi), vi)
+    assert torch.equal(fuse_baseline("copy_ir", ir, vi), ir) and torch.equal(
+        fuse_baseline("visible", ir, vi), vi
+    )
 
 
 def test_only_main_trains_the_run_the_gpu_recipe_validates(tmp_path, monkeypatch) -> None:

@@ -1,5 +1,5 @@
 """Classical fusion baselines (average, maximum, Laplacian pyramid, gradient-weighted) and the two copy
-baselines (``ir``, ``vi``: one source passed through) by name.
+baselines (``copy_ir``, ``copy_vi``, also named ``ir`` and ``vi``: one source passed through) by name.
 
 The copy rows belong in every results table: a copy of one source "wins" MI and VIF (those reward
 similarity to the sources) while fusing nothing, so a model near them is a warning, not a success.
@@ -29,8 +29,15 @@ BASELINES: dict[str, Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
     "maximum": lambda ir, vi, data_range: maximum_fusion(ir, vi),
     "laplacian": lambda ir, vi, data_range: laplacian_fusion(ir, vi),
     "gradient": gradient_weighted_fusion,
-    "ir": lambda ir, vi, data_range: ir.clone(),
-    "vi": lambda ir, vi, data_range: vi.clone(),
+    "copy_ir": lambda ir, vi, data_range: ir.clone(),
+    "copy_vi": lambda ir, vi, data_range: vi.clone(),
+}
+
+#: Metrics a baseline leaves undefined by construction: for F = A, SCD correlates F − A (all zeros) with B.
+#: Their NaN is expected, not a data problem, so `stfuse evaluate` does not flag it.
+UNDEFINED_BY_DESIGN: dict[str, frozenset[str]] = {
+    "copy_ir": frozenset({"SCD"}),
+    "copy_vi": frozenset({"SCD"}),
 }
 
 #: Short names accepted everywhere a baseline is named.
@@ -39,8 +46,10 @@ BASELINE_ALIASES: dict[str, str] = {
     "mean": "average",
     "max": "maximum",
     "lp": "laplacian",
-    "infrared": "ir",
-    "visible": "vi",
+    "ir": "copy_ir",
+    "vi": "copy_vi",
+    "infrared": "copy_ir",
+    "visible": "copy_vi",
 }
 
 
@@ -73,6 +82,7 @@ def fuse_baseline(name: str, ir: torch.Tensor, vi: torch.Tensor, *, data_range: 
 __all__ = [
     "BASELINES",
     "BASELINE_ALIASES",
+    "UNDEFINED_BY_DESIGN",
     "average_fusion",
     "canonical_baseline_name",
     "collapse_pyramid",

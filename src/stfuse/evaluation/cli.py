@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     methods.add_argument(
         "--baseline",
         default="",
-        help="classical baselines computed on the fly, e.g. avg,max,laplacian,gradient",
+        help="classical baselines computed on the fly, e.g. avg,max,laplacian,gradient; copy_ir and copy_vi "
+        "pass one source through (the copy rows)",
     )
     parser.add_argument(
         "--preset",
@@ -184,7 +185,12 @@ def main(argv: list[str] | None = None) -> int:
             if name in fused_dirs:
                 raise EvaluationInputError(f"--fused name {name!r} given twice")
             fused_dirs[name] = folder
-        baselines = [part.strip() for part in args.baseline.split(",") if part.strip()]
+        from stfuse.baselines import canonical_baseline_name
+
+        try:  # aliases become registry names (ir → copy_ir), which are also the tables' method names
+            baselines = [canonical_baseline_name(part) for part in args.baseline.split(",") if part.strip()]
+        except ValueError as error:
+            parser.error(f"--baseline: {error}")
         if not fused_dirs and not baselines:
             parser.error("nothing to evaluate: give --fused NAME=DIR and/or --baseline")
         _check_method_names([*fused_dirs, *baselines])

@@ -25,10 +25,15 @@ def format_value(value: float) -> str:
 
 
 def nan_values(result: EvaluationResult) -> dict[tuple[str, str], list[str]]:
-    """``(method, metric)`` → the images whose value is NaN, in table order."""
+    """``(method, metric)`` → the images whose value is NaN, in table order; a copy baseline's SCD, undefined
+    by construction (stfuse.baselines.UNDEFINED_BY_DESIGN), is not listed."""
+    from stfuse.baselines import UNDEFINED_BY_DESIGN
+
     found: dict[tuple[str, str], list[str]] = {}
     for method in result.methods:
         for metric in result.metrics:
+            if metric in UNDEFINED_BY_DESIGN.get(method, ()):
+                continue
             names = [
                 name for name, value in zip(result.images, result.values[method][metric]) if math.isnan(value)
             ]
