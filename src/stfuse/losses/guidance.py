@@ -21,18 +21,9 @@ def _feature_in(
     teacher: Features,
 ) -> torch.Tensor:
     """Σ_l mean|IN(φ_l^S) − IN(φ_l^T)| over the network's guidance features."""
-    if len(student) != len(teacher) or not student:
-        raise ValueError(
-            "student and teacher must give the same non-empty number of feature maps, got "
-            f"{len(student)} and {len(teacher)}"
-        )
+    _check_pairs(student, teacher)
     total = student_fused.new_zeros(())
-    for index, (phi_s, phi_t) in enumerate(zip(student, teacher)):
-        if phi_s.shape != phi_t.shape:
-            raise ValueError(
-                f"feature map {index}: student {tuple(phi_s.shape)} and teacher {tuple(phi_t.shape)} differ "
-                "(student and teacher need the same cem_depths, channels and downsample)"
-            )
+    for phi_s, phi_t in zip(student, teacher):
         total = (
             total + (instance_norm(phi_s, loss.eps) - instance_norm(phi_t.detach(), loss.eps)).abs().mean()
         )
@@ -49,7 +40,7 @@ def _check_pairs(student: Features, teacher: Features) -> None:
         if phi_s.shape != phi_t.shape:
             raise ValueError(
                 f"feature map {index}: student {tuple(phi_s.shape)} and teacher {tuple(phi_t.shape)} differ "
-                "(student and teacher need the same architecture)"
+                "(student and teacher need the same architecture: cem_depths, channels, downsample, head)"
             )
 
 
