@@ -122,6 +122,26 @@ def test_selection_guidance_follows_only_the_teachers_confident_decisions() -> N
         loss(dummy, dummy, [feature], [feature], groups=["cem"])
 
 
+def test_selection_guidance_on_chosen_levels_leaves_the_others_free() -> None:
+    dummy = torch.zeros(1, 1, 8, 8)
+    teacher = torch.full((1, 4, 8, 8), 0.9)
+    student = teacher.clone()
+    student[:, 3] = 0.1  # disagrees on the base level only
+    every_level = GuidanceLoss("selection")
+    fine_levels = GuidanceLoss("selection", levels=[2, 0, 1, 1])
+    assert fine_levels.levels == (0, 1, 2)
+    assert float(every_level(dummy, dummy, [student], [teacher], groups=["select"])) > 0.1
+    assert float(fine_levels(dummy, dummy, [student], [teacher], groups=["select"])) == 0.0
+    student[:, 1] = 0.1  # and now on a fine level too
+    assert float(fine_levels(dummy, dummy, [student], [teacher], groups=["select"])) > 0.1
+    with pytest.raises(ValueError, match="1 level"):  # one shared map has level 0 only
+        fine_levels(dummy, dummy, [student[:, :1]], [teacher[:, :1]], groups=["select"])
+    with pytest.raises(ValueError, match="selection"):
+        GuidanceLoss("relation", levels=[0])
+    with pytest.raises(ValueError, match="≥ 0"):
+        GuidanceLoss("selection", levels=[-1])
+
+
 def test_relation_guidance_ignores_per_channel_scale_and_shift_of_the_teacher() -> None:
     torch.manual_seed(0)
     phi = torch.randn(2, 6, 10, 10)

@@ -78,6 +78,21 @@ def test_student_equals_teacher_at_step_zero(source_ckpt):
         assert torch.equal(p_s, p_t), name
 
 
+def test_student_with_a_detail_residual_starts_as_the_pure_blend_source(source_ckpt):
+    stage = IVIFTransferStage(source_ckpt=str(source_ckpt), net={"residual": 0.1})
+    assert stage.net.residual == 0.1 and stage.teacher.residual == 0.0
+    weight = stage.net.state_dict()["decoder.to_image.weight"]
+    teacher_weight = stage.teacher.state_dict()["decoder.to_image.weight"]
+    assert weight.shape[0] == teacher_weight.shape[0] + 1
+    assert torch.equal(weight[:-1], teacher_weight) and not weight[-1].any()
+    ir, vi = torch.rand(1, 1, 37, 53), torch.rand(1, 1, 37, 53)
+    stage.eval()
+    with torch.no_grad():
+        assert torch.equal(stage.net(ir, vi), stage.teacher(ir, vi))
+    with pytest.raises(ValueError, match="cannot start from the source checkpoint"):
+        IVIFTransferStage(source_ckpt=str(source_ckpt), net={"channels": 24})
+
+
 def test_teacher_is_frozen_and_unchanged_by_training(source_ckpt, tmp_path):
     stage = IVIFTransferStage(source_ckpt=str(source_ckpt), lambda_g=5.0, warmup_steps=1)
     before = {k: v.clone() for k, v in stage.teacher.state_dict().items()}

@@ -60,6 +60,13 @@ def _selection(
     _check_pairs(student, teacher)
     total = student_fused.new_zeros(())
     for w_s, w_t in zip(student, teacher):
+        if loss.levels is not None:
+            if max(loss.levels) >= w_s.shape[1]:
+                raise ValueError(
+                    f"guidance levels {list(loss.levels)}: the weight maps have {w_s.shape[1]} level(s) "
+                    "(0 = finest; one shared map has only level 0)"
+                )
+            w_s, w_t = w_s[:, list(loss.levels)], w_t[:, list(loss.levels)]
         w_t = w_t.detach()
         confidence = (2.0 * w_t - 1.0).abs()
         total = total + (confidence * (w_s - w_t).abs()).sum() / confidence.sum().clamp_min(loss.eps)
@@ -164,6 +171,12 @@ class GuidanceLoss(nn.Module):
     (:data:`DEFAULT_LAYERS`: every feature map but the weights for ``feature_in``, the weights for
     ``selection``, the CEM maps for ``relation``).
 
+    ``levels`` (``selection`` only) picks the pyramid levels whose weight maps are matched (0 = finest). ``[0, 1,
+    2]`` of four leaves the base level free: in a multi-focus pair the coarse levels of both sources are
+    nearly equal (blur keeps low frequencies), so the teacher's base-level decision is a habit of the MFIF task,
+    while its fine-level decision (which source carries the detail) is the transferable knowledge. ``None``:
+    every level.
+
     The teacher side is detached: it is a fixed target, whatever the caller's grad mode.
     """
 
@@ -174,8 +187,15 @@ class GuidanceLoss(nn.Module):
         lcn_window: int = 7,
         lcn_eps: float = 1e-3,
         layers: Sequence[str] | None = None,
+        levels: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
+        if levels is not None:
+            levels = tuple(sorted(set(int(level) for level in levels)))
+            if mode != "selection":
+                raise ValueError(f"guidance levels apply to the `selection` mode only, not {mode!r}")
+            if not levels or levels[0] < 0:
+                raise ValueError(f"guidance levels must be a non-empty list of levels ≥ 0, got {list(levels)}")
         if mode not in GUIDANCE_MODES:
             raise ValueError(f"unknown guidance mode {mode!r}; expected one of {GUIDANCE_MODES}")
         if layers is not None:
@@ -187,6 +207,7 @@ class GuidanceLoss(nn.Module):
                 )
         self.mode = mode
         self.layers = layers
+        self.levels = levels
         self.eps = float(eps)
         self.lcn_window = int(lcn_window)
         self.lcn_eps = float(lcn_eps)

@@ -34,10 +34,11 @@ class TransferObjective(nn.Module):
         alpha: float = 1.0,
         beta: float = 1.0,
         guidance_layers: Sequence[str] | None = None,
+        guidance_levels: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         self.fusion = IVIFFusionLoss(lambda_int=lambda_int, lambda_grad=lambda_grad, lambda_ssim=lambda_ssim)
-        self.guidance = GuidanceLoss(mode=guidance, layers=guidance_layers)
+        self.guidance = GuidanceLoss(mode=guidance, layers=guidance_layers, levels=guidance_levels)
         self.replay = MFIFLoss(alpha=alpha, beta=beta)
         self.lambda_g = float(lambda_g)
         self.lambda_src = float(lambda_src)

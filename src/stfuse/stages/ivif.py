@@ -24,26 +24,48 @@ from stfuse.stages.base import FusionStageBase
 LAMBDA_G_SCHEDULES = ("constant", "linear", "cosine")
 
 
+#: the select head's output conv: a student that adds the detail residual (``net: {residual: r}``) to a pure-blend
+#: source has one more output channel here than the teacher
+_HEAD_OUTPUT = ("decoder.to_image.weight", "decoder.to_image.bias")
+
+
 def _init_student_from(student: nn.Module, teacher: nn.Module) -> None:
     """Copy the teacher's weights into the student.
 
     A shared-encoder network lists its encoder under both ``encoder_a.`` and ``encoder_b.``, so a
     separate-encoder student (the ``separate_encoders`` ablation) starts both branches from the
-    shared source encoder through a plain key match.
+    shared source encoder through a plain key match. A select-head student with a detail residual that the
+    teacher lacks copies the teacher's weight-map channels of the output conv and starts the residual channel
+    at zero, so at step 0 it renders exactly the teacher's blend.
     """
     teacher_state = teacher.state_dict()
     student_state = student.state_dict()
+    grown = [
+        key
+        for key in _HEAD_OUTPUT
+        if key in teacher_state
+        and key in student_state
+        and student_state[key].shape[0] > teacher_state[key].shape[0]
+        and student_state[key].shape[1:] == teacher_state[key].shape[1:]
+        and getattr(student, "residual", 0) > 0
+        and not getattr(teacher, "residual", 0) > 0
+    ]
     mismatched = [
         key
         for key, value in student_state.items()
-        if key not in teacher_state or teacher_state[key].shape != value.shape
+        if key not in grown and (key not in teacher_state or teacher_state[key].shape != value.shape)
     ]
     if mismatched:
         raise ValueError(
             "the student network cannot start from the source checkpoint: no matching weights for "
             f"{len(mismatched)} tensors (first: {mismatched[:5]}). Use the same preset/channels as the source stage."
         )
-    student.load_state_dict({key: teacher_state[key] for key in student_state})
+    state = {key: teacher_state[key] for key in student_state if key not in grown}
+    for key in grown:
+        value = torch.zeros_like(student_state[key])
+        value[: teacher_state[key].shape[0]] = teacher_state[key]
+        state[key] = value
+    student.load_state_dict(state)
 
 
 class IVIFTransferStage(FusionStageBase):
@@ -66,6 +88,8 @@ class IVIFTransferStage(FusionStageBase):
         guidance_layers: the feature groups a feature mode matches (``cem``, ``decoder``, ``head``, ``select``);
             None (default) takes the mode's own (stfuse.losses.guidance.DEFAULT_LAYERS). ``[cem]`` guides only
             the cross-feature maps.
+        guidance_levels: the pyramid levels of the weight maps that ``selection`` matches (0 = finest); None
+            (default) matches every level. ``[0, 1, 2]`` leaves the base level to the IVIF objective.
 
     The defaults are the reference recipe (experiments/ivif.yaml repeats them for the reader;
     docs/results.md, "what moved the metrics", says why each is there).
@@ -90,6 +114,7 @@ class IVIFTransferStage(FusionStageBase):
         lambda_src: float = 0.5,
         lambda_g_schedule: str = "cosine",
         guidance_layers: list[str] | None = None,
+        guidance_levels: list[int] | None = None,
         alpha: float = 1.0,
         beta: float = 1.0,
         val_metrics: list[str] | None = None,
@@ -157,6 +182,7 @@ class IVIFTransferStage(FusionStageBase):
             alpha=hp.alpha,
             beta=hp.beta,
             guidance_layers=hp.guidance_layers,
+            guidance_levels=hp.guidance_levels,
         )
 
     def configure_metrics(self) -> None:
