@@ -7,7 +7,8 @@
 
 Every setting comes from YAML: the recipe is experiments/mfif.yaml and experiments/ivif.yaml (equal to the
 stages' defaults), a budget is an overlay pair experiments/budgets/<budget>/{mfif,ivif}.yaml (trainer, steps,
-crops, batch sizes), a variant is an overlay in experiments/ablations/, and a probe is an entry of
+crops, batch sizes) that sizes the main run, plus an optional experiments/budgets/<budget>/ablation.yaml that
+sizes the ablation seeds and the probes (fewer target steps), a variant is an overlay in experiments/ablations/, and a probe is an entry of
 experiments/probes/probes.yaml with its overlays. This script only adds the data roots and the seed, so the
 main run is exactly ``make train-mfif BUDGET=cpu && make transfer-ivif BUDGET=cpu``. A rerun resumes every
 interrupted run from its ``last.ckpt`` and skips finished ones (``<run>/done.json``).
@@ -15,9 +16,12 @@ interrupted run from its ``last.ckpt`` and skips finished ones (``<run>/done.jso
 1. ``mfif``: the source stage on synthetic multi-focus pairs from DATA/train/natural (420 images), seed 0.
 2. ``ivif_<variant>_s<seed>``: the target stage on DATA/train/ivif/{roadscene,msrs} minus 16 held-out
    validation pairs, for the variants full STFuse, transfer without L_g and no transfer, seeds 0, 1, 2.
-   All share the one source stage and one step budget; the seed changes the target stage's initial
-   order of crops, augmentation and (for no transfer) the weights.
-   The seed-0 full-STFuse run is the main run: ``--only main`` trains the source stage and just that run.
+   All share the one source stage and one step budget (the budget's ablation.yaml where it has one); the
+   seed changes the target stage's initial order of crops, augmentation and (for no transfer) the weights.
+   The main run is full STFuse, seed 0, at the budget's own target steps (ivif.yaml): ``ivif_stfuse_main``
+   where the budget has an ablation.yaml, else the seed-0 run ``ivif_stfuse_s0`` itself. ``--only main``
+   trains the source stage and just that run; it is exactly ``make train-mfif BUDGET=<budget> && make
+   transfer-ivif BUDGET=<budget>``.
 3. ``probe_<name>``: one target-stage run per hypothesis of the "what moved the metrics" table; a probe that
    changes the architecture first trains its own source stage ``mfif_<name>``.
 4. experiments/validate.py scores every run on the held-out validation pairs; the shipped weights are the
@@ -84,8 +88,20 @@ def _load_probes() -> tuple[dict[str, tuple[str, list[str], str, str | None]], d
 #: hypothesis probes, one target-stage run each at the budget's steps, seed 0 (experiments/probes/probes.yaml);
 #: PROBE_SOURCES: the probes that change the architecture, with the overlays of their own source stage.
 PROBES, PROBE_SOURCES = _load_probes()
-#: the name of the run a probe with ``compared_with: main`` is compared with
+#: the name of the run a probe with ``compared_with: main`` is compared with: the seed-0 full-STFuse run of the
+#: ablation table (the probes' own step budget)
 MAIN_RUN = "ivif_stfuse_s0"
+
+
+def ablation_config(budget: str) -> str | None:
+    """The budget's overlay for the ablation seeds and the probes (fewer target steps than the main run), if any."""
+    path = f"experiments/budgets/{budget}/ablation.yaml"
+    return path if (REPO / path).is_file() else None
+
+
+def main_run(budget: str) -> str:
+    """The run that trains full STFuse at the budget's own target steps (the recipe users run)."""
+    return "ivif_stfuse_main" if ablation_config(budget) else MAIN_RUN
 
 
 def budget_config(budget: str, stage: str) -> str:
@@ -110,11 +126,13 @@ def mfif_command(budget: str, data: Path, out: Path, seed: int, extra: list[str]
 
 
 def ivif_command(budget: str, data: Path, out: Path, variant: str, seed: int, source: Path,
-                 extra: list[str]) -> list[str]:  # fmt: skip
+                 extra: list[str], ablation: bool = True) -> list[str]:  # fmt: skip
+    """``ablation``: size the run with the budget's ablation.yaml (the seeds and probes), not as the main run."""
+    sizing = ["--config", ablation_config(budget)] if ablation and ablation_config(budget) else []
     command = [
         # the budget before the variant: a variant may remove what a budget sizes (no_transfer: replay null)
         sys.executable, "-m", "stfuse", "fit", "--config", "experiments/ivif.yaml",
-        "--config", budget_config(budget, "ivif"), *VARIANTS[variant], *extra,
+        "--config", budget_config(budget, "ivif"), *sizing, *VARIANTS[variant], *extra,
         "--seed_everything", str(seed), "--trainer.default_root_dir", str(out),
         "--data.init_args.ivif.init_args.train_roots",
         json.dumps([str(data / "train" / "ivif" / "roadscene"), str(data / "train" / "ivif" / "msrs")]),
@@ -228,11 +246,16 @@ def main() -> int:
             raise SystemExit(
                 f"unknown variant(s) {sorted(set(variants) - set(VARIANTS))}; choose from {sorted(VARIANTS)}"
             )
+        main_name = main_run(budget)
+        if args.only in ("all", "main") and main_name != MAIN_RUN:  # the main run at the budget's own steps
+            jobs.append([(main_name, ivif_command(budget, data, out / main_name, "stfuse", 0, source, [], False))])
         if args.only in ("all", "main", "ablations"):
-            for seed in seeds if args.only != "main" else [0]:  # the main run: full STFuse, seed 0
+            for seed in seeds if args.only != "main" else []:
                 for variant in variants:
                     name = f"ivif_{variant}_s{seed}"
                     jobs.append([(name, ivif_command(budget, data, out / name, variant, seed, source, []))])
+            if args.only == "main" and main_name == MAIN_RUN:  # no ablation sizing: the seed-0 run is the main run
+                jobs.append([(MAIN_RUN, ivif_command(budget, data, out / MAIN_RUN, "stfuse", 0, source, []))])
         if args.only in ("all", "probes"):
             for probe in probes:
                 variant, extra, _, _ = PROBES[probe]

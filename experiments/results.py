@@ -26,7 +26,7 @@ from stfuse.runtime import find_data_root
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "experiments"))
 from published import SETS, TABLE_METRICS  # noqa: E402
-from reproduce import VARIANTS, budget_config, budget_settings  # noqa: E402
+from reproduce import MAIN_RUN, VARIANTS, ablation_config, budget_config, budget_settings, main_run  # noqa: E402
 from results_page import (  # noqa: E402
     SHIPPED,
     VARIANT_NAMES,
@@ -35,15 +35,20 @@ from results_page import (  # noqa: E402
 
 
 def schedule(budget: str) -> dict:
-    """Steps, crops and batch sizes of both stages, read from the budget's overlays."""
+    """Steps, crops and batch sizes of both stages, read from the budget's overlays (``ivif_steps``: the main
+    run's; ``ablation_ivif_steps``: the seeds' and probes', where the budget has an ablation.yaml)."""
     mfif, ivif = budget_settings(budget, "mfif"), budget_settings(budget, "ivif")
     target, replay = (
         ivif["data"]["init_args"]["ivif"]["init_args"],
         ivif["data"]["init_args"]["replay"]["init_args"],
     )
-    return {"mfif_steps": mfif["trainer"]["max_steps"], "mfif_crop": mfif["data"]["init_args"]["crop_size"],
-            "mfif_batch": mfif["data"]["init_args"]["batch_size"], "ivif_steps": ivif["trainer"]["max_steps"],
-            "ivif_crop": target["crop_size"], "ivif_batch": target["batch_size"], "replay_batch": replay["batch_size"]}  # fmt: skip
+    steps = {"mfif_steps": mfif["trainer"]["max_steps"], "mfif_crop": mfif["data"]["init_args"]["crop_size"],
+             "mfif_batch": mfif["data"]["init_args"]["batch_size"], "ivif_steps": ivif["trainer"]["max_steps"],
+             "ivif_crop": target["crop_size"], "ivif_batch": target["batch_size"], "replay_batch": replay["batch_size"]}  # fmt: skip
+    if ablation_config(budget):
+        sizing = yaml.safe_load((REPO / ablation_config(budget)).read_text())
+        steps["ablation_ivif_steps"] = sizing["trainer"]["max_steps"]
+    return steps
 
 
 def recipe() -> dict:
@@ -59,13 +64,16 @@ def sh(command: list[str]) -> None:
     subprocess.run(command, check=True, cwd=REPO)
 
 
-def final_runs(out: Path) -> dict[str, list[tuple[int, Path]]]:
-    """``{variant: [(seed, run dir), ...]}`` for the finished target-stage runs under ``out``."""
+def final_runs(out: Path, budget: str | None = None) -> dict[str, list[tuple[int, Path]]]:
+    """``{variant: [(seed, run dir), ...]}`` for the finished target-stage runs under ``out``, plus
+    ``"main": [(0, run dir)]`` for the main run of ``budget`` when it is a run of its own (``ivif_stfuse_main``)."""
     runs: dict[str, list[tuple[int, Path]]] = {}
     for variant in VARIANT_NAMES:
         for run in sorted(out.glob(f"ivif_{variant}_s*")):
             if (run / "done.json").is_file():  # finished (an interrupted run has only an interval last.ckpt)
                 runs.setdefault(variant, []).append((int(run.name.rsplit("_s", 1)[1]), run))
+    if budget is not None and main_run(budget) != MAIN_RUN and (out / main_run(budget) / "done.json").is_file():
+        runs["main"] = [(0, out / main_run(budget))]
     return runs
 
 
@@ -86,7 +94,7 @@ def select_shipped(out: Path, runs: dict[str, list[tuple[int, Path]]]) -> tuple[
     from validate import is_copy
 
     validation = json.loads((out / "validation.json").read_text())
-    pool = list(runs.get("stfuse", [])) + list(runs.get("no_guidance", []))
+    pool = list(runs.get("main", [])) + list(runs.get("stfuse", [])) + list(runs.get("no_guidance", []))
     rejected = [run.name for _, run in pool if is_copy(validation["scores"][run.name])]
     pool = [(seed, run) for seed, run in pool if run.name not in rejected]
     if not pool:
@@ -97,7 +105,7 @@ def select_shipped(out: Path, runs: dict[str, list[tuple[int, Path]]]) -> tuple[
     seed, run = next((s, r) for s, r in pool if r.name == best)
     selection = {"split": f"{validation['pairs']} pairs held out of train/ivif/{{roadscene,msrs}} (split seed "
                           f"{validation['seed']}), experiments/validate.py", "rule": "best mean rank over the 8 table "
-                          "metrics among the transfer runs (the seeds of full STFuse and of transfer "
+                          "metrics among the transfer runs (the main run and the seeds of full STFuse and of transfer "
                  "without L_g) whose output is not a copy of one source", "rejected_as_copies": rejected,
                  "mean_rank": ranks,
                  "validation_scores": {name: validation["scores"][name] for name in candidates}}  # fmt: skip
@@ -109,24 +117,28 @@ def export_weights(out: Path, budget: str) -> tuple[dict[str, Path], dict]:
     from stfuse.models.checkpoint import load_network, save_network
 
     seconds = {p.parent.name: json.loads(p.read_text())["seconds"] for p in out.glob("*/done.json")}
-    runs = final_runs(out)
-    if "stfuse" not in runs:
+    runs = final_runs(out, budget)
+    if "stfuse" not in runs and "main" not in runs:
         raise SystemExit(f"no finished full-STFuse run under {out}; run experiments/reproduce.py first")
     seed, chosen, selection = select_shipped(out, runs)
     exported: dict[str, Path] = {}
     everything = [(v, s, r) for v, seeded in runs.items() for s, r in seeded]
     for variant, run_seed, run in everything:
         net = load_network(run / "checkpoints" / "last.ckpt")
+        is_main = variant == "main" or run.name == main_run(budget)
+        sizing = [] if is_main or not ablation_config(budget) else [ablation_config(budget)]
+        variant = "stfuse" if variant == "main" else variant
         record = {
-            "variant": variant, "budget": budget, "seed": run_seed, "config": net.config,
+            "variant": variant, "budget": budget, "seed": run_seed, "config": net.config, "main_run": is_main,
             "configs": {"mfif": ["experiments/mfif.yaml", budget_config(budget, "mfif")],
-                        "ivif": ["experiments/ivif.yaml", *VARIANTS[variant][1::2], budget_config(budget, "ivif")]},
+                        "ivif": ["experiments/ivif.yaml", budget_config(budget, "ivif"), *sizing, *VARIANTS[variant][1::2]]},
             "schedule": schedule(budget),
             "train_seconds": {"mfif": seconds.get("mfif"), run.name: seconds.get(run.name)},
             "data": {"source": "train/natural (420 images, synthetic multi-focus pairs)",
                      "target": "train/ivif/roadscene (171) + train/ivif/msrs (12), minus 16 held-out validation pairs"},
-            "command": f"make train-mfif BUDGET={budget} && make transfer-ivif BUDGET={budget} (seed {run_seed}); "
-                       f"all runs: python experiments/reproduce.py --budget {budget}",
+            "command": (f"make train-mfif BUDGET={budget} && make transfer-ivif BUDGET={budget}" if is_main else
+                        f"python experiments/reproduce.py --budget {budget} --only ablations --variants {variant} "
+                        f"--seeds {run_seed}") + f"; all runs: python experiments/reproduce.py --budget {budget}",
             "device": f"{platform.processor() or platform.machine()} CPU, 2 cores" if budget == "cpu" else "1 GPU",
         }  # fmt: skip
         path = save_network(
@@ -207,15 +219,18 @@ def main() -> int:
     weights, selection = export_weights(out, args.budget)
     shipped_path = out / "weights" / f"{SHIPPED}.safetensors"
     summaries = fuse_and_score(out, data, {SHIPPED: shipped_path, **weights}, shipped_run=selection["run"])
-    runs = {v: [r.name for _, r in seeded] for v, seeded in final_runs(out).items()}
-    grid_methods = [SHIPPED] + [seeded[0] for v, seeded in runs.items() if v != "stfuse" and seeded]
+    runs = {v: [r.name for _, r in seeded] for v, seeded in final_runs(out, args.budget).items()}
+    grid_methods = [SHIPPED] + [seeded[0] for v, seeded in runs.items() if v not in ("stfuse", "main") and seeded]
     grids = write_grids(out, data, grid_methods)
     kind = VARIANT_NAMES["no_guidance" if selection["run"].startswith("ivif_no_guidance") else "stfuse"]
+    if selection["run"] == main_run(args.budget):
+        kind += ", the main run"
     shipped_label = f"**STFuse, shipped weights** ({kind}, `{selection['run']}`)"
     fields = {
         "budget": args.budget, "schedule": json.dumps(schedule(args.budget)),
         "mfif_config": budget_config(args.budget, "mfif"), "ivif_config": budget_config(args.budget, "ivif"),
         "recipe": json.dumps(recipe(), ensure_ascii=False),
+        "shipped_run": selection["run"],
         "selection": f"`{selection['run']}`, chosen by {selection['rule']} on {selection['split']}",
     }  # fmt: skip
     write_page(summaries, runs, shipped_label, grids, fields, out)

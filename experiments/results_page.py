@@ -59,7 +59,8 @@ def _aggregate(summary: dict, methods: list[str], metric: str) -> tuple[float | 
 
 
 def results_table(name: str, summary: dict, metrics: list[str], runs: dict[str, list[str]],
-                  shipped_label: str | None, references: bool = True) -> tuple[str, dict]:  # fmt: skip
+                  shipped_label: str | None, references: bool = True,
+                  shipped_run: str | None = None) -> tuple[str, dict]:  # fmt: skip
     """Markdown table: the shipped model, each variant as mean ± std over its seeds, the baselines and the
     reference methods; returns it with the goal facts (which metrics each comparison wins)."""
     lower = set(summary.get("lower_is_better", []))
@@ -67,6 +68,10 @@ def results_table(name: str, summary: dict, metrics: list[str], runs: dict[str, 
     if shipped_label and SHIPPED in summary["methods"]:
         rows.append((shipped_label, [_mean(summary, SHIPPED, m) for m in metrics], [None] * len(metrics)))
     means: dict[str, dict[str, float | None]] = {}
+    for main in runs.get("main", []):  # the main run (the budget's own steps), when it is not the shipped one
+        if main != shipped_run:
+            rows.append((f"STFuse (full), the main run (`{main}`)", [_mean(summary, main, m) for m in metrics],
+                         [None] * len(metrics)))  # fmt: skip
     for variant, label in VARIANT_NAMES.items():
         if runs.get(variant):
             stats = [_aggregate(summary, runs[variant], m) for m in metrics]
@@ -144,7 +149,7 @@ def probe_table(out: Path) -> str:
     for name in ordered:
         values = scores[name]
         versus, delta = "–", "–"
-        if name.startswith("probe_"):
+        if name.startswith("probe_") and name[6:] in PROBES:
             _, _, what, reference = PROBES[name[6:]]
             other = (
                 MAIN_RUN
@@ -158,7 +163,9 @@ def probe_table(out: Path) -> str:
                 versus, delta = other, f"{up}/{len(TABLE_METRICS) - up}"
         else:
             what = (
-                "ablation run (the budget's steps)"
+                "the main run (full STFuse, the budget's own target steps)"
+                if name == "ivif_stfuse_main"
+                else "ablation run (the ablation steps)"
                 if name.startswith("ivif_")
                 else "copy baseline"
                 if name in ("copy_ir", "copy_vi")
@@ -190,10 +197,12 @@ def write_page(summaries: dict[str, dict], runs: dict[str, list[str]], shipped_l
     edited by hand); returns the page. ``fields``: budget, schedule, mfif_config, ivif_config, recipe, selection."""
     sections, readme_rows, goals = [], [], []
     for name, label in SETS.items():
-        table, facts = results_table(name, summaries[name], TABLE_METRICS, runs, shipped_label)
-        extra, _ = results_table(
-            name, summaries[name], ["AG", "CC", "PSNR", "MSE"], runs, shipped_label, references=False
+        shipped_run = fields.get("shipped_run")
+        table, facts = results_table(
+            name, summaries[name], TABLE_METRICS, runs, shipped_label, shipped_run=shipped_run
         )
+        extra, _ = results_table(name, summaries[name], ["AG", "CC", "PSNR", "MSE"], runs, shipped_label,
+                                 references=False, shipped_run=shipped_run)  # fmt: skip
         lines = [_goal_line(label, facts, key, need, what) for key, need, what in GOALS]
         goals += [line for line in lines if line and "goal ≥ 0" not in line]
         notes = [line.replace("; goal ≥ 0: **met**.", ".") for line in lines if line]
@@ -253,9 +262,11 @@ SeAFusion's row is its released outputs scored with this project's metric code.
   validation on held-out synthetic pairs.
 - Target stage: `train/ivif/roadscene` (171 pairs) + `train/ivif/msrs` (12 pairs) minus 16 pairs held out
   for validation (split seed 0, the same for every run). No test pair is used for training or selection.
+- The main run (`ivif_stfuse_main`, where the budget sizes the ablations apart): full STFuse, seed 0, at the
+  budget's own target steps (`ivif_steps` above), what `make transfer-ivif BUDGET={budget}` trains.
 - The three variants (full STFuse, transfer without L_g, no transfer) share one source stage, one step budget
-  and the seeds 0, 1, 2 (the seed sets the target stage's crop order and augmentation, and the initial
-  weights of the no-transfer model).
+  (`ablation_ivif_steps` above, where given) and the seeds 0, 1, 2 (the seed sets the target stage's crop
+  order and augmentation, and the initial weights of the no-transfer model). The probes use the same budget.
 - Shipped weights (`src/stfuse/weights/stfuse_default.*`): {selection}.
 
 | run | wall time |

@@ -85,6 +85,36 @@ def test_commands_share_one_validation_split_and_vary_the_seed(tmp_path) -> None
     assert "experiments/ablations/no_transfer.yaml" in scratch
 
 
+def test_the_main_run_spends_the_budget_and_the_ablations_use_their_own_sizing(tmp_path, monkeypatch) -> None:
+    """cpu: `--only all` trains the main run at budgets/cpu/ivif.yaml's steps (what `make transfer-ivif
+    BUDGET=cpu` trains) and every seed and probe with budgets/cpu/ablation.yaml on top."""
+    _fake_data(tmp_path)
+    (tmp_path / "o").mkdir()
+    started: dict[str, list[str]] = {}
+    monkeypatch.setattr(
+        reproduce, "run", lambda name, command, out, threads: started.setdefault(name, command) and 1.0
+    )
+    sizing = "experiments/budgets/cpu/ablation.yaml"
+    assert reproduce.ablation_config("cpu") == sizing and reproduce.main_run("cpu") == "ivif_stfuse_main"
+    assert reproduce.ablation_config("gpu") is None and reproduce.main_run("gpu") == reproduce.MAIN_RUN
+    main_steps = yaml.safe_load((REPO / "experiments/budgets/cpu/ivif.yaml").read_text())["trainer"]["max_steps"]
+    seed_steps = yaml.safe_load((REPO / sizing).read_text())["trainer"]["max_steps"]
+    assert main_steps > seed_steps >= 1200  # probes at ≥ 1200 target steps
+    argv = ["reproduce.py", "--budget", "cpu", "--data-root", str(tmp_path), "--out", str(tmp_path / "o"),
+            "--no-results", "--seeds", "0,1", "--probes", "lg_constant"]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", [*argv, "--only", "all"])
+    assert reproduce.main() == 0
+    assert set(started) == {"mfif", "ivif_stfuse_main", "probe_lg_constant"} | {
+        f"ivif_{v}_s{s}" for v in reproduce.VARIANTS for s in (0, 1)
+    }
+    assert sizing not in started["ivif_stfuse_main"] and "--config" in started["ivif_stfuse_main"]
+    assert all(sizing in command for name, command in started.items() if name not in ("mfif", "ivif_stfuse_main"))
+    started.clear()
+    monkeypatch.setattr(sys, "argv", [*argv, "--only", "main"])
+    assert reproduce.main() == 0
+    assert list(started) == ["mfif", "ivif_stfuse_main"]
+
+
 def test_the_recipe_lives_in_the_yaml_and_equals_the_stage_defaults() -> None:
     """experiments/{mfif,ivif}.yaml state the recipe; the stages' defaults are the same values, and no budget
     overlay changes a loss weight or the network (budgets are steps, crops, batches and the trainer)."""
