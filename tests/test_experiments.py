@@ -172,6 +172,16 @@ def test_mean_rank_and_selection_use_validation_scores_only(tmp_path) -> None:
         "ivif_stfuse_s0",
         "ivif_stfuse_s1",
     ]
+    # the main run (cpu: its own run at the budget's steps) competes on the same validation ranks
+    scores["ivif_stfuse_main"] = dict.fromkeys(results.TABLE_METRICS, 4.0)
+    (tmp_path / "validation.json").write_text(json.dumps({"pairs": 16, "seed": 0, "scores": scores}))
+    (tmp_path / "ivif_stfuse_main").mkdir()
+    (tmp_path / "ivif_stfuse_main" / "done.json").write_text("{}")
+    assert "main" not in results.final_runs(tmp_path) and "main" not in results.final_runs(tmp_path, "gpu")
+    runs = results.final_runs(tmp_path, "cpu")
+    assert [run.name for _, run in runs["main"]] == ["ivif_stfuse_main"]
+    seed, run, selection = results.select_shipped(tmp_path, runs)
+    assert run.name == "ivif_stfuse_main" and "the main run" in selection["rule"]
 
 
 def test_results_table_counts_wins_against_the_mean_of_seeds() -> None:
