@@ -154,15 +154,15 @@ class GuidanceLoss(nn.Module):
     """Match the student S to the frozen MFIF teacher T on the same IVIF pair.
 
     Modes:
-        ``feature_in`` (default): Σ_l mean|IN(φ_l^S) − IN(φ_l^T)| over the network's guidance features.
+        ``feature_in``: Σ_l mean|IN(φ_l^S) − IN(φ_l^T)| over the network's guidance features.
             Instance normalisation removes each map's mean and scale (focus-blur level, modality intensity),
             so only the spatial selection structure is matched.
         ``output_grad``: mean|N(|∇F_S|) − N(|∇F_T|)| with N a local contrast normalisation; independent of
             the teacher's global brightness and contrast, which are MFIF attributes.
         ``none``: a zero that still back-propagates (plain fine-tuning).
 
-        ``selection``: Σ c·|W_S − W_T| / Σ c on the ``select`` head's weight maps, weighted by the teacher's
-            confidence c = |2·W_T − 1| (only where the teacher is sure).
+        ``selection`` (default, the recipe's): Σ c·|W_S − W_T| / Σ c on the ``select`` head's weight maps,
+            weighted by the teacher's confidence c = |2·W_T − 1| (only where the teacher is sure).
         ``relation``: mean|R(φ^S) − R(φ^T)| on the channel-correlation matrices of instance-normalised maps.
 
     ``layers`` picks the feature groups a feature mode reads (``cem``, ``decoder``, ``head``, ``select``; the
@@ -182,7 +182,7 @@ class GuidanceLoss(nn.Module):
 
     def __init__(
         self,
-        mode: GuidanceMode = "feature_in",
+        mode: GuidanceMode = "selection",
         eps: float = 1e-6,
         lcn_window: int = 7,
         lcn_eps: float = 1e-3,
