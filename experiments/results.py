@@ -112,6 +112,14 @@ def select_shipped(out: Path, runs: dict[str, list[tuple[int, Path]]]) -> tuple[
     return seed, run, selection
 
 
+def copied_runs(out: Path) -> list[str]:
+    """The runs whose output is a copy of one source on the validation pairs (validate.is_copy)."""
+    from validate import is_copy
+
+    scores = json.loads((out / "validation.json").read_text())["scores"]
+    return sorted(name for name, values in scores.items() if name.startswith("ivif_") and is_copy(values))
+
+
 def export_weights(out: Path, budget: str) -> tuple[dict[str, Path], dict]:
     """Export every finished target-stage run; the selected full-STFuse seed becomes the default weights."""
     from stfuse.models.checkpoint import load_network, save_network
@@ -231,6 +239,7 @@ def main() -> int:
         "mfif_config": budget_config(args.budget, "mfif"), "ivif_config": budget_config(args.budget, "ivif"),
         "recipe": json.dumps(recipe(), ensure_ascii=False),
         "shipped_run": selection["run"],
+        "copies": copied_runs(out),
         "selection": f"`{selection['run']}`, chosen by {selection['rule']} on {selection['split']}",
     }  # fmt: skip
     write_page(summaries, runs, shipped_label, grids, fields, out)

@@ -60,9 +60,11 @@ def _aggregate(summary: dict, methods: list[str], metric: str) -> tuple[float | 
 
 def results_table(name: str, summary: dict, metrics: list[str], runs: dict[str, list[str]],
                   shipped_label: str | None, references: bool = True,
-                  shipped_run: str | None = None) -> tuple[str, dict]:  # fmt: skip
+                  shipped_run: str | None = None, copies: list[str] | None = None) -> tuple[str, dict]:  # fmt: skip
     """Markdown table: the shipped model, each variant as mean ± std over its seeds, the baselines and the
-    reference methods; returns it with the goal facts (which metrics each comparison wins)."""
+    reference methods; returns it with the goal facts (which metrics each comparison wins). ``copies``: the
+    runs whose output is a copy of one source on the validation pairs (validate.is_copy); a variant's label
+    names those of its seeds, which its mean still includes."""
     lower = set(summary.get("lower_is_better", []))
     rows: list[tuple[str, list[float | None], list[float | None]]] = []
     if shipped_label and SHIPPED in summary["methods"]:
@@ -76,9 +78,11 @@ def results_table(name: str, summary: dict, metrics: list[str], runs: dict[str, 
         if runs.get(variant):
             stats = [_aggregate(summary, runs[variant], m) for m in metrics]
             seeds = len(runs[variant])
+            copied = [run for run in runs[variant] if run in (copies or ())]
+            note = f" (copies of one source on validation: {', '.join(f'`{c}`' for c in copied)})" if copied else ""
             rows.append(
                 (
-                    f"{label}, mean ± sd of {seeds} seed{'s' if seeds > 1 else ''}",
+                    f"{label}, mean ± sd of {seeds} seed{'s' if seeds > 1 else ''}{note}",
                     [s[0] for s in stats],
                     [s[1] for s in stats],
                 )
@@ -198,11 +202,12 @@ def write_page(summaries: dict[str, dict], runs: dict[str, list[str]], shipped_l
     sections, readme_rows, goals = [], [], []
     for name, label in SETS.items():
         shipped_run = fields.get("shipped_run")
+        copies = fields.get("copies")
         table, facts = results_table(
-            name, summaries[name], TABLE_METRICS, runs, shipped_label, shipped_run=shipped_run
+            name, summaries[name], TABLE_METRICS, runs, shipped_label, shipped_run=shipped_run, copies=copies
         )
         extra, _ = results_table(name, summaries[name], ["AG", "CC", "PSNR", "MSE"], runs, shipped_label,
-                                 references=False, shipped_run=shipped_run)  # fmt: skip
+                                 references=False, shipped_run=shipped_run, copies=copies)  # fmt: skip
         lines = [_goal_line(label, facts, key, need, what) for key, need, what in GOALS]
         goals += [line for line in lines if line and "goal ≥ 0" not in line]
         notes = [line.replace("; goal ≥ 0: **met**.", ".") for line in lines if line]

@@ -308,6 +308,23 @@ def test_a_run_whose_output_is_a_copy_of_one_source_is_never_shipped(tmp_path) -
     seed, run, selection = results.select_shipped(tmp_path, results.final_runs(tmp_path))
     assert run.name == "ivif_stfuse_s0"
     assert sorted(selection["rejected_as_copies"]) == ["ivif_no_guidance_s0", "ivif_stfuse_s1"]
+    # the results tables name a variant's copied seeds beside its mean (which still includes them)
+    copies = results.copied_runs(tmp_path)
+    assert copies == ["ivif_no_guidance_s0", "ivif_stfuse_s1"]
+    summary = {"methods": {name: {m: {"mean": v} for m, v in values.items()} for name, values in scores.items()},
+               "lower_is_better": []}  # fmt: skip
+    runs = {"stfuse": ["ivif_stfuse_s0", "ivif_stfuse_s1"], "no_guidance": ["ivif_no_guidance_s0"]}
+    table, _ = results_page.results_table("tno", summary, results.TABLE_METRICS, runs, None, copies=copies)
+    assert "mean ± sd of 2 seeds (copies of one source on validation: `ivif_stfuse_s1`)" in table
+    assert "mean ± sd of 1 seed (copies of one source on validation: `ivif_no_guidance_s0`)" in table
+    # the main run gets its own row unless it is the shipped run
+    summary["methods"]["ivif_stfuse_main"] = {m: {"mean": 7.0} for m in results.TABLE_METRICS}
+    runs["main"] = ["ivif_stfuse_main"]
+    table, _ = results_page.results_table("tno", summary, results.TABLE_METRICS, runs, None)
+    assert "the main run (`ivif_stfuse_main`) | 7.000 |" in table
+    table, _ = results_page.results_table("tno", summary, results.TABLE_METRICS, runs, None,
+                                          shipped_run="ivif_stfuse_main")  # fmt: skip
+    assert "the main run" not in table
 
 
 def test_copy_baselines_pass_one_source_through() -> None:
