@@ -219,7 +219,7 @@ def write_page(summaries: dict[str, dict], runs: dict[str, list[str]], shipped_l
     seconds = {p.parent.name: json.loads(p.read_text())["seconds"] for p in sorted(out.glob("*/done.json"))}
     record = "\n".join(f"| {k} | {v / 60:.1f} min |" for k, v in sorted(seconds.items()))
     grid_note = ", ".join(
-        ["shipped"] + [VARIANT_NAMES[v] + f" ({runs[v][0]})" for v in runs if v != "stfuse" and runs[v]]
+        ["shipped"] + [VARIANT_NAMES[v] + f" ({runs[v][0]})" for v in runs if v in VARIANT_NAMES and v != "stfuse" and runs[v]]
     )
     body = RESULTS_TEMPLATE.format(
         **fields, timings=record or "| (not recorded) | |", goals="\n".join(goals),

@@ -356,3 +356,22 @@ def test_only_main_trains_the_run_the_gpu_recipe_validates(tmp_path, monkeypatch
         "experiments/gpu_check.py --steps recipe,validate"
         in (REPO / "experiments" / "gpu_recipe.sh").read_text()
     )
+
+
+def test_results_page_is_written_with_a_main_run_beside_the_variants(tmp_path, monkeypatch) -> None:
+    """write_page with the cpu budget's own main run (``runs["main"]``) writes the page and the README block."""
+    metrics = results.TABLE_METRICS
+    monkeypatch.setattr(results_page, "REPO", tmp_path)
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "README.md").write_text("intro\n<!-- results:start -->\nold\n<!-- results:end -->\ntail\n")
+    names = ["shipped", "ivif_stfuse_s0", "ivif_stfuse_main", "ivif_no_guidance_s0", "laplacian"]
+    summary = {"methods": {n: {m: {"mean": 1.0} for m in metrics} for n in names}, "lower_is_better": []}
+    runs = {"stfuse": ["ivif_stfuse_s0"], "no_guidance": ["ivif_no_guidance_s0"], "main": ["ivif_stfuse_main"]}
+    fields = {"budget": "cpu", "schedule": "{}", "mfif_config": "m.yaml", "ivif_config": "i.yaml", "recipe": "{}",
+              "selection": "`ivif_stfuse_s0`", "shipped_run": "ivif_stfuse_s0", "copies": []}  # fmt: skip
+    grids = [tmp_path / f"results_{name}.png" for name in results.SETS]
+    body = results_page.write_page({name: summary for name in results.SETS}, runs, "shipped", grids, fields, tmp_path)
+    assert "the main run (`ivif_stfuse_main`)" in body
+    assert "columns shipped, transfer without L_g (ivif_no_guidance_s0)." in body
+    readme = (tmp_path / "README.md").read_text()
+    assert "old" not in readme and "the main run (`ivif_stfuse_main`)" in readme and readme.endswith("tail\n")
