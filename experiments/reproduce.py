@@ -248,13 +248,17 @@ def main() -> int:
             )
         main_name = main_run(budget)
         if args.only in ("all", "main") and main_name != MAIN_RUN:  # the main run at the budget's own steps
-            jobs.append([(main_name, ivif_command(budget, data, out / main_name, "stfuse", 0, source, [], False))])
+            jobs.append(
+                [(main_name, ivif_command(budget, data, out / main_name, "stfuse", 0, source, [], False))]
+            )
         if args.only in ("all", "main", "ablations"):
             for seed in seeds if args.only != "main" else []:
                 for variant in variants:
                     name = f"ivif_{variant}_s{seed}"
                     jobs.append([(name, ivif_command(budget, data, out / name, variant, seed, source, []))])
-            if args.only == "main" and main_name == MAIN_RUN:  # no ablation sizing: the seed-0 run is the main run
+            if (
+                args.only == "main" and main_name == MAIN_RUN
+            ):  # no ablation sizing: the seed-0 run is the main run
                 jobs.append([(MAIN_RUN, ivif_command(budget, data, out / MAIN_RUN, "stfuse", 0, source, []))])
         if args.only in ("all", "probes"):
             for probe in probes:

@@ -72,7 +72,11 @@ def final_runs(out: Path, budget: str | None = None) -> dict[str, list[tuple[int
         for run in sorted(out.glob(f"ivif_{variant}_s*")):
             if (run / "done.json").is_file():  # finished (an interrupted run has only an interval last.ckpt)
                 runs.setdefault(variant, []).append((int(run.name.rsplit("_s", 1)[1]), run))
-    if budget is not None and main_run(budget) != MAIN_RUN and (out / main_run(budget) / "done.json").is_file():
+    if (
+        budget is not None
+        and main_run(budget) != MAIN_RUN
+        and (out / main_run(budget) / "done.json").is_file()
+    ):
         runs["main"] = [(0, out / main_run(budget))]
     return runs
 
@@ -228,7 +232,9 @@ def main() -> int:
     shipped_path = out / "weights" / f"{SHIPPED}.safetensors"
     summaries = fuse_and_score(out, data, {SHIPPED: shipped_path, **weights}, shipped_run=selection["run"])
     runs = {v: [r.name for _, r in seeded] for v, seeded in final_runs(out, args.budget).items()}
-    grid_methods = [SHIPPED] + [seeded[0] for v, seeded in runs.items() if v not in ("stfuse", "main") and seeded]
+    grid_methods = [SHIPPED] + [
+        seeded[0] for v, seeded in runs.items() if v not in ("stfuse", "main") and seeded
+    ]
     grids = write_grids(out, data, grid_methods)
     kind = VARIANT_NAMES["no_guidance" if selection["run"].startswith("ivif_no_guidance") else "stfuse"]
     if selection["run"] == main_run(args.budget):

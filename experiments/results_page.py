@@ -79,7 +79,11 @@ def results_table(name: str, summary: dict, metrics: list[str], runs: dict[str, 
             stats = [_aggregate(summary, runs[variant], m) for m in metrics]
             seeds = len(runs[variant])
             copied = [run for run in runs[variant] if run in (copies or ())]
-            note = f" (copies of one source on validation: {', '.join(f'`{c}`' for c in copied)})" if copied else ""
+            note = (
+                f" (copies of one source on validation: {', '.join(f'`{c}`' for c in copied)})"
+                if copied
+                else ""
+            )
             rows.append(
                 (
                     f"{label}, mean ± sd of {seeds} seed{'s' if seeds > 1 else ''}{note}",
@@ -219,7 +223,12 @@ def write_page(summaries: dict[str, dict], runs: dict[str, list[str]], shipped_l
     seconds = {p.parent.name: json.loads(p.read_text())["seconds"] for p in sorted(out.glob("*/done.json"))}
     record = "\n".join(f"| {k} | {v / 60:.1f} min |" for k, v in sorted(seconds.items()))
     grid_note = ", ".join(
-        ["shipped"] + [VARIANT_NAMES[v] + f" ({runs[v][0]})" for v in runs if v in VARIANT_NAMES and v != "stfuse" and runs[v]]
+        ["shipped"]
+        + [
+            VARIANT_NAMES[v] + f" ({runs[v][0]})"
+            for v in runs
+            if v in VARIANT_NAMES and v != "stfuse" and runs[v]
+        ]
     )
     body = RESULTS_TEMPLATE.format(
         **fields, timings=record or "| (not recorded) | |", goals="\n".join(goals),

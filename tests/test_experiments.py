@@ -97,7 +97,9 @@ def test_the_main_run_spends_the_budget_and_the_ablations_use_their_own_sizing(t
     sizing = "experiments/budgets/cpu/ablation.yaml"
     assert reproduce.ablation_config("cpu") == sizing and reproduce.main_run("cpu") == "ivif_stfuse_main"
     assert reproduce.ablation_config("gpu") is None and reproduce.main_run("gpu") == reproduce.MAIN_RUN
-    main_steps = yaml.safe_load((REPO / "experiments/budgets/cpu/ivif.yaml").read_text())["trainer"]["max_steps"]
+    main_steps = yaml.safe_load((REPO / "experiments/budgets/cpu/ivif.yaml").read_text())["trainer"][
+        "max_steps"
+    ]
     seed_steps = yaml.safe_load((REPO / sizing).read_text())["trainer"]["max_steps"]
     assert main_steps > seed_steps >= 1200  # probes at ≥ 1200 target steps
     argv = ["reproduce.py", "--budget", "cpu", "--data-root", str(tmp_path), "--out", str(tmp_path / "o"),
@@ -108,7 +110,9 @@ def test_the_main_run_spends_the_budget_and_the_ablations_use_their_own_sizing(t
         f"ivif_{v}_s{s}" for v in reproduce.VARIANTS for s in (0, 1)
     }
     assert sizing not in started["ivif_stfuse_main"] and "--config" in started["ivif_stfuse_main"]
-    assert all(sizing in command for name, command in started.items() if name not in ("mfif", "ivif_stfuse_main"))
+    assert all(
+        sizing in command for name, command in started.items() if name not in ("mfif", "ivif_stfuse_main")
+    )
     started.clear()
     monkeypatch.setattr(sys, "argv", [*argv, "--only", "main"])
     assert reproduce.main() == 0
@@ -366,11 +370,17 @@ def test_results_page_is_written_with_a_main_run_beside_the_variants(tmp_path, m
     (tmp_path / "README.md").write_text("intro\n<!-- results:start -->\nold\n<!-- results:end -->\ntail\n")
     names = ["shipped", "ivif_stfuse_s0", "ivif_stfuse_main", "ivif_no_guidance_s0", "laplacian"]
     summary = {"methods": {n: {m: {"mean": 1.0} for m in metrics} for n in names}, "lower_is_better": []}
-    runs = {"stfuse": ["ivif_stfuse_s0"], "no_guidance": ["ivif_no_guidance_s0"], "main": ["ivif_stfuse_main"]}
+    runs = {
+        "stfuse": ["ivif_stfuse_s0"],
+        "no_guidance": ["ivif_no_guidance_s0"],
+        "main": ["ivif_stfuse_main"],
+    }
     fields = {"budget": "cpu", "schedule": "{}", "mfif_config": "m.yaml", "ivif_config": "i.yaml", "recipe": "{}",
               "selection": "`ivif_stfuse_s0`", "shipped_run": "ivif_stfuse_s0", "copies": []}  # fmt: skip
     grids = [tmp_path / f"results_{name}.png" for name in results.SETS]
-    body = results_page.write_page({name: summary for name in results.SETS}, runs, "shipped", grids, fields, tmp_path)
+    body = results_page.write_page(
+        {name: summary for name in results.SETS}, runs, "shipped", grids, fields, tmp_path
+    )
     assert "the main run (`ivif_stfuse_main`)" in body
     assert "columns shipped, transfer without L_g (ivif_no_guidance_s0)." in body
     readme = (tmp_path / "README.md").read_text()

@@ -195,7 +195,9 @@ class GuidanceLoss(nn.Module):
             if mode != "selection":
                 raise ValueError(f"guidance levels apply to the `selection` mode only, not {mode!r}")
             if not levels or levels[0] < 0:
-                raise ValueError(f"guidance levels must be a non-empty list of levels ≥ 0, got {list(levels)}")
+                raise ValueError(
+                    f"guidance levels must be a non-empty list of levels ≥ 0, got {list(levels)}"
+                )
         if mode not in GUIDANCE_MODES:
             raise ValueError(f"unknown guidance mode {mode!r}; expected one of {GUIDANCE_MODES}")
         if layers is not None:
