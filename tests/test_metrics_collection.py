@@ -215,11 +215,23 @@ class _GatheringModule(pl.LightningModule):
 @pytest.mark.slow
 def test_ddp_gathers_every_images_value_across_processes(tmp_path: Path) -> None:
     out = tmp_path / "gathered.json"
-    trainer = pl.Trainer(
-        accelerator="cpu", devices=2, strategy="ddp_spawn", logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False,
-    )  # fmt: skip
-    trainer.validate(_GatheringModule(str(out)), DataLoader(_RandomPairs(), batch_size=1))
+    from torch.multiprocessing import ProcessExitedException
+
+    # A spawned gloo worker on this 2-core CPU occasionally aborts at exit ("terminate called without an
+    # active exception", SIGABRT) after the work is done; that is the process group's teardown, not the
+    # gathering under test, so such a run is repeated (at most 3 tries); any other failure fails at once.
+    for attempt in range(3):
+        trainer = pl.Trainer(
+            accelerator="cpu", devices=2, strategy="ddp_spawn", logger=False, enable_checkpointing=False,
+            enable_progress_bar=False, enable_model_summary=False,
+        )  # fmt: skip
+        try:
+            trainer.validate(_GatheringModule(str(out)), DataLoader(_RandomPairs(), batch_size=1))
+            break
+        except ProcessExitedException as error:
+            if error.signal_name != "SIGABRT" or attempt == 2:
+                raise
+            out.unlink(missing_ok=True)
     gathered = json.loads(out.read_text())
     single = FusionMetrics(metrics=["EN", "VIF", "Qabf"])
     for index in range(len(_RandomPairs())):
