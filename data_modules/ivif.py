@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
+from data_modules.io import read_luma, to_unit_float
 from data_modules.layouts import open_dataset
 from data_modules.paired import PairedImageFolder, collate_pairs
 from data_modules.resumable import EpochSeededDataset, EpochSeededSampler, TrainerPositionMixin, current_epoch
@@ -16,9 +17,50 @@ from data_modules.samplers import eval_sampler
 from data_modules.synthetic_scenes import SyntheticIVIFDataset
 from data_modules.transforms import PairedAugmentation, WorkerSeeder
 
+VAL_STRATA = ("random", "stratified")
+
 
 def _concat(datasets: list[Dataset]) -> Dataset:
     return datasets[0] if len(datasets) == 1 else ConcatDataset(datasets)
+
+
+def _shares(sizes: list[int], count: int, minimum: int) -> list[int]:
+    """``count`` split over roots of ``sizes``: ``minimum`` each (at most all but one of a root's pairs), the
+    rest in proportion to the sizes (largest remainder)."""
+    shares = [min(minimum, n - 1) for n in sizes]
+    if any(n < 2 for n in sizes) or sum(shares) > count:
+        raise ValueError(
+            f"a stratified split of val_size={count} cannot hold out {minimum} pair(s) of each root and keep one "
+            f"for training (root sizes {sizes}); lower val_min_per_root or raise val_size"
+        )
+    rest = count - sum(shares)
+    room = [n - 1 - a for n, a in zip(sizes, shares)]
+    exact = [rest * r / max(1, sum(room)) for r in room]
+    shares = [a + int(e) for a, e in zip(shares, exact)]
+    order = sorted(range(len(sizes)), key=lambda k: int(exact[k]) - exact[k])
+    for k in order[: count - sum(shares)]:
+        shares[k] += 1
+    return shares
+
+
+def stratified_hold_out(
+    folders: list[PairedImageFolder], count: int, seed: int, minimum: int = 1
+) -> list[list[int]]:
+    """The indices held out of each folder: ``minimum`` each plus a share of the rest of ``count`` in
+    proportion to the folder sizes, spread evenly over the folder's pairs sorted by mean visible luminance
+    (a systematic sample with a seeded offset), so dark and bright scenes are both held out.
+
+    Reads each visible image once (its luminance); the choice depends only on the files and ``seed``.
+    """
+    shares = _shares([len(folder) for folder in folders], count, minimum)
+    rng = np.random.default_rng(seed)
+    picked: list[list[int]] = []
+    for folder, share in zip(folders, shares):
+        brightness = [float(to_unit_float(read_luma(r.vi_path), r.vi_path).mean()) for r in folder.records]
+        order = sorted(range(len(folder)), key=lambda i: (brightness[i], folder.records[i].name))
+        offset = rng.random()
+        picked.append(sorted(order[int((k + offset) * len(folder) / share)] for k in range(share)))
+    return picked
 
 
 class IVIFDataModule(TrainerPositionMixin, pl.LightningDataModule):
@@ -44,6 +86,14 @@ class IVIFDataModule(TrainerPositionMixin, pl.LightningDataModule):
         val_size: number of validation pairs when ``val_roots`` is None.
         split_seed: chooses the held-out validation pairs (default: ``seed``); fixing it lets runs with
             different seeds share one validation split.
+        val_strata: how the ``val_size`` held-out pairs are drawn. ``"random"``: uniformly over all training
+            pairs, so a small root may get none. ``"stratified"``: each root gets its share (``val_min_per_root``
+            or in proportion to its size with at least one pair each), and inside a root the pairs are spread
+            over the range of visible-image brightness (a systematic sample of the pairs sorted by mean VIS
+            luminance, with a seeded offset), so night and day scenes are both held out.
+        val_min_per_root: with ``val_strata="stratified"``, the pairs held out of every training root at least
+            (a small domain is then validated on, not drowned by a large one); the rest of ``val_size`` goes
+            to the roots in proportion to their sizes.
         default_train_size, default_image_size: size of the synthetic default (pairs, pixels per side).
         flips, rotate90, photometric: training augmentations.
         cache_images: keep decoded training and validation pairs in memory (per process) after their first
@@ -67,6 +117,8 @@ class IVIFDataModule(TrainerPositionMixin, pl.LightningDataModule):
         seed: int = 0,
         val_size: int = 8,
         split_seed: int | None = None,
+        val_strata: str = "random",
+        val_min_per_root: int = 1,
         default_train_size: int = 512,
         default_image_size: int = 256,
         flips: bool = True,
@@ -90,6 +142,10 @@ class IVIFDataModule(TrainerPositionMixin, pl.LightningDataModule):
                 "need crop_size >= 8, batch_size >= 1, eval_batch_size >= 1, num_workers >= 0 and val_size >= 1; "
                 f"got {crop_size}, {batch_size}, {eval_batch_size}, {num_workers}, {val_size}"
             )
+        if val_strata not in VAL_STRATA:
+            raise ValueError(f"val_strata must be one of {VAL_STRATA}, got {val_strata!r}")
+        if not isinstance(val_min_per_root, int) or val_min_per_root < 1:
+            raise ValueError(f"val_min_per_root must be an integer ≥ 1, got {val_min_per_root!r}")
         self.save_hyperparameters()
         self.train_roots, self.val_roots = train_roots, val_roots
         self.test_roots, self.predict_roots = test_roots, predict_roots
@@ -98,6 +154,8 @@ class IVIFDataModule(TrainerPositionMixin, pl.LightningDataModule):
         self.crop_size, self.batch_size, self.eval_batch_size = crop_size, batch_size, eval_batch_size
         self.num_workers, self.seed, self.val_size = num_workers, seed, val_size
         self.split_seed = seed if split_seed is None else split_seed
+        self.val_strata = val_strata
+        self.val_min_per_root = val_min_per_root
         self.default_train_size, self.default_image_size = default_train_size, default_image_size
         self.flips, self.rotate90, self.photometric = flips, rotate90, photometric
         self.cache_images = cache_images
@@ -137,16 +195,25 @@ class IVIFDataModule(TrainerPositionMixin, pl.LightningDataModule):
         return SyntheticIVIFDataset(length, size, size, seed=self.seed, stream=stream, transform=transform)
 
     def _held_out(self, folders: list[PairedImageFolder]) -> tuple[list[Dataset], list[Dataset]]:
-        """Split ``val_size`` pairs (chosen by seed, spread over the roots) off the training folders."""
+        """Split ``val_size`` pairs (chosen by ``split_seed`` and ``val_strata``) off the training folders."""
         total = sum(len(folder) for folder in folders)
         if total <= self.val_size:
             raise ValueError(
                 f"the training roots hold {total} pair(s), too few to hold out val_size={self.val_size} "
                 "for validation; pass val_roots or a smaller val_size"
             )
-        chosen = set(
-            np.random.default_rng(self.split_seed).choice(total, size=self.val_size, replace=False).tolist()
-        )
+        if self.val_strata == "stratified":
+            chosen_per_root = stratified_hold_out(
+                folders, self.val_size, self.split_seed, self.val_min_per_root
+            )
+            offsets = np.cumsum([0] + [len(folder) for folder in folders])
+            chosen = {int(offsets[k]) + i for k, picked in enumerate(chosen_per_root) for i in picked}
+        else:
+            chosen = set(
+                np.random.default_rng(self.split_seed)
+                .choice(total, size=self.val_size, replace=False)
+                .tolist()
+            )
         train_parts: list[Dataset] = []
         val_parts: list[Dataset] = []
         offset = 0

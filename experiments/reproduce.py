@@ -60,7 +60,6 @@ VARIANTS = {
     "no_transfer": ["--config", "experiments/ablations/no_transfer.yaml"],
 }
 SEEDS = (0, 1, 2)
-VAL_SIZE = 16  # validation pairs held out of train/ivif (the budgets' ivif.yaml); experiments/validate.py uses it too
 
 
 def _overlays(files: list[str]) -> list[str]:
@@ -288,7 +287,7 @@ def main() -> int:
         p.name for p in out.iterdir() if (p / "done.json").is_file() and not p.name.startswith("mfif")
     )
     validate = [sys.executable, str(REPO / "experiments" / "validate.py"), "--data-root", str(data),
-                "--val-size", str(VAL_SIZE), "--json", str(out / "validation.json"), *[str(out / r) for r in runs]]  # fmt: skip
+                "--budget", args.budget, "--json", str(out / "validation.json"), *[str(out / r) for r in runs]]  # fmt: skip
     print("$ " + shlex.join(validate), flush=True)
     subprocess.run(validate, check=True, cwd=REPO)
     results = [sys.executable, str(REPO / "experiments" / "results.py"), "--out", str(out), "--data-root", str(data),

@@ -30,6 +30,7 @@ from reproduce import MAIN_RUN, VARIANTS, ablation_config, budget_config, budget
 from results_page import (  # noqa: E402
     SHIPPED,
     VARIANT_NAMES,
+    split_text,
     write_page,
 )
 
@@ -107,8 +108,7 @@ def select_shipped(out: Path, runs: dict[str, list[tuple[int, Path]]]) -> tuple[
     ranks = mean_rank(validation["scores"], candidates)
     best = min(candidates, key=lambda name: ranks[name])
     seed, run = next((s, r) for s, r in pool if r.name == best)
-    selection = {"split": f"{validation['pairs']} pairs held out of train/ivif/{{roadscene,msrs}} (split seed "
-                          f"{validation['seed']}), experiments/validate.py", "rule": "best mean rank over the 8 table "
+    selection = {"split": split_text(validation) + ", experiments/validate.py", "rule": "best mean rank over the 8 table "
                           "metrics among the transfer runs (the main run and the seeds of full STFuse and of transfer "
                  "without L_g) whose output is not a copy of one source", "rejected_as_copies": rejected,
                  "mean_rank": ranks,

@@ -39,6 +39,16 @@ GOALS = [
 ]
 
 
+def split_text(validation: dict) -> str:
+    """How the validation pairs were held out, for records and pages (validate.py's JSON)."""
+    split = validation.get("split", {})
+    domains = ", ".join(
+        f"{len(names)} {domain}" for domain, names in validation.get("domain_pairs", {}).items()
+    )
+    how = f"{split.get('val_strata', 'random')} hold-out, split seed {validation['seed']}"
+    return f"{validation['pairs']} pairs held out of train/ivif ({domains}; {how}; each domain counts once)"
+
+
 def _mean(summary: dict, method: str, metric: str) -> float | None:
     entry = summary["methods"].get(method, {}).get(metric)
     if entry is None:
@@ -185,10 +195,7 @@ def probe_table(out: Path) -> str:
             + " | ".join(f"{values[m]:.3f}" for m in TABLE_METRICS)
             + f" | {beats} | {versus} | {delta} |"
         )
-    return (
-        f"Validation split: {validation['pairs']} pairs held out of train/ivif (split seed {validation['seed']}).\n\n"
-        + "\n".join(lines)
-    )
+    return f"Validation split: {split_text(validation)}.\n\n" + "\n".join(lines)
 
 
 def _goal_line(label: str, facts: dict[str, list[str]], key: str, need: int, what: str) -> str | None:
@@ -275,7 +282,9 @@ SeAFusion's row is its released outputs scored with this project's metric code.
 - Source stage: synthetic multi-focus pairs from `train/natural` (420 all-in-focus images), seed 0;
   validation on held-out synthetic pairs.
 - Target stage: `train/ivif/roadscene` (171 pairs) + `train/ivif/msrs` (12 pairs) minus 16 pairs held out
-  for validation (split seed 0, the same for every run). No test pair is used for training or selection.
+  for validation: at least 4 of each root (12 RoadScene, 4 MSRS), spread over dark and bright scenes (split
+  seed 0, the same for every run). Each domain counts once in the validation scores. No test pair is used for
+  training or selection.
 - The main run (`ivif_stfuse_main`, where the budget sizes the ablations apart): full STFuse, seed 0, at the
   budget's own target steps (`ivif_steps` above), what `make transfer-ivif BUDGET={budget}` trains.
 - The three variants (full STFuse, transfer without L_g, no transfer) share one source stage, one step budget

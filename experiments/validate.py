@@ -4,9 +4,15 @@
     python experiments/validate.py --json val.json RUN_DIR_OR_CKPT ...
 
 This is the split every model-selection decision uses (the "what moved the metrics" table in
-docs/results.md, the choice of the shipped recipe): ``val_size`` pairs held out of
-``train/ivif/{roadscene,msrs}`` by ``IVIFDataModule`` with the same seed as training, so they never
-trained a model, and they hold no test pair (TNO-25, RoadScene-50 and MSRS-20 are never read here).
+docs/results.md, the choice of the shipped recipe): the pairs held out of ``train/ivif/{roadscene,msrs}``
+by ``IVIFDataModule`` with the budget's split settings (``val_size``, ``split_seed``, ``val_strata``,
+``val_min_per_root`` in experiments/budgets/<budget>/ivif.yaml), exactly as training held them out, so they
+never trained a model, and they hold no test pair (TNO-25, RoadScene-50 and MSRS-20 are never read here).
+
+Each data-set root is a *domain* (RoadScene/FLIR daytime driving, MSRS day and night streets). Every metric
+is scored per domain, and a run's score is the mean of its domain scores, each domain counting once
+(``scores``; the per-domain values are under ``domains``): a 4-pair domain then weighs as much as a 12-pair one,
+so a model cannot win validation on the larger domain alone.
 Each run's ``checkpoints/last.ckpt`` fuses the pairs; the classical average, maximum and Laplacian
 rules and the two copy baselines (``copy_ir``, ``copy_vi``) are scored on the same pairs as in-run baselines, with the
 ``cddfuse`` metric preset. Each row also records ``copy_distance``: the smaller of mean|F − IR| and
@@ -44,18 +50,36 @@ def is_copy(row: dict[str, float]) -> bool:
     return row.get("copy_distance", float("inf")) < COPY_FLOOR
 
 
-def validation_pairs(data_root: Path, val_size: int, seed: int) -> list[dict]:
-    """The held-out pairs, exactly as ``IVIFDataModule`` holds them out during training."""
+def split_settings(budget: str) -> dict:
+    """The validation split of a budget's target stage (``val_size``, ``split_seed``, ``val_strata``,
+    ``val_min_per_root``), read from experiments/budgets/<budget>/ivif.yaml."""
+    from reproduce import budget_settings
+
+    target = budget_settings(budget, "ivif")["data"]["init_args"]["ivif"]["init_args"]
+    keys = ("val_size", "split_seed", "val_strata", "val_min_per_root")
+    return {key: target[key] for key in keys if key in target}
+
+
+def validation_pairs(data_root: Path, split: dict) -> dict[str, list[dict]]:
+    """The held-out pairs by domain (the root's folder name), exactly as ``IVIFDataModule`` holds them out
+    during training with the ``split`` settings."""
+    from torch.utils.data import ConcatDataset
+
     from data_modules import IVIFDataModule
 
     roots = [str(data_root / "train" / "ivif" / "roadscene"), str(data_root / "train" / "ivif" / "msrs")]
-    module = IVIFDataModule(train_roots=roots, val_size=val_size, split_seed=seed, num_workers=0)
+    module = IVIFDataModule(train_roots=roots, num_workers=0, **split)
     module.setup("fit")
     assert module.val_dataset is not None
-    return [module.val_dataset[i] for i in range(len(module.val_dataset))]
+    parts = (
+        module.val_dataset.datasets if isinstance(module.val_dataset, ConcatDataset) else [module.val_dataset]
+    )
+    return {part.ir_dir.parent.name: [part[i] for i in range(len(part))] for part in parts}
 
 
 def score(fuse, pairs: list[dict]) -> dict[str, float]:
+    """The table metrics of ``fuse`` on ``pairs``, with ``to_ir``/``to_vi`` (mean |F − IR|, mean |F − VIS|)
+    and ``copy_distance`` (the smaller of the two)."""
     from stfuse.metrics import FusionMetrics
 
     metrics = FusionMetrics(preset="cddfuse", metrics=TABLE_METRICS)
@@ -68,7 +92,16 @@ def score(fuse, pairs: list[dict]) -> dict[str, float]:
             to_ir.append(float((fused - ir).abs().mean()))
             to_vi.append(float((fused - vi).abs().mean()))
     row = {name: float(value) for name, value in metrics.compute().items()}
-    row["copy_distance"] = min(sum(to_ir) / len(to_ir), sum(to_vi) / len(to_vi))
+    row["to_ir"], row["to_vi"] = sum(to_ir) / len(to_ir), sum(to_vi) / len(to_vi)
+    row["copy_distance"] = min(row["to_ir"], row["to_vi"])
+    return row
+
+
+def balanced(rows: dict[str, dict[str, float]]) -> dict[str, float]:
+    """The mean over domains of each value (every domain counts once); ``copy_distance`` from the means."""
+    keys = [*TABLE_METRICS, "to_ir", "to_vi"]
+    row = {key: sum(r[key] for r in rows.values()) / len(rows) for key in keys}
+    row["copy_distance"] = min(row["to_ir"], row["to_vi"])
     return row
 
 
@@ -88,10 +121,9 @@ def main() -> int:
     )
     parser.add_argument("--data-root", default=str(find_data_root()))
     parser.add_argument(
-        "--val-size", type=int, default=16, help="pairs held out of the training data (default 16)"
-    )
-    parser.add_argument(
-        "--seed", type=int, default=0, help="the split seed the runs held their pairs out with (default 0)"
+        "--budget",
+        default="cpu",
+        help="the budget whose ivif.yaml sets the split the runs trained with (default cpu)",
     )
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument("--json", help="also write the scores to this JSON file")
@@ -101,17 +133,26 @@ def main() -> int:
     from stfuse.models.checkpoint import load_network
 
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
-    pairs = validation_pairs(Path(args.data_root), args.val_size, args.seed)
-    rows: dict[str, dict[str, float]] = {}
-    if not args.no_baselines:
-        for name in BASELINE_ROWS:
-            rows[name] = score(lambda ir, vi, name=name: fuse_baseline(name, ir, vi), pairs)
+    split = split_settings(args.budget)
+    domains = validation_pairs(Path(args.data_root), split)
+    fusers = (
+        {}
+        if args.no_baselines
+        else {name: (lambda ir, vi, name=name: fuse_baseline(name, ir, vi)) for name in BASELINE_ROWS}
+    )
     for run in args.runs:
-        net = load_network(resolve_checkpoint(Path(run))).eval()
-        rows[Path(run).name if Path(run).is_dir() else str(run)] = score(net, pairs)
+        fusers[Path(run).name if Path(run).is_dir() else str(run)] = load_network(
+            resolve_checkpoint(Path(run))
+        ).eval()
+    by_domain = {
+        domain: {name: score(fuse, pairs) for name, fuse in fusers.items()}
+        for domain, pairs in domains.items()
+    }
+    rows = {name: balanced({domain: by_domain[domain][name] for domain in domains}) for name in fusers}
 
     laplacian = rows.get("laplacian")
-    print(f"validation split: {len(pairs)} pairs held out of train/ivif (seed {args.seed})")
+    sizes = ", ".join(f"{domain} {len(pairs)}" for domain, pairs in domains.items())
+    print(f"validation split ({args.budget} budget, {split}): {sizes}; each domain counts once")
     print("| run | " + " | ".join(TABLE_METRICS) + " | > Laplacian |")
     print("|---|" + "---|" * (len(TABLE_METRICS) + 1))
     for name, values in rows.items():
@@ -121,7 +162,19 @@ def main() -> int:
         print(f"| {name}{copy} | {cells} | {wins}/8 |")
     if args.json:
         Path(args.json).write_text(
-            json.dumps({"pairs": len(pairs), "seed": args.seed, "scores": rows}, indent=2)
+            json.dumps(
+                {
+                    "pairs": sum(len(p) for p in domains.values()),
+                    "seed": split.get("split_seed"),
+                    "split": split,
+                    "domain_pairs": {
+                        domain: [item["name"] for item in pairs] for domain, pairs in domains.items()
+                    },
+                    "scores": rows,
+                    "domains": by_domain,
+                },
+                indent=2,
+            )
         )
     return 0
 

@@ -71,7 +71,8 @@ def test_commands_share_one_validation_split_and_vary_the_seed(tmp_path) -> None
                 for seed in (0, 1)]  # fmt: skip
     budget = yaml.safe_load((REPO / "experiments" / "budgets" / "cpu" / "ivif.yaml").read_text())
     target = budget["data"]["init_args"]["ivif"]["init_args"]
-    assert target["split_seed"] == 0 and target["val_size"] == reproduce.VAL_SIZE
+    assert target["split_seed"] == 0 and target["val_size"] == 16
+    assert target["val_strata"] == "stratified" and target["val_min_per_root"] == 4
     for command in commands:
         assert "experiments/budgets/cpu/ivif.yaml" in command
         assert "--data.init_args.ivif.init_args.split_seed" not in command  # the budget's, the same for all
@@ -385,3 +386,29 @@ def test_results_page_is_written_with_a_main_run_beside_the_variants(tmp_path, m
     assert "columns shipped, transfer without L_g (ivif_no_guidance_s0)." in body
     readme = (tmp_path / "README.md").read_text()
     assert "old" not in readme and "the main run (`ivif_stfuse_main`)" in readme and readme.endswith("tail\n")
+
+
+def test_the_validation_split_holds_out_both_domains_day_and_night_and_never_trains_on_them(data_root) -> None:
+    """The cpu budget's split on the real training pairs: 12 RoadScene + 4 MSRS, dark and bright MSRS
+    scenes both, none of them in the training set, no test pair; each domain counts once in the scores."""
+    import validate
+
+    from data_modules import IVIFDataModule
+
+    split = validate.split_settings("cpu")
+    domains = validate.validation_pairs(data_root, split)
+    names = {domain: [item["name"] for item in pairs] for domain, pairs in domains.items()}
+    assert {domain: len(held) for domain, held in names.items()} == {"roadscene": 12, "msrs": 4}
+    assert {name[-1] for name in names["msrs"]} == {"D", "N"}  # MSRS names end in D (day) or N (night)
+    roots = [str(data_root / "train" / "ivif" / "roadscene"), str(data_root / "train" / "ivif" / "msrs")]
+    module = IVIFDataModule(train_roots=roots, num_workers=0, **split)
+    module.setup("fit")
+    trained = {module.train_dataset[i]["name"] for i in range(len(module.train_dataset))}
+    held_out = set(names["roadscene"]) | set(names["msrs"])
+    assert len(trained) == 183 - 16 and not trained & held_out
+    tests = {p.stem for d in ("tno", "roadscene", "msrs") for p in (data_root / "ivif" / d / "ir").iterdir()}
+    assert not held_out & tests
+    small = {"msrs": {**dict.fromkeys(results.TABLE_METRICS, 4.0), "to_ir": 0.1, "to_vi": 0.3},
+             "roadscene": {**dict.fromkeys(results.TABLE_METRICS, 2.0), "to_ir": 0.2, "to_vi": 0.05}}  # fmt: skip
+    row = validate.balanced(small)
+    assert row["MI"] == 3.0 and row["copy_distance"] == pytest.approx(0.15)  # min(0.15, 0.175)

@@ -178,6 +178,49 @@ def test_several_training_roots_and_a_held_out_validation_split(tmp_path: Path) 
         IVIFDataModule(train_roots=[str(generic)], val_size=20, num_workers=0).setup("fit")
 
 
+def _graded_root(root: Path, levels: list[float]) -> Path:
+    """A flat root whose pair i has a uniform visible image of brightness ``levels[i]``."""
+    (root / "ir").mkdir(parents=True)
+    (root / "vi").mkdir()
+    for index, level in enumerate(levels):
+        write_image(root / "ir" / f"p{index:02d}.png", np.full((12, 12), 0.5, dtype=np.float32))
+        write_image(root / "vi" / f"p{index:02d}.png", np.full((12, 12), level, dtype=np.float32))
+    return root
+
+
+def test_stratified_split_holds_out_every_root_over_dark_and_bright_scenes(tmp_path: Path) -> None:
+    big = _graded_root(tmp_path / "big", [i / 40 for i in range(40)])  # pair i: brightness i/40
+    small = _graded_root(tmp_path / "small", [0.9, 0.1, 0.8, 0.2, 0.7, 0.3])
+
+    def held_out(strata: str, seed: int = 0, minimum: int = 1) -> tuple[dict[str, list[str]], int]:
+        dm = IVIFDataModule(train_roots=[str(big), str(small)], val_size=8, split_seed=seed, num_workers=0,
+                            crop_size=8, val_strata=strata, val_min_per_root=minimum)  # fmt: skip
+        dm.setup("fit")
+        names: dict[str, list[str]] = {}
+        for part in dm.val_dataset.datasets:
+            names[part.ir_dir.parent.name] = [part[i]["name"] for i in range(len(part))]
+        return names, len(dm.train_dataset)
+
+    names, train = held_out("stratified", minimum=3)
+    assert {k: len(v) for k, v in names.items()} == {"big": 5, "small": 3} and train == 46 - 8
+    # the big root's 5 are one from each fifth of the brightness range
+    assert sorted(int(n[1:]) // 8 for n in names["big"]) == [0, 1, 2, 3, 4]
+    # the small root's 3: one dark (0.1, 0.2), one middle (0.3, 0.7), one bright (0.8, 0.9)
+    level = {"p00": 0.9, "p01": 0.1, "p02": 0.8, "p03": 0.2, "p04": 0.7, "p05": 0.3}
+    assert sorted(round(level[n] * 10) // 3 for n in names["small"]) in ([0, 1, 2], [0, 2, 3], [0, 1, 3])
+    assert held_out("stratified", minimum=3) == (names, train)  # deterministic
+    assert held_out("stratified", seed=1, minimum=3)[0] != names
+    # one each, the other 6 in proportion to the pairs left (38 : 4, largest remainder)
+    assert {k: len(v) for k, v in held_out("stratified")[0].items()} == {"big": 6, "small": 2}
+    with pytest.raises(ValueError, match="val_strata must be one of"):
+        IVIFDataModule(train_roots=[str(big)], val_strata="by-name")
+    with pytest.raises(ValueError, match="val_min_per_root must be an integer ≥ 1"):
+        IVIFDataModule(train_roots=[str(big)], val_strata="stratified", val_min_per_root=0)
+    with pytest.raises(ValueError, match="cannot hold out 5 pair"):
+        IVIFDataModule(train_roots=[str(big), str(small)], val_size=8, num_workers=0, crop_size=8,
+                       val_strata="stratified", val_min_per_root=5).setup("fit")  # fmt: skip
+
+
 def test_split_layouts_use_train_and_eval_splits(tmp_path: Path) -> None:
     root = write_fake_layout(tmp_path / "MSRS", "msrs", n_pairs=3, size=(20, 20))
     (root / "test" / "ir" / "00001D.png").rename(root / "test" / "ir" / "99999D.png")

@@ -142,6 +142,27 @@ def test_selection_guidance_on_chosen_levels_leaves_the_others_free() -> None:
         GuidanceLoss("selection", levels=[-1])
 
 
+def test_centered_selection_guidance_matches_the_decision_pattern_not_its_balance() -> None:
+    dummy = torch.zeros(1, 1, 8, 8)
+    teacher = torch.full((1, 2, 8, 8), 0.85)
+    teacher[..., :2] = 0.98  # prefers IR everywhere, and even more on the left
+    shifted = teacher - 0.5  # the same pattern, half the IR weight everywhere
+    flipped = teacher.clone()
+    flipped[..., :2] = 0.70  # the balance kept, the pattern reversed
+    plain = GuidanceLoss("selection")
+    centered = GuidanceLoss("selection", centered=True)
+
+    def value(loss: GuidanceLoss, student: torch.Tensor) -> float:
+        return float(loss(dummy, dummy, [student], [teacher], groups=["select"]))
+
+    assert value(plain, shifted) == pytest.approx(0.5, abs=1e-6)
+    assert value(centered, shifted) == pytest.approx(0.0, abs=1e-6)
+    assert value(centered, flipped) > 0.1
+    assert value(centered, teacher) == 0.0
+    with pytest.raises(ValueError, match="selection"):
+        GuidanceLoss("feature_in", centered=True)
+
+
 def test_relation_guidance_ignores_per_channel_scale_and_shift_of_the_teacher() -> None:
     torch.manual_seed(0)
     phi = torch.randn(2, 6, 10, 10)

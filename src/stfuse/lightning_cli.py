@@ -166,8 +166,8 @@ class STFuseCLI(LightningCLI):
                 )
         data = config.get("data")
         for key, value in _walk(data, "data"):
-            if not _is_root_key(key) or value is None:
-                continue
+            if not _is_root_key(key) or not isinstance(value, (str, os.PathLike, list, tuple)):
+                continue  # None (the default), or a count such as val_min_per_root
             for folder in [value] if isinstance(value, (str, os.PathLike)) else list(value or []):
                 if isinstance(folder, (str, os.PathLike)) and not Path(folder).is_dir():
                     problem = "is not a folder" if Path(folder).exists() else "does not exist"

@@ -69,6 +69,9 @@ def _selection(
             w_s, w_t = w_s[:, list(loss.levels)], w_t[:, list(loss.levels)]
         w_t = w_t.detach()
         confidence = (2.0 * w_t - 1.0).abs()
+        if loss.centered:
+            w_s = w_s - w_s.mean(dim=(-2, -1), keepdim=True)
+            w_t = w_t - w_t.mean(dim=(-2, -1), keepdim=True)
         total = total + (confidence * (w_s - w_t).abs()).sum() / confidence.sum().clamp_min(loss.eps)
     return total
 
@@ -177,6 +180,14 @@ class GuidanceLoss(nn.Module):
     while its fine-level decision (which source carries the detail) is the transferable knowledge. ``None``:
     every level.
 
+    ``centered`` (``selection`` only) matches the *pattern* of the teacher's decision, not its overall
+    balance: each weight map loses its own spatial mean (per image and level) before the comparison, and the
+    confidence c is taken from the teacher's map as usual. On IR/VIS pairs the multi-focus teacher gives the
+    infrared image most of the weight everywhere (mean W(IR) ≈ 0.84 on every level of training pairs): that
+    balance reflects IR's higher local contrast, which a multi-focus pair never has, so it is a task
+    attribute; where the teacher prefers one source *more than elsewhere* is its structural knowledge. The
+    balance is left to the IVIF objective (intensity, gradient, SSIM).
+
     The teacher side is detached: it is a fixed target, whatever the caller's grad mode.
     """
 
@@ -188,8 +199,11 @@ class GuidanceLoss(nn.Module):
         lcn_eps: float = 1e-3,
         layers: Sequence[str] | None = None,
         levels: Sequence[int] | None = None,
+        centered: bool = False,
     ) -> None:
         super().__init__()
+        if centered and mode != "selection":
+            raise ValueError(f"centered guidance applies to the `selection` mode only, not {mode!r}")
         if levels is not None:
             levels = tuple(sorted(set(int(level) for level in levels)))
             if mode != "selection":
@@ -210,6 +224,7 @@ class GuidanceLoss(nn.Module):
         self.mode = mode
         self.layers = layers
         self.levels = levels
+        self.centered = bool(centered)
         self.eps = float(eps)
         self.lcn_window = int(lcn_window)
         self.lcn_eps = float(lcn_eps)

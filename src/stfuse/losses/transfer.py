@@ -35,10 +35,13 @@ class TransferObjective(nn.Module):
         beta: float = 1.0,
         guidance_layers: Sequence[str] | None = None,
         guidance_levels: Sequence[int] | None = None,
+        guidance_centered: bool = False,
     ) -> None:
         super().__init__()
         self.fusion = IVIFFusionLoss(lambda_int=lambda_int, lambda_grad=lambda_grad, lambda_ssim=lambda_ssim)
-        self.guidance = GuidanceLoss(mode=guidance, layers=guidance_layers, levels=guidance_levels)
+        self.guidance = GuidanceLoss(
+            mode=guidance, layers=guidance_layers, levels=guidance_levels, centered=guidance_centered
+        )
         self.replay = MFIFLoss(alpha=alpha, beta=beta)
         self.lambda_g = float(lambda_g)
         self.lambda_src = float(lambda_src)
