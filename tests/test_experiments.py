@@ -388,7 +388,9 @@ def test_results_page_is_written_with_a_main_run_beside_the_variants(tmp_path, m
     assert "old" not in readme and "the main run (`ivif_stfuse_main`)" in readme and readme.endswith("tail\n")
 
 
-def test_the_validation_split_holds_out_both_domains_day_and_night_and_never_trains_on_them(data_root) -> None:
+def test_the_validation_split_holds_out_both_domains_day_and_night_and_never_trains_on_them(
+    data_root,
+) -> None:
     """The cpu budget's split on the real training pairs: 12 RoadScene + 4 MSRS, dark and bright MSRS
     scenes both, none of them in the training set, no test pair; each domain counts once in the scores."""
     import validate
