@@ -150,7 +150,7 @@ def test_centered_selection_guidance_matches_the_decision_pattern_not_its_balanc
     flipped = teacher.clone()
     flipped[..., :2] = 0.70  # the balance kept, the pattern reversed
     plain = GuidanceLoss("selection")
-    centered = GuidanceLoss("selection", centered=True)
+    centered = GuidanceLoss("selection", centering="weights")
 
     def value(loss: GuidanceLoss, student: torch.Tensor) -> float:
         return float(loss(dummy, dummy, [student], [teacher], groups=["select"]))
@@ -160,7 +160,27 @@ def test_centered_selection_guidance_matches_the_decision_pattern_not_its_balanc
     assert value(centered, flipped) > 0.1
     assert value(centered, teacher) == 0.0
     with pytest.raises(ValueError, match="selection"):
-        GuidanceLoss("feature_in", centered=True)
+        GuidanceLoss("feature_in", centering="weights")
+    with pytest.raises(ValueError, match="centering must be one of"):
+        GuidanceLoss("selection", centering="mean")
+
+
+def test_log_odds_centering_lets_the_student_change_the_prior_between_the_sources() -> None:
+    dummy = torch.zeros(1, 1, 8, 8)
+    logits = torch.full((1, 2, 8, 8), 2.0)
+    logits[..., :2] = 3.5  # prefers IR everywhere, and more on the left
+    teacher = torch.sigmoid(logits)
+    reprioritised = torch.sigmoid(logits - 3.0)  # the same evidence, a prior towards the visible image
+    reversed_pattern = torch.sigmoid(-logits)
+    in_logits = GuidanceLoss("selection", centering="logits")
+    in_weights = GuidanceLoss("selection", centering="weights")
+
+    def value(loss: GuidanceLoss, student: torch.Tensor) -> float:
+        return float(loss(dummy, dummy, [student], [teacher], groups=["select"]))
+
+    assert value(in_logits, reprioritised) == pytest.approx(0.0, abs=1e-5)
+    assert value(in_weights, reprioritised) > 0.05  # the weights' pattern shrinks when the prior moves
+    assert value(in_logits, reversed_pattern) > 0.1
 
 
 def test_relation_guidance_ignores_per_channel_scale_and_shift_of_the_teacher() -> None:

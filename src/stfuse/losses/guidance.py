@@ -11,6 +11,8 @@ from torch import nn
 from stfuse.losses.functional import check_same_shape, gradient_magnitude, instance_norm, local_contrast_norm
 
 Features = Sequence[torch.Tensor]
+#: how ``selection`` compares the weight maps: as they are, minus their mean, or their log-odds minus its mean
+CENTERINGS = ("none", "weights", "logits")
 
 
 def _feature_in(
@@ -69,7 +71,10 @@ def _selection(
             w_s, w_t = w_s[:, list(loss.levels)], w_t[:, list(loss.levels)]
         w_t = w_t.detach()
         confidence = (2.0 * w_t - 1.0).abs()
-        if loss.centered:
+        if loss.centering == "logits":  # log-odds, scaled by σ'(0) = 1/4 to the weights' scale at W = ½
+            w_s = torch.logit(w_s.clamp(1e-4, 1 - 1e-4)) / 4.0
+            w_t = torch.logit(w_t.clamp(1e-4, 1 - 1e-4)) / 4.0
+        if loss.centering != "none":
             w_s = w_s - w_s.mean(dim=(-2, -1), keepdim=True)
             w_t = w_t - w_t.mean(dim=(-2, -1), keepdim=True)
         total = total + (confidence * (w_s - w_t).abs()).sum() / confidence.sum().clamp_min(loss.eps)
@@ -180,9 +185,13 @@ class GuidanceLoss(nn.Module):
     while its fine-level decision (which source carries the detail) is the transferable knowledge. ``None``:
     every level.
 
-    ``centered`` (``selection`` only) matches the *pattern* of the teacher's decision, not its overall
-    balance: each weight map loses its own spatial mean (per image and level) before the comparison, and the
-    confidence c is taken from the teacher's map as usual. On IR/VIS pairs the multi-focus teacher gives the
+    ``centering`` (``selection`` only) matches the *pattern* of the teacher's decision, not its overall
+    balance: each map loses its own spatial mean (per image and level) before the comparison, and the
+    confidence c is taken from the teacher's map as usual. ``"weights"`` centers the weight maps; a bounded
+    map cannot shift far from a saturated teacher's, so the balance stays nearly pinned. ``"logits"``
+    centers the log-odds log(W / (1 − W)) (scaled by 1/4, the sigmoid's slope at ½): a shift of the log-odds
+    is a change of prior between the sources that leaves the teacher's evidence (where it prefers one source
+    more than elsewhere) intact, and the student may make it. ``"none"`` (default): the maps as they are. On IR/VIS pairs the multi-focus teacher gives the
     infrared image most of the weight everywhere (mean W(IR) ≈ 0.84 on every level of training pairs): that
     balance reflects IR's higher local contrast, which a multi-focus pair never has, so it is a task
     attribute; where the teacher prefers one source *more than elsewhere* is its structural knowledge. The
@@ -199,11 +208,13 @@ class GuidanceLoss(nn.Module):
         lcn_eps: float = 1e-3,
         layers: Sequence[str] | None = None,
         levels: Sequence[int] | None = None,
-        centered: bool = False,
+        centering: str = "none",
     ) -> None:
         super().__init__()
-        if centered and mode != "selection":
-            raise ValueError(f"centered guidance applies to the `selection` mode only, not {mode!r}")
+        if centering not in CENTERINGS:
+            raise ValueError(f"centering must be one of {CENTERINGS}, got {centering!r}")
+        if centering != "none" and mode != "selection":
+            raise ValueError(f"centering applies to the `selection` mode only, not {mode!r}")
         if levels is not None:
             levels = tuple(sorted(set(int(level) for level in levels)))
             if mode != "selection":
@@ -224,7 +235,7 @@ class GuidanceLoss(nn.Module):
         self.mode = mode
         self.layers = layers
         self.levels = levels
-        self.centered = bool(centered)
+        self.centering = centering
         self.eps = float(eps)
         self.lcn_window = int(lcn_window)
         self.lcn_eps = float(lcn_eps)

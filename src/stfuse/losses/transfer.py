@@ -35,12 +35,12 @@ class TransferObjective(nn.Module):
         beta: float = 1.0,
         guidance_layers: Sequence[str] | None = None,
         guidance_levels: Sequence[int] | None = None,
-        guidance_centered: bool = False,
+        guidance_centering: str = "none",
     ) -> None:
         super().__init__()
         self.fusion = IVIFFusionLoss(lambda_int=lambda_int, lambda_grad=lambda_grad, lambda_ssim=lambda_ssim)
         self.guidance = GuidanceLoss(
-            mode=guidance, layers=guidance_layers, levels=guidance_levels, centered=guidance_centered
+            mode=guidance, layers=guidance_layers, levels=guidance_levels, centering=guidance_centering
         )
         self.replay = MFIFLoss(alpha=alpha, beta=beta)
         self.lambda_g = float(lambda_g)

@@ -90,8 +90,9 @@ class IVIFTransferStage(FusionStageBase):
             the cross-feature maps.
         guidance_levels: the pyramid levels of the weight maps that ``selection`` matches (0 = finest); None
             (default) matches every level. ``[0, 1, 2]`` leaves the base level to the IVIF objective.
-        guidance_centered: ``selection`` matches each weight map minus its spatial mean: the pattern of the
-            teacher's decision, not its overall IR/VIS balance (stfuse.losses.GuidanceLoss).
+        guidance_centering: ``selection`` matches each map minus its spatial mean, the pattern of the
+            teacher's decision and not its overall IR/VIS balance: ``weights`` or ``logits`` (the log-odds);
+            ``none`` (default) the maps as they are (stfuse.losses.GuidanceLoss).
 
     The defaults are the reference recipe (experiments/ivif.yaml repeats them for the reader;
     docs/results.md, "what moved the metrics", says why each is there).
@@ -117,7 +118,7 @@ class IVIFTransferStage(FusionStageBase):
         lambda_g_schedule: str = "constant",
         guidance_layers: list[str] | None = None,
         guidance_levels: list[int] | None = None,
-        guidance_centered: bool = False,
+        guidance_centering: str = "none",
         alpha: float = 1.0,
         beta: float = 1.0,
         val_metrics: list[str] | None = None,
@@ -186,7 +187,7 @@ class IVIFTransferStage(FusionStageBase):
             beta=hp.beta,
             guidance_layers=hp.guidance_layers,
             guidance_levels=hp.guidance_levels,
-            guidance_centered=hp.guidance_centered,
+            guidance_centering=hp.guidance_centering,
         )
 
     def configure_metrics(self) -> None:
