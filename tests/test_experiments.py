@@ -104,10 +104,10 @@ def test_the_main_run_spends_the_budget_and_the_ablations_use_their_own_sizing(t
     seed_steps = yaml.safe_load((REPO / sizing).read_text())["trainer"]["max_steps"]
     assert main_steps > seed_steps >= 1200  # probes at ≥ 1200 target steps
     argv = ["reproduce.py", "--budget", "cpu", "--data-root", str(tmp_path), "--out", str(tmp_path / "o"),
-            "--no-results", "--seeds", "0,1", "--probes", "lg_cosine"]  # fmt: skip
+            "--no-results", "--seeds", "0,1", "--probes", "lg_constant"]  # fmt: skip
     monkeypatch.setattr(sys, "argv", [*argv, "--only", "all"])
     assert reproduce.main() == 0
-    assert set(started) == {"mfif", "ivif_stfuse_main", "probe_lg_cosine"} | {
+    assert set(started) == {"mfif", "ivif_stfuse_main", "probe_lg_constant"} | {
         f"ivif_{v}_s{s}" for v in reproduce.VARIANTS for s in (0, 1)
     }
     assert sizing not in started["ivif_stfuse_main"] and "--config" in started["ivif_stfuse_main"]

@@ -82,9 +82,10 @@ class IVIFTransferStage(FusionStageBase):
             confident weight maps; ``none`` is plain fine-tuning).
         lambda_*: loss weights of L = λ_int·L_int + λ_grad·L_grad + λ_ssim·L_ssim + λ_g·L_g + λ_s·L_src
             (:class:`stfuse.losses.TransferObjective` holds them all).
-        lambda_g_schedule: ``constant`` (default, the recipe) keeps λ_g; ``linear`` and ``cosine`` decay it from
-            λ_g to 0 over the run's optimizer steps, so the student holds the teacher's structure early and
-            follows the IVIF objective alone by the end (probe ``lg_cosine``: worse on validation).
+        lambda_g_schedule: ``cosine`` (default, the recipe) and ``linear`` decay λ_g to 0 over the run's
+            optimizer steps, so the student holds the teacher's structure early and follows the IVIF objective
+            alone by the end; ``constant`` keeps λ_g (probe ``lg_constant``: it pins the teacher's IR-heavy
+            balance and loses 8 of 8 on the domain-balanced validation split).
         guidance_layers: the feature groups a feature mode matches (``cem``, ``decoder``, ``head``, ``select``);
             None (default) takes the mode's own (stfuse.losses.guidance.DEFAULT_LAYERS). ``[cem]`` guides only
             the cross-feature maps.
@@ -115,7 +116,7 @@ class IVIFTransferStage(FusionStageBase):
         lambda_ssim: float = 1.0,
         lambda_g: float = 1.0,
         lambda_src: float = 0.5,
-        lambda_g_schedule: str = "constant",
+        lambda_g_schedule: str = "cosine",
         guidance_layers: list[str] | None = None,
         guidance_levels: list[int] | None = None,
         guidance_centering: str = "none",
