@@ -553,7 +553,7 @@ def run_validate(
     out = args.out / "validate.json"
     out.unlink(missing_ok=True)
     command = [sys.executable, str(REPO / "experiments" / "validate.py"), "--data-root", str(pack), "--json", str(out),
-               str(run_dir), str(DEFAULT_WEIGHTS)]  # fmt: skip
+               "--budget", args.budget, str(run_dir), str(DEFAULT_WEIGHTS)]  # fmt: skip
     result = run_command(command, args.out / "validate.log", cap, env)
     result.update(log="validate.log", partial=not (run_dir / "done.json").is_file())
     if out.is_file():
