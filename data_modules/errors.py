@@ -36,11 +36,16 @@ class SizeMismatchError(DatasetError):
     """The members of a pair differ in size and the size policy is "error"."""
 
 
+class SplitError(DatasetError):
+    """The training roots cannot give the requested validation hold-out (too few pairs in all or in one root)."""
+
+
 __all__ = [
     "DataFolderNotFoundError",
     "DatasetError",
     "DuplicateStemError",
     "EmptyFolderError",
     "SizeMismatchError",
+    "SplitError",
     "UnpairedFilesError",
 ]

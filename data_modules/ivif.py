@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
+from data_modules.errors import SplitError
 from data_modules.io import read_luma, to_unit_float
 from data_modules.layouts import open_dataset
 from data_modules.paired import PairedImageFolder, collate_pairs
@@ -24,14 +25,15 @@ def _concat(datasets: list[Dataset]) -> Dataset:
     return datasets[0] if len(datasets) == 1 else ConcatDataset(datasets)
 
 
-def _shares(sizes: list[int], count: int, minimum: int) -> list[int]:
+def _shares(sizes: list[int], count: int, minimum: int, names: list[str]) -> list[int]:
     """``count`` split over roots of ``sizes``: ``minimum`` each (at most all but one of a root's pairs), the
     rest in proportion to the sizes (largest remainder)."""
     shares = [min(minimum, n - 1) for n in sizes]
     if any(n < 2 for n in sizes) or sum(shares) > count:
-        raise ValueError(
+        raise SplitError(
             f"a stratified split of val_size={count} cannot hold out {minimum} pair(s) of each root and keep one "
-            f"for training (root sizes {sizes}); lower val_min_per_root or raise val_size"
+            f"for training ({', '.join(f'{name}: {n} pairs' for name, n in zip(names, sizes))}); lower "
+            "val_min_per_root or raise val_size"
         )
     rest = count - sum(shares)
     room = [n - 1 - a for n, a in zip(sizes, shares)]
@@ -52,7 +54,8 @@ def stratified_hold_out(
 
     Reads each visible image once (its luminance); the choice depends only on the files and ``seed``.
     """
-    shares = _shares([len(folder) for folder in folders], count, minimum)
+    roots = [str(folder.ir_dir.parent) for folder in folders]
+    shares = _shares([len(folder) for folder in folders], count, minimum, roots)
     rng = np.random.default_rng(seed)
     picked: list[list[int]] = []
     for folder, share in zip(folders, shares):
@@ -87,8 +90,8 @@ class IVIFDataModule(TrainerPositionMixin, pl.LightningDataModule):
         split_seed: chooses the held-out validation pairs (default: ``seed``); fixing it lets runs with
             different seeds share one validation split.
         val_strata: how the ``val_size`` held-out pairs are drawn. ``"random"``: uniformly over all training
-            pairs, so a small root may get none. ``"stratified"``: each root gets its share (``val_min_per_root``
-            or in proportion to its size with at least one pair each), and inside a root the pairs are spread
+            pairs, so a small root may get none. ``"stratified"``: each root gives at least ``val_min_per_root``
+            pairs, the rest go to the roots in proportion to their sizes, and inside a root the pairs are spread
             over the range of visible-image brightness (a systematic sample of the pairs sorted by mean VIS
             luminance, with a seeded offset), so night and day scenes are both held out.
         val_min_per_root: with ``val_strata="stratified"``, the pairs held out of every training root at least
@@ -198,7 +201,7 @@ class IVIFDataModule(TrainerPositionMixin, pl.LightningDataModule):
         """Split ``val_size`` pairs (chosen by ``split_seed`` and ``val_strata``) off the training folders."""
         total = sum(len(folder) for folder in folders)
         if total <= self.val_size:
-            raise ValueError(
+            raise SplitError(
                 f"the training roots hold {total} pair(s), too few to hold out val_size={self.val_size} "
                 "for validation; pass val_roots or a smaller val_size"
             )

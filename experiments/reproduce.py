@@ -255,9 +255,8 @@ def main() -> int:
                 for variant in variants:
                     name = f"ivif_{variant}_s{seed}"
                     jobs.append([(name, ivif_command(budget, data, out / name, variant, seed, source, []))])
-            if (
-                args.only == "main" and main_name == MAIN_RUN
-            ):  # no ablation sizing: the seed-0 run is the main run
+            # no ablation sizing: the seed-0 run is the main run
+            if args.only == "main" and main_name == MAIN_RUN:
                 jobs.append([(MAIN_RUN, ivif_command(budget, data, out / MAIN_RUN, "stfuse", 0, source, []))])
         if args.only in ("all", "probes"):
             for probe in probes:

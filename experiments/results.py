@@ -147,7 +147,8 @@ def export_weights(out: Path, budget: str) -> tuple[dict[str, Path], dict]:
             "schedule": schedule(budget),
             "train_seconds": {"mfif": seconds.get("mfif"), run.name: seconds.get(run.name)},
             "data": {"source": "train/natural (420 images, synthetic multi-focus pairs)",
-                     "target": "train/ivif/roadscene (171) + train/ivif/msrs (12), minus 16 held-out validation pairs"},
+                     "target": "train/ivif/roadscene (171) + train/ivif/msrs (12), minus the validation pairs: "
+                               + selection["split"]},
             "command": (f"make train-mfif BUDGET={budget} && make transfer-ivif BUDGET={budget}" if is_main else
                         f"python experiments/reproduce.py --budget {budget} --only ablations --variants {variant} "
                         f"--seeds {run_seed}") + f"; all runs: python experiments/reproduce.py --budget {budget}",

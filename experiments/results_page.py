@@ -46,7 +46,9 @@ def split_text(validation: dict) -> str:
         f"{len(names)} {domain}" for domain, names in validation.get("domain_pairs", {}).items()
     )
     how = f"{split.get('val_strata', 'random')} hold-out, split seed {validation['seed']}"
-    return f"{validation['pairs']} pairs held out of train/ivif ({domains}; {how}; each domain counts once)"
+    if domains:
+        how = f"{domains}; {how}; each domain counts once"
+    return f"{validation['pairs']} pairs held out of train/ivif ({how})"
 
 
 def _mean(summary: dict, method: str, metric: str) -> float | None:

@@ -200,3 +200,23 @@ def test_export_format_names_match_the_exporter():
     from stfuse.inference.options import EXPORT_FORMATS
 
     assert tuple(EXPORT_FORMATS) == tuple(exporter_formats)
+
+
+def test_a_root_too_small_for_the_stratified_split_is_one_line_naming_it(data_root, tmp_path) -> None:
+    """The cpu budget holds out pairs of every root; a 1-pair root beside RoadScene cannot give one and train."""
+    small = tmp_path / "small"
+    for sub in ("ir", "vi"):
+        (small / sub).mkdir(parents=True)
+        for name in sorted((data_root / "train" / "ivif" / "msrs" / sub).iterdir())[:1]:
+            (small / sub / name.name).write_bytes(name.read_bytes())
+    roots = f"[{data_root / 'train' / 'ivif' / 'roadscene'}, {small}]"
+    result = stfuse("fit", "--config", str(REPO / "experiments" / "ivif.yaml"),
+                    "--config", str(REPO / "experiments" / "budgets" / "cpu" / "ivif.yaml"),
+                    "--model.init_args.transfer", "false", "--model.init_args.guidance", "none",
+                    "--data.init_args.ivif.init_args.train_roots", roots,
+                    "--trainer.default_root_dir", str(tmp_path / "run"))  # fmt: skip
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    message = result.stderr.strip().splitlines()[-1]
+    assert "cannot hold out 4 pair(s) of each root" in message and f"{small}: 1 pairs" in message, message
+    assert list((tmp_path / "run").rglob("*.ckpt")) == []

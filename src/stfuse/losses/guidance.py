@@ -187,15 +187,16 @@ class GuidanceLoss(nn.Module):
 
     ``centering`` (``selection`` only) matches the *pattern* of the teacher's decision, not its overall
     balance: each map loses its own spatial mean (per image and level) before the comparison, and the
-    confidence c is taken from the teacher's map as usual. ``"weights"`` centers the weight maps; a bounded
-    map cannot shift far from a saturated teacher's, so the balance stays nearly pinned. ``"logits"``
-    centers the log-odds log(W / (1 − W)) (scaled by 1/4, the sigmoid's slope at ½): a shift of the log-odds
-    is a change of prior between the sources that leaves the teacher's evidence (where it prefers one source
-    more than elsewhere) intact, and the student may make it. ``"none"`` (default): the maps as they are. On IR/VIS pairs the multi-focus teacher gives the
-    infrared image most of the weight everywhere (mean W(IR) ≈ 0.84 on every level of training pairs): that
-    balance reflects IR's higher local contrast, which a multi-focus pair never has, so it is a task
-    attribute; where the teacher prefers one source *more than elsewhere* is its structural knowledge. The
-    balance is left to the IVIF objective (intensity, gradient, SSIM).
+    confidence c is taken from the teacher's map as usual. ``"weights"`` centers the weight maps.
+    ``"logits"`` centers the log-odds log(W / (1 − W)) (scaled by 1/4, the sigmoid's slope at ½), so a change
+    of prior between the sources costs nothing while the teacher's evidence (where it prefers one source more
+    than elsewhere) is kept. ``"none"`` (default): the maps as they are.
+
+    Why: on IR/VIS pairs the multi-focus teacher gives the infrared image most of the weight everywhere (mean
+    W(IR) ≈ 0.84 on every level of training pairs), a reading of IR's higher local contrast that a multi-focus
+    pair never has. Neither centering freed the student from it in practice (probes ``lg_centered`` and
+    ``lg_logit_centered``, docs/results.md): the student learns the teacher's decision function, not only its
+    offset.
 
     The teacher side is detached: it is a fixed target, whatever the caller's grad mode.
     """
