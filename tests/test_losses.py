@@ -14,6 +14,7 @@ from stfuse.losses import (
     gradient_magnitude,
     instance_norm,
     local_contrast_norm,
+    match_moments,
 )
 
 C1, C2 = 0.01**2, 0.03**2  # SSIM stabilisers for max_val = 1
@@ -307,3 +308,36 @@ def test_transfer_objective_weighs_all_five_terms() -> None:
     assert set(plain) == {"int", "grad", "ssim", "total"} and torch.allclose(plain["total"], fusion["total"])
     no_src = TransferObjective(lambda_src=0.0)(fused, ir, vi, replay_fused=replay_fused, replay_target=gt)
     assert "src" not in no_src
+
+
+# ---- what the teacher sees ------------------------------------------------------------------
+
+
+def test_match_moments_gives_each_pair_one_mean_and_spread_and_keeps_its_structure() -> None:
+    texture = _texture(3, n=2, size=48)
+    dark = 0.05 + 0.2 * texture  # a night visible image: dark and flat
+    bright = 0.2 + 0.6 * _texture(4, n=2, size=48)  # an infrared image: brighter and more contrasted
+    a, b = match_moments(bright, dark)
+    for index in range(2):
+        assert float(a[index].mean()) == pytest.approx(float(b[index].mean()), abs=1e-5)
+        assert float(a[index].std()) == pytest.approx(float(b[index].std()), rel=1e-4)
+        target_mean = 0.5 * float(bright[index].mean() + dark[index].mean())
+        assert float(a[index].mean()) == pytest.approx(target_mean, abs=1e-5)
+    # an affine change of an image only: its structure is untouched
+    standardised = (dark - dark.mean((1, 2, 3), keepdim=True)) / dark.std((1, 2, 3), keepdim=True)
+    back = (b - b.mean((1, 2, 3), keepdim=True)) / b.std((1, 2, 3), keepdim=True)
+    assert torch.allclose(standardised, back, atol=1e-4)
+    # a pair that already shares its moments is left as it is; the pairs of a batch do not mix
+    same, again = match_moments(texture, texture.flip(-1))
+    assert torch.allclose(same, texture, atol=1e-6) and torch.allclose(again, texture.flip(-1), atol=1e-6)
+    first, _ = match_moments(bright[:1], dark[:1])
+    assert torch.allclose(first, a[:1], atol=1e-6)
+
+
+def test_match_moments_keeps_a_flat_image_finite_and_refuses_mismatched_pairs() -> None:
+    flat = torch.full((1, 1, 16, 16), 0.3)
+    a, b = match_moments(flat, _texture(5, n=1, size=16))
+    assert torch.isfinite(a).all() and torch.allclose(a, a.flatten()[0].expand_as(a))
+    assert float(a.mean()) == pytest.approx(float(b.mean()), abs=1e-5)
+    with pytest.raises(ValueError, match="share one shape"):
+        match_moments(flat, torch.zeros(1, 1, 8, 8))

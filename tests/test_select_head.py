@@ -210,3 +210,36 @@ def test_pyramid_steps_equal_kornias_on_even_sizes() -> None:
     x = torch.rand(2, 3, 48, 64, generator=torch.Generator().manual_seed(1))
     assert torch.allclose(pyr_down(x), pyrdown(x), atol=1e-6)
     assert torch.allclose(pyr_up(x), pyrup(x), atol=1e-6)
+
+
+def test_matched_guidance_inputs_show_the_teacher_the_pair_with_equal_moments(tmp_path) -> None:
+    from stfuse.losses import match_moments
+    from stfuse.models import build_network
+    from stfuse.models.checkpoint import save_network
+    from stfuse.stages.ivif import IVIFTransferStage
+
+    source = save_network(build_network({"preset": "tiny"}), tmp_path / "source.safetensors")
+    generator = torch.Generator().manual_seed(0)
+    ir = 0.3 + 0.6 * torch.rand(2, 1, 32, 32, generator=generator)
+    vi = 0.1 * torch.rand(2, 1, 32, 32, generator=generator)  # a dark visible image
+    seen = {}
+    for inputs in ("raw", "matched"):
+        stage = IVIFTransferStage(
+            source_ckpt=str(source), guidance_inputs=inputs, lambda_src=0.0, lambda_g_schedule="constant"
+        )
+        stage.configure_models()
+        stage.configure_losses()
+        teacher_forward = stage.teacher.forward
+        stage.teacher.forward = lambda a, b, **kw: seen.setdefault(inputs, (a, b)) and teacher_forward(a, b, **kw)
+        student_inputs = []
+        student_forward = stage.net.forward
+        stage.net.forward = lambda a, b, **kw: student_inputs.append(a) or student_forward(a, b, **kw)
+        loss = stage.training_step({"ir": ir, "vi": vi}, 0)
+        assert torch.isfinite(loss)
+        assert torch.equal(student_inputs[0], ir)  # the student always sees the raw pair
+    assert torch.equal(seen["raw"][0], ir) and torch.equal(seen["raw"][1], vi)
+    expected = match_moments(ir, vi)
+    assert torch.allclose(seen["matched"][0], expected[0]) and torch.allclose(seen["matched"][1], expected[1])
+    assert float(seen["matched"][1].mean()) == pytest.approx(float(seen["matched"][0].mean()), abs=1e-3)
+    with pytest.raises(ValueError, match="guidance_inputs must be one of"):
+        IVIFTransferStage(source_ckpt=str(source), guidance_inputs="equalised")

@@ -4,6 +4,7 @@ from stfuse.losses.functional import (
     gradient_magnitude,
     instance_norm,
     local_contrast_norm,
+    match_moments,
     sobel_gradients,
     ssim_distance,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "gradient_magnitude",
     "instance_norm",
     "local_contrast_norm",
+    "match_moments",
     "sobel_gradients",
     "ssim_distance",
 ]

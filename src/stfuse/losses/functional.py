@@ -77,3 +77,24 @@ def local_contrast_norm(
     mean_sq = kornia.filters.gaussian_blur2d(x * x, kernel, sigmas, border_type="replicate")
     var = (mean_sq - mean * mean).clamp_min(0.0)
     return (x - mean) / torch.sqrt(var + eps * eps)
+
+
+def match_moments(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Give both images of each pair their common global mean and standard deviation, clamped to [0, 1].
+
+    a, b: N×C×H×W. Per pair, each image is standardised over C×H×W and rescaled to the pair's mean of the two
+    means and mean of the two standard deviations, so the pair differs only in its structure, as a multi-focus
+    pair does (blur keeps the mean and nearly the spread). A flat image (std < ``eps``) keeps its own values,
+    shifted to the common mean.
+    """
+    check_same_shape(a=a, b=b)
+    dims = tuple(range(1, a.ndim))
+    mean_a, mean_b = a.mean(dims, keepdim=True), b.mean(dims, keepdim=True)
+    std_a, std_b = a.std(dims, keepdim=True), b.std(dims, keepdim=True)
+    mean, std = 0.5 * (mean_a + mean_b), 0.5 * (std_a + std_b)
+
+    def rescale(x: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        scale = torch.where(sigma >= eps, std / sigma.clamp_min(eps), torch.ones_like(sigma))
+        return ((x - mu) * scale + mean).clamp(0.0, 1.0)
+
+    return rescale(a, mean_a, std_a), rescale(b, mean_b, std_b)
