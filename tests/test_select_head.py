@@ -212,6 +212,16 @@ def test_pyramid_steps_equal_kornias_on_even_sizes() -> None:
     assert torch.allclose(pyr_up(x), pyrup(x), atol=1e-6)
 
 
+def _recording(forward, calls: list):
+    """Wrap a network's forward so each call's two inputs are appended to ``calls``."""
+
+    def wrapped(a: torch.Tensor, b: torch.Tensor, **kwargs):
+        calls.append((a, b))
+        return forward(a, b, **kwargs)
+
+    return wrapped
+
+
 def test_matched_guidance_inputs_show_the_teacher_the_pair_with_equal_moments(tmp_path) -> None:
     from stfuse.losses import match_moments
     from stfuse.models import build_network
@@ -229,17 +239,17 @@ def test_matched_guidance_inputs_show_the_teacher_the_pair_with_equal_moments(tm
         )
         stage.configure_models()
         stage.configure_losses()
-        teacher_forward = stage.teacher.forward
-        stage.teacher.forward = lambda a, b, **kw: seen.setdefault(inputs, (a, b)) and teacher_forward(a, b, **kw)
-        student_inputs = []
-        student_forward = stage.net.forward
-        stage.net.forward = lambda a, b, **kw: student_inputs.append(a) or student_forward(a, b, **kw)
+        stage.teacher.forward = _recording(stage.teacher.forward, seen.setdefault(inputs, []))
+        student_inputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        stage.net.forward = _recording(stage.net.forward, student_inputs)
         loss = stage.training_step({"ir": ir, "vi": vi}, 0)
         assert torch.isfinite(loss)
-        assert torch.equal(student_inputs[0], ir)  # the student always sees the raw pair
-    assert torch.equal(seen["raw"][0], ir) and torch.equal(seen["raw"][1], vi)
+        assert torch.equal(student_inputs[0][0], ir)  # the student always sees the raw pair
+        assert torch.equal(student_inputs[0][1], vi)
+    raw, matched = seen["raw"][0], seen["matched"][0]
+    assert torch.equal(raw[0], ir) and torch.equal(raw[1], vi)
     expected = match_moments(ir, vi)
-    assert torch.allclose(seen["matched"][0], expected[0]) and torch.allclose(seen["matched"][1], expected[1])
-    assert float(seen["matched"][1].mean()) == pytest.approx(float(seen["matched"][0].mean()), abs=1e-3)
+    assert torch.allclose(matched[0], expected[0]) and torch.allclose(matched[1], expected[1])
+    assert float(matched[1].mean()) == pytest.approx(float(matched[0].mean()), abs=1e-3)
     with pytest.raises(ValueError, match="guidance_inputs must be one of"):
         IVIFTransferStage(source_ckpt=str(source), guidance_inputs="equalised")
