@@ -235,7 +235,11 @@ def test_matched_guidance_inputs_show_the_teacher_the_pair_with_equal_moments(tm
     seen = {}
     for inputs in ("raw", "matched"):
         stage = IVIFTransferStage(
-            source_ckpt=str(source), guidance_inputs=inputs, lambda_src=0.0, lambda_g_schedule="constant"
+            source_ckpt=str(source),
+            guidance_inputs=inputs,
+            guidance_detail_tau=0.05,  # the detail weighting reads the raw pair through the objective
+            lambda_src=0.0,
+            lambda_g_schedule="constant",
         )
         stage.configure_models()
         stage.configure_losses()
@@ -253,3 +257,58 @@ def test_matched_guidance_inputs_show_the_teacher_the_pair_with_equal_moments(tm
     assert float(matched[1].mean()) == pytest.approx(float(matched[0].mean()), abs=1e-3)
     with pytest.raises(ValueError, match="guidance_inputs must be one of"):
         IVIFTransferStage(source_ckpt=str(source), guidance_inputs="equalised")
+
+
+def test_band_energy_finds_each_sources_detail_and_leaves_the_base_level_empty() -> None:
+    from stfuse.models.blend import band_energy
+
+    flat = torch.full((2, 1, 32, 48), 0.4)
+    stripes = flat.clone()
+    stripes[..., ::2] = 0.8  # the finest detail there is, in the left half only
+    stripes[..., 24:] = 0.4
+    energy = band_energy(flat, stripes, 4)
+    assert energy.shape == (2, 4, 32, 48)
+    assert float(band_energy(flat, flat, 4).abs().max()) < 1e-6
+    assert torch.equal(energy, band_energy(stripes, flat, 4))  # either source's detail counts
+    assert float(energy[:, 0, :, 4:20].mean()) > 0.1  # the textured half, at the finest level
+    assert float(energy[:, 0, :, 30:].max()) < 1e-6  # the flat half carries none
+    assert float(energy[:, 3].abs().max()) == 0.0  # the base level is left to the objective
+    small = band_energy(flat[..., :10, :10], stripes[..., :10, :10], 4)
+    assert small.shape == (2, 4, 10, 10) and float(small[:, 1:].abs().max()) == 0.0  # too small for 4 levels
+
+
+def test_detail_weighted_selection_guidance_leaves_flat_regions_and_the_base_to_the_student() -> None:
+    dummy = torch.zeros(1, 1, 64, 32)
+    flat = torch.full((1, 1, 64, 32), 0.3)
+    textured = flat.clone()
+    textured[..., :16, ::2] = 0.9  # detail in the top quarter only
+    teacher = torch.full((1, 4, 64, 32), 0.95)
+    disagree_flat = teacher.clone()
+    disagree_flat[..., 48:, :] = 0.05  # the bottom rows, far from any detail
+    disagree_base = teacher.clone()
+    disagree_base[:, 3] = 0.05
+    disagree_detail = teacher.clone()
+    disagree_detail[:, :3, :16, :] = 0.05  # where the detail is
+    loss = GuidanceLoss("selection", detail_tau=0.05)
+    plain = GuidanceLoss("selection")
+
+    def value(guidance: GuidanceLoss, student: torch.Tensor) -> float:
+        return float(
+            guidance(dummy, dummy, [student], [teacher], groups=["select"], sources=(flat, textured))
+        )
+
+    assert value(plain, disagree_flat) > 0.1 and value(plain, disagree_base) > 0.1
+    assert value(loss, disagree_flat) == pytest.approx(0.0, abs=1e-3)
+    assert value(loss, disagree_base) == 0.0
+    assert value(loss, disagree_detail) > 0.3
+    shared = GuidanceLoss("selection", detail_tau=0.05)  # one shared map takes the finest level's detail
+    assert (
+        float(shared(dummy, dummy, [disagree_detail[:, :1]], [teacher[:, :1]], sources=(flat, textured)))
+        > 0.3
+    )
+    with pytest.raises(ValueError, match="needs the sources"):
+        loss(dummy, dummy, [teacher], [teacher], groups=["select"])
+    with pytest.raises(ValueError, match="selection"):
+        GuidanceLoss("feature_in", detail_tau=0.05)
+    with pytest.raises(ValueError, match="positive"):
+        GuidanceLoss("selection", detail_tau=0.0)

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Literal
 
+import kornia
 import torch
 from torch import nn
 
 from stfuse.losses.functional import check_same_shape, gradient_magnitude, instance_norm, local_contrast_norm
+from stfuse.models.blend import band_energy
 
 Features = Sequence[torch.Tensor]
 #: how ``selection`` compares the weight maps: as they are, minus their mean, or their log-odds minus its mean
@@ -21,6 +23,7 @@ def _feature_in(
     teacher_fused: torch.Tensor,
     student: Features,
     teacher: Features,
+    sources: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Σ_l mean|IN(φ_l^S) − IN(φ_l^T)| over the network's guidance features."""
     _check_pairs(student, teacher)
@@ -52,6 +55,7 @@ def _selection(
     teacher_fused: torch.Tensor,
     student: Features,
     teacher: Features,
+    sources: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Σ c·|W_S − W_T| / Σ c on the ``select`` head's weight maps, with the teacher's confidence c = |2·W_T − 1|.
 
@@ -62,6 +66,7 @@ def _selection(
     _check_pairs(student, teacher)
     total = student_fused.new_zeros(())
     for w_s, w_t in zip(student, teacher):
+        evidence = loss.detail_evidence(sources, w_s.shape[1]) if loss.detail_tau is not None else None
         if loss.levels is not None:
             if max(loss.levels) >= w_s.shape[1]:
                 raise ValueError(
@@ -69,8 +74,11 @@ def _selection(
                     "(0 = finest; one shared map has only level 0)"
                 )
             w_s, w_t = w_s[:, list(loss.levels)], w_t[:, list(loss.levels)]
+            evidence = None if evidence is None else evidence[:, list(loss.levels)]
         w_t = w_t.detach()
         confidence = (2.0 * w_t - 1.0).abs()
+        if evidence is not None:
+            confidence = confidence * evidence
         if loss.centering == "logits":  # log-odds, scaled by σ'(0) = 1/4 to the weights' scale at W = ½
             w_s = torch.logit(w_s.clamp(1e-4, 1 - 1e-4)) / 4.0
             w_t = torch.logit(w_t.clamp(1e-4, 1 - 1e-4)) / 4.0
@@ -93,6 +101,7 @@ def _relation(
     teacher_fused: torch.Tensor,
     student: Features,
     teacher: Features,
+    sources: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Σ_l mean|R(φ_l^S) − R(φ_l^T)| with R the channel-correlation matrix of the instance-normalised map.
 
@@ -115,6 +124,7 @@ def _output_grad(
     teacher_fused: torch.Tensor,
     student: Features,
     teacher: Features,
+    sources: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """mean|N(|∇F_S|) − N(|∇F_T|)| with N a local contrast normalisation."""
     check_same_shape(student_fused=student_fused, teacher_fused=teacher_fused)
@@ -129,6 +139,7 @@ def _none(
     teacher_fused: torch.Tensor,
     student: Features,
     teacher: Features,
+    sources: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """A zero that still back-propagates (plain fine-tuning)."""
     return student_fused.new_zeros(()).requires_grad_(student_fused.requires_grad)
@@ -198,6 +209,12 @@ class GuidanceLoss(nn.Module):
     ``lg_logit_centered``, docs/results.md): the student learns the teacher's decision function, not only its
     offset.
 
+    ``detail_tau`` (``selection`` only) also weights each level's comparison by the detail the sources carry
+    there: c · min(1, G_σ ∗ max(|L_l(A)|, |L_l(B)|) / detail_tau), with L_l the Laplacian level of the blend's
+    pyramid and 0 on the base level. The source stage's decision loss is zero where the two sources agree, so
+    the teacher's choice in flat regions and of the base intensity was never supervised: it is an
+    extrapolation, not knowledge. ``None`` (default): no detail weighting.
+
     The teacher side is detached: it is a fixed target, whatever the caller's grad mode.
     """
 
@@ -210,8 +227,17 @@ class GuidanceLoss(nn.Module):
         layers: Sequence[str] | None = None,
         levels: Sequence[int] | None = None,
         centering: str = "none",
+        detail_tau: float | None = None,
+        detail_sigma: float = 2.0,
     ) -> None:
         super().__init__()
+        if detail_tau is not None:
+            if mode != "selection":
+                raise ValueError(f"detail_tau applies to the `selection` mode only, not {mode!r}")
+            if detail_tau <= 0 or detail_sigma <= 0:
+                raise ValueError(
+                    f"detail_tau and detail_sigma must be positive, got {detail_tau}, {detail_sigma}"
+                )
         if centering not in CENTERINGS:
             raise ValueError(f"centering must be one of {CENTERINGS}, got {centering!r}")
         if centering != "none" and mode != "selection":
@@ -237,9 +263,24 @@ class GuidanceLoss(nn.Module):
         self.layers = layers
         self.levels = levels
         self.centering = centering
+        self.detail_tau = None if detail_tau is None else float(detail_tau)
+        self.detail_sigma = float(detail_sigma)
         self.eps = float(eps)
         self.lcn_window = int(lcn_window)
         self.lcn_eps = float(lcn_eps)
+
+    def detail_evidence(self, sources: tuple[torch.Tensor, torch.Tensor] | None, maps: int) -> torch.Tensor:
+        """N×maps×H×W in [0, 1]: min(1, G_σ ∗ max(|L_l(A)|, |L_l(B)|) / detail_tau) for each of the ``maps``
+        pyramid levels (base level 0); one shared map (``maps`` = 1) takes the finest level's."""
+        if sources is None:
+            raise ValueError("selection guidance with detail_tau needs the sources (ir, vi) of the pair")
+        a, b = sources
+        energy = band_energy(a, b, max(maps, 2))[:, :maps]
+        size = 2 * int(round(3 * self.detail_sigma)) + 1
+        blurred = kornia.filters.gaussian_blur2d(
+            energy, (size, size), (self.detail_sigma, self.detail_sigma), border_type="replicate"
+        )
+        return (blurred / self.detail_tau).clamp(max=1.0).detach()
 
     def forward(
         self,
@@ -248,8 +289,10 @@ class GuidanceLoss(nn.Module):
         student_features: list[torch.Tensor] | tuple[torch.Tensor, ...],
         teacher_features: list[torch.Tensor] | tuple[torch.Tensor, ...],
         groups: Sequence[str] | None = None,
+        sources: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """``groups``: the group of each feature map (``STFuseNet.feature_groups()``).
+        """``groups``: the group of each feature map (``STFuseNet.feature_groups()``). ``sources``: the pair
+        (ir, vi), needed by ``selection`` with ``detail_tau``.
 
         Without ``groups`` (and no explicit ``layers``) every map is used as given.
         """
@@ -269,5 +312,5 @@ class GuidanceLoss(nn.Module):
             student_features = [student_features[i] for i in keep]
             teacher_features = [teacher_features[i] for i in keep]
         return GUIDANCE_FUNCTIONS[self.mode](
-            self, student_fused, teacher_fused, student_features, teacher_features
+            self, student_fused, teacher_fused, student_features, teacher_features, sources=sources
         )

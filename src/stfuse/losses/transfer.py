@@ -36,11 +36,16 @@ class TransferObjective(nn.Module):
         guidance_layers: Sequence[str] | None = None,
         guidance_levels: Sequence[int] | None = None,
         guidance_centering: str = "none",
+        guidance_detail_tau: float | None = None,
     ) -> None:
         super().__init__()
         self.fusion = IVIFFusionLoss(lambda_int=lambda_int, lambda_grad=lambda_grad, lambda_ssim=lambda_ssim)
         self.guidance = GuidanceLoss(
-            mode=guidance, layers=guidance_layers, levels=guidance_levels, centering=guidance_centering
+            mode=guidance,
+            layers=guidance_layers,
+            levels=guidance_levels,
+            centering=guidance_centering,
+            detail_tau=guidance_detail_tau,
         )
         self.replay = MFIFLoss(alpha=alpha, beta=beta)
         self.lambda_g = float(lambda_g)
@@ -70,7 +75,7 @@ class TransferObjective(nn.Module):
         lambda_g = self.lambda_g if lambda_g is None else float(lambda_g)
         if teacher_fused is not None and lambda_g > 0:
             terms["g"] = self.guidance(
-                fused, teacher_fused, features, teacher_features, groups=feature_groups
+                fused, teacher_fused, features, teacher_features, groups=feature_groups, sources=(ir, vi)
             )
             total = total + lambda_g * terms["g"]
         if replay_fused is not None and replay_target is not None and self.lambda_src > 0:

@@ -80,4 +80,30 @@ def laplacian_blend(a: torch.Tensor, b: torch.Tensor, weights: torch.Tensor, lev
     return out[..., :height, :width]
 
 
-__all__ = ["PYRAMID_KERNEL", "bounded_weights", "laplacian_blend", "pyr_down", "pyr_up"]
+def band_energy(a: torch.Tensor, b: torch.Tensor, levels: int) -> torch.Tensor:
+    """N×levels×H×W: max(|L_l(A)|, |L_l(B)|), the detail either source carries in each Laplacian level l of
+    :func:`laplacian_blend`'s pyramid, resized to H×W (bilinear); the base level (l = levels − 1) is 0.
+
+    Where both are near 0 the blend weight of that level changes nothing in the image. a, b: N×1×H×W.
+    """
+    if levels < 1:
+        raise ValueError(f"levels must be ≥ 1, got {levels}")
+    height, width = a.shape[-2:]
+    used = levels
+    while used > 1 and min(height, width) < 4 * 2 ** (used - 1):
+        used -= 1
+    stack = pad_to_multiple(torch.cat([a, b], dim=1), 2 ** (used - 1))
+    size = stack.shape[-2:]
+    energies: list[torch.Tensor] = []
+    for level in range(used - 1):
+        down = pyr_down(stack)
+        band = (stack - pyr_up(down)).abs().amax(dim=1, keepdim=True)
+        if level > 0:
+            band = F.interpolate(band, size=size, mode="bilinear", align_corners=False)
+        energies.append(band[..., :height, :width])
+        stack = down
+    base = a.new_zeros(a.shape[0], levels - len(energies), height, width)
+    return torch.cat([*energies, base], dim=1)
+
+
+__all__ = ["PYRAMID_KERNEL", "band_energy", "bounded_weights", "laplacian_blend", "pyr_down", "pyr_up"]

@@ -102,6 +102,10 @@ class IVIFTransferStage(FusionStageBase):
             carries the structure and not which is brighter or more contrasted. On training pairs the raw
             teacher gives IR a mean weight of 0.88 (MSRS) and 0.72 (RoadScene); on matched pairs 0.59 and 0.58,
             still confident (|2W − 1| ≥ ½) on 84–88 % of the pixels. The student always sees the raw pair.
+        guidance_detail_tau: ``selection`` weights each pyramid level's comparison by the detail either source
+            carries there (min(1, blurred |Laplacian level| / tau); 0 on the base level), so the teacher's
+            unsupervised choices in flat regions and of the base intensity are left to the IVIF objective;
+            None (default): not weighted (stfuse.losses.GuidanceLoss).
 
     The defaults are the reference recipe (experiments/ivif.yaml repeats them for the reader;
     docs/results.md, "what moved the metrics", says why each is there).
@@ -129,6 +133,7 @@ class IVIFTransferStage(FusionStageBase):
         guidance_levels: list[int] | None = None,
         guidance_centering: str = "none",
         guidance_inputs: str = "raw",
+        guidance_detail_tau: float | None = None,
         alpha: float = 1.0,
         beta: float = 1.0,
         val_metrics: list[str] | None = None,
@@ -200,6 +205,7 @@ class IVIFTransferStage(FusionStageBase):
             guidance_layers=hp.guidance_layers,
             guidance_levels=hp.guidance_levels,
             guidance_centering=hp.guidance_centering,
+            guidance_detail_tau=hp.guidance_detail_tau,
         )
 
     def configure_metrics(self) -> None:
