@@ -201,3 +201,36 @@ def test_root_is_the_data_root_in_dock_too(tmp_path):
     assert _docking_folder(build_parser().parse_args(["--root", str(own)])) == str(
         own
     )  # the folder itself works too
+
+
+def _target_probes() -> list[tuple[str, list[Path]]]:
+    """The probes of experiments/probes/probes.yaml that change only the target stage of full STFuse."""
+    spec = yaml.safe_load((EXPERIMENTS / "probes" / "probes.yaml").read_text())
+    return [
+        (name, [EXPERIMENTS / "probes" / config for config in probe["configs"]])
+        for name, probe in spec.items()
+        if probe["variant"] == "stfuse" and not probe.get("source_configs") and probe["configs"]
+    ]
+
+
+@pytest.mark.parametrize(("name", "overlays"), _target_probes(), ids=[name for name, _ in _target_probes()])
+def test_probe_overlays_run_fast_dev_run(name, overlays, source_ckpt, tmp_path):
+    """Each probe's overlays on experiments/ivif.yaml, as `make reproduce` stacks them, reach the stage."""
+    model_args: dict = {}
+    replay = True
+    for overlay in overlays:
+        spec = yaml.safe_load(overlay.read_text()) or {}
+        model_args.update(spec.get("model", {}).get("init_args") or {})
+        replay = replay and spec.get("data", {}).get("init_args", {}).get("replay", "keep") is not None
+    net = json.dumps(model_args["net"]) if "net" in model_args else None
+    configs = [arg for overlay in overlays for arg in ("--config", str(overlay))]
+    tiny = _ivif_tiny(tmp_path, source_ckpt, replay=replay, net=net)
+    cli = main(
+        ["fit", "--config", str(EXPERIMENTS / "ivif.yaml"), *configs, *tiny, "--trainer.fast_dev_run", "1"]
+    )
+    assert cli.trainer.state.finished, name
+    for key, value in model_args.items():
+        if key != "net":
+            assert cli.model.hparams[key] == value, f"probe {name}: {key} did not reach the stage"
+        else:
+            assert all(cli.model.net.config[k] == v for k, v in value.items()), f"probe {name}: net {value}"
