@@ -47,6 +47,13 @@ def bounded_weights(logits: torch.Tensor, bound: float) -> torch.Tensor:
     return torch.sigmoid(logits)
 
 
+def usable_levels(height: int, width: int, levels: int) -> int:
+    """The pyramid levels an H×W image allows, at most ``levels``: its coarsest level keeps ≥ 4 pixels."""
+    while levels > 1 and min(height, width) < 4 * 2 ** (levels - 1):
+        levels -= 1
+    return levels
+
+
 def laplacian_blend(a: torch.Tensor, b: torch.Tensor, weights: torch.Tensor, levels: int) -> torch.Tensor:
     """Blend N×1×H×W sources with N×L×H×W weights of ``a`` (L = ``levels`` per-level maps, or 1 shared).
 
@@ -59,8 +66,7 @@ def laplacian_blend(a: torch.Tensor, b: torch.Tensor, weights: torch.Tensor, lev
     if weights.shape[1] not in (1, levels):
         raise ValueError(f"weights need 1 or {levels} channels (one per level), got {weights.shape[1]}")
     height, width = a.shape[-2:]
-    while levels > 1 and min(height, width) < 4 * 2 ** (levels - 1):
-        levels -= 1
+    levels = usable_levels(height, width, levels)
     multiple = 2 ** (levels - 1)
     # sources and weights travel together through one pyramid (one filter call per level)
     stack = pad_to_multiple(torch.cat([a, b, weights], dim=1), multiple)
@@ -89,9 +95,7 @@ def band_energy(a: torch.Tensor, b: torch.Tensor, levels: int) -> torch.Tensor:
     if levels < 1:
         raise ValueError(f"levels must be ≥ 1, got {levels}")
     height, width = a.shape[-2:]
-    used = levels
-    while used > 1 and min(height, width) < 4 * 2 ** (used - 1):
-        used -= 1
+    used = usable_levels(height, width, levels)
     stack = pad_to_multiple(torch.cat([a, b], dim=1), 2 ** (used - 1))
     size = stack.shape[-2:]
     energies: list[torch.Tensor] = []
