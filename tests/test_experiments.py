@@ -210,48 +210,61 @@ def test_results_table_counts_wins_against_the_mean_of_seeds() -> None:
 def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
     flat: dict[str, object] = {}
     for key, value in tree.items():
-        if isinstance(value, dict) and key != "net":
+        if isinstance(value, dict) and value:
             flat.update(_flatten(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
     return flat
 
 
-def _changes(overlays: list[str], base: str) -> set[str]:
-    changes: dict[str, object] = {}
+def _settings(base: str, overlays: list[str]) -> dict[str, object]:
+    """The flattened settings of experiments/<base> with the ``--config`` overlays stacked on it, in order."""
+    settings = _flatten(yaml.safe_load((REPO / "experiments" / base).read_text()))
     for i in range(0, len(overlays), 2):
         path = REPO / overlays[i + 1]
         assert path.is_file(), path
-        changes.update(_flatten(yaml.safe_load(path.read_text())))
-    base_settings = _flatten(yaml.safe_load((REPO / "experiments" / base).read_text()))
-    return {k for k, v in changes.items() if base_settings.get(k) != v}
+        settings.update(_flatten(yaml.safe_load(path.read_text()) or {}))
+    return settings
+
+
+def _differences(a: dict[str, object], b: dict[str, object]) -> set[str]:
+    return {key for key in set(a) | set(b) if a.get(key) != b.get(key)}
+
+
+def _run_settings(name: str) -> tuple[dict[str, object], dict[str, object]]:
+    """(target-stage settings, source-stage settings) of a probe, ``main`` or an ablation run ``ivif_<v>_s<k>``."""
+    if name in reproduce.PROBES:
+        variant, extra, _, _ = reproduce.PROBES[name]
+        source = reproduce.PROBE_SOURCES.get(name, [])
+    else:
+        variant = "stfuse" if name == "main" else name[len("ivif_") : name.rindex("_s")]
+        extra, source = [], []
+    return _settings("ivif.yaml", [*reproduce.VARIANTS[variant], *extra]), _settings("mfif.yaml", source)
 
 
 def test_every_probe_changes_one_setting_of_the_run_it_is_compared_with() -> None:
     spec = yaml.safe_load((REPO / "experiments" / "probes" / "probes.yaml").read_text())
     assert set(spec) == set(reproduce.PROBES)
     runs = {f"ivif_{variant}_s{seed}" for variant in reproduce.VARIANTS for seed in reproduce.SEEDS}
-    for name, (variant, extra, what, reference) in reproduce.PROBES.items():
+    for name, (variant, _, what, reference) in reproduce.PROBES.items():
         assert variant in reproduce.VARIANTS and what, name
         assert reference == "main" or reference in reproduce.PROBES or reference in runs, (
             f"probe {name}: unknown reference {reference}"
         )
-        changed = _changes(extra, "ivif.yaml")
+        target, source = _run_settings(name)
+        reference_target, reference_source = _run_settings(reference)
+        changed = _differences(target, reference_target)
+        source_changed = _differences(source, reference_source)
         if name in reproduce.PROBE_SOURCES:  # an architecture probe: one change in its source stage
-            source_changed = _changes(reproduce.PROBE_SOURCES[name], "mfif.yaml")
             assert source_changed and not changed, f"probe {name}: source {source_changed}, target {changed}"
-            assert reference == f"ivif_{variant}_s0", (
-                f"probe {name} is compared with a run of another variant"
-            )
-        elif reference in runs:  # compared with an ablation run of its variant: one change
-            assert len(changed) == 1 and reference.startswith(f"ivif_{variant}_"), (name, sorted(changed))
-        elif reference == "main":
-            assert len(changed) == 1 or changed <= {
-                "model.init_args.guidance",
-                "model.init_args.guidance_layers",
-            }, (
-                f"probe {name} changes {sorted(changed)}"  # a guidance mode may carry the layers it reads
-            )
+            continue
+        assert not source_changed, f"probe {name} and {reference} start from different source stages"
+        # one setting; a guidance mode may carry the layers it reads
+        assert changed, f"probe {name} trains the same settings as {reference}"
+        assert len(changed) == 1 or changed <= {
+            "model.init_args.guidance",
+            "model.init_args.guidance_layers",
+        }, f"probe {name} changes {sorted(changed)} against {reference}"
 
 
 def test_an_architecture_probe_trains_its_own_source_stage_first(tmp_path, monkeypatch) -> None:

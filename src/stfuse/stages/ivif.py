@@ -122,7 +122,7 @@ class IVIFTransferStage(FusionStageBase):
         source_ckpt: str | None = None,
         transfer: bool = True,
         net: dict[str, Any] | None = None,
-        guidance: GuidanceMode = "selection",
+        guidance: GuidanceMode = "relation",
         lambda_int: float = 1.0,
         lambda_grad: float = 20.0,
         lambda_ssim: float = 1.0,
