@@ -169,6 +169,37 @@ def export_weights(out: Path, budget: str) -> tuple[dict[str, Path], dict]:
     return exported, {"seed": seed, "run": chosen.name, **selection}
 
 
+def weights_digest(path: Path) -> str:
+    """SHA-256 of a safetensors file's tensors (names, dtypes, shapes and bytes, in name order). The file's
+    own bytes also hold metadata, which may differ between exports of the same network."""
+    import hashlib
+
+    import torch
+    from safetensors.torch import load_file
+
+    digest = hashlib.sha256()
+    for key, tensor in sorted(load_file(str(path)).items()):
+        digest.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def clear_stale_fused(target: Path, digest: str) -> bool:
+    """Empty ``target`` when its images came from other weights than ``digest`` (a retrained run), so that
+    ``stfuse fuse --skip-existing`` only skips images of these weights. The stamp is ``<target>.weights``
+    beside the folder (the folder holds only images). Returns True when images were removed."""
+    stamp = target.with_name(f"{target.name}.weights")
+    stale = target.is_dir() and (not stamp.is_file() or stamp.read_text().strip() != digest)
+    if stale:
+        shutil.rmtree(target)
+    return stale
+
+
+def stamp_fused(target: Path, digest: str) -> None:
+    """Record which weights fused the images in ``target`` (see :func:`clear_stale_fused`)."""
+    target.with_name(f"{target.name}.weights").write_text(digest + "\n")
+
+
 def fuse_and_score(
     out: Path, data: Path, weights: dict[str, Path], shipped_run: str | None = None
 ) -> dict[str, dict]:
@@ -186,8 +217,12 @@ def fuse_and_score(
                 shutil.copytree(source, target)
                 fused_args += ["--fused", f"{method}={target}"]
                 continue
+            digest = weights_digest(path)
+            if clear_stale_fused(target, digest):
+                print(f"{target}: not fused by these weights (retrained, or unrecorded); fusing again")
             sh([sys.executable, "-m", "stfuse", "fuse", "--ckpt", str(path), "--ir", str(ir), "--vi", str(vi),
                 "--out", str(target), "--gray", "--quiet", "--skip-existing"])  # fmt: skip
+            stamp_fused(target, digest)
             fused_args += ["--fused", f"{method}={target}"]
         eval_dir = out / "eval" / name
         sh([sys.executable, "-m", "stfuse", "evaluate", "--dataset", name, "--root", str(data), *fused_args,

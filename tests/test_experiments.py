@@ -427,3 +427,37 @@ def test_the_validation_split_holds_out_both_domains_day_and_night_and_never_tra
              "roadscene": {**dict.fromkeys(results.TABLE_METRICS, 2.0), "to_ir": 0.2, "to_vi": 0.05}}  # fmt: skip
     row = validate.balanced(small)
     assert row["MI"] == 3.0 and row["copy_distance"] == pytest.approx(0.15)  # min(0.15, 0.175)
+
+
+def test_fused_images_of_a_retrained_run_are_not_reused(tmp_path) -> None:
+    """make reproduce fuses the test sets with --skip-existing; a run retrained under the same name must be
+    fused again, while the same weights exported again (other metadata) keep their images."""
+    import torch
+    from safetensors.torch import save_file
+
+    tensors = {"w": torch.arange(6, dtype=torch.float32).reshape(2, 3), "b": torch.ones(3)}
+    first, again, retrained = (
+        tmp_path / "a.safetensors",
+        tmp_path / "b.safetensors",
+        tmp_path / "c.safetensors",
+    )
+    save_file(tensors, str(first), metadata={"training": "round 1"})
+    save_file(tensors, str(again), metadata={"training": "round 1, exported again", "x": "y"})
+    save_file({**tensors, "w": tensors["w"] + 1e-6}, str(retrained))
+    digest = results.weights_digest(first)
+    assert first.read_bytes() != again.read_bytes() and results.weights_digest(again) == digest
+    assert results.weights_digest(retrained) != digest
+
+    target = tmp_path / "fused" / "ivif_stfuse_s0" / "tno"
+    target.mkdir(parents=True)
+    (target / "01.png").write_bytes(b"old")
+    assert (
+        results.clear_stale_fused(target, digest) and not target.exists()
+    )  # no stamp: fused by unknown weights
+    target.mkdir()
+    (target / "01.png").write_bytes(b"new")
+    results.stamp_fused(target, digest)
+    assert not results.clear_stale_fused(target, results.weights_digest(again))
+    assert (target / "01.png").read_bytes() == b"new"
+    assert results.clear_stale_fused(target, results.weights_digest(retrained)) and not target.exists()
+    assert not results.clear_stale_fused(target, digest)  # nothing there: nothing to clear
