@@ -267,7 +267,7 @@ Three target-stage variants, each one config switch away from `experiments/ivif.
 |---|---|---|
 | `no_transfer` | `ablations/no_transfer.yaml` | IVIF trained from scratch: no teacher, no L_g, no replay |
 | `transfer_no_Lg` | `ablations/no_guidance.yaml` | student starts from the MFIF weights; L_g off (plain fine-tuning, replay kept) |
-| `full_stfuse` | — | transfer + guidance loss L_g (`selection`: the teacher's confident weight maps) + replayed MFIF batches |
+| `full_stfuse` | — | transfer + guidance loss L_g (`relation`: the channel correlations of the teacher's CEM maps) + replayed MFIF batches |
 
 """ + HOW_TO_RUN),
         ("code", SOURCE_CELL),
@@ -405,10 +405,10 @@ plot_curves(MODES.values(), "train/loss_int", "Intensity loss per step")'''),
 
 * The L_g modes are on different scales, so compare their *effect* (the metric table), not their
   loss values; λ_g is swept separately (`experiments/sweeps/ivif_loss_weights.yaml`).
-* `selection` (the recipe) matches the student's weight maps to the teacher's where the teacher is
-  confident; `feature_in` removes each feature map's mean and variance before matching (the focus-blur
-  level and modality intensity that are specific to each task); `relation` matches how the CEM channels
-  co-vary; `output_grad` keeps only the structure of the fused edges. `none` is the fine-tuning baseline.
+* `relation` (the recipe) matches how the teacher's CEM channels co-vary, with no spatial decision;
+  `selection` matches the student's weight maps to the teacher's where the teacher is confident;
+  `feature_in` removes each feature map's mean and variance before matching (the focus-blur level and
+  modality intensity that are specific to each task); `output_grad` keeps only the structure of the fused edges. `none` is the fine-tuning baseline.
 * For conclusions use full runs over seeds: the `guidance_modes` sweep runs each mode with three
   seeds (`make sweep SWEEP=experiments/sweeps/guidance_modes.yaml`)."""),
     ])
