@@ -80,8 +80,9 @@ class IVIFTransferStage(FusionStageBase):
             (the ``no_transfer`` ablation; it then needs ``guidance="none"`` and no replay).
         net: architecture overrides for the student (e.g. ``{"shared_encoder": false}``); by default
             the student copies the teacher's architecture.
-        guidance: L_g mode, one of ``stfuse.losses.GUIDANCE_MODES`` (``selection`` by default: the teacher's
-            confident weight maps; ``none`` is plain fine-tuning).
+        guidance: L_g mode, one of ``stfuse.losses.GUIDANCE_MODES`` (``relation`` by default: the channel
+            correlations of the teacher's CEM maps; ``selection``: its confident weight maps; ``none`` is plain
+            fine-tuning).
         lambda_*: loss weights of L = λ_int·L_int + λ_grad·L_grad + λ_ssim·L_ssim + λ_g·L_g + λ_s·L_src
             (:class:`stfuse.losses.TransferObjective` holds them all).
         lambda_g_schedule: ``cosine`` (default, the recipe) and ``linear`` decay λ_g to 0 over the run's
