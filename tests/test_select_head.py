@@ -236,6 +236,7 @@ def test_matched_guidance_inputs_show_the_teacher_the_pair_with_equal_moments(tm
     for inputs in ("raw", "matched"):
         stage = IVIFTransferStage(
             source_ckpt=str(source),
+            guidance="selection",
             guidance_inputs=inputs,
             guidance_detail_tau=0.05,  # the detail weighting reads the raw pair through the objective
             lambda_src=0.0,
