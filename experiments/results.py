@@ -206,6 +206,7 @@ def fuse_and_score(
     """Fuse every test set with every model and score them; the shipped model's images are a copy of the
     run it was exported from (the same network, so the same pixels)."""
     summaries = {}
+    digests = {method: weights_digest(path) for method, path in weights.items()}  # one read per network
     for name in SETS:
         ir, vi = data / "ivif" / name / "ir", data / "ivif" / name / "vi"
         fused_args = []
@@ -217,7 +218,7 @@ def fuse_and_score(
                 shutil.copytree(source, target)
                 fused_args += ["--fused", f"{method}={target}"]
                 continue
-            digest = weights_digest(path)
+            digest = digests[method]
             if clear_stale_fused(target, digest):
                 print(f"{target}: not fused by these weights (retrained, or unrecorded); fusing again")
             sh([sys.executable, "-m", "stfuse", "fuse", "--ckpt", str(path), "--ir", str(ir), "--vi", str(vi),
