@@ -220,3 +220,24 @@ def test_a_root_too_small_for_the_stratified_split_is_one_line_naming_it(data_ro
     message = result.stderr.strip().splitlines()[-1]
     assert "cannot hold out 4 pair(s) of each root" in message and f"{small}: 1 pairs" in message, message
     assert list((tmp_path / "run").rglob("*.ckpt")) == []
+
+
+def test_a_selection_only_guidance_option_on_the_relation_recipe_is_one_line_saying_what_to_set(
+    trained, tmp_path
+):
+    """The recipe's L_g is `relation`; the selection-map options (documented for the earlier probes) need
+    `guidance: selection`, and `stfuse fit` says so before training, exit 2, nothing written."""
+    root, _ = trained
+    source = str(root / "checkpoints" / "last.ckpt")
+    for option, value in (("guidance_detail_tau", "0.05"), ("guidance_levels", "[0, 1]"),
+                          ("guidance_centering", "weights")):  # fmt: skip
+        run = tmp_path / option
+        result = stfuse("fit", "--config", str(REPO / "experiments" / "ivif.yaml"),
+                        "--model.init_args.source_ckpt", source, f"--model.init_args.{option}", value,
+                        "--trainer.default_root_dir", str(run))  # fmt: skip
+        assert result.returncode == 2, result.stderr[-3000:]
+        assert "Traceback" not in result.stderr
+        message = result.stderr.strip().splitlines()[-1]
+        assert f"a stage's {option}" in message and "not 'relation'" in message, message
+        assert "guidance: selection" in message, message
+        assert not run.exists()

@@ -169,6 +169,14 @@ DEFAULT_LAYERS: dict[str, tuple[str, ...]] = {
 }
 
 
+def _selection_only(option: str, mode: str) -> str:
+    """The error for an option of the ``selection`` mode given with another mode."""
+    return (
+        f"{option} applies to guidance mode 'selection' only, not {mode!r}: set the mode to selection "
+        "(`guidance: selection`; the recipe's mode is relation) or leave the option out"
+    )
+
+
 class GuidanceLoss(nn.Module):
     """Match the student S to the frozen MFIF teacher T on the same IVIF pair.
 
@@ -233,7 +241,7 @@ class GuidanceLoss(nn.Module):
         super().__init__()
         if detail_tau is not None:
             if mode != "selection":
-                raise ValueError(f"detail_tau applies to the `selection` mode only, not {mode!r}")
+                raise ValueError(_selection_only("detail_tau (a stage's guidance_detail_tau)", mode))
             if detail_tau <= 0 or detail_sigma <= 0:
                 raise ValueError(
                     f"detail_tau and detail_sigma must be positive, got {detail_tau}, {detail_sigma}"
@@ -241,11 +249,11 @@ class GuidanceLoss(nn.Module):
         if centering not in CENTERINGS:
             raise ValueError(f"centering must be one of {CENTERINGS}, got {centering!r}")
         if centering != "none" and mode != "selection":
-            raise ValueError(f"centering applies to the `selection` mode only, not {mode!r}")
+            raise ValueError(_selection_only("centering (a stage's guidance_centering)", mode))
         if levels is not None:
             levels = tuple(sorted(set(int(level) for level in levels)))
             if mode != "selection":
-                raise ValueError(f"guidance levels apply to the `selection` mode only, not {mode!r}")
+                raise ValueError(_selection_only("levels (a stage's guidance_levels)", mode))
             if not levels or levels[0] < 0:
                 raise ValueError(
                     f"guidance levels must be a non-empty list of levels ≥ 0, got {list(levels)}"
