@@ -45,6 +45,34 @@ def test_blend_is_differentiable_in_the_weights() -> None:
     assert logits.grad is not None and logits.grad.abs().sum() > 0
 
 
+def _fine(x: torch.Tensor) -> torch.Tensor:
+    """x − its 5×5 local mean inside an 8-pixel border: the fine texture (a linear map of x)."""
+    return (x - torch.nn.functional.avg_pool2d(x, 5, 1, 2, count_include_pad=False))[..., 8:-8, 8:-8]
+
+
+def test_independent_detail_weights_keep_the_texture_of_both_sources() -> None:
+    y, x = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    a = (0.4 + 0.1 * torch.sign(torch.sin(x * 1.6)))[None, None]  # vertical stripes
+    b = (0.5 + 0.1 * torch.sign(torch.sin(y * 1.6)))[None, None]  # horizontal stripes
+    half = torch.full((1, 4, 64, 64), 0.5)
+    convex = laplacian_blend(a, b, half, 4)
+    # V = 1 − W on every detail level is the convex blend itself
+    assert torch.allclose(laplacian_blend(a, b, half, 4, 1.0 - half[:, :3]), convex, atol=1e-6)
+    # W = V = 1 on the detail levels (base still half and half): the stripes of both sources at full strength,
+    # where the convex blend keeps each at half strength
+    detail_from_a = torch.cat([torch.ones(1, 3, 64, 64), half[:, :1]], 1)
+    both = laplacian_blend(a, b, detail_from_a, 4, torch.ones(1, 3, 64, 64))
+    assert torch.allclose(_fine(both), _fine(a) + _fine(b), atol=1e-3)
+    assert torch.allclose(_fine(convex), 0.5 * (_fine(a) + _fine(b)), atol=1e-3)
+    assert _fine(a).abs().mean() > 0.1  # the stripes are there to keep
+    assert (both.mean() - convex.mean()).abs() < 0.01  # the base level is untouched
+    # one map for every detail level: W = 1 and V = 0 everywhere but the base is A's texture alone
+    only_a = laplacian_blend(a, b, detail_from_a, 4, torch.zeros(1, 1, 64, 64))
+    assert torch.allclose(_fine(only_a), _fine(a), atol=1e-3)
+    with pytest.raises(ValueError, match="detail_weights_b need 1 or 3 channels"):
+        laplacian_blend(a, b, half, 4, torch.ones(1, 2, 64, 64))
+
+
 def test_bounded_weights_never_saturate() -> None:
     logits = torch.tensor([-1e4, -5.0, 0.0, 5.0, 1e4])
     w = bounded_weights(logits, 4.0)
@@ -75,9 +103,31 @@ def test_select_options_are_validated_and_round_trip() -> None:
     assert net.decoder.to_image.out_channels == 2  # the shared map + the residual
 
 
+def test_independent_detail_option_adds_one_map_per_detail_level_and_is_validated() -> None:
+    net = STFuseNet("tiny", detail="independent")
+    assert net.decoder.to_image.out_channels == 4 + 3
+    assert STFuseNet(**net.config).config == net.config
+    assert (
+        STFuseNet(
+            "tiny", detail="independent", weight_maps="shared", residual=0.1
+        ).decoder.to_image.out_channels
+        == 3
+    )
+    a, b = _pair(1, 40, 30)
+    with torch.no_grad():
+        out, features = net.eval()(a, b, return_features=True)
+    assert out.shape == a.shape and out.min() >= 0 and out.max() <= 1
+    assert features[-1].shape == (1, 4, 40, 30)  # the guidance sees the weights of A only
+    with pytest.raises(ValueError, match="unknown detail 'add'"):
+        STFuseNet("tiny", detail="add")
+    for bad in ({"head": "paint"}, {"levels": 1}):
+        with pytest.raises(ValueError, match="needs the select head with levels ≥ 2"):
+            STFuseNet("tiny", detail="independent", **bad)
+
+
 def test_configs_saved_before_the_select_head_build_the_painting_network() -> None:
     old = {key: value for key, value in STFuseNet("compact", head="paint").config.items()}
-    for key in ("head", "levels", "weight_maps", "residual", "select_bound"):
+    for key in ("head", "levels", "weight_maps", "residual", "select_bound", "detail"):
         old.pop(key)
     assert STFuseNet(**STFuseNet.saved_config(old)).config["head"] == "paint"
     assert (

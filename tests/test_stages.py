@@ -93,6 +93,22 @@ def test_student_with_a_detail_residual_starts_as_the_pure_blend_source(source_c
         IVIFTransferStage(source_ckpt=str(source_ckpt), net={"channels": 24})
 
 
+def test_student_with_independent_detail_weights_starts_as_the_convex_blend_source(source_ckpt):
+    stage = IVIFTransferStage(source_ckpt=str(source_ckpt), net={"detail": "independent", "residual": 0.1})
+    maps = stage.teacher.weight_channels
+    assert stage.net.detail_channels == maps - 1 and stage.teacher.detail_channels == 0
+    for key in ("decoder.to_image.weight", "decoder.to_image.bias"):
+        grown, teacher = stage.net.state_dict()[key], stage.teacher.state_dict()[key]
+        assert grown.shape[0] == 2 * maps - 1 + 1
+        assert torch.equal(grown[:maps], teacher)
+        assert torch.equal(grown[maps : 2 * maps - 1], -teacher[: maps - 1])  # V = 1 − W on each detail level
+        assert not grown[-1].any()  # the residual starts at zero
+    ir, vi = torch.rand(1, 1, 37, 53), torch.rand(1, 1, 37, 53)
+    stage.eval()
+    with torch.no_grad():
+        assert torch.allclose(stage.net(ir, vi), stage.teacher(ir, vi), atol=1e-5)
+
+
 def test_teacher_is_frozen_and_unchanged_by_training(source_ckpt, tmp_path):
     stage = IVIFTransferStage(source_ckpt=str(source_ckpt), lambda_g=5.0, warmup_steps=1)
     before = {k: v.clone() for k, v in stage.teacher.state_dict().items()}

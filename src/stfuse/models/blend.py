@@ -4,7 +4,9 @@ The ``select`` head of :class:`~stfuse.models.net.STFuseNet` predicts weight map
 one map per pyramid level or one shared map) instead of painting the fused pixels. Each Laplacian level of
 the result is ``W_l · L_l(A) + (1 − W_l) · L_l(B)``, with ``W_l`` the l-th level of the weight map's Gaussian
 pyramid (the Burt–Adelson blend: coarse levels mix with smooth weights, so a sharp decision leaves no seam).
-With W ≡ 1 the result is exactly A, with W ≡ 0 exactly B. Every operation is kornia's pyramid filter or
+With W ≡ 1 the result is exactly A, with W ≡ 0 exactly B. With ``detail_weights_b`` the detail levels take
+an independent weight of B (``W_l · L_l(A) + V_l · L_l(B)``), so the texture of both sources can be kept where
+both carry it; the base level stays convex. Every operation is kornia's pyramid filter or
 plain tensor arithmetic, so the blend is differentiable and runs on any device. The pyramid steps equal kornia's ``pyrdown``/``pyrup`` on
 the even sizes used here (tests/test_select_head.py checks it) but trace under ``torch.compile`` with dynamic
 shapes.
@@ -54,8 +56,18 @@ def usable_levels(height: int, width: int, levels: int) -> int:
     return levels
 
 
-def laplacian_blend(a: torch.Tensor, b: torch.Tensor, weights: torch.Tensor, levels: int) -> torch.Tensor:
+def laplacian_blend(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    weights: torch.Tensor,
+    levels: int,
+    detail_weights_b: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Blend N×1×H×W sources with N×L×H×W weights of ``a`` (L = ``levels`` per-level maps, or 1 shared).
+
+    ``detail_weights_b`` (optional, N×(L−1)×H×W per detail level or N×1×H×W shared): the weights of ``b`` on
+    the detail (Laplacian) levels, chosen independently of ``a``'s, so a level can keep the texture of both
+    sources (W_A + W_B up to 2) or of neither. None: ``1 − W`` (the convex blend). The base level stays convex.
 
     Returns N×1×H×W. Any H×W: the inputs are reflect-padded to a multiple of 2^(levels−1) and cropped back;
     an image too small for ``levels`` (a coarsest level under 4 pixels) uses fewer, and its coarsest level
@@ -65,19 +77,31 @@ def laplacian_blend(a: torch.Tensor, b: torch.Tensor, weights: torch.Tensor, lev
         raise ValueError(f"levels must be ≥ 1, got {levels}")
     if weights.shape[1] not in (1, levels):
         raise ValueError(f"weights need 1 or {levels} channels (one per level), got {weights.shape[1]}")
+    detail_maps = 0 if detail_weights_b is None else detail_weights_b.shape[1]
+    if detail_weights_b is not None and detail_maps not in (1, levels - 1):
+        raise ValueError(
+            f"detail_weights_b need 1 or {levels - 1} channels (one per detail level), got {detail_maps}"
+        )
     height, width = a.shape[-2:]
     levels = usable_levels(height, width, levels)
     multiple = 2 ** (levels - 1)
     # sources and weights travel together through one pyramid (one filter call per level)
-    stack = pad_to_multiple(torch.cat([a, b, weights], dim=1), multiple)
+    parts = [a, b, weights] if detail_weights_b is None else [a, b, weights, detail_weights_b]
+    stack = pad_to_multiple(torch.cat(parts, dim=1), multiple)
     per_level = weights.shape[1] > 1
+    first_b = 2 + weights.shape[1]
     details: list[torch.Tensor] = []
     for level in range(levels - 1):
         down = pyr_down(stack)
         sources, coarse = stack[:, :2], down[:, :2]
         detail = sources - pyr_up(coarse)  # N×2×h×w Laplacian levels of A and B
         w = stack[:, 2 + level : 3 + level] if per_level else stack[:, 2:3]
-        details.append(w * detail[:, :1] + (1.0 - w) * detail[:, 1:2])
+        if detail_maps:
+            index = first_b + (level if detail_maps > 1 else 0)
+            w_b = stack[:, index : index + 1]
+        else:
+            w_b = 1.0 - w
+        details.append(w * detail[:, :1] + w_b * detail[:, 1:2])
         stack = down
     w = stack[:, 2 + levels - 1 : 3 + levels - 1] if per_level else stack[:, 2:3]
     out = w * stack[:, :1] + (1.0 - w) * stack[:, 1:2]

@@ -32,6 +32,8 @@ OUTPUT_MODES = ("sigmoid", "clamp")
 HEAD_MODES = ("paint", "select")
 #: ``select`` weight maps: one per pyramid level, or one shared by every level
 WEIGHT_MAPS = ("level", "shared")
+#: ``select`` detail levels: ``convex`` (W·L(A) + (1 − W)·L(B)) or ``independent`` (W·L(A) + V·L(B), V its own map)
+DETAIL_MODES = ("convex", "independent")
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The reference CPU model: encoder, CEM and decoder at 1/2 resolution with a 16-channel full-resolution
@@ -165,6 +167,9 @@ class STFuseNet(nn.Module):
         levels: pyramid levels of the ``select`` blend (1 = a per-pixel blend).
         weight_maps: ``"level"`` (one weight map per pyramid level) or ``"shared"`` (one map for all levels).
         residual: bound of the ``select`` head's detail residual added to the blend (0 = none, a pure blend).
+        detail: ``"convex"`` (each detail level is W·L(A) + (1 − W)·L(B)) or ``"independent"`` (W·L(A) + V·L(B)
+            with V predicted by its own maps, one per detail level or one shared, so the texture of both sources
+            can be kept). The base level is convex either way. ``select`` head only.
         select_bound: soft bound on the weight logits (weights stay in [σ(−b), σ(b)]); ≤ 0 disables it.
 
     ``net.config`` returns the resolved kwargs, so ``STFuseNet(**net.config)`` rebuilds the architecture.
@@ -192,6 +197,7 @@ class STFuseNet(nn.Module):
         weight_maps: str = "level",
         residual: float = 0.0,
         select_bound: float = 4.0,
+        detail: str = "convex",
     ) -> None:
         super().__init__()
         if preset not in PRESETS:
@@ -236,6 +242,13 @@ class STFuseNet(nn.Module):
             raise ValueError(f"levels must be within [1, 8], got {levels}")
         if float(residual) < 0 or not float(residual) < float("inf"):
             raise ValueError(f"residual must be a finite bound ≥ 0, got {residual}")
+        if detail not in DETAIL_MODES:
+            raise ValueError(f"unknown detail {detail!r}; expected one of {DETAIL_MODES}")
+        if detail != "convex" and (head != "select" or int(levels) < 2):
+            raise ValueError(
+                f"detail {detail!r} needs the select head with levels ≥ 2 (a detail level to weight), "
+                f"got head {head!r} and levels {levels}"
+            )
 
         self._config: dict[str, Any] = {
             "preset": preset,
@@ -256,6 +269,7 @@ class STFuseNet(nn.Module):
             "weight_maps": weight_maps,
             "residual": float(residual),
             "select_bound": float(select_bound),
+            "detail": detail,
         }
         self.downsample = downsample
         self.output = output
@@ -267,8 +281,13 @@ class STFuseNet(nn.Module):
         self.residual = float(residual)
         self.select_bound = float(select_bound)
         weight_channels = (self.levels if weight_maps == "level" else 1) if head == "select" else 0
+        #: output channels [0, weight_channels): the weights of A; then the detail weights of B (``independent``)
         self.weight_channels = weight_channels
-        out_channels = 1 if head == "paint" else weight_channels + (1 if self.residual > 0 else 0)
+        self.detail = detail
+        self.detail_channels = 0 if detail == "convex" else (self.levels - 1 if weight_maps == "level" else 1)
+        out_channels = (
+            1 if head == "paint" else weight_channels + self.detail_channels + (1 if self.residual > 0 else 0)
+        )
 
         self.encoder_a = BranchEncoder(channels, num_blocks, downsample, block)
         self.encoder_b = (
@@ -381,9 +400,15 @@ class STFuseNet(nn.Module):
         weights = None
         if self.head == "select":
             weights = bounded_weights(raw[:, : self.weight_channels], self.select_bound)  # N×L×H×W
-            out = laplacian_blend(a, b, weights, self.levels)
+            end = self.weight_channels + self.detail_channels
+            detail_b = (
+                bounded_weights(raw[:, self.weight_channels : end], self.select_bound)
+                if self.detail_channels
+                else None
+            )
+            out = laplacian_blend(a, b, weights, self.levels, detail_b)
             if self.residual > 0:
-                out = out + self.residual * torch.tanh(raw[:, self.weight_channels :])
+                out = out + self.residual * torch.tanh(raw[:, end:])
             out = out.clamp(0.0, 1.0)
         else:
             if self.average_prior:

@@ -26,9 +26,38 @@ LAMBDA_G_SCHEDULES = ("constant", "linear", "cosine")
 GUIDANCE_INPUTS = ("raw", "matched")
 
 
-#: the select head's output conv: a student that adds the detail residual (``net: {residual: r}``) to a pure-blend
-#: source has one more output channel here than the teacher
+#: the select head's output conv: a student that adds the detail residual (``net: {residual: r}``) or independent
+#: detail weights (``net: {detail: independent}``) to a pure convex-blend source has more output channels here
+#: than the teacher
 _HEAD_OUTPUT = ("decoder.to_image.weight", "decoder.to_image.bias")
+
+
+def _grown_head(student: nn.Module, teacher: nn.Module, value: torch.Tensor) -> torch.Tensor | None:
+    """The student's select-head output conv (weight or bias) built from the teacher's ``value``, when the
+    student only adds channels the teacher lacks; None when the two heads do not relate that way.
+
+    Channel layout: [weights of A | detail weights of B (``independent``) | residual]. The weights of A are
+    copied; the detail weights of B start as the negated logits of A's on the same level, so that
+    V = σ(b·tanh(−z/b)) = 1 − W, the teacher's convex blend; the residual is copied or starts at zero.
+    """
+    if getattr(student, "head", None) != "select" or getattr(teacher, "head", None) != "select":
+        return None
+    maps = student.weight_channels
+    if teacher.weight_channels != maps:
+        return None
+    s_detail, t_detail = student.detail_channels, teacher.detail_channels
+    s_res, t_res = int(student.residual > 0), int(teacher.residual > 0)
+    if value.shape[0] != maps + t_detail + t_res or (t_detail and t_detail != s_detail) or t_res > s_res:
+        return None
+    if (s_detail, s_res) == (t_detail, t_res):
+        return None
+    grown = value.new_zeros((maps + s_detail + s_res, *value.shape[1:]))
+    grown[:maps] = value[:maps]
+    if s_detail:
+        grown[maps : maps + s_detail] = value[maps : maps + t_detail] if t_detail else -value[:s_detail]
+    if t_res:
+        grown[-1] = value[-1]
+    return grown
 
 
 def _init_student_from(student: nn.Module, teacher: nn.Module) -> None:
@@ -36,22 +65,18 @@ def _init_student_from(student: nn.Module, teacher: nn.Module) -> None:
 
     A shared-encoder network lists its encoder under both ``encoder_a.`` and ``encoder_b.``, so a
     separate-encoder student (the ``separate_encoders`` ablation) starts both branches from the
-    shared source encoder through a plain key match. A select-head student with a detail residual that the
-    teacher lacks copies the teacher's weight-map channels of the output conv and starts the residual channel
-    at zero, so at step 0 it renders exactly the teacher's blend.
+    shared source encoder through a plain key match. A select-head student with a detail residual or
+    independent detail weights that the teacher lacks grows the output conv (:func:`_grown_head`), so at
+    step 0 it renders exactly the teacher's blend.
     """
     teacher_state = teacher.state_dict()
     student_state = student.state_dict()
-    grown = [
-        key
-        for key in _HEAD_OUTPUT
-        if key in teacher_state
-        and key in student_state
-        and student_state[key].shape[0] > teacher_state[key].shape[0]
-        and student_state[key].shape[1:] == teacher_state[key].shape[1:]
-        and getattr(student, "residual", 0) > 0
-        and not getattr(teacher, "residual", 0) > 0
-    ]
+    grown: dict[str, torch.Tensor] = {}
+    for key in _HEAD_OUTPUT:
+        if key in teacher_state and key in student_state:
+            value = _grown_head(student, teacher, teacher_state[key])
+            if value is not None and value.shape == student_state[key].shape:
+                grown[key] = value
     mismatched = [
         key
         for key, value in student_state.items()
@@ -63,10 +88,7 @@ def _init_student_from(student: nn.Module, teacher: nn.Module) -> None:
             f"{len(mismatched)} tensors (first: {mismatched[:5]}). Use the same preset/channels as the source stage."
         )
     state = {key: teacher_state[key] for key in student_state if key not in grown}
-    for key in grown:
-        value = torch.zeros_like(student_state[key])
-        value[: teacher_state[key].shape[0]] = teacher_state[key]
-        state[key] = value
+    state.update(grown)
     student.load_state_dict(state)
 
 
