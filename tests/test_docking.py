@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -330,6 +331,12 @@ def test_dock_command_end_to_end_on_real_pairs(
     # a second call reuses every stored run and the cache, and rebuilds the same table
     calls.clear()
     before = (out / "results.md").read_text()
+    assert dock_main(args) == 0
+    assert calls == [] and (out / "results.md").read_text() == before
+
+    # the same files with new modification times (a re-copied data folder): still reused
+    for path in [ckpt, *fused_dir.glob("*.png")]:
+        os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**12))
     assert dock_main(args) == 0
     assert calls == [] and (out / "results.md").read_text() == before
 

@@ -156,6 +156,16 @@ def _as_image(result: object, origin: str) -> np.ndarray:
     return np.clip(arr, 0.0, 1.0).astype(np.float32)
 
 
+def _content_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes: what a cached result depends on, unlike its modification time (a copied or
+    re-synced data folder gets new times and the same contents)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _identity(spec: SourceSpec) -> dict[str, object]:
     """What the cached fused images depend on."""
     ident: dict[str, object] = {"kind": spec.kind, "location": spec.location}
@@ -163,17 +173,16 @@ def _identity(spec: SourceSpec) -> dict[str, object]:
         path = Path(spec.location)
         if not path.is_file():
             raise DockingError(f"--ckpt {spec.name}={spec.location}: checkpoint file not found")
-        stat = path.stat()
-        ident.update(path=str(path.resolve()), bytes=stat.st_size, mtime_ns=stat.st_mtime_ns)
+        ident.update(sha256=_content_digest(path))
     return ident
 
 
 def fingerprint(spec: SourceSpec, files: dict[str, Path]) -> str:
-    """Hash of the source's identity and its files' sizes and times, to know when results go stale."""
+    """Hash of the source's identity and its files' contents, to know when results go stale (a copy of the
+    same files with new modification times keeps the fingerprint)."""
     digest = hashlib.sha256(json.dumps(_identity(spec), sort_keys=True).encode())
     for stem in sorted(files):
-        stat = files[stem].stat()
-        digest.update(f"{stem}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+        digest.update(f"{stem}:{_content_digest(files[stem])};".encode())
     return digest.hexdigest()[:16]
 
 
