@@ -28,13 +28,14 @@ MIN_ONNX_OPSET = 18
 def network_presets() -> tuple[str, ...]:
     """The names in ``stfuse.models.PRESETS``, for ``--preset`` choices and help.
 
-    Read from the loaded module when torch is already in, else from ``models/net.py``'s source with ``ast``
-    (importing the registry would load torch, and ``stfuse fuse --help`` imports none).
+    Read from the loaded module when it is already in, else from ``models/presets.py``'s source with ``ast``
+    (importing the registry loads the ``stfuse.models`` package, hence torch, and ``stfuse fuse --help``
+    imports none).
     """
-    module = sys.modules.get("stfuse.models.net")
+    module = sys.modules.get("stfuse.models.presets")
     if module is not None:
         return tuple(module.PRESETS)
-    source = Path(__file__).resolve().parents[1] / "models" / "net.py"
+    source = Path(__file__).resolve().parents[1] / "models" / "presets.py"
     for node in ast.parse(source.read_text(encoding="utf-8")).body:
         target = node.target if isinstance(node, ast.AnnAssign) else None
         if isinstance(node, ast.Assign) and len(node.targets) == 1:
