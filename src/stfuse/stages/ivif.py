@@ -147,7 +147,7 @@ class IVIFTransferStage(FusionStageBase):
         net: dict[str, Any] | None = None,
         guidance: GuidanceMode = "relation",
         lambda_int: float = 1.0,
-        lambda_grad: float = 40.0,
+        lambda_grad: float = 80.0,
         lambda_ssim: float = 1.0,
         lambda_g: float = 1.0,
         lambda_src: float = 0.5,
