@@ -279,6 +279,36 @@ def test_guidance_works_on_network_features() -> None:
     assert all(p.grad is not None for p in student.cem_parameters())
 
 
+@pytest.mark.parametrize("mode", ["feature_in", "relation"])
+def test_encoder_guidance_moves_only_the_encoder(mode: str) -> None:
+    """L_g on the ``encoder`` group reaches the shared encoder and nothing after it: how the student weighs the
+    sources (CEM, decoder, head) is left to the IVIF losses."""
+    from stfuse.models import STFuseNet
+
+    torch.manual_seed(0)
+    teacher = STFuseNet("compact", channels=8, heads=2).eval()
+    student = STFuseNet("compact", channels=8, heads=2)
+    student.load_state_dict(teacher.state_dict())
+    a, b = _texture(0, n=1, size=32), _texture(1, n=1, size=32)
+    loss = GuidanceLoss(mode, layers=["encoder"])
+    groups = student.feature_groups()
+    fused, features = student(a, b, return_features=True)
+    with torch.no_grad():
+        teacher_fused, teacher_features = teacher(a, b, return_features=True)
+    # the same weights: nothing to match
+    assert float(loss(fused, teacher_fused, features, teacher_features, groups=groups)) < 1e-5
+    with torch.no_grad():  # the student drifts: its encoder and its decoder change
+        for p in student.encoder_parameters() + student.decoder_parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    fused, features = student(a, b, return_features=True)
+    value = loss(fused, teacher_fused, features, teacher_features, groups=groups)
+    assert float(value) > 1e-3
+    value.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.encoder_parameters())
+    untouched = student.cem_parameters() + student.decoder_parameters()
+    assert all(p.grad is None or float(p.grad.abs().sum()) == 0.0 for p in untouched)
+
+
 def test_transfer_objective_weighs_all_five_terms() -> None:
     from stfuse.losses import TransferObjective
 

@@ -69,7 +69,7 @@ def test_large_odd_size_is_padded_and_cropped_back() -> None:
     assert fused.shape == (1, 1, 475, 575)
     head = features[net.feature_groups().index("head")]
     assert head.shape[-2:] == (476, 576)  # the head runs at the padded size, a multiple of 4
-    assert features[-1].shape[-2:] == (475, 575)  # the weight maps are cropped back with the image
+    assert features[net.feature_groups().index("select")].shape[-2:] == (475, 575)  # the weight maps are cropped back with the image
 
 
 def test_pad_to_multiple_reflects_and_falls_back_for_tiny_maps() -> None:
@@ -176,15 +176,38 @@ def test_feature_list_structure_is_the_same_for_every_option(cem: str, shared_en
     net = _tiny(cem=cem, shared_encoder=shared_encoder)
     fused, features = net(*_pair(2, 16, 24), return_features=True)
     assert fused.shape == (2, 1, 16, 24)
-    # one concat(X', Y') per CEM depth, the merged decoder map, the full-resolution head map, the weight maps
+    # one concat(X', Y') per CEM depth, the merged decoder map, the full-resolution head map, the weight maps,
+    # then the encoder's concat(X, Y) entering each CEM depth
     assert [tuple(f.shape) for f in features] == [
         (2, 16, 4, 6),
         (2, 16, 4, 6),
         (2, 8, 4, 6),
         (2, 8, 16, 24),
         (2, 4, 16, 24),
+        (2, 16, 4, 6),
+        (2, 16, 4, 6),
     ]
-    assert net.feature_groups() == ["cem", "cem", "decoder", "head", "select"]
+    assert net.feature_groups() == ["cem", "cem", "decoder", "head", "select", "encoder", "encoder"]
+    if cem == "off":  # no CEM: the maps it would refine are the encoder's, unchanged
+        torch.testing.assert_close(features[0], features[5])
+        torch.testing.assert_close(features[1], features[6])
+
+
+def test_encoder_maps_see_each_source_alone_and_cem_maps_see_both() -> None:
+    net = _tiny(cem="full").eval()
+    a, b = _pair(1, 16, 24, seed=0)
+    _, other_b = _pair(1, 16, 24, seed=1)
+    groups = net.feature_groups()
+    with torch.no_grad():
+        _, features = net(a, b, return_features=True)
+        _, changed = net(a, other_b, return_features=True)
+    half = net.config["channels"]
+    encoder, cem = groups.index("encoder"), groups.index("cem")
+    # A's half of the encoder map is A's alone; B's half moves with B
+    torch.testing.assert_close(features[encoder][:, :half], changed[encoder][:, :half])
+    assert (features[encoder][:, half:] - changed[encoder][:, half:]).abs().max() > 1e-3
+    # after the mutual attention, A's branch has looked at B
+    assert (features[cem][:, :half] - changed[cem][:, :half]).abs().max() > 1e-4
 
 
 def test_cem_modes_differ_in_parameters() -> None:

@@ -99,7 +99,7 @@ def test_select_options_are_validated_and_round_trip() -> None:
     net = STFuseNet("tiny", weight_maps="shared", levels=3, residual=0.05)
     assert STFuseNet(**net.config).config == net.config
     _, features = net(*_pair(1, 24, 24), return_features=True)
-    assert features[-1].shape == (1, 1, 24, 24)  # one shared map
+    assert features[net.feature_groups().index("select")].shape == (1, 1, 24, 24)  # one shared map
     assert net.decoder.to_image.out_channels == 2  # the shared map + the residual
 
 
@@ -117,7 +117,7 @@ def test_independent_detail_option_adds_one_map_per_detail_level_and_is_validate
     with torch.no_grad():
         out, features = net.eval()(a, b, return_features=True)
     assert out.shape == a.shape and out.min() >= 0 and out.max() <= 1
-    assert features[-1].shape == (1, 4, 40, 30)  # the guidance sees the weights of A only
+    assert features[net.feature_groups().index("select")].shape == (1, 4, 40, 30)  # the guidance sees the weights of A only
     with pytest.raises(ValueError, match="unknown detail 'add'"):
         STFuseNet("tiny", detail="add")
     for bad in ({"head": "paint"}, {"levels": 1}):

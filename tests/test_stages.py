@@ -174,7 +174,10 @@ def test_guidance_on_the_cem_maps_only_trains_and_differs_from_all_maps(source_c
 
 def test_unknown_guidance_layers_are_refused(source_ckpt):
     with pytest.raises(ValueError, match="guidance layers must be a non-empty subset"):
-        IVIFTransferStage(source_ckpt=str(source_ckpt), guidance_layers=["encoder"])
+        IVIFTransferStage(source_ckpt=str(source_ckpt), guidance_layers=["bottleneck"])
+    # the encoder group is known: the stage builds, and its L_g reads the pre-CEM maps only
+    stage = IVIFTransferStage(source_ckpt=str(source_ckpt), guidance="feature_in", guidance_layers=["encoder"])
+    assert stage.objective.guidance.layers == ("encoder",)
 
 
 def test_separate_encoders_start_from_the_shared_source_encoder(source_ckpt):

@@ -158,7 +158,7 @@ GUIDANCE_MODES: tuple[str, ...] = tuple(GUIDANCE_FUNCTIONS)
 GuidanceMode = Literal[GUIDANCE_MODES]  # type: ignore[valid-type]
 
 #: the feature groups a network can label its guidance features with (``STFuseNet.feature_groups``)
-FEATURE_GROUPS: tuple[str, ...] = ("cem", "decoder", "head", "select")
+FEATURE_GROUPS: tuple[str, ...] = ("cem", "decoder", "head", "select", "encoder")
 
 #: the feature groups each mode reads when ``layers`` is not given; a mode absent here reads no feature maps
 #: (it works on the fused images).
@@ -192,9 +192,12 @@ class GuidanceLoss(nn.Module):
             weighted by the teacher's confidence c = |2·W_T − 1| (only where the teacher is sure).
         ``relation``: mean|R(φ^S) − R(φ^T)| on the channel-correlation matrices of instance-normalised maps.
 
-    ``layers`` picks the feature groups a feature mode reads (``cem``, ``decoder``, ``head``, ``select``; the
-    caller passes each feature's group). ``["cem"]`` matches only the cross-feature maps, the selection
-    structure, and leaves the decoder free to render the IVIF output; ``None`` takes the mode's default
+    ``layers`` picks the feature groups a feature mode reads (``cem``, ``decoder``, ``head``, ``select``,
+    ``encoder``; the caller passes each feature's group). ``["cem"]`` matches only the cross-feature maps, the
+    selection structure, and leaves the decoder free to render the IVIF output. ``["encoder"]`` matches only the
+    shared encoder's maps of each source on its own, before the CEM lets the branches see each other: what
+    the teacher extracts from an image (edges, texture, focus cues) is kept, and how it weighs IR against VIS
+    is left entirely to the IVIF losses; ``None`` takes the mode's default
     (:data:`DEFAULT_LAYERS`: every feature map but the weights for ``feature_in``, the weights for
     ``selection``, the CEM maps for ``relation``).
 

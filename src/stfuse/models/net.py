@@ -305,10 +305,14 @@ class STFuseNet(nn.Module):
 
     def feature_groups(self) -> list[str]:
         """The group of each guidance feature that ``forward(..., return_features=True)`` returns, in order:
-        ``cem`` per CEM depth, then ``decoder`` (the merged 1/s map), ``head`` (the full-resolution map) and, for
-        the ``select`` head, ``select`` (the N×k×H×W weight maps of source A)."""
+        ``cem`` per CEM depth, then ``decoder`` (the merged 1/s map), ``head`` (the full-resolution map), for
+        the ``select`` head ``select`` (the N×k×H×W weight maps of source A), and last ``encoder`` per CEM depth
+        (the branch encoders' concat(X, Y) that enters that CEM: each source's features on their own, before
+        the branches see each other). The encoder maps come last so that the earlier indices keep their
+        meaning."""
         groups = ["cem"] * len(self.cem_depths) + ["decoder", "head"]
-        return groups + (["select"] if self.head == "select" else [])
+        groups += ["select"] if self.head == "select" else []
+        return groups + ["encoder"] * len(self.cem_depths)
 
     def forward(
         self, a: torch.Tensor, b: torch.Tensor, return_features: bool = False
@@ -317,8 +321,10 @@ class STFuseNet(nn.Module):
 
         With ``return_features=True`` also returns the guidance features φ_l: one concat(X', Y') map
         (N×2C×h×w) per CEM depth, the merged decoder map (N×C×h×w) and the full-resolution decoder map
-        (N×C×H'×W'), where h×w = H'/s×W'/s and H'×W' is the padded size. The list structure depends only on
-        ``cem_depths``, not on the CEM mode (``cem="off"`` gives the unrefined maps).
+        (N×C×H'×W'), the select head's weight maps, and one pre-CEM concat(X, Y) map per CEM depth (group
+        ``encoder``, :meth:`feature_groups`), where h×w = H'/s×W'/s and H'×W' is the padded size. The list
+        structure depends only on ``cem_depths`` and the head, not on the CEM mode (``cem="off"`` gives the
+        unrefined maps, equal to the encoder maps).
         """
         self._check_inputs(a, b)
         height, width = a.shape[-2:]
@@ -328,11 +334,14 @@ class STFuseNet(nn.Module):
         x, y = self._both(enc_a.stem, enc_b.stem, a, b)  # N×C×h×w, h×w = H'/s×W'/s
 
         features: list[torch.Tensor] = []
+        encoder_maps: list[torch.Tensor] = []
         cem_index = 0
         for depth in range(len(enc_a.blocks) + 1):
             if depth > 0:
                 x, y = self._both(enc_a.blocks[depth - 1], enc_b.blocks[depth - 1], x, y)
             if cem_index < len(self.cem_depths) and self.cem_depths[cem_index] == depth:
+                if return_features:
+                    encoder_maps.append(torch.cat([x, y], dim=1))
                 x, y = self.cems[cem_index](x, y)
                 features.append(torch.cat([x, y], dim=1))
                 cem_index += 1
@@ -364,5 +373,5 @@ class STFuseNet(nn.Module):
             features.append(full)
             if weights is not None:
                 features.append(weights)
-            return out, features
+            return out, features + encoder_maps
         return out
