@@ -69,7 +69,10 @@ def test_large_odd_size_is_padded_and_cropped_back() -> None:
     assert fused.shape == (1, 1, 475, 575)
     head = features[net.feature_groups().index("head")]
     assert head.shape[-2:] == (476, 576)  # the head runs at the padded size, a multiple of 4
-    assert features[net.feature_groups().index("select")].shape[-2:] == (475, 575)  # the weight maps are cropped back with the image
+    assert features[net.feature_groups().index("select")].shape[-2:] == (
+        475,
+        575,
+    )  # the weight maps are cropped back with the image
 
 
 def test_pad_to_multiple_reflects_and_falls_back_for_tiny_maps() -> None:

@@ -117,7 +117,12 @@ def test_independent_detail_option_adds_one_map_per_detail_level_and_is_validate
     with torch.no_grad():
         out, features = net.eval()(a, b, return_features=True)
     assert out.shape == a.shape and out.min() >= 0 and out.max() <= 1
-    assert features[net.feature_groups().index("select")].shape == (1, 4, 40, 30)  # the guidance sees the weights of A only
+    assert features[net.feature_groups().index("select")].shape == (
+        1,
+        4,
+        40,
+        30,
+    )  # the guidance sees the weights of A only
     with pytest.raises(ValueError, match="unknown detail 'add'"):
         STFuseNet("tiny", detail="add")
     for bad in ({"head": "paint"}, {"levels": 1}):

@@ -176,7 +176,9 @@ def test_unknown_guidance_layers_are_refused(source_ckpt):
     with pytest.raises(ValueError, match="guidance layers must be a non-empty subset"):
         IVIFTransferStage(source_ckpt=str(source_ckpt), guidance_layers=["bottleneck"])
     # the encoder group is known: the stage builds, and its L_g reads the pre-CEM maps only
-    stage = IVIFTransferStage(source_ckpt=str(source_ckpt), guidance="feature_in", guidance_layers=["encoder"])
+    stage = IVIFTransferStage(
+        source_ckpt=str(source_ckpt), guidance="feature_in", guidance_layers=["encoder"]
+    )
     assert stage.objective.guidance.layers == ("encoder",)
 
 
