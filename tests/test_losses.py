@@ -309,6 +309,44 @@ def test_encoder_guidance_moves_only_the_encoder(mode: str) -> None:
     assert all(p.grad is None or float(p.grad.abs().sum()) == 0.0 for p in untouched)
 
 
+@pytest.mark.parametrize("mode", ["feature_in", "relation"])
+def test_guidance_branch_matches_one_half_of_the_two_branch_maps(mode: str) -> None:
+    generator = torch.Generator().manual_seed(3)
+    teacher = [torch.rand(2, 8, 12, 12, generator=generator)]
+    ir_moved = [teacher[0].clone()]
+    ir_moved[0][:, :4] = torch.rand(2, 4, 12, 12, generator=generator)
+    vi_moved = [teacher[0].clone()]
+    vi_moved[0][:, 4:] = torch.rand(2, 4, 12, 12, generator=generator)
+    dummy = torch.zeros(2, 1, 12, 12)
+
+    def value(branch: str, student: list[torch.Tensor]) -> float:
+        loss = GuidanceLoss(mode, layers=["encoder"], branch=branch)
+        return float(loss(dummy, dummy, student, teacher, groups=["encoder"]))
+
+    # a change of the IR half costs nothing under branch vi, a change of the VIS half does (and vice versa)
+    assert value("vi", ir_moved) < 1e-6 < 1e-2 < value("vi", vi_moved)
+    assert value("ir", vi_moved) < 1e-6 < 1e-2 < value("ir", ir_moved)
+    assert value("both", ir_moved) > 1e-2 and value("both", vi_moved) > 1e-2
+
+
+def test_guidance_branch_is_refused_where_maps_have_no_branches() -> None:
+    with pytest.raises(ValueError, match="guidance branch must be one of"):
+        GuidanceLoss("relation", branch="visible")
+    for mode, layers in (
+        ("selection", None),
+        ("output_grad", None),
+        ("feature_in", None),
+        ("relation", ["head"]),
+    ):
+        with pytest.raises(ValueError, match="splits the two-branch maps"):
+            GuidanceLoss(mode, layers=layers, branch="vi")
+    odd = GuidanceLoss("relation", layers=["cem"], branch="vi")
+    with pytest.raises(ValueError, match="even channel count"):
+        odd(
+            torch.zeros(1), torch.zeros(1), [torch.rand(1, 3, 4, 4)], [torch.rand(1, 3, 4, 4)], groups=["cem"]
+        )
+
+
 def test_transfer_objective_weighs_all_five_terms() -> None:
     from stfuse.losses import TransferObjective
 

@@ -180,6 +180,12 @@ def test_unknown_guidance_layers_are_refused(source_ckpt):
         source_ckpt=str(source_ckpt), guidance="feature_in", guidance_layers=["encoder"]
     )
     assert stage.objective.guidance.layers == ("encoder",)
+    stage = IVIFTransferStage(
+        source_ckpt=str(source_ckpt), guidance_branch="vi"
+    )  # the recipe's relation on cem
+    assert stage.objective.guidance.branch == "vi"
+    with pytest.raises(ValueError, match="splits the two-branch maps"):
+        IVIFTransferStage(source_ckpt=str(source_ckpt), guidance="selection", guidance_branch="vi")
 
 
 def test_separate_encoders_start_from_the_shared_source_encoder(source_ckpt):

@@ -160,6 +160,12 @@ GuidanceMode = Literal[GUIDANCE_MODES]  # type: ignore[valid-type]
 #: the feature groups a network can label its guidance features with (``STFuseNet.feature_groups``)
 FEATURE_GROUPS: tuple[str, ...] = ("cem", "decoder", "head", "select", "encoder")
 
+#: which branch's half of a two-branch map (``cem``, ``encoder``: concat(A, B)) L_g matches; the IVIF stage
+#: passes the pair as (ir, vi), so ``ir`` is branch A and ``vi`` branch B
+BRANCHES: tuple[str, ...] = ("both", "ir", "vi")
+#: the feature groups whose maps are concat(branch A, branch B), the only ones ``branch`` can split
+TWO_BRANCH_GROUPS: tuple[str, ...] = ("cem", "encoder")
+
 #: the feature groups each mode reads when ``layers`` is not given; a mode absent here reads no feature maps
 #: (it works on the fused images).
 DEFAULT_LAYERS: dict[str, tuple[str, ...]] = {
@@ -226,6 +232,11 @@ class GuidanceLoss(nn.Module):
     the teacher's choice in flat regions and of the base intensity was never supervised: it is an
     extrapolation, not knowledge. ``None`` (default): no detail weighting.
 
+    ``branch`` (``feature_in`` and ``relation`` on the ``cem`` and ``encoder`` groups) matches one branch's
+    half of each concat(A, B) map: ``vi`` keeps the teacher's features of the visible image, a natural image
+    like every image the multi-focus teacher was trained on, and leaves the infrared branch (a modality the
+    teacher never saw) and hence the balance between the sources free. ``both`` (default): the whole map.
+
     The teacher side is detached: it is a fixed target, whatever the caller's grad mode.
     """
 
@@ -240,8 +251,11 @@ class GuidanceLoss(nn.Module):
         centering: str = "none",
         detail_tau: float | None = None,
         detail_sigma: float = 2.0,
+        branch: str = "both",
     ) -> None:
         super().__init__()
+        if branch not in BRANCHES:
+            raise ValueError(f"guidance branch must be one of {BRANCHES}, got {branch!r}")
         if detail_tau is not None:
             if mode != "selection":
                 raise ValueError(_selection_only("detail_tau (a stage's guidance_detail_tau)", mode))
@@ -270,6 +284,15 @@ class GuidanceLoss(nn.Module):
                 raise ValueError(
                     f"guidance layers must be a non-empty subset of {FEATURE_GROUPS}, got {list(layers)}"
                 )
+        if branch != "both":
+            read = layers if layers is not None else DEFAULT_LAYERS.get(mode, ())
+            if mode not in ("feature_in", "relation") or not set(read) <= set(TWO_BRANCH_GROUPS):
+                raise ValueError(
+                    f"guidance branch {branch!r} splits the two-branch maps {list(TWO_BRANCH_GROUPS)} of the "
+                    f"feature modes feature_in and relation; mode {mode!r} reads {list(read) or 'no maps'} "
+                    "(set guidance_layers to [cem] or [encoder], or the branch to both)"
+                )
+        self.branch = branch
         self.mode = mode
         self.layers = layers
         self.levels = levels
@@ -292,6 +315,16 @@ class GuidanceLoss(nn.Module):
             energy, (size, size), (self.detail_sigma, self.detail_sigma), border_type="replicate"
         )
         return (blurred / self.detail_tau).clamp(max=1.0).detach()
+
+    def _half(self, phi: torch.Tensor) -> torch.Tensor:
+        """``branch``'s half of an N×2C×h×w concat(A, B) map."""
+        if phi.shape[1] % 2:
+            raise ValueError(
+                f"guidance branch {self.branch!r} needs concat(A, B) maps with an even channel count, got "
+                f"{tuple(phi.shape)}"
+            )
+        half = phi.shape[1] // 2
+        return phi[:, :half] if self.branch == "ir" else phi[:, half:]
 
     def forward(
         self,
@@ -322,6 +355,9 @@ class GuidanceLoss(nn.Module):
                 )
             student_features = [student_features[i] for i in keep]
             teacher_features = [teacher_features[i] for i in keep]
+        if self.branch != "both":
+            student_features = [self._half(phi) for phi in student_features]
+            teacher_features = [self._half(phi) for phi in teacher_features]
         return GUIDANCE_FUNCTIONS[self.mode](
             self, student_fused, teacher_fused, student_features, teacher_features, sources=sources
         )

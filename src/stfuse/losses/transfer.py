@@ -37,6 +37,7 @@ class TransferObjective(nn.Module):
         guidance_levels: Sequence[int] | None = None,
         guidance_centering: str = "none",
         guidance_detail_tau: float | None = None,
+        guidance_branch: str = "both",
     ) -> None:
         super().__init__()
         self.fusion = IVIFFusionLoss(lambda_int=lambda_int, lambda_grad=lambda_grad, lambda_ssim=lambda_ssim)
@@ -46,6 +47,7 @@ class TransferObjective(nn.Module):
             levels=guidance_levels,
             centering=guidance_centering,
             detail_tau=guidance_detail_tau,
+            branch=guidance_branch,
         )
         self.replay = MFIFLoss(alpha=alpha, beta=beta)
         self.lambda_g = float(lambda_g)

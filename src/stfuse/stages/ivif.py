@@ -111,7 +111,8 @@ class IVIFTransferStage(FusionStageBase):
             optimizer steps, so the student holds the teacher's structure early and follows the IVIF objective
             alone by the end; ``constant`` keeps λ_g (probe ``lg_constant``: it pins the teacher's IR-heavy
             balance and loses 8 of 8 on the domain-balanced validation split).
-        guidance_layers: the feature groups a feature mode matches (``cem``, ``decoder``, ``head``, ``select``);
+        guidance_layers: the feature groups a feature mode matches (``cem``, ``decoder``, ``head``, ``select``,
+            ``encoder``: the shared encoder's maps before the CEM);
             None (default) takes the mode's own (stfuse.losses.guidance.DEFAULT_LAYERS). ``[cem]`` guides only
             the cross-feature maps.
         guidance_levels: the pyramid levels of the weight maps that ``selection`` matches (0 = finest); None
@@ -129,6 +130,10 @@ class IVIFTransferStage(FusionStageBase):
             carries there (min(1, blurred |Laplacian level| / tau); 0 on the base level), so the teacher's
             unsupervised choices in flat regions and of the base intensity are left to the IVIF objective;
             None (default): not weighted (stfuse.losses.GuidanceLoss).
+        guidance_branch: ``vi`` or ``ir`` matches only that branch's half of the ``cem`` or ``encoder`` maps
+            (``feature_in`` and ``relation``): ``vi`` keeps the teacher's reading of the visible image, a
+            natural image like its training data, and leaves the infrared branch free; ``both`` (default): the
+            whole maps.
 
     The defaults are the reference recipe (experiments/ivif.yaml repeats them for the reader;
     docs/results.md, "what moved the metrics", says why each is there).
@@ -157,6 +162,7 @@ class IVIFTransferStage(FusionStageBase):
         guidance_centering: str = "none",
         guidance_inputs: str = "raw",
         guidance_detail_tau: float | None = None,
+        guidance_branch: str = "both",
         alpha: float = 1.0,
         beta: float = 1.0,
         val_metrics: list[str] | None = None,
@@ -229,6 +235,7 @@ class IVIFTransferStage(FusionStageBase):
             guidance_levels=hp.guidance_levels,
             guidance_centering=hp.guidance_centering,
             guidance_detail_tau=hp.guidance_detail_tau,
+            guidance_branch=hp.guidance_branch,
         )
 
     def configure_metrics(self) -> None:
