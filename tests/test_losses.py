@@ -309,6 +309,37 @@ def test_encoder_guidance_moves_only_the_encoder(mode: str) -> None:
     assert all(p.grad is None or float(p.grad.abs().sum()) == 0.0 for p in untouched)
 
 
+def test_cem_maps_on_detached_encoder_maps_equal_the_cem_maps_and_train_only_the_cem() -> None:
+    """What ``guidance_stop_at_encoder`` does: the same L_g value, with no gradient into the encoder."""
+    from stfuse.models import STFuseNet
+
+    torch.manual_seed(0)
+    teacher = STFuseNet("compact", channels=8, heads=2).eval()
+    student = STFuseNet("compact", channels=8, heads=2)
+    student.load_state_dict(teacher.state_dict())
+    with torch.no_grad():
+        for p in student.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    a, b = _texture(0, n=1, size=32), _texture(1, n=1, size=32)
+    groups = student.feature_groups()
+    fused, features = student(a, b, return_features=True)
+    with torch.no_grad():
+        teacher_fused, teacher_features = teacher(a, b, return_features=True)
+    encoder = [f.detach() for f, g in zip(features, groups) if g == "encoder"]
+    local = student.cem_maps_on(encoder)
+    torch.testing.assert_close(local[0], features[groups.index("cem")])
+    loss = GuidanceLoss("relation")
+    through = loss(fused, teacher_fused, features, teacher_features, groups=groups)
+    stopped = [local[0] if g == "cem" else f for f, g in zip(features, groups)]
+    value = loss(fused, teacher_fused, stopped, teacher_features, groups=groups)
+    torch.testing.assert_close(value, through)
+    value.backward()
+    assert all(p.grad is None or float(p.grad.abs().sum()) == 0.0 for p in student.encoder_parameters())
+    assert sum(float(p.grad.abs().sum()) for p in student.cem_parameters() if p.grad is not None) > 0
+    with pytest.raises(ValueError, match="one per CEM depth"):
+        student.cem_maps_on([])
+
+
 @pytest.mark.parametrize("mode", ["feature_in", "relation"])
 def test_guidance_branch_matches_one_half_of_the_two_branch_maps(mode: str) -> None:
     generator = torch.Generator().manual_seed(3)

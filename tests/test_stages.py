@@ -186,6 +186,10 @@ def test_unknown_guidance_layers_are_refused(source_ckpt):
     assert stage.objective.guidance.branch == "vi"
     with pytest.raises(ValueError, match="splits the two-branch maps"):
         IVIFTransferStage(source_ckpt=str(source_ckpt), guidance="selection", guidance_branch="vi")
+    assert IVIFTransferStage(source_ckpt=str(source_ckpt), guidance_stop_at_encoder=True)
+    for bad in ({"guidance": "selection"}, {"guidance": "feature_in"}, {"guidance_layers": ["encoder"]}):
+        with pytest.raises(ValueError, match="guidance_stop_at_encoder applies to L_g on the CEM maps only"):
+            IVIFTransferStage(source_ckpt=str(source_ckpt), guidance_stop_at_encoder=True, **bad)
 
 
 def test_separate_encoders_start_from_the_shared_source_encoder(source_ckpt):

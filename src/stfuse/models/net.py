@@ -314,6 +314,18 @@ class STFuseNet(nn.Module):
         groups += ["select"] if self.head == "select" else []
         return groups + ["encoder"] * len(self.cem_depths)
 
+    def cem_maps_on(self, encoder_maps: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+        """Each CEM's concat(X', Y') recomputed from the given concat(X, Y) encoder maps (group ``encoder``).
+
+        Given the maps ``forward(..., return_features=True)`` returned, detached, the values equal the ``cem``
+        maps of that call, but a loss on them trains only the CEMs, never the encoder that fed them.
+        """
+        if len(encoder_maps) != len(self.cems):
+            raise ValueError(
+                f"expected {len(self.cems)} encoder map(s), one per CEM depth, got {len(encoder_maps)}"
+            )
+        return [torch.cat(cem(*phi.chunk(2, dim=1)), dim=1) for cem, phi in zip(self.cems, encoder_maps)]
+
     def forward(
         self, a: torch.Tensor, b: torch.Tensor, return_features: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:

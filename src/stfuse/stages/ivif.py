@@ -134,6 +134,10 @@ class IVIFTransferStage(FusionStageBase):
             (``feature_in`` and ``relation``): ``vi`` keeps the teacher's reading of the visible image, a
             natural image like its training data, and leaves the infrared branch free; ``both`` (default): the
             whole maps.
+        guidance_stop_at_encoder: L_g on the ``cem`` maps trains the CEMs only: its gradient stops at the encoder
+            maps that feed them (the value is unchanged; the stage recomputes the CEMs on the detached encoder
+            maps, STFuseNet.cem_maps_on). The encoder, where the fusion loss does almost all its work, adapts
+            to the infrared modality freely. False (default): L_g trains everything upstream of its maps.
 
     The defaults are the reference recipe (experiments/ivif.yaml repeats them for the reader;
     docs/results.md, "what moved the metrics", says why each is there).
@@ -163,6 +167,7 @@ class IVIFTransferStage(FusionStageBase):
         guidance_inputs: str = "raw",
         guidance_detail_tau: float | None = None,
         guidance_branch: str = "both",
+        guidance_stop_at_encoder: bool = False,
         alpha: float = 1.0,
         beta: float = 1.0,
         val_metrics: list[str] | None = None,
@@ -182,6 +187,15 @@ class IVIFTransferStage(FusionStageBase):
             )
         if guidance_inputs not in GUIDANCE_INPUTS:
             raise ValueError(f"guidance_inputs must be one of {GUIDANCE_INPUTS}, got {guidance_inputs!r}")
+        if guidance_stop_at_encoder and (
+            guidance not in ("feature_in", "relation")
+            or (guidance_layers is not None and list(guidance_layers) != ["cem"])
+            or (guidance_layers is None and guidance != "relation")
+        ):
+            raise ValueError(
+                "guidance_stop_at_encoder applies to L_g on the CEM maps only (guidance relation, or "
+                f"feature_in with guidance_layers [cem]); got guidance {guidance!r} with layers {guidance_layers}"
+            )
         if not transfer and guidance != "none":
             raise ValueError(
                 "guidance needs the source teacher, but transfer=False trains from scratch; "
@@ -290,6 +304,12 @@ class IVIFTransferStage(FusionStageBase):
         mfif = batch.get("mfif") if "ivif" in batch else None
         if mfif is not None and self.objective.lambda_src > 0:
             replay = {"replay_fused": self.net(mfif["a"], mfif["b"]), "replay_target": mfif["gt"]}
+        if teacher and self.hparams.guidance_stop_at_encoder:
+            groups = self.net.feature_groups()
+            local = iter(
+                self.net.cem_maps_on([f.detach() for f, g in zip(features, groups) if g == "encoder"])
+            )
+            features = [next(local) if g == "cem" else f for f, g in zip(features, groups)]
         terms = self.objective(
             fused,
             ir,
