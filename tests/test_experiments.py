@@ -461,3 +461,45 @@ def test_fused_images_of_a_retrained_run_are_not_reused(tmp_path) -> None:
     assert (target / "01.png").read_bytes() == b"new"
     assert results.clear_stale_fused(target, results.weights_digest(retrained)) and not target.exists()
     assert not results.clear_stale_fused(target, digest)  # nothing there: nothing to clear
+
+
+def test_gradient_norms_reports_where_each_term_pulls(tmp_path, data_root) -> None:
+    """experiments/gradient_norms.py on real training crops: the teacher matches itself (every L_g is 0 with no
+    gradient), a moved student gets L_g > 0, and the encoder-only L_g never reaches the CEM or the decoder."""
+    import torch
+
+    from stfuse.models import STFuseNet
+    from stfuse.models.checkpoint import save_network
+
+    torch.manual_seed(0)
+    teacher = STFuseNet("compact", channels=8, heads=2)
+    student = STFuseNet("compact", channels=8, heads=2)
+    student.load_state_dict(teacher.state_dict())
+    with torch.no_grad():
+        for p in student.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    save_network(teacher, tmp_path / "teacher.safetensors")
+    save_network(student, tmp_path / "student.safetensors")
+    result = subprocess.run(
+        [sys.executable, str(REPO / "experiments" / "gradient_norms.py"), "--data-root", str(data_root),
+         "--teacher", str(tmp_path / "teacher.safetensors"), "--student", str(tmp_path / "student.safetensors"),
+         "--crops", "2", "--crop-size", "32", "--terms", "relation_cem", "feature_in_encoder"],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = {
+        (r["network"].rsplit("/", 1)[-1], r["term"]): r for r in map(json.loads, result.stdout.splitlines())
+    }
+    assert len(rows) == 6
+    for term in ("relation_cem", "feature_in_encoder"):
+        assert rows[("teacher", term)]["value"] == 0.0 and rows[("teacher", term)]["grad_encoder"] == 0.0
+        assert rows[("student.safetensors", term)]["value"] > 0
+        assert rows[("student.safetensors", term)]["grad_encoder"] > 0
+    assert rows[("student.safetensors", "feature_in_encoder")]["grad_cem"] == 0.0
+    assert rows[("student.safetensors", "feature_in_encoder")]["grad_decoder"] == 0.0
+    assert rows[("student.safetensors", "fusion")]["grad_decoder"] > 0
+    missing = subprocess.run(
+        [sys.executable, str(REPO / "experiments" / "gradient_norms.py"), "--data-root", str(tmp_path)],
+        capture_output=True, text=True, timeout=120, cwd=REPO,
+    )  # fmt: skip
+    assert missing.returncode == 2 and "no training pairs under" in missing.stderr
