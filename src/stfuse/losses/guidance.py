@@ -169,7 +169,7 @@ TWO_BRANCH_GROUPS: tuple[str, ...] = ("cem", "encoder")
 #: the feature groups each mode reads when ``layers`` is not given; a mode absent here reads no feature maps
 #: (it works on the fused images).
 DEFAULT_LAYERS: dict[str, tuple[str, ...]] = {
-    "feature_in": ("cem", "decoder", "head"),
+    "feature_in": ("cem",),
     "selection": ("select",),
     "relation": ("cem",),
 }
@@ -204,7 +204,7 @@ class GuidanceLoss(nn.Module):
     shared encoder's maps of each source on its own, before the CEM lets the branches see each other: what
     the teacher extracts from an image (edges, texture, focus cues) is kept, and how it weighs IR against VIS
     is left entirely to the IVIF losses; ``None`` takes the mode's default
-    (:data:`DEFAULT_LAYERS`: every feature map but the weights for ``feature_in``, the weights for
+    (:data:`DEFAULT_LAYERS`: the CEM maps for ``feature_in``, the weights for
     ``selection``, the CEM maps for ``relation``).
 
     ``levels`` (``selection`` only) picks the pyramid levels whose weight maps are matched (0 = finest). ``[0, 1,

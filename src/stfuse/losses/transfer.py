@@ -30,7 +30,7 @@ class TransferObjective(nn.Module):
         lambda_ssim: float = 1.0,
         lambda_g: float = 1.0,
         lambda_src: float = 0.5,
-        guidance: GuidanceMode = "relation",
+        guidance: GuidanceMode = "feature_in",
         alpha: float = 1.0,
         beta: float = 1.0,
         guidance_layers: Sequence[str] | None = None,

@@ -16,6 +16,7 @@ from torch import nn
 
 from data_modules.io import merge_y_cbcr
 from stfuse.losses import GUIDANCE_MODES, GuidanceMode, TransferObjective, match_moments
+from stfuse.losses.guidance import DEFAULT_LAYERS
 from stfuse.models import DEFAULT_PRESET, build_network
 from stfuse.models.checkpoint import load_network
 from stfuse.stages.base import FusionStageBase
@@ -102,8 +103,9 @@ class IVIFTransferStage(FusionStageBase):
             (the ``no_transfer`` ablation; it then needs ``guidance="none"`` and no replay).
         net: architecture overrides for the student (e.g. ``{"shared_encoder": false}``); by default
             the student copies the teacher's architecture.
-        guidance: L_g mode, one of ``stfuse.losses.GUIDANCE_MODES`` (``relation`` by default: the channel
-            correlations of the teacher's CEM maps; ``selection``: its confident weight maps; ``none`` is plain
+        guidance: L_g mode, one of ``stfuse.losses.GUIDANCE_MODES`` (``feature_in`` by default: the teacher's
+            instance-normalised CEM maps, with the gradient stopped at the encoder (``guidance_stop_at_encoder``);
+            ``relation``: their channel correlations; ``selection``: its confident weight maps; ``none`` is plain
             fine-tuning).
         lambda_*: loss weights of L = λ_int·L_int + λ_grad·L_grad + λ_ssim·L_ssim + λ_g·L_g + λ_s·L_src
             (:class:`stfuse.losses.TransferObjective` holds them all).
@@ -134,10 +136,13 @@ class IVIFTransferStage(FusionStageBase):
             (``feature_in`` and ``relation``): ``vi`` keeps the teacher's reading of the visible image, a
             natural image like its training data, and leaves the infrared branch free; ``both`` (default): the
             whole maps.
-        guidance_stop_at_encoder: L_g on the ``cem`` maps trains the CEMs only: its gradient stops at the encoder
-            maps that feed them (the value is unchanged; the stage recomputes the CEMs on the detached encoder
-            maps, STFuseNet.cem_maps_on). The encoder, where the fusion loss does almost all its work, adapts
-            to the infrared modality freely. False (default): L_g trains everything upstream of its maps.
+        guidance_stop_at_encoder: True (default, the recipe): L_g on the ``cem`` maps trains the CEMs only, its
+            gradient stops at the encoder maps that feed them (the value is unchanged; the stage recomputes the
+            CEMs on the detached encoder maps, STFuseNet.cem_maps_on). The encoder, where the fusion loss does
+            almost all its work (experiments/gradient_norms.py), adapts to the infrared modality freely; with
+            the gradient let through, every L_g held the student at the teacher's balance between the sources
+            (probe ``lg_relation_through``). It acts on the ``cem`` maps only: maps of other groups a mode
+            reads (``decoder``, ``head``, ``select``, ``encoder``, the fused image) keep their whole gradient.
 
     The defaults are the reference recipe (experiments/ivif.yaml repeats them for the reader;
     docs/results.md, "what moved the metrics", says why each is there).
@@ -154,7 +159,7 @@ class IVIFTransferStage(FusionStageBase):
         source_ckpt: str | None = None,
         transfer: bool = True,
         net: dict[str, Any] | None = None,
-        guidance: GuidanceMode = "relation",
+        guidance: GuidanceMode = "feature_in",
         lambda_int: float = 1.0,
         lambda_grad: float = 80.0,
         lambda_ssim: float = 1.0,
@@ -167,7 +172,7 @@ class IVIFTransferStage(FusionStageBase):
         guidance_inputs: str = "raw",
         guidance_detail_tau: float | None = None,
         guidance_branch: str = "both",
-        guidance_stop_at_encoder: bool = False,
+        guidance_stop_at_encoder: bool = True,
         alpha: float = 1.0,
         beta: float = 1.0,
         val_metrics: list[str] | None = None,
@@ -187,15 +192,6 @@ class IVIFTransferStage(FusionStageBase):
             )
         if guidance_inputs not in GUIDANCE_INPUTS:
             raise ValueError(f"guidance_inputs must be one of {GUIDANCE_INPUTS}, got {guidance_inputs!r}")
-        if guidance_stop_at_encoder and (
-            guidance not in ("feature_in", "relation")
-            or (guidance_layers is not None and list(guidance_layers) != ["cem"])
-            or (guidance_layers is None and guidance != "relation")
-        ):
-            raise ValueError(
-                "guidance_stop_at_encoder applies to L_g on the CEM maps only (guidance relation, or "
-                f"feature_in with guidance_layers [cem]); got guidance {guidance!r} with layers {guidance_layers}"
-            )
         if not transfer and guidance != "none":
             raise ValueError(
                 "guidance needs the source teacher, but transfer=False trains from scratch; "
@@ -287,6 +283,12 @@ class IVIFTransferStage(FusionStageBase):
             return base * (1.0 - progress)
         return base * 0.5 * (1.0 + math.cos(math.pi * progress))
 
+    def _guidance_reads_cem(self) -> bool:
+        """Whether L_g reads the ``cem`` maps (what ``guidance_stop_at_encoder`` acts on)."""
+        guidance = self.objective.guidance
+        layers = guidance.layers if guidance.layers is not None else DEFAULT_LAYERS.get(guidance.mode, ())
+        return "cem" in layers
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         ivif = batch["ivif"] if "ivif" in batch else batch
         ir, vi = ivif["ir"], ivif["vi"]  # N×1×H×W each
@@ -304,7 +306,7 @@ class IVIFTransferStage(FusionStageBase):
         mfif = batch.get("mfif") if "ivif" in batch else None
         if mfif is not None and self.objective.lambda_src > 0:
             replay = {"replay_fused": self.net(mfif["a"], mfif["b"]), "replay_target": mfif["gt"]}
-        if teacher and self.hparams.guidance_stop_at_encoder:
+        if teacher and self.hparams.guidance_stop_at_encoder and self._guidance_reads_cem():
             groups = self.net.feature_groups()
             local = iter(
                 self.net.cem_maps_on([f.detach() for f, g in zip(features, groups) if g == "encoder"])
