@@ -202,7 +202,12 @@ def test_feature_in_layers_keep_only_the_named_groups() -> None:
     dummy = torch.zeros(1)
     value = GuidanceLoss("feature_in", layers=["cem"])(dummy, dummy, student, teacher, groups=groups)
     assert value.item() == pytest.approx(float(expected), rel=1e-6)
-    everything = GuidanceLoss("feature_in")(dummy, dummy, student, teacher, groups=groups)
+    # the mode's default layers are the CEM maps; naming more groups adds their terms
+    default = GuidanceLoss("feature_in")(dummy, dummy, student, teacher, groups=groups)
+    assert default.item() == pytest.approx(value.item(), rel=1e-6)
+    everything = GuidanceLoss("feature_in", layers=["cem", "decoder"])(
+        dummy, dummy, student, teacher, groups=groups
+    )
     assert everything.item() > value.item()
     with pytest.raises(ValueError, match="one group name per feature map"):
         GuidanceLoss("feature_in", layers=["cem"])(dummy, dummy, student, teacher)

@@ -155,7 +155,7 @@ def test_each_guidance_mode_trains(source_ckpt, tmp_path, mode):
 
 def test_guidance_on_the_cem_maps_only_trains_and_differs_from_all_maps(source_ckpt, tmp_path):
     values = {}
-    for layers in (None, ["cem"]):
+    for layers in (["cem", "decoder", "head"], ["cem"]):
         torch.manual_seed(0)
         stage = IVIFTransferStage(
             source_ckpt=str(source_ckpt),
@@ -169,7 +169,7 @@ def test_guidance_on_the_cem_maps_only_trains_and_differs_from_all_maps(source_c
         values[str(layers)] = float(trainer.logged_metrics["train/loss_g"])
     assert all(math.isfinite(v) and v > 0 for v in values.values()), values
     # the CEM maps are one of the three guided maps, so their term alone is smaller
-    assert values["['cem']"] < values["None"], values
+    assert values["['cem']"] < values["['cem', 'decoder', 'head']"], values
 
 
 def test_unknown_guidance_layers_are_refused(source_ckpt):
@@ -186,10 +186,20 @@ def test_unknown_guidance_layers_are_refused(source_ckpt):
     assert stage.objective.guidance.branch == "vi"
     with pytest.raises(ValueError, match="splits the two-branch maps"):
         IVIFTransferStage(source_ckpt=str(source_ckpt), guidance="selection", guidance_branch="vi")
-    assert IVIFTransferStage(source_ckpt=str(source_ckpt), guidance_stop_at_encoder=True)
-    for bad in ({"guidance": "selection"}, {"guidance": "feature_in"}, {"guidance_layers": ["encoder"]}):
-        with pytest.raises(ValueError, match="guidance_stop_at_encoder applies to L_g on the CEM maps only"):
-            IVIFTransferStage(source_ckpt=str(source_ckpt), guidance_stop_at_encoder=True, **bad)
+    # the stop at the encoder (the recipe's default) acts where L_g reads the CEM maps, and nowhere else
+    reads = {
+        "recipe": IVIFTransferStage(source_ckpt=str(source_ckpt)),
+        "relation": IVIFTransferStage(source_ckpt=str(source_ckpt), guidance="relation"),
+        "selection": IVIFTransferStage(source_ckpt=str(source_ckpt), guidance="selection"),
+        "encoder": IVIFTransferStage(source_ckpt=str(source_ckpt), guidance_layers=["encoder"]),
+    }
+    assert reads["recipe"].hparams.guidance_stop_at_encoder is True
+    assert {k: stage._guidance_reads_cem() for k, stage in reads.items()} == {
+        "recipe": True,
+        "relation": True,
+        "selection": False,
+        "encoder": False,
+    }
 
 
 def test_separate_encoders_start_from_the_shared_source_encoder(source_ckpt):
@@ -222,3 +232,34 @@ def test_corrupt_or_missing_source_checkpoint_is_a_clear_error(tmp_path):
 def test_wrong_architecture_source_checkpoint_is_a_clear_error(source_ckpt):
     with pytest.raises(ValueError, match="student network cannot start"):
         IVIFTransferStage(source_ckpt=str(source_ckpt), net={"channels": 16})
+
+
+@pytest.mark.parametrize("stop", [True, False])
+def test_stop_at_encoder_keeps_the_guidance_gradient_out_of_the_encoder(source_ckpt, stop: bool):
+    """A training step whose only term is L_g: with the stop (the recipe) no gradient reaches the encoder and
+    the CEM still gets one; without it the encoder gets one too. The logged L_g is the same either way."""
+    torch.manual_seed(0)
+    stage = IVIFTransferStage(
+        source_ckpt=str(source_ckpt),
+        guidance_stop_at_encoder=stop,
+        lambda_int=0.0,
+        lambda_grad=0.0,
+        lambda_ssim=0.0,
+        lambda_src=0.0,
+        lambda_g_schedule="constant",
+    )
+    with torch.no_grad():  # the student has moved away from the teacher
+        for p in stage.net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    generator = torch.Generator().manual_seed(1)
+    batch = {
+        "ir": torch.rand(2, 1, 32, 32, generator=generator),
+        "vi": torch.rand(2, 1, 32, 32, generator=generator),
+    }
+    loss = stage.training_step(batch, 0)
+    assert float(loss) > 0
+    loss.backward()
+    encoder = sum(float(p.grad.abs().sum()) for p in stage.net.encoder_parameters() if p.grad is not None)
+    cem = sum(float(p.grad.abs().sum()) for p in stage.net.cem_parameters() if p.grad is not None)
+    assert cem > 0
+    assert (encoder == 0.0) if stop else (encoder > 0.0), encoder
