@@ -371,11 +371,12 @@ def test_guidance_branch_is_refused_where_maps_have_no_branches() -> None:
     for mode, layers in (
         ("selection", None),
         ("output_grad", None),
-        ("feature_in", None),
+        ("feature_in", ["decoder"]),
         ("relation", ["head"]),
     ):
         with pytest.raises(ValueError, match="splits the two-branch maps"):
             GuidanceLoss(mode, layers=layers, branch="vi")
+    assert GuidanceLoss("feature_in", branch="vi").branch == "vi"  # its default layers are the CEM maps
     odd = GuidanceLoss("relation", layers=["cem"], branch="vi")
     with pytest.raises(ValueError, match="even channel count"):
         odd(
