@@ -284,8 +284,10 @@ class GuidanceLoss(nn.Module):
                 raise ValueError(
                     f"guidance layers must be a non-empty subset of {FEATURE_GROUPS}, got {list(layers)}"
                 )
+        self.mode = mode
+        self.layers = layers
         if branch != "both":
-            read = layers if layers is not None else DEFAULT_LAYERS.get(mode, ())
+            read = self.read_layers
             if mode not in ("feature_in", "relation") or not set(read) <= set(TWO_BRANCH_GROUPS):
                 raise ValueError(
                     f"guidance branch {branch!r} splits the two-branch maps {list(TWO_BRANCH_GROUPS)} of the "
@@ -293,8 +295,6 @@ class GuidanceLoss(nn.Module):
                     "(set guidance_layers to [cem] or [encoder], or the branch to both)"
                 )
         self.branch = branch
-        self.mode = mode
-        self.layers = layers
         self.levels = levels
         self.centering = centering
         self.detail_tau = None if detail_tau is None else float(detail_tau)
@@ -315,6 +315,12 @@ class GuidanceLoss(nn.Module):
             energy, (size, size), (self.detail_sigma, self.detail_sigma), border_type="replicate"
         )
         return (blurred / self.detail_tau).clamp(max=1.0).detach()
+
+    @property
+    def read_layers(self) -> tuple[str, ...]:
+        """The feature groups this loss reads: ``layers``, else the mode's :data:`DEFAULT_LAYERS` (none for a
+        mode that works on the fused images)."""
+        return self.layers if self.layers is not None else DEFAULT_LAYERS.get(self.mode, ())
 
     def _half(self, phi: torch.Tensor) -> torch.Tensor:
         """``branch``'s half of an N×2C×h×w concat(A, B) map."""
@@ -340,7 +346,7 @@ class GuidanceLoss(nn.Module):
 
         Without ``groups`` (and no explicit ``layers``) every map is used as given.
         """
-        layers = self.layers if self.layers is not None else DEFAULT_LAYERS.get(self.mode)
+        layers = self.read_layers
         if self.mode in DEFAULT_LAYERS and (self.layers is not None or groups is not None):
             if groups is None or len(groups) != len(student_features):
                 raise ValueError(

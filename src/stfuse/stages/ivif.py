@@ -16,7 +16,6 @@ from torch import nn
 
 from data_modules.io import merge_y_cbcr
 from stfuse.losses import GUIDANCE_MODES, GuidanceMode, TransferObjective, match_moments
-from stfuse.losses.guidance import DEFAULT_LAYERS
 from stfuse.models import DEFAULT_PRESET, build_network
 from stfuse.models.checkpoint import load_network
 from stfuse.stages.base import FusionStageBase
@@ -285,9 +284,7 @@ class IVIFTransferStage(FusionStageBase):
 
     def _guidance_reads_cem(self) -> bool:
         """Whether L_g reads the ``cem`` maps (what ``guidance_stop_at_encoder`` acts on)."""
-        guidance = self.objective.guidance
-        layers = guidance.layers if guidance.layers is not None else DEFAULT_LAYERS.get(guidance.mode, ())
-        return "cem" in layers
+        return "cem" in self.objective.guidance.read_layers
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         ivif = batch["ivif"] if "ivif" in batch else batch
