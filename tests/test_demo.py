@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from stfuse.cli import main
@@ -25,7 +26,13 @@ def test_demo_writes_fused_images_metrics_and_a_labelled_grid(tmp_path, capsys):
     for values in results.values():
         assert 0 < values["EN"] <= 8 and values["SD"] > 0
     assert (out / "stfuse_demo.safetensors").is_file()
+    timings = json.loads((out / "timings.json").read_text())
+    steps = ["source_stage", "target_stage", "held_out_pairs", "fusion", "metrics_and_grid"]
+    assert list(timings) == [*steps, "total", "threads"]
+    assert all(timings[k] >= 0 for k in steps) and timings["source_stage"] > 0 and timings["target_stage"] > 0
+    assert sum(timings[k] for k in steps) == pytest.approx(timings["total"], abs=0.6)  # each rounded to 0.1 s
     printed = capsys.readouterr().out
+    assert "(source stage " in printed and "timings.json" in printed
     assert str(out) in printed and "grid" in printed
     assert "Tip:" not in printed and "/-2" not in printed
 

@@ -125,7 +125,13 @@ def _trainer(root: Path, steps: int, val_every: int):
 _COLUMN_TITLES = {"stfuse": "STFuse", "average": "average", "maximum": "maximum", "laplacian": "Laplacian"}
 
 
-def _step(index: int, total: int, text: str) -> None:
+#: the demo's five steps, as its summary and ``timings.json`` name them
+_STEP_NAMES = ("source_stage", "target_stage", "held_out_pairs", "fusion", "metrics_and_grid")
+
+
+def _step(index: int, total: int, text: str, marks: list[float]) -> None:
+    """Print the step's header and record when it started (``marks``: one perf_counter per step)."""
+    marks.append(time.perf_counter())
     print(f"\n[{index}/{total}] {text}", flush=True)
 
 
@@ -152,13 +158,17 @@ def main(argv: list[str] | None = None) -> int:
     args.workers = min(args.workers, available_cpus())
     pl.seed_everything(args.seed, workers=True)
     started = time.perf_counter()
-    total = 5
+    total = len(_STEP_NAMES)
+    marks: list[float] = []
 
     print(
         f"Using {threads} torch thread{'s' if threads > 1 else ''} and {args.workers} data worker{'s' if args.workers != 1 else ''}."
     )
     _step(
-        1, total, f"Source stage: supervised multi-focus fusion, {args.mfif_steps} steps on synthesized pairs"
+        1,
+        total,
+        f"Source stage: supervised multi-focus fusion, {args.mfif_steps} steps on synthesized pairs",
+        marks,
     )
     mfif_data = MFIFDataModule(
         roots=None,
@@ -176,7 +186,10 @@ def main(argv: list[str] | None = None) -> int:
     source_ckpt = out / "mfif" / "checkpoints" / "last.ckpt"
 
     _step(
-        2, total, f"Target stage: transfer to IR/VIS fusion with L_g and MFIF replay, {args.ivif_steps} steps"
+        2,
+        total,
+        f"Target stage: transfer to IR/VIS fusion with L_g and MFIF replay, {args.ivif_steps} steps",
+        marks,
     )
     ivif_data = TransferDataModule(
         ivif=IVIFDataModule(
@@ -203,11 +216,11 @@ def main(argv: list[str] | None = None) -> int:
     trainer.fit(target, datamodule=ivif_data)
     weights = save_network(target.net, out / "stfuse_demo.safetensors", {"stage": "ivif", "source": "demo"})
 
-    _step(3, total, f"Writing {args.pairs} held-out synthetic IR/VIS pairs")
+    _step(3, total, f"Writing {args.pairs} held-out synthetic IR/VIS pairs", marks)
     data_dir = out / "data"
     write_embedded_default(data_dir, n_pairs=args.pairs, size=tuple(args.size), seed=10_000 + args.seed)
 
-    _step(4, total, "Fusing them with STFuse and the classical baselines")
+    _step(4, total, "Fusing them with STFuse and the classical baselines", marks)
     fuser = Fuser.from_checkpoint(weights, device="cpu")
     methods = ["stfuse", "average", "maximum", "laplacian"]
     metrics = {m: FusionMetrics(preset="cddfuse") for m in methods}
@@ -231,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
             row.append(colour)
         rows.append(row)
 
-    _step(5, total, "Metrics and comparison grid")
+    _step(5, total, "Metrics and comparison grid", marks)
     results = {m: {k: float(v) for k, v in metrics[m].compute().items()} for m in methods}
     keys = list(next(iter(results.values())))
     lines = ["| method | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
@@ -245,11 +258,24 @@ def main(argv: list[str] | None = None) -> int:
     labels = ["IR", "VIS", *(_COLUMN_TITLES.get(m, m) for m in methods)]
     grid = save_png(make_grid(rows, height=160, labels=labels), out / "grid.png")
 
-    minutes = (time.perf_counter() - started) / 60
+    finished = time.perf_counter()
+    seconds = dict(zip(_STEP_NAMES, (b - a for a, b in zip(marks, [*marks[1:], finished]))))
+    seconds["total"] = finished - started
+    (out / "timings.json").write_text(
+        json.dumps({k: round(v, 1) for k, v in seconds.items()} | {"threads": threads}, indent=2),
+        encoding="utf-8",
+    )
+    minutes = seconds["total"] / 60
     print("\n" + table)
-    print(f"\nDemo finished in {minutes:.1f} min. Results under {out}/:")
+    print(
+        f"\nDemo finished in {minutes:.1f} min (source stage {seconds['source_stage']:.0f} s, target stage "
+        f"{seconds['target_stage']:.0f} s, the rest {seconds['total'] - seconds['source_stage'] - seconds['target_stage']:.0f} s). "
+        f"Results under {out}/:"
+    )
     print(f"  grid (IR | VIS | {' | '.join(methods)}): {grid}")
-    print(f"  metrics: {out / 'metrics.md'} and {out / 'metrics.json'}")
+    print(
+        f"  metrics: {out / 'metrics.md'} and {out / 'metrics.json'}; time per step: {out / 'timings.json'}"
+    )
     print(f"  fused images: {out / 'fused'}/<method>/")
     print(f"  trained weights: {weights}  (use: stfuse fuse --ckpt {weights} --ir DIR --vi DIR --out DIR)")
     print(f"  training logs and checkpoints: {out / 'mfif'} and {out / 'ivif'}")
