@@ -415,6 +415,88 @@ def test_transfer_objective_weighs_all_five_terms() -> None:
     assert "src" not in no_src
 
 
+# ---- the smoothness of the base-level selection ---------------------------------------------
+
+
+def _base_flip(levels: int, size: int = 64) -> torch.Tensor:
+    """N×L×H×W weights: the detail maps 0.5, the base map 1 on the left half and 0 on the right."""
+    weights = torch.full((1, levels, size, size), 0.5)
+    weights[:, -1] = 0.0
+    weights[:, -1, :, : size // 2] = 1.0
+    return weights
+
+
+def test_selection_smoothness_charges_a_base_flip_in_a_flat_region_and_little_on_a_source_edge() -> None:
+    from stfuse.losses.fusion import SelectionSmoothness
+
+    smooth = SelectionSmoothness(levels=4, edge_scale=0.05)
+    flat_a, flat_b = torch.full((1, 1, 64, 64), 0.3), torch.full((1, 1, 64, 64), 0.6)
+    flip = _base_flip(4)
+    assert float(smooth(torch.full_like(flip, 0.7), flat_a, flat_b)) == pytest.approx(0.0, abs=1e-6)
+    in_flat = float(smooth(flip, flat_a, flat_b))
+    assert in_flat > 0.01
+    # the same flip along an edge of source a costs a small fraction of it
+    edge_a = flat_a.clone()
+    edge_a[..., :32] = 0.9
+    assert float(smooth(flip, edge_a, flat_b)) < 0.2 * in_flat
+    # only the base map counts: the detail maps may flip freely
+    detail_flips = flip.clone()
+    detail_flips[:, :-1, :, ::2] = 1.0
+    assert float(smooth(detail_flips, flat_a, flat_b)) == pytest.approx(in_flat, rel=1e-6)
+    # one map shared by every level is the base map
+    shared = flip[:, -1:]
+    assert float(smooth(shared, flat_a, flat_b)) == pytest.approx(in_flat, rel=1e-6)
+    # a crop too small for 4 levels uses the blend's own fewer levels (its coarsest usable map), any size
+    small = SelectionSmoothness(levels=4)(
+        torch.rand(2, 4, 21, 27), torch.rand(2, 1, 21, 27), torch.rand(2, 1, 21, 27)
+    )
+    assert torch.isfinite(small) and float(small) > 0
+
+
+def test_selection_smoothness_trains_the_weights_and_refuses_bad_input() -> None:
+    from stfuse.losses.fusion import SelectionSmoothness
+
+    smooth = SelectionSmoothness(levels=4)
+    logits = torch.randn(2, 4, 48, 48, requires_grad=True)
+    a, b = _texture(1), _texture(2)
+    smooth(torch.sigmoid(logits), a, b).backward()
+    assert logits.grad is not None and float(logits.grad[:, -1].abs().sum()) > 0
+    assert float(logits.grad[:, :-1].abs().sum()) == 0.0  # the detail maps get nothing
+    with pytest.raises(ValueError, match="1 or 4 channels"):
+        smooth(torch.rand(2, 3, 48, 48), a, b)
+    with pytest.raises(ValueError, match="N×L×H×W over the sources"):
+        smooth(torch.rand(2, 4, 40, 48), a, b)
+    with pytest.raises(ValueError, match="levels"):
+        SelectionSmoothness(levels=0)
+    with pytest.raises(ValueError, match="edge_scale"):
+        SelectionSmoothness(levels=4, edge_scale=0.0)
+
+
+def test_transfer_objective_adds_the_smoothness_of_the_select_maps() -> None:
+    from stfuse.losses import TransferObjective
+    from stfuse.losses.fusion import SelectionSmoothness
+
+    torch.manual_seed(0)
+    ir, vi, fused = (torch.rand(2, 1, 32, 32) for _ in range(3))
+    weights = torch.rand(2, 4, 32, 32)
+    features, groups = [torch.rand(2, 8, 16, 16), weights], ["cem", "select"]
+    objective = TransferObjective(lambda_smooth=3.0, select_levels=4, guidance="none")
+    terms = objective(fused, ir, vi, features=features, feature_groups=groups)
+    expected = SelectionSmoothness(4)(weights, ir, vi)
+    assert torch.allclose(terms["smooth"], expected)
+    fusion = IVIFFusionLoss()(fused, ir, vi)["total"]
+    assert torch.allclose(terms["total"], fusion + 3.0 * expected)
+    assert "smooth" not in TransferObjective(guidance="none")(
+        fused, ir, vi, features=features, feature_groups=groups
+    )
+    with pytest.raises(ValueError, match="select weight maps"):
+        objective(fused, ir, vi, features=features[:1], feature_groups=groups[:1])
+    with pytest.raises(ValueError, match="needs select_levels"):
+        TransferObjective(lambda_smooth=1.0)
+    with pytest.raises(ValueError, match="lambda_smooth must be ≥ 0"):
+        TransferObjective(lambda_smooth=-1.0, select_levels=4)
+
+
 # ---- what the teacher sees ------------------------------------------------------------------
 
 

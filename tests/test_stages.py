@@ -263,3 +263,32 @@ def test_stop_at_encoder_keeps_the_guidance_gradient_out_of_the_encoder(source_c
     cem = sum(float(p.grad.abs().sum()) for p in stage.net.cem_parameters() if p.grad is not None)
     assert cem > 0
     assert (encoder == 0.0) if stop else (encoder > 0.0), encoder
+
+
+def test_base_weight_smoothness_trains_the_select_head_and_needs_it(source_ckpt):
+    """A training step whose only term is the base-level weight smoothness moves the decoder's head; a
+    network without the select head is refused at construction, naming the option."""
+    torch.manual_seed(0)
+    stage = IVIFTransferStage(
+        source_ckpt=str(source_ckpt),
+        guidance="none",
+        lambda_int=0.0,
+        lambda_grad=0.0,
+        lambda_ssim=0.0,
+        lambda_src=0.0,
+        lambda_smooth=1.0,
+    )
+    generator = torch.Generator().manual_seed(1)
+    batch = {
+        "ir": torch.rand(2, 1, 64, 64, generator=generator),
+        "vi": torch.rand(2, 1, 64, 64, generator=generator),
+    }
+    loss = stage.training_step(batch, 0)
+    assert float(loss) > 0
+    loss.backward()
+    head = sum(float(p.grad.abs().sum()) for p in stage.net.decoder.parameters() if p.grad is not None)
+    assert head > 0
+    with pytest.raises(ValueError, match="lambda_smooth 1.0 smooths the select head's weight maps.*'paint'"):
+        IVIFTransferStage(
+            transfer=False, guidance="none", net={**TINY_NET, "head": "paint"}, lambda_smooth=1.0
+        )

@@ -8,6 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from stfuse.losses.functional import check_same_shape, gradient_magnitude, sobel_gradients, ssim_distance
+from stfuse.models.blend import pyr_down, usable_levels
+from stfuse.models.blocks import pad_to_multiple
 
 
 class SSIMLoss(nn.Module):
@@ -60,6 +62,52 @@ class IVIFFusionLoss(nn.Module):
         loss_ssim = 0.5 * (self.ssim(fused, a) + self.ssim(fused, b))
         total = self.lambda_int * loss_int + self.lambda_grad * loss_grad + self.lambda_ssim * loss_ssim
         return {"int": loss_int, "grad": loss_grad, "ssim": loss_ssim, "total": total}
+
+
+class SelectionSmoothness(nn.Module):
+    """Edge-aware total variation of the select head's base-level weight map, at the base level's scale.
+
+    The base (coarsest) level of the Laplacian blend carries each region's brightness. Where neither source
+    has an edge (a sky, a road) the IVIF terms hardly constrain which source's brightness to take, and the
+    texture term (weighted 80×) follows each source's noise, so the base weight flips between the sources
+    in blotches and the blend paints dark or bright patches with soft seams into flat regions. This term
+    charges each flip of the base weight, |∂x W| + |∂y W| (Sobel) at the base level's resolution, by
+    exp(−e / ``edge_scale``), with e = max(|∇A|, |∇B|) at that resolution: a flip costs little on a source edge
+    (an infrared target's outline) and fully in flat regions. The detail levels are left alone.
+
+    ``levels``: the network's pyramid levels (``STFuseNet.levels``); ``weights`` is N×L×H×W (one map per
+    level, the last the base) or N×1×H×W (one map shared by every level).
+    """
+
+    def __init__(self, levels: int, edge_scale: float = 0.05) -> None:
+        super().__init__()
+        if levels < 1:
+            raise ValueError(f"levels must be ≥ 1, got {levels}")
+        if edge_scale <= 0:
+            raise ValueError(f"edge_scale must be positive, got {edge_scale}")
+        self.levels = int(levels)
+        self.edge_scale = float(edge_scale)
+
+    def forward(self, weights: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """weights: N×L×H×W weights of source a; a, b: N×1×H×W sources. Returns a scalar ≥ 0."""
+        check_same_shape(a=a, b=b)
+        if weights.ndim != 4 or weights.shape[0] != a.shape[0] or weights.shape[-2:] != a.shape[-2:]:
+            raise ValueError(
+                f"weights must be N×L×H×W over the sources' N×1×H×W, got {tuple(weights.shape)} and "
+                f"{tuple(a.shape)}"
+            )
+        if weights.shape[1] not in (1, self.levels):
+            raise ValueError(
+                f"weights need 1 or {self.levels} channels (one per level), got {weights.shape[1]}"
+            )
+        levels = usable_levels(*a.shape[-2:], self.levels)
+        base = weights[:, levels - 1 : levels] if weights.shape[1] > 1 else weights
+        stack = pad_to_multiple(torch.cat([base, a, b], dim=1), 2 ** (levels - 1))
+        for _ in range(levels - 1):  # the blend's own pyramid: the base weight at the base level's scale
+            stack = pyr_down(stack)
+        flips = gradient_magnitude(stack[:, :1])
+        edges = torch.maximum(gradient_magnitude(stack[:, 1:2]), gradient_magnitude(stack[:, 2:3])).detach()
+        return (flips * torch.exp(-edges / self.edge_scale)).mean()
 
 
 class MFIFLoss(nn.Module):

@@ -1,4 +1,5 @@
-"""The whole transfer objective L = λ_int·L_int + λ_grad·L_grad + λ_ssim·L_ssim + λ_g·L_g + λ_src·L_src.
+"""The whole transfer objective L = λ_int·L_int + λ_grad·L_grad + λ_ssim·L_ssim + λ_g·L_g + λ_src·L_src
+(+ λ_smooth·L_smooth, the edge-aware smoothness of the select head's base-level weights).
 
 All five weights live here; the IVIF stage only runs the student, the frozen teacher and the replayed source
 batch, passes their outputs in and logs the terms.
@@ -11,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from stfuse.losses.fusion import IVIFFusionLoss, MFIFLoss
+from stfuse.losses.fusion import IVIFFusionLoss, MFIFLoss, SelectionSmoothness
 from stfuse.losses.guidance import GuidanceLoss, GuidanceMode
 
 
@@ -19,8 +20,10 @@ class TransferObjective(nn.Module):
     """IVIF fusion terms, the guidance term L_g against the MFIF teacher and the replayed MFIF loss L_src.
 
     ``forward`` returns the unweighted terms ``int``, ``grad``, ``ssim`` (always), ``g`` (when the teacher's
-    outputs are given and λ_g > 0), ``src`` (when a replay batch is given and λ_src > 0) and the weighted
-    ``total``. λ_g can be overridden per call, for a schedule that changes it over the run.
+    outputs are given and λ_g > 0), ``src`` (when a replay batch is given and λ_src > 0), ``smooth`` (when
+    λ_smooth > 0: :class:`stfuse.losses.fusion.SelectionSmoothness` on the ``select`` feature maps, which needs
+    ``select_levels``, the network's pyramid levels) and the weighted ``total``. λ_g can be overridden per
+    call, for a schedule that changes it over the run.
     """
 
     def __init__(
@@ -38,8 +41,18 @@ class TransferObjective(nn.Module):
         guidance_centering: str = "none",
         guidance_detail_tau: float | None = None,
         guidance_branch: str = "both",
+        lambda_smooth: float = 0.0,
+        smooth_edge_scale: float = 0.05,
+        select_levels: int | None = None,
     ) -> None:
         super().__init__()
+        if lambda_smooth < 0:
+            raise ValueError(f"lambda_smooth must be ≥ 0, got {lambda_smooth}")
+        if lambda_smooth > 0 and select_levels is None:
+            raise ValueError(
+                "lambda_smooth > 0 smooths the select head's weight maps: it needs select_levels (the network's "
+                "pyramid levels), and a network with the select head"
+            )
         self.fusion = IVIFFusionLoss(lambda_int=lambda_int, lambda_grad=lambda_grad, lambda_ssim=lambda_ssim)
         self.guidance = GuidanceLoss(
             mode=guidance,
@@ -52,6 +65,10 @@ class TransferObjective(nn.Module):
         self.replay = MFIFLoss(alpha=alpha, beta=beta)
         self.lambda_g = float(lambda_g)
         self.lambda_src = float(lambda_src)
+        self.lambda_smooth = float(lambda_smooth)
+        self.smoothness = (
+            SelectionSmoothness(select_levels, edge_scale=smooth_edge_scale) if lambda_smooth > 0 else None
+        )
 
     def forward(
         self,
@@ -80,6 +97,15 @@ class TransferObjective(nn.Module):
                 fused, teacher_fused, features, teacher_features, groups=feature_groups, sources=(ir, vi)
             )
             total = total + lambda_g * terms["g"]
+        if self.smoothness is not None:
+            select = [f for f, g in zip(features, feature_groups or ()) if g == "select"]
+            if len(select) != 1:
+                raise ValueError(
+                    "lambda_smooth > 0 needs the student's select weight maps among its features (one map "
+                    f"of group 'select'), got groups {list(feature_groups or ())}"
+                )
+            terms["smooth"] = self.smoothness(select[0], ir, vi)
+            total = total + self.lambda_smooth * terms["smooth"]
         if replay_fused is not None and replay_target is not None and self.lambda_src > 0:
             terms["src"] = self.replay(replay_fused, replay_target)["total"]
             total = total + self.lambda_src * terms["src"]

@@ -143,6 +143,13 @@ class IVIFTransferStage(FusionStageBase):
             (probe ``lg_relation_through``). It acts on the ``cem`` maps only: maps of other groups a mode
             reads (``decoder``, ``head``, ``select``, ``encoder``, the fused image) keep their whole gradient.
 
+        lambda_smooth: weight of the edge-aware smoothness of the select head's base-level weight map
+            (stfuse.losses.fusion.SelectionSmoothness): each flip of the base weight between the sources costs
+            exp(−edge / ``smooth_edge_scale``) at the base level's scale, so flat regions (a sky, a road) take
+            one source's brightness instead of blotches of both. 0 (default): off. It needs the select head.
+        smooth_edge_scale: the source edge strength (max Sobel magnitude at the base level's scale) at which
+            a flip costs 1/e of its price in a flat region.
+
     The defaults are the reference recipe (experiments/ivif.yaml repeats them for the reader;
     docs/results.md, "what moved the metrics", says why each is there).
         alpha, beta: weights inside the replayed supervised MFIF loss L_src.
@@ -172,6 +179,8 @@ class IVIFTransferStage(FusionStageBase):
         guidance_detail_tau: float | None = None,
         guidance_branch: str = "both",
         guidance_stop_at_encoder: bool = True,
+        lambda_smooth: float = 0.0,
+        smooth_edge_scale: float = 0.05,
         alpha: float = 1.0,
         beta: float = 1.0,
         val_metrics: list[str] | None = None,
@@ -231,6 +240,11 @@ class IVIFTransferStage(FusionStageBase):
 
     def configure_losses(self) -> None:
         hp = self.hparams
+        if hp.lambda_smooth > 0 and self.net.head != "select":
+            raise ValueError(
+                f"lambda_smooth {hp.lambda_smooth} smooths the select head's weight maps, but this network's head "
+                f"is {self.net.head!r}; set lambda_smooth: 0 or use the select head"
+            )
         self.objective = TransferObjective(
             lambda_int=hp.lambda_int,
             lambda_grad=hp.lambda_grad,
@@ -245,6 +259,9 @@ class IVIFTransferStage(FusionStageBase):
             guidance_centering=hp.guidance_centering,
             guidance_detail_tau=hp.guidance_detail_tau,
             guidance_branch=hp.guidance_branch,
+            lambda_smooth=hp.lambda_smooth,
+            smooth_edge_scale=hp.smooth_edge_scale,
+            select_levels=self.net.levels if self.net.head == "select" else None,
         )
 
     def configure_metrics(self) -> None:
