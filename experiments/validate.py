@@ -77,13 +77,35 @@ def validation_pairs(data_root: Path, split: dict) -> dict[str, list[dict]]:
     return {part.ir_dir.parent.name: [part[i] for i in range(len(part))] for part in parts}
 
 
+#: pyramid steps down to the scale at which :func:`false_edges` looks for seams (1/8: the base level of the
+#: shipped 4-level blend)
+SEAM_LEVELS = 3
+
+
+def false_edges(fused: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor, steps: int = SEAM_LEVELS) -> float:
+    """Mean coarse-scale edge strength of F that neither source has: max(0, |∇F| − max(|∇IR|, |∇VIS|)) (Sobel
+    L1 magnitude) after ``steps`` pyramid reductions. A blend whose base weights flip between the sources in
+    a flat region paints a patch there whose outline is such an edge; any convex per-pixel mix of the sources
+    with a constant weight (the average, a copy) has none."""
+    from stfuse.losses.functional import gradient_magnitude
+    from stfuse.models.blend import pyr_down
+    from stfuse.models.blocks import pad_to_multiple
+
+    stack = pad_to_multiple(torch.cat([fused, ir, vi], dim=1), 2**steps)
+    for _ in range(steps):
+        stack = pyr_down(stack)
+    edges = gradient_magnitude(stack)
+    return float((edges[:, :1] - torch.maximum(edges[:, 1:2], edges[:, 2:3])).clamp_min(0).mean())
+
+
 def score(fuse, pairs: list[dict]) -> dict[str, float]:
-    """The table metrics of ``fuse`` on ``pairs``, with ``to_ir``/``to_vi`` (mean |F − IR|, mean |F − VIS|)
-    and ``copy_distance`` (the smaller of the two)."""
+    """The table metrics of ``fuse`` on ``pairs``, with ``to_ir``/``to_vi`` (mean |F − IR|, mean |F − VIS|),
+    ``copy_distance`` (the smaller of the two) and ``false_edges`` (:func:`false_edges`, a diagnostic of
+    seams that no selection rule reads)."""
     from stfuse.metrics import FusionMetrics
 
     metrics = FusionMetrics(preset="cddfuse", metrics=TABLE_METRICS)
-    to_ir, to_vi = [], []
+    to_ir, to_vi, seams = [], [], []
     with torch.inference_mode():
         for item in pairs:
             ir, vi = item["ir"][None], item["vi"][None]
@@ -91,16 +113,22 @@ def score(fuse, pairs: list[dict]) -> dict[str, float]:
             metrics.update(fused, ir, vi)
             to_ir.append(float((fused - ir).abs().mean()))
             to_vi.append(float((fused - vi).abs().mean()))
+            seams.append(false_edges(fused, ir, vi))
     row = {name: float(value) for name, value in metrics.compute().items()}
     row["to_ir"], row["to_vi"] = sum(to_ir) / len(to_ir), sum(to_vi) / len(to_vi)
+    row["false_edges"] = sum(seams) / len(seams)
     row["copy_distance"] = min(row["to_ir"], row["to_vi"])
     return row
 
 
 def balanced(rows: dict[str, dict[str, float]]) -> dict[str, float]:
     """The mean over domains of each value (every domain counts once); ``copy_distance`` from the means."""
-    keys = [*TABLE_METRICS, "to_ir", "to_vi"]
-    row = {key: sum(r[key] for r in rows.values()) / len(rows) for key in keys}
+    keys = [*TABLE_METRICS, "to_ir", "to_vi", "false_edges"]
+    row = {
+        key: sum(r[key] for r in rows.values()) / len(rows)
+        for key in keys
+        if all(key in r for r in rows.values())
+    }
     row["copy_distance"] = min(row["to_ir"], row["to_vi"])
     return row
 

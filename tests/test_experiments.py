@@ -429,6 +429,29 @@ def test_the_validation_split_holds_out_both_domains_day_and_night_and_never_tra
     assert row["MI"] == 3.0 and row["copy_distance"] == pytest.approx(0.15)  # min(0.15, 0.175)
 
 
+def test_false_edges_sees_patches_pasted_into_a_flat_region_and_not_a_convex_mix(data_root) -> None:
+    """On held-out training pairs: the average and either copy have no coarse edge that neither source has;
+    infrared pixels in random blotches and visible ones around them (a base weight that flips) have, and more
+    blotches have more."""
+    import torch
+    import torch.nn.functional as F
+    import validate
+
+    pairs = validate.validation_pairs(data_root, validate.split_settings("cpu"))["roadscene"][:3]
+    for item in pairs:
+        ir, vi = item["ir"][None], item["vi"][None]
+        for convex in (0.5 * (ir + vi), ir, vi, 0.3 * ir + 0.7 * vi):
+            assert validate.false_edges(convex, ir, vi) == pytest.approx(0.0, abs=1e-6)
+        generator = torch.Generator().manual_seed(0)
+        seams = []
+        for cells in (2, 6):
+            blotches = (torch.rand(1, 1, cells, cells, generator=generator) > 0.5).float()
+            w = F.interpolate(blotches, size=ir.shape[-2:], mode="nearest")
+            seams.append(validate.false_edges(w * ir + (1 - w) * vi, ir, vi))
+        assert 0 < seams[0] < seams[1], seams
+    assert set(validate.score(lambda ir, vi: 0.5 * (ir + vi), pairs)) >= {"false_edges", "copy_distance"}
+
+
 def test_fused_images_of_a_retrained_run_are_not_reused(tmp_path) -> None:
     """make reproduce fuses the test sets with --skip-existing; a run retrained under the same name must be
     fused again, while the same weights exported again (other metadata) keep their images."""
