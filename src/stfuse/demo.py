@@ -26,9 +26,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--preset", default="small", help="network preset, one of stfuse.models.PRESETS (default: small)"
     )
-    parser.add_argument("--mfif-steps", type=int, default=300, help="source-stage optimisation steps")
-    parser.add_argument("--ivif-steps", type=int, default=300, help="target-stage optimisation steps")
-    parser.add_argument("--crop", type=int, default=96, help="training crop size")
+    parser.add_argument("--mfif-steps", type=int, default=200, help="source-stage optimisation steps")
+    parser.add_argument("--ivif-steps", type=int, default=150, help="target-stage optimisation steps")
+    parser.add_argument("--crop", type=int, default=64, help="training crop size")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--pairs", type=int, default=8, help="held-out IR/VIS pairs to fuse")
     parser.add_argument("--size", type=int, nargs=2, default=[240, 320], metavar=("H", "W"))
@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             roots=None,
             crop_size=args.crop,
             batch_size=max(2, args.batch_size // 2),
-            num_workers=0,
+            num_workers=args.workers,
             samples_per_epoch=args.batch_size * args.ivif_steps,
             val_samples=4,
             seed=args.seed + 1,
