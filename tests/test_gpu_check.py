@@ -95,9 +95,13 @@ def test_dry_run_runs_every_step_on_the_cpu_into_one_folder(dry_run) -> None:
         scores = validate["scores"]
         assert {gpu_check.MAIN_RUN, gpu_check.PACKAGED, "average", "maximum", "laplacian"} <= set(scores)
         for row in (scores[gpu_check.MAIN_RUN], scores[gpu_check.PACKAGED]):
-            assert set(row) == {*gpu_check.TABLE_METRICS, "copy_distance", "to_ir", "to_vi"} and all(
-                v == v for v in row.values()
-            )
+            assert set(row) == {
+                *gpu_check.TABLE_METRICS,
+                "copy_distance",
+                "to_ir",
+                "to_vi",
+                "false_edges",
+            } and all(v == v for v in row.values())
         comparison = validate["gpu_vs_packaged_cpu_model"]
         assert comparison["of"] == 8 and comparison["wins"] == len(comparison["metrics"])
         assert files == set(gpu_check.FILES)
