@@ -1,7 +1,7 @@
 """The whole transfer objective L = λ_int·L_int + λ_grad·L_grad + λ_ssim·L_ssim + λ_g·L_g + λ_src·L_src
 (+ λ_smooth·L_smooth, the edge-aware smoothness of the select head's base-level weights).
 
-All five weights live here; the IVIF stage only runs the student, the frozen teacher and the replayed source
+All six weights live here; the IVIF stage only runs the student, the frozen teacher and the replayed source
 batch, passes their outputs in and logs the terms.
 """
 
