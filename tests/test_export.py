@@ -37,19 +37,13 @@ def _max_difference(net: torch.nn.Module, path: Path, fmt: str) -> float:
     return worst
 
 
-@pytest.mark.parametrize("preset", ["small", "base"])
-def test_onnx_export_matches_eager_in_onnxruntime(preset: str, tmp_path: Path) -> None:
+def test_onnx_export_of_the_base_preset_matches_eager_in_onnxruntime(tmp_path: Path) -> None:
+    """The base preset's blocks; the export CLI test below checks the tiny network's graph."""
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     torch.manual_seed(0)
-    net = STFuseNet(
-        **(
-            TINY
-            if preset == "small"
-            else {"preset": "base", "channels": 8, "num_blocks": 2, "heads": 2, "head_channels": 4}
-        )
-    ).eval()
-    path = export_network(net, tmp_path / "tiny.onnx", "onnx", check=False)
+    net = STFuseNet(preset="base", channels=8, num_blocks=2, heads=2, head_channels=4).eval()
+    path = export_network(net, tmp_path / "base.onnx", "onnx", check=False)
     assert _max_difference(net, path, "onnx") <= 1e-4
 
 

@@ -304,13 +304,3 @@ def test_dense_blocks_and_no_downsampling_work() -> None:
     fused, features = net(*_pair(1, 9, 11), return_features=True)
     assert fused.shape == (1, 1, 9, 11)
     assert features[0].shape[-2:] == (9, 11)
-
-
-@pytest.mark.slow
-def test_torch_compile_matches_eager() -> None:
-    """About 40 s of compilation on a 2-core CPU, hence slow."""
-    net = STFuseNet("small").eval()
-    a, b = _pair(1, 24, 40)
-    compiled = torch.compile(net)
-    with torch.no_grad():
-        assert torch.allclose(compiled(a, b), net(a, b), atol=1e-5)
