@@ -130,9 +130,51 @@ def test_independent_detail_option_adds_one_map_per_detail_level_and_is_validate
             STFuseNet("tiny", detail="independent", **bad)
 
 
+def test_max_base_rule_takes_the_brighter_local_mean_whatever_the_weights_say() -> None:
+    y, x = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    left = (x < 32).float()[None, None]
+    bright_left = 0.2 + 0.6 * left  # A: bright on the left half, dark on the right
+    bright_right = 0.8 - 0.6 * left  # B: the mirror image
+    for weights in (torch.zeros(1, 4, 64, 64), torch.ones(1, 4, 64, 64), torch.rand(1, 4, 64, 64)):
+        fused = laplacian_blend(bright_left, bright_right, weights, 4, base="max")
+        # both halves keep the brighter source's level (0.8) away from the seam, whichever source W chose
+        assert (fused[..., :, :8] - 0.8).abs().max() < 0.02
+        assert (fused[..., :, 56:] - 0.8).abs().max() < 0.02
+    # equal local means: the rule blends half and half at the base; the detail still follows W
+    texture = (0.5 + 0.2 * torch.sign(torch.sin(x * 1.6) * torch.sin(y * 1.6)))[None, None]
+    flat = torch.full_like(texture, 0.5)
+    ones = torch.ones(1, 4, 64, 64)
+    assert torch.allclose(laplacian_blend(texture, flat, ones, 4, base="max"), texture, atol=2e-3)
+    assert (laplacian_blend(texture, flat, 0 * ones, 4, base="max") - 0.5).abs().max() < 2e-3
+    with pytest.raises(ValueError, match="unknown base 'min'"):
+        laplacian_blend(texture, flat, ones, 4, base="min")
+
+
+def test_max_base_rule_leaves_the_base_weight_map_without_a_gradient() -> None:
+    a, b = _pair(2, 32, 48)
+    weights = torch.full((2, 4, 32, 48), 0.3, requires_grad=True)
+    laplacian_blend(a, b, weights, 4, base="max").square().sum().backward()
+    assert weights.grad[:, :3].abs().sum() > 0 and weights.grad[:, 3].abs().sum() == 0
+
+
+def test_max_base_option_is_validated_round_trips_and_bounds_the_output() -> None:
+    net = STFuseNet("tiny", base="max").eval()
+    assert net.config["base"] == "max" and STFuseNet(**net.config).config == net.config
+    assert STFuseNet("tiny").config["base"] == "learned"
+    a, b = _pair(1, 37, 53)
+    with torch.no_grad():
+        out = net(a, b)
+    assert out.shape == a.shape and out.min() >= 0 and out.max() <= 1
+    with pytest.raises(ValueError, match="unknown base 'min'"):
+        STFuseNet("tiny", base="min")
+    for bad in ({"head": "paint"}, {"levels": 1}):
+        with pytest.raises(ValueError, match="base 'max' needs the select head with levels ≥ 2"):
+            STFuseNet("tiny", base="max", **bad)
+
+
 def test_configs_saved_before_the_select_head_build_the_painting_network() -> None:
     old = {key: value for key, value in STFuseNet("compact", head="paint").config.items()}
-    for key in ("head", "levels", "weight_maps", "residual", "select_bound", "detail"):
+    for key in ("head", "levels", "weight_maps", "residual", "select_bound", "detail", "base"):
         old.pop(key)
     assert STFuseNet(**STFuseNet.saved_config(old)).config["head"] == "paint"
     assert (

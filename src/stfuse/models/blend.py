@@ -6,7 +6,10 @@ the result is ``W_l · L_l(A) + (1 − W_l) · L_l(B)``, with ``W_l`` the l-th l
 pyramid (the Burt–Adelson blend: coarse levels mix with smooth weights, so a sharp decision leaves no seam).
 With W ≡ 1 the result is exactly A, with W ≡ 0 exactly B. With ``detail_weights_b`` the detail levels take
 an independent weight of B (``W_l · L_l(A) + V_l · L_l(B)``), so the texture of both sources can be kept where
-both carry it; the base level stays convex. Every operation is kornia's pyramid filter or
+both carry it; the base level stays convex. With ``base="max"`` the base level is not selected by the
+network but by a rule: the weight of A there is σ((G(A) − G(B)) / τ) on the two sources' coarsest Gaussian
+levels, a soft "brighter source" (the target of the intensity loss) that is smooth wherever the sources'
+local means are close, so it cannot flip between them in a flat region. Every operation is kornia's pyramid filter or
 plain tensor arithmetic, so the blend is differentiable and runs on any device. The pyramid steps equal kornia's ``pyrdown``/``pyrup`` on
 the even sizes used here (tests/test_select_head.py checks it) but trace under ``torch.compile`` with dynamic
 shapes.
@@ -19,6 +22,9 @@ import torch.nn.functional as F
 from kornia.filters import filter2d
 
 from stfuse.models.blocks import pad_to_multiple
+
+#: temperature τ of the ``base="max"`` rule: a base-level difference of 0.1 gives the brighter source 0.88
+BASE_MAX_TAU = 0.05
 
 _BINOMIAL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
 #: the 5×5 binomial (Burt–Adelson) kernel of kornia's pyramid functions, 1×5×5
@@ -62,6 +68,7 @@ def laplacian_blend(
     weights: torch.Tensor,
     levels: int,
     detail_weights_b: torch.Tensor | None = None,
+    base: str = "learned",
 ) -> torch.Tensor:
     """Blend N×1×H×W sources with N×L×H×W weights of ``a`` (L = ``levels`` per-level maps, or 1 shared).
 
@@ -69,12 +76,17 @@ def laplacian_blend(
     the detail (Laplacian) levels, chosen independently of ``a``'s, so a level can keep the texture of both
     sources (W_A + W_B up to 2) or of neither. None: ``1 − W`` (the convex blend). The base level stays convex.
 
+    ``base``: ``"learned"`` (the base level takes its weight map) or ``"max"`` (σ((G(A) − G(B)) / τ) on the
+    coarsest Gaussian levels, τ = ``BASE_MAX_TAU``; the weights' base channel is then unused).
+
     Returns N×1×H×W. Any H×W: the inputs are reflect-padded to a multiple of 2^(levels−1) and cropped back;
     an image too small for ``levels`` (a coarsest level under 4 pixels) uses fewer, and its coarsest level
     takes the weight map of that level.
     """
     if levels < 1:
         raise ValueError(f"levels must be ≥ 1, got {levels}")
+    if base not in ("learned", "max"):
+        raise ValueError(f"unknown base {base!r}; expected 'learned' or 'max'")
     if weights.shape[1] not in (1, levels):
         raise ValueError(f"weights need 1 or {levels} channels (one per level), got {weights.shape[1]}")
     detail_maps = 0 if detail_weights_b is None else detail_weights_b.shape[1]
@@ -103,7 +115,10 @@ def laplacian_blend(
             w_b = 1.0 - w
         details.append(w * detail[:, :1] + w_b * detail[:, 1:2])
         stack = down
-    w = stack[:, 2 + levels - 1 : 3 + levels - 1] if per_level else stack[:, 2:3]
+    if base == "max":
+        w = torch.sigmoid((stack[:, :1] - stack[:, 1:2]) / BASE_MAX_TAU)
+    else:
+        w = stack[:, 2 + levels - 1 : 3 + levels - 1] if per_level else stack[:, 2:3]
     out = w * stack[:, :1] + (1.0 - w) * stack[:, 1:2]
     for detail in reversed(details):
         out = pyr_up(out) + detail
@@ -134,4 +149,12 @@ def band_energy(a: torch.Tensor, b: torch.Tensor, levels: int) -> torch.Tensor:
     return torch.cat([*energies, base], dim=1)
 
 
-__all__ = ["PYRAMID_KERNEL", "band_energy", "bounded_weights", "laplacian_blend", "pyr_down", "pyr_up"]
+__all__ = [
+    "BASE_MAX_TAU",
+    "PYRAMID_KERNEL",
+    "band_energy",
+    "bounded_weights",
+    "laplacian_blend",
+    "pyr_down",
+    "pyr_up",
+]

@@ -27,6 +27,7 @@ from stfuse.models.blend import bounded_weights, laplacian_blend
 from stfuse.models.blocks import BLOCK_TYPES, activation, make_block, pad_to_multiple
 from stfuse.models.cem import CEM_MODES, CrossFeatureEnhancement
 from stfuse.models.presets import (
+    BASE_RULES,
     DEFAULT_PRESET,
     DETAIL_MODES,
     HEAD_MODES,
@@ -116,6 +117,9 @@ class STFuseNet(nn.Module):
             with V predicted by its own maps, one per detail level or one shared, so the texture of both sources
             can be kept). The base level is convex either way. ``select`` head only.
         select_bound: soft bound on the weight logits (weights stay in [σ(−b), σ(b)]); ≤ 0 disables it.
+        base: ``"learned"`` (the base pyramid level takes the predicted weight map) or ``"max"`` (a soft
+            brighter-source rule on the sources' coarsest Gaussian levels, stfuse.models.blend; the network then
+            selects only the detail levels). ``select`` head with levels ≥ 2 only.
 
     ``net.config`` returns the resolved kwargs, so ``STFuseNet(**net.config)`` rebuilds the architecture.
     With a shared encoder, ``encoder_b`` *is* ``encoder_a``; the state dict then carries both prefixes, which
@@ -143,6 +147,7 @@ class STFuseNet(nn.Module):
         residual: float = 0.0,
         select_bound: float = 4.0,
         detail: str = "convex",
+        base: str = "learned",
     ) -> None:
         super().__init__()
         if preset not in PRESETS:
@@ -194,6 +199,13 @@ class STFuseNet(nn.Module):
                 f"detail {detail!r} needs the select head with levels ≥ 2 (a detail level to weight), "
                 f"got head {head!r} and levels {levels}"
             )
+        if base not in BASE_RULES:
+            raise ValueError(f"unknown base {base!r}; expected one of {BASE_RULES}")
+        if base != "learned" and (head != "select" or int(levels) < 2):
+            raise ValueError(
+                f"base {base!r} needs the select head with levels ≥ 2 (a base level under detail levels), "
+                f"got head {head!r} and levels {levels}"
+            )
 
         self._config: dict[str, Any] = {
             "preset": preset,
@@ -215,6 +227,7 @@ class STFuseNet(nn.Module):
             "residual": float(residual),
             "select_bound": float(select_bound),
             "detail": detail,
+            "base": base,
         }
         self.downsample = downsample
         self.output = output
@@ -229,6 +242,7 @@ class STFuseNet(nn.Module):
         #: output channels [0, weight_channels): the weights of A; then the detail weights of B (``independent``)
         self.weight_channels = weight_channels
         self.detail = detail
+        self.base = base
         self.detail_channels = 0 if detail == "convex" else (self.levels - 1 if weight_maps == "level" else 1)
         out_channels = (
             1 if head == "paint" else weight_channels + self.detail_channels + (1 if self.residual > 0 else 0)
@@ -372,7 +386,7 @@ class STFuseNet(nn.Module):
                 if self.detail_channels
                 else None
             )
-            out = laplacian_blend(a, b, weights, self.levels, detail_b)
+            out = laplacian_blend(a, b, weights, self.levels, detail_b, self.base)
             if self.residual > 0:
                 out = out + self.residual * torch.tanh(raw[:, end:])
             out = out.clamp(0.0, 1.0)

@@ -12,6 +12,8 @@ HEAD_MODES = ("paint", "select")
 WEIGHT_MAPS = ("level", "shared")
 #: ``select`` detail levels: ``convex`` (W·L(A) + (1 − W)·L(B)) or ``independent`` (W·L(A) + V·L(B), V its own map)
 DETAIL_MODES = ("convex", "independent")
+#: the select head's base (coarsest) level: the predicted weight map, or the brighter source (stfuse.models.blend)
+BASE_RULES = ("learned", "max")
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The reference CPU model: encoder, CEM and decoder at 1/2 resolution with a 16-channel full-resolution
@@ -68,4 +70,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 #: the preset a stage builds when its config names none: the packaged model's
 DEFAULT_PRESET = "compact"
 
-__all__ = ["DEFAULT_PRESET", "DETAIL_MODES", "HEAD_MODES", "OUTPUT_MODES", "PRESETS", "WEIGHT_MAPS"]
+__all__ = [
+    "BASE_RULES",
+    "DEFAULT_PRESET",
+    "DETAIL_MODES",
+    "HEAD_MODES",
+    "OUTPUT_MODES",
+    "PRESETS",
+    "WEIGHT_MAPS",
+]
