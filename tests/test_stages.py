@@ -234,60 +234,50 @@ def test_wrong_architecture_source_checkpoint_is_a_clear_error(source_ckpt):
         IVIFTransferStage(source_ckpt=str(source_ckpt), net={"channels": 16})
 
 
+def _one_term_step(source_ckpt, size: int, perturb: bool = False, **terms) -> tuple[IVIFTransferStage, float]:
+    """A transfer stage whose fusion terms and replay are off except ``terms``, after one training step on
+    a seeded 2-pair batch of size×size crops with its gradient taken; returns the stage and the loss.
+    ``perturb``: first move the student away from the teacher (a guidance term is then non-zero)."""
+    torch.manual_seed(0)
+    off = {"lambda_int": 0.0, "lambda_grad": 0.0, "lambda_ssim": 0.0, "lambda_src": 0.0}
+    stage = IVIFTransferStage(source_ckpt=str(source_ckpt), **{**off, **terms})
+    if perturb:
+        with torch.no_grad():
+            for p in stage.net.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+    generator = torch.Generator().manual_seed(1)
+    batch = {
+        "ir": torch.rand(2, 1, size, size, generator=generator),
+        "vi": torch.rand(2, 1, size, size, generator=generator),
+    }
+    loss = stage.training_step(batch, 0)
+    loss.backward()
+    return stage, float(loss)
+
+
+def _gradient_sum(parameters) -> float:
+    return sum(float(p.grad.abs().sum()) for p in parameters if p.grad is not None)
+
+
 @pytest.mark.parametrize("stop", [True, False])
 def test_stop_at_encoder_keeps_the_guidance_gradient_out_of_the_encoder(source_ckpt, stop: bool):
     """A training step whose only term is L_g: with the stop (the recipe) no gradient reaches the encoder and
     the CEM still gets one; without it the encoder gets one too. The logged L_g is the same either way."""
-    torch.manual_seed(0)
-    stage = IVIFTransferStage(
-        source_ckpt=str(source_ckpt),
-        guidance_stop_at_encoder=stop,
-        lambda_int=0.0,
-        lambda_grad=0.0,
-        lambda_ssim=0.0,
-        lambda_src=0.0,
-        lambda_g_schedule="constant",
+    stage, loss = _one_term_step(
+        source_ckpt, 32, perturb=True, guidance_stop_at_encoder=stop, lambda_g_schedule="constant"
     )
-    with torch.no_grad():  # the student has moved away from the teacher
-        for p in stage.net.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    generator = torch.Generator().manual_seed(1)
-    batch = {
-        "ir": torch.rand(2, 1, 32, 32, generator=generator),
-        "vi": torch.rand(2, 1, 32, 32, generator=generator),
-    }
-    loss = stage.training_step(batch, 0)
-    assert float(loss) > 0
-    loss.backward()
-    encoder = sum(float(p.grad.abs().sum()) for p in stage.net.encoder_parameters() if p.grad is not None)
-    cem = sum(float(p.grad.abs().sum()) for p in stage.net.cem_parameters() if p.grad is not None)
-    assert cem > 0
+    assert loss > 0
+    encoder = _gradient_sum(stage.net.encoder_parameters())
+    assert _gradient_sum(stage.net.cem_parameters()) > 0
     assert (encoder == 0.0) if stop else (encoder > 0.0), encoder
 
 
 def test_base_weight_smoothness_trains_the_select_head_and_needs_it(source_ckpt):
     """A training step whose only term is the base-level weight smoothness moves the decoder's head; a
     network without the select head is refused at construction, naming the option."""
-    torch.manual_seed(0)
-    stage = IVIFTransferStage(
-        source_ckpt=str(source_ckpt),
-        guidance="none",
-        lambda_int=0.0,
-        lambda_grad=0.0,
-        lambda_ssim=0.0,
-        lambda_src=0.0,
-        lambda_smooth=1.0,
-    )
-    generator = torch.Generator().manual_seed(1)
-    batch = {
-        "ir": torch.rand(2, 1, 64, 64, generator=generator),
-        "vi": torch.rand(2, 1, 64, 64, generator=generator),
-    }
-    loss = stage.training_step(batch, 0)
-    assert float(loss) > 0
-    loss.backward()
-    head = sum(float(p.grad.abs().sum()) for p in stage.net.decoder.parameters() if p.grad is not None)
-    assert head > 0
+    stage, loss = _one_term_step(source_ckpt, 64, guidance="none", lambda_smooth=1.0)
+    assert loss > 0
+    assert _gradient_sum(stage.net.decoder.parameters()) > 0
     with pytest.raises(ValueError, match="lambda_smooth 1.0 smooths the select head's weight maps.*'paint'"):
         IVIFTransferStage(
             transfer=False, guidance="none", net={**TINY_NET, "head": "paint"}, lambda_smooth=1.0
