@@ -192,20 +192,17 @@ class STFuseNet(nn.Module):
             raise ValueError(f"levels must be within [1, 8], got {levels}")
         if float(residual) < 0 or not float(residual) < float("inf"):
             raise ValueError(f"residual must be a finite bound ≥ 0, got {residual}")
-        if detail not in DETAIL_MODES:
-            raise ValueError(f"unknown detail {detail!r}; expected one of {DETAIL_MODES}")
-        if detail != "convex" and (head != "select" or int(levels) < 2):
-            raise ValueError(
-                f"detail {detail!r} needs the select head with levels ≥ 2 (a detail level to weight), "
-                f"got head {head!r} and levels {levels}"
-            )
-        if base not in BASE_RULES:
-            raise ValueError(f"unknown base {base!r}; expected one of {BASE_RULES}")
-        if base != "learned" and (head != "select" or int(levels) < 2):
-            raise ValueError(
-                f"base {base!r} needs the select head with levels ≥ 2 (a base level under detail levels), "
-                f"got head {head!r} and levels {levels}"
-            )
+        for name, value, plain, modes in (
+            ("detail", detail, "convex", DETAIL_MODES),
+            ("base", base, "learned", BASE_RULES),
+        ):
+            if value not in modes:
+                raise ValueError(f"unknown {name} {value!r}; expected one of {modes}")
+            if value != plain and (head != "select" or int(levels) < 2):
+                raise ValueError(
+                    f"{name} {value!r} needs the select head with levels ≥ 2 (detail levels above a base level), "
+                    f"got head {head!r} and levels {levels}"
+                )
 
         self._config: dict[str, Any] = {
             "preset": preset,
