@@ -15,6 +15,8 @@ NODES ?= 1
 ARGS ?=
 OUT ?= outputs
 PYTEST_ARGS ?=
+# test processes (pytest-xdist; one test file per process, so a file's shared fixtures are built once); 0 = one process
+TEST_WORKERS ?= 2
 
 export NO_ALBUMENTATIONS_UPDATE := 1
 export PYTHONUNBUFFERED := 1
@@ -57,10 +59,10 @@ $(VENV)/.installed: setup.cfg pyproject.toml constraints-cpu.txt
 
 # CI runs `make test`, so lint runs there too.
 test: install lint
-	$(PY) -m pytest -q tests notebooks --nbmake $(PYTEST_ARGS)
+	$(PY) -m pytest -q tests notebooks --nbmake -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-fast: install
-	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 LINT_PATHS := src data_modules tests benchmarks experiments
 
