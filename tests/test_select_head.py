@@ -150,16 +150,39 @@ def test_max_base_rule_takes_the_brighter_local_mean_whatever_the_weights_say() 
         laplacian_blend(texture, flat, ones, 4, base="min")
 
 
-def test_max_base_rule_leaves_the_base_weight_map_without_a_gradient() -> None:
+def test_max_base_rule_leaves_the_base_weight_map_without_a_gradient_and_the_prior_rule_does_not() -> None:
     a, b = _pair(2, 32, 48)
-    weights = torch.full((2, 4, 32, 48), 0.3, requires_grad=True)
-    laplacian_blend(a, b, weights, 4, base="max").square().sum().backward()
-    assert weights.grad[:, :3].abs().sum() > 0 and weights.grad[:, 3].abs().sum() == 0
+    for base, base_gradient in (("max", False), ("prior", True)):
+        weights = torch.full((2, 4, 32, 48), 0.3, requires_grad=True)
+        laplacian_blend(a, b, weights, 4, base=base).square().sum().backward()
+        assert weights.grad[:, :3].abs().sum() > 0
+        assert (weights.grad[:, 3].abs().sum() > 0) == base_gradient, base
+
+
+def test_prior_base_rule_is_the_max_rule_shifted_by_the_learned_base_weight() -> None:
+    a = torch.full((1, 1, 32, 32), 0.6)  # A brighter by 0.1: the rule's log-odds are 0.1 / τ = 2
+    b = torch.full((1, 1, 32, 32), 0.5)
+    half = torch.full((1, 4, 32, 32), 0.5)
+    assert torch.allclose(
+        laplacian_blend(a, b, half, 4, base="prior"), laplacian_blend(a, b, half, 4, base="max"), atol=1e-6
+    )
+    expected_weight = torch.sigmoid(torch.tensor(2.0))
+    assert torch.allclose(
+        laplacian_blend(a, b, half, 4, base="prior"), 0.5 + 0.1 * expected_weight, atol=1e-5
+    )
+    # a learned base weight of σ(−4) for A outvotes the rule: the base takes mostly B
+    leaning_b = torch.full((1, 4, 32, 32), float(torch.sigmoid(torch.tensor(-4.0))))
+    assert torch.allclose(
+        laplacian_blend(a, b, leaning_b, 4, base="prior"),
+        0.5 + 0.1 * torch.sigmoid(torch.tensor(-2.0)),
+        atol=1e-5,
+    )
 
 
 def test_max_base_option_is_validated_round_trips_and_bounds_the_output() -> None:
     net = STFuseNet("tiny", base="max").eval()
     assert net.config["base"] == "max" and STFuseNet(**net.config).config == net.config
+    assert STFuseNet(**STFuseNet("tiny", base="prior").config).config["base"] == "prior"
     assert STFuseNet("tiny").config["base"] == "learned"
     a, b = _pair(1, 37, 53)
     with torch.no_grad():

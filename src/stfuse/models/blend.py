@@ -9,7 +9,8 @@ an independent weight of B (``W_l · L_l(A) + V_l · L_l(B)``), so the texture o
 both carry it; the base level stays convex. With ``base="max"`` the base level is not selected by the
 network but by a rule: the weight of A there is σ((G(A) − G(B)) / τ) on the two sources' coarsest Gaussian
 levels, a soft "brighter source" (the target of the intensity loss) that is smooth wherever the sources'
-local means are close, so it cannot flip between them in a flat region. Every operation is kornia's pyramid filter or
+local means are close, so it cannot flip between them in a flat region. ``base="prior"`` adds that rule's
+log-odds to the log-odds of the learned base weight instead, so the network may correct the rule. Every operation is kornia's pyramid filter or
 plain tensor arithmetic, so the blend is differentiable and runs on any device. The pyramid steps equal kornia's ``pyrdown``/``pyrup`` on
 the even sizes used here (tests/test_select_head.py checks it) but trace under ``torch.compile`` with dynamic
 shapes.
@@ -77,7 +78,8 @@ def laplacian_blend(
     sources (W_A + W_B up to 2) or of neither. None: ``1 − W`` (the convex blend). The base level stays convex.
 
     ``base``: ``"learned"`` (the base level takes its weight map) or ``"max"`` (σ((G(A) − G(B)) / τ) on the
-    coarsest Gaussian levels, τ = ``BASE_MAX_TAU``; the weights' base channel is then unused).
+    coarsest Gaussian levels, τ = ``BASE_MAX_TAU``; the weights' base channel is then unused) or ``"prior"``
+    (σ(logit(W_base) + (G(A) − G(B)) / τ): the rule as a prior that the learned base weight shifts).
 
     Returns N×1×H×W. Any H×W: the inputs are reflect-padded to a multiple of 2^(levels−1) and cropped back;
     an image too small for ``levels`` (a coarsest level under 4 pixels) uses fewer, and its coarsest level
@@ -85,8 +87,8 @@ def laplacian_blend(
     """
     if levels < 1:
         raise ValueError(f"levels must be ≥ 1, got {levels}")
-    if base not in ("learned", "max"):
-        raise ValueError(f"unknown base {base!r}; expected 'learned' or 'max'")
+    if base not in ("learned", "max", "prior"):
+        raise ValueError(f"unknown base {base!r}; expected 'learned', 'max' or 'prior'")
     if weights.shape[1] not in (1, levels):
         raise ValueError(f"weights need 1 or {levels} channels (one per level), got {weights.shape[1]}")
     detail_maps = 0 if detail_weights_b is None else detail_weights_b.shape[1]
@@ -115,10 +117,10 @@ def laplacian_blend(
             w_b = 1.0 - w
         details.append(w * detail[:, :1] + w_b * detail[:, 1:2])
         stack = down
-    if base == "max":
-        w = torch.sigmoid((stack[:, :1] - stack[:, 1:2]) / BASE_MAX_TAU)
-    else:
-        w = stack[:, 2 + levels - 1 : 3 + levels - 1] if per_level else stack[:, 2:3]
+    w = stack[:, 2 + levels - 1 : 3 + levels - 1] if per_level else stack[:, 2:3]
+    if base != "learned":
+        rule = (stack[:, :1] - stack[:, 1:2]) / BASE_MAX_TAU
+        w = torch.sigmoid(rule if base == "max" else rule + torch.logit(w, eps=1e-6))
     out = w * stack[:, :1] + (1.0 - w) * stack[:, 1:2]
     for detail in reversed(details):
         out = pyr_up(out) + detail
