@@ -24,7 +24,6 @@ def test_default_weights_are_small_and_documented():
     fuser = Fuser.from_checkpoint()  # no path: the packaged weights
     # the record's architecture as this version resolves it: options added since take their defaults
     assert fuser.config == STFuseNet(**STFuseNet.saved_config(record["config"])).config
-    assert record["config"].items() <= fuser.config.items()
 
 
 def test_default_weights_fuse_tno_pairs_better_than_the_average_rule_on_qabf(data_root: Path):

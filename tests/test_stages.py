@@ -229,6 +229,14 @@ def test_corrupt_or_missing_source_checkpoint_is_a_clear_error(tmp_path):
         IVIFTransferStage(source_ckpt=str(tmp_path / "missing.ckpt"))
 
 
+def test_a_student_may_take_its_base_level_from_the_rule_and_keeps_every_teacher_weight(source_ckpt):
+    for base in ("max", "prior"):
+        stage = IVIFTransferStage(source_ckpt=str(source_ckpt), net={"base": base})
+        assert stage.net.config["base"] == base and stage.teacher.config["base"] == "learned"
+        teacher = stage.teacher.state_dict()
+        assert all(torch.equal(value, teacher[key]) for key, value in stage.net.state_dict().items())
+
+
 def test_wrong_architecture_source_checkpoint_is_a_clear_error(source_ckpt):
     with pytest.raises(ValueError, match="student network cannot start"):
         IVIFTransferStage(source_ckpt=str(source_ckpt), net={"channels": 16})

@@ -10,8 +10,9 @@ both carry it; the base level stays convex. With ``base="max"`` the base level i
 network but by a rule: the weight of A there is σ((G(A) − G(B)) / τ) on the two sources' coarsest Gaussian
 levels, a soft "brighter source" (the target of the intensity loss) that is smooth wherever the sources'
 local means are close, so it cannot flip between them in a flat region. ``base="prior"`` adds that rule's
-log-odds to the log-odds of the learned base weight instead, so the network may correct the rule. Every operation is kornia's pyramid filter or
-plain tensor arithmetic, so the blend is differentiable and runs on any device. The pyramid steps equal kornia's ``pyrdown``/``pyrup`` on
+log-odds to the log-odds of the learned base weight instead, so the network may correct the rule. Every
+operation is kornia's pyramid filter or plain tensor arithmetic, so the blend is differentiable and runs on
+any device. The pyramid steps equal kornia's ``pyrdown``/``pyrup`` on
 the even sizes used here (tests/test_select_head.py checks it) but trace under ``torch.compile`` with dynamic
 shapes.
 """
@@ -23,8 +24,10 @@ import torch.nn.functional as F
 from kornia.filters import filter2d
 
 from stfuse.models.blocks import pad_to_multiple
+from stfuse.models.presets import BASE_RULES
 
-#: temperature τ of the ``base="max"`` rule: a base-level difference of 0.1 gives the brighter source 0.88
+#: temperature τ of the ``base="max"``/``"prior"`` rule: a base-level difference of 0.1 gives the brighter source
+#: 0.88 (under ``prior``, before the learned weight shifts it)
 BASE_MAX_TAU = 0.05
 
 _BINOMIAL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
@@ -87,8 +90,8 @@ def laplacian_blend(
     """
     if levels < 1:
         raise ValueError(f"levels must be ≥ 1, got {levels}")
-    if base not in ("learned", "max", "prior"):
-        raise ValueError(f"unknown base {base!r}; expected 'learned', 'max' or 'prior'")
+    if base not in BASE_RULES:
+        raise ValueError(f"unknown base {base!r}; expected one of {BASE_RULES}")
     if weights.shape[1] not in (1, levels):
         raise ValueError(f"weights need 1 or {levels} channels (one per level), got {weights.shape[1]}")
     detail_maps = 0 if detail_weights_b is None else detail_weights_b.shape[1]
