@@ -179,6 +179,32 @@ def test_prior_base_rule_is_the_max_rule_shifted_by_the_learned_base_weight() ->
     )
 
 
+def test_base_rule_temperature_sets_how_hard_the_brighter_source_wins() -> None:
+    a = torch.full((1, 1, 32, 32), 0.6)  # A brighter by 0.1
+    b = torch.full((1, 1, 32, 32), 0.5)
+    half = torch.full((1, 4, 32, 32), 0.5)
+    for tau in (0.01, 0.05, 0.2):
+        expected = 0.5 + 0.1 * torch.sigmoid(torch.tensor(0.1 / tau))
+        assert torch.allclose(laplacian_blend(a, b, half, 4, base="max", tau=tau), expected, atol=1e-5), tau
+    # the default is BASE_MAX_TAU, and the network passes its own base_tau to the blend
+    assert torch.equal(
+        laplacian_blend(a, b, half, 4, base="max"), laplacian_blend(a, b, half, 4, base="max", tau=0.05)
+    )
+    net = STFuseNet("tiny", base="max", base_tau=0.01)
+    assert net.config["base_tau"] == 0.01 and STFuseNet(**net.config).config == net.config
+    assert STFuseNet("tiny").config["base_tau"] == 0.05
+    soft = STFuseNet("tiny", base="max", base_tau=0.2)
+    soft.load_state_dict(net.state_dict())
+    with torch.no_grad():  # a flat pair has no detail: the base rule alone sets the output
+        assert (net(a, b) - 0.6).abs().max() < 1e-3
+        assert (soft(a, b) - (0.5 + 0.1 * torch.sigmoid(torch.tensor(0.5)))).abs().max() < 1e-4
+    for bad in (0, -0.1, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="base_tau must be a finite temperature > 0"):
+            STFuseNet("tiny", base="max", base_tau=bad)
+    with pytest.raises(ValueError, match="tau must be > 0"):
+        laplacian_blend(a, b, half, 4, base="max", tau=0.0)
+
+
 def test_max_base_option_is_validated_round_trips_and_bounds_the_output() -> None:
     net = STFuseNet("tiny", base="max").eval()
     assert net.config["base"] == "max" and STFuseNet(**net.config).config == net.config
@@ -197,7 +223,7 @@ def test_max_base_option_is_validated_round_trips_and_bounds_the_output() -> Non
 
 def test_configs_saved_before_the_select_head_build_the_painting_network() -> None:
     old = {key: value for key, value in STFuseNet("compact", head="paint").config.items()}
-    for key in ("head", "levels", "weight_maps", "residual", "select_bound", "detail", "base"):
+    for key in ("head", "levels", "weight_maps", "residual", "select_bound", "detail", "base", "base_tau"):
         old.pop(key)
     assert STFuseNet(**STFuseNet.saved_config(old)).config["head"] == "paint"
     assert (

@@ -26,8 +26,8 @@ from kornia.filters import filter2d
 from stfuse.models.blocks import pad_to_multiple
 from stfuse.models.presets import BASE_RULES
 
-#: temperature τ of the ``base="max"``/``"prior"`` rule: a base-level difference of 0.1 gives the brighter source
-#: 0.88 (under ``prior``, before the learned weight shifts it)
+#: the default temperature τ of the ``base="max"``/``"prior"`` rule (STFuseNet ``base_tau``): a base-level
+#: difference of 0.1 gives the brighter source 0.88 (under ``prior``, before the learned weight shifts it)
 BASE_MAX_TAU = 0.05
 
 _BINOMIAL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
@@ -73,6 +73,7 @@ def laplacian_blend(
     levels: int,
     detail_weights_b: torch.Tensor | None = None,
     base: str = "learned",
+    tau: float = BASE_MAX_TAU,
 ) -> torch.Tensor:
     """Blend N×1×H×W sources with N×L×H×W weights of ``a`` (L = ``levels`` per-level maps, or 1 shared).
 
@@ -81,7 +82,7 @@ def laplacian_blend(
     sources (W_A + W_B up to 2) or of neither. None: ``1 − W`` (the convex blend). The base level stays convex.
 
     ``base``: ``"learned"`` (the base level takes its weight map) or ``"max"`` (σ((G(A) − G(B)) / τ) on the
-    coarsest Gaussian levels, τ = ``BASE_MAX_TAU``; the weights' base channel is then unused) or ``"prior"``
+    coarsest Gaussian levels, τ = ``tau``; the weights' base channel is then unused) or ``"prior"``
     (σ(logit(W_base) + (G(A) − G(B)) / τ): the rule as a prior that the learned base weight shifts).
 
     Returns N×1×H×W. Any H×W: the inputs are reflect-padded to a multiple of 2^(levels−1) and cropped back;
@@ -92,6 +93,8 @@ def laplacian_blend(
         raise ValueError(f"levels must be ≥ 1, got {levels}")
     if base not in BASE_RULES:
         raise ValueError(f"unknown base {base!r}; expected one of {BASE_RULES}")
+    if not tau > 0:
+        raise ValueError(f"tau must be > 0, got {tau}")
     if weights.shape[1] not in (1, levels):
         raise ValueError(f"weights need 1 or {levels} channels (one per level), got {weights.shape[1]}")
     detail_maps = 0 if detail_weights_b is None else detail_weights_b.shape[1]
@@ -122,7 +125,7 @@ def laplacian_blend(
         stack = down
     w = stack[:, 2 + levels - 1 : 3 + levels - 1] if per_level else stack[:, 2:3]
     if base != "learned":
-        rule = (stack[:, :1] - stack[:, 1:2]) / BASE_MAX_TAU
+        rule = (stack[:, :1] - stack[:, 1:2]) / tau
         w = torch.sigmoid(rule if base == "max" else rule + torch.logit(w, eps=1e-6))
     out = w * stack[:, :1] + (1.0 - w) * stack[:, 1:2]
     for detail in reversed(details):

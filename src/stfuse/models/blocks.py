@@ -76,3 +76,16 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
         return x
     mode = "reflect" if pad_h < h and pad_w < w else "replicate"
     return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+
+
+def check_sources(a: torch.Tensor, b: torch.Tensor) -> None:
+    """Raise a clear error unless a and b are floating N×1×H×W tensors of one shape (the network's inputs)."""
+    for name, t in (("a", a), ("b", b)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"source {name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.ndim != 4 or t.shape[1] != 1:
+            raise ValueError(f"source {name} must be N×1×H×W, got shape {tuple(t.shape)}")
+        if not t.is_floating_point():
+            raise TypeError(f"source {name} must be a floating tensor in [0, 1], got {t.dtype}")
+    if a.shape != b.shape:
+        raise ValueError(f"sources must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")

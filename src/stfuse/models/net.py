@@ -23,8 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from stfuse.models.blend import bounded_weights, laplacian_blend
-from stfuse.models.blocks import BLOCK_TYPES, activation, make_block, pad_to_multiple
+from stfuse.models.blend import BASE_MAX_TAU, bounded_weights, laplacian_blend
+from stfuse.models.blocks import BLOCK_TYPES, activation, check_sources, make_block, pad_to_multiple
 from stfuse.models.cem import CEM_MODES, CrossFeatureEnhancement
 from stfuse.models.presets import (
     BASE_RULES,
@@ -148,6 +148,7 @@ class STFuseNet(nn.Module):
         select_bound: float = 4.0,
         detail: str = "convex",
         base: str = "learned",
+        base_tau: float = BASE_MAX_TAU,
     ) -> None:
         super().__init__()
         if preset not in PRESETS:
@@ -190,6 +191,8 @@ class STFuseNet(nn.Module):
             raise ValueError(f"unknown weight_maps {weight_maps!r}; expected one of {WEIGHT_MAPS}")
         if not 1 <= int(levels) <= 8:
             raise ValueError(f"levels must be within [1, 8], got {levels}")
+        if not 0 < float(base_tau) < float("inf"):
+            raise ValueError(f"base_tau must be a finite temperature > 0, got {base_tau}")
         if float(residual) < 0 or not float(residual) < float("inf"):
             raise ValueError(f"residual must be a finite bound ≥ 0, got {residual}")
         for name, value, plain, modes in (
@@ -225,6 +228,7 @@ class STFuseNet(nn.Module):
             "select_bound": float(select_bound),
             "detail": detail,
             "base": base,
+            "base_tau": float(base_tau),
         }
         self.downsample = downsample
         self.output = output
@@ -240,6 +244,7 @@ class STFuseNet(nn.Module):
         self.weight_channels = weight_channels
         self.detail = detail
         self.base = base
+        self.base_tau = float(base_tau)
         self.detail_channels = 0 if detail == "convex" else (self.levels - 1 if weight_maps == "level" else 1)
         out_channels = (
             1 if head == "paint" else weight_channels + self.detail_channels + (1 if self.residual > 0 else 0)
@@ -302,18 +307,6 @@ class STFuseNet(nn.Module):
             return torch.logit(average.clamp(1e-3, 1 - 1e-3))
         return average
 
-    @staticmethod
-    def _check_inputs(a: torch.Tensor, b: torch.Tensor) -> None:
-        for name, t in (("a", a), ("b", b)):
-            if not isinstance(t, torch.Tensor):
-                raise TypeError(f"source {name} must be a torch.Tensor, got {type(t).__name__}")
-            if t.ndim != 4 or t.shape[1] != 1:
-                raise ValueError(f"source {name} must be N×1×H×W, got shape {tuple(t.shape)}")
-            if not t.is_floating_point():
-                raise TypeError(f"source {name} must be a floating tensor in [0, 1], got {t.dtype}")
-        if a.shape != b.shape:
-            raise ValueError(f"sources must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
-
     def feature_groups(self) -> list[str]:
         """The group of each guidance feature that ``forward(..., return_features=True)`` returns, in order:
         ``cem`` per CEM depth, then ``decoder`` (the merged 1/s map), ``head`` (the full-resolution map), for
@@ -349,7 +342,7 @@ class STFuseNet(nn.Module):
         structure depends only on ``cem_depths`` and the head, not on the CEM mode (``cem="off"`` gives the
         unrefined maps, equal to the encoder maps).
         """
-        self._check_inputs(a, b)
+        check_sources(a, b)
         height, width = a.shape[-2:]
         a = pad_to_multiple(a, self.downsample)  # N×1×H'×W'
         b = pad_to_multiple(b, self.downsample)
@@ -383,7 +376,7 @@ class STFuseNet(nn.Module):
                 if self.detail_channels
                 else None
             )
-            out = laplacian_blend(a, b, weights, self.levels, detail_b, self.base)
+            out = laplacian_blend(a, b, weights, self.levels, detail_b, self.base, self.base_tau)
             if self.residual > 0:
                 out = out + self.residual * torch.tanh(raw[:, end:])
             out = out.clamp(0.0, 1.0)
