@@ -356,6 +356,9 @@ def test_pyramid_steps_equal_kornias_on_even_sizes() -> None:
     x = torch.rand(2, 3, 48, 64, generator=torch.Generator().manual_seed(1))
     assert torch.allclose(pyr_down(x), pyrdown(x), atol=1e-6)
     assert torch.allclose(pyr_up(x), pyrup(x), atol=1e-6)
+    nhwc = x.contiguous(memory_format=torch.channels_last)  # the layout of Fuser's channels_last inference
+    assert torch.allclose(pyr_down(nhwc), pyrdown(x), atol=1e-6)
+    assert torch.allclose(pyr_down(x[:, :1, :46, :62]), pyrdown(x[:, :1, :46, :62]), atol=1e-6)  # one channel
 
 
 def _recording(forward, calls: list):

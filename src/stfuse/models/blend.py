@@ -33,12 +33,19 @@ BASE_MAX_TAU = 0.05
 _BINOMIAL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
 #: the 5×5 binomial (Burt–Adelson) kernel of kornia's pyramid functions, 1×5×5
 PYRAMID_KERNEL = torch.outer(_BINOMIAL, _BINOMIAL)[None]
+_BINOMIAL_BOX = torch.tensor([1.0, 5.0, 10.0, 10.0, 5.0, 1.0]) / 32.0  # the binomial convolved with [½, ½]
+#: that blur followed by a 2×2 mean, as one 1×1×6×6 kernel (``pyr_down``)
+PYRAMID_DOWN_KERNEL = torch.outer(_BINOMIAL_BOX, _BINOMIAL_BOX)[None, None]
 
 
 def pyr_down(x: torch.Tensor) -> torch.Tensor:
-    """kornia's ``pyrdown`` for even H×W (blur, then the half-size bilinear resample = a 2×2 mean), written
-    without size arithmetic so that ``torch.compile(dynamic=True)`` and ONNX export trace it."""
-    return F.avg_pool2d(filter2d(x, PYRAMID_KERNEL.to(x), "reflect"), 2)
+    """kornia's ``pyrdown`` (blur, then the half-size bilinear resample, which for even H×W is a 2×2 mean) as one
+    stride-2 depthwise conv with the combined 6×6 kernel on the reflect-padded map: the same values (to float
+    rounding; tests/test_select_head.py compares it with kornia) at a quarter of the outputs, about five times
+    faster on CPU. No size arithmetic, so ``torch.compile(dynamic=True)`` and ONNX export trace it."""
+    channels = x.shape[1]
+    kernel = PYRAMID_DOWN_KERNEL.to(x).expand(channels, 1, 6, 6)
+    return F.conv2d(F.pad(x, (2, 2, 2, 2), mode="reflect"), kernel, stride=2, groups=channels)
 
 
 def pyr_up(x: torch.Tensor) -> torch.Tensor:
@@ -105,31 +112,35 @@ def laplacian_blend(
     height, width = a.shape[-2:]
     levels = usable_levels(height, width, levels)
     multiple = 2 ** (levels - 1)
-    # sources and weights travel together through one pyramid (one filter call per level)
-    parts = [a, b, weights] if detail_weights_b is None else [a, b, weights, detail_weights_b]
+    # Sources and weights travel together through one pyramid (one filter call per level). The convex blend
+    # W·L(A) + (1 − W)·L(B) is L(B) + W·L(A − B), and the levels of L(B) add up to B: so it blends the one
+    # difference map D = A − B and adds B back at the end, half the pyramid work of blending A and B.
+    convex = detail_weights_b is None
+    parts = [a - b, weights] if convex else [a, b, weights, detail_weights_b]
     stack = pad_to_multiple(torch.cat(parts, dim=1), multiple)
+    maps = 1 if convex else 2  # the source channels at the front of the stack
     per_level = weights.shape[1] > 1
-    first_b = 2 + weights.shape[1]
+    first_b = maps + weights.shape[1]
     details: list[torch.Tensor] = []
     for level in range(levels - 1):
         down = pyr_down(stack)
-        sources, coarse = stack[:, :2], down[:, :2]
-        detail = sources - pyr_up(coarse)  # N×2×h×w Laplacian levels of A and B
-        w = stack[:, 2 + level : 3 + level] if per_level else stack[:, 2:3]
-        if detail_maps:
-            index = first_b + (level if detail_maps > 1 else 0)
-            w_b = stack[:, index : index + 1]
+        detail = stack[:, :maps] - pyr_up(down[:, :maps])  # the Laplacian level of D, or of A and B
+        w = stack[:, maps + level : maps + level + 1] if per_level else stack[:, maps : maps + 1]
+        if convex:
+            details.append(w * detail)
         else:
-            w_b = 1.0 - w
-        details.append(w * detail[:, :1] + w_b * detail[:, 1:2])
+            index = first_b + (level if detail_maps > 1 else 0)
+            details.append(w * detail[:, :1] + stack[:, index : index + 1] * detail[:, 1:2])
         stack = down
-    w = stack[:, 2 + levels - 1 : 3 + levels - 1] if per_level else stack[:, 2:3]
+    w = stack[:, maps + levels - 1 : maps + levels] if per_level else stack[:, maps : maps + 1]
+    difference = stack[:, :1] if convex else stack[:, :1] - stack[:, 1:2]  # G(A) − G(B) at the base level
     if base != "learned":
-        rule = (stack[:, :1] - stack[:, 1:2]) / tau
-        w = torch.sigmoid(rule if base == "max" else rule + torch.logit(w, eps=1e-6))
-    out = w * stack[:, :1] + (1.0 - w) * stack[:, 1:2]
+        w = torch.sigmoid(difference / tau if base == "max" else difference / tau + torch.logit(w, eps=1e-6))
+    out = w * difference if convex else w * stack[:, :1] + (1.0 - w) * stack[:, 1:2]
     for detail in reversed(details):
         out = pyr_up(out) + detail
+    if convex:
+        return out[..., :height, :width] + b
     return out[..., :height, :width]
 
 

@@ -10,8 +10,12 @@ BLOCK_TYPES = ("residual", "dense")
 
 
 def activation() -> nn.Module:
-    """The one activation used throughout; LeakyReLU is cheap on CPU and keeps gradients on dark pixels."""
-    return nn.LeakyReLU(0.2)
+    """The one activation used throughout; LeakyReLU is cheap on CPU and keeps gradients on dark pixels.
+
+    In place: every use follows a conv, a sum or a pixel shuffle, whose fresh output nothing else reads (and
+    whose backward does not need it); on CPU, writing into a new full-resolution map costs more than the
+    activation itself."""
+    return nn.LeakyReLU(0.2, inplace=True)
 
 
 class ResidualBlock(nn.Module):
@@ -89,3 +93,33 @@ def check_sources(a: torch.Tensor, b: torch.Tensor) -> None:
             raise TypeError(f"source {name} must be a floating tensor in [0, 1], got {t.dtype}")
     if a.shape != b.shape:
         raise ValueError(f"sources must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+
+
+#: the two branches' maps: (X, Y), or one batch of 2N with both sources stacked (a shared encoder)
+Pair = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+
+
+def run_branches(module_a: nn.Module, module_b: nn.Module, pair: Pair) -> Pair:
+    """Apply a branch module to each source of ``pair``: (X, Y), or one batch of 2N with both sources stacked.
+
+    A shared module (``module_a is module_b``) runs once on the stacked batch and returns it stacked, so
+    consecutive shared steps neither split nor re-concatenate; separate modules get one half each.
+    """
+    if module_a is module_b:
+        return module_a(pair if isinstance(pair, torch.Tensor) else torch.cat(pair, dim=0))
+    x, y = pair if isinstance(pair, tuple) else pair.chunk(2, dim=0)
+    return module_a(x), module_b(y)
+
+
+def conv_of_concat(conv: nn.Conv2d, parts: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """``conv(torch.cat(parts, dim=1))`` for a 1×1 conv, as the sum of one conv per part (the matching slice of
+    the weight): the same values without the concatenated map, which on channels-last CPU maps costs more than
+    the sum."""
+    weight, start, total = conv.weight, 0, None
+    for part in parts:
+        out = F.conv2d(part, weight[:, start : start + part.shape[1]], conv.bias if total is None else None)
+        total = out if total is None else total.add_(out)
+        start += part.shape[1]
+    if total is None or start != weight.shape[1]:
+        raise ValueError(f"the parts have {start} channels in all; the conv takes {weight.shape[1]}")
+    return total

@@ -24,7 +24,15 @@ import torch
 from torch import nn
 
 from stfuse.models.blend import BASE_MAX_TAU, bounded_weights, laplacian_blend
-from stfuse.models.blocks import BLOCK_TYPES, activation, check_sources, make_block, pad_to_multiple
+from stfuse.models.blocks import (
+    BLOCK_TYPES,
+    activation,
+    check_sources,
+    conv_of_concat,
+    make_block,
+    pad_to_multiple,
+    run_branches,
+)
 from stfuse.models.cem import CEM_MODES, CrossFeatureEnhancement
 from stfuse.models.presets import (
     BASE_RULES,
@@ -291,15 +299,6 @@ class STFuseNet(nn.Module):
         """Parameters of the fusion decoder."""
         return list(self.decoder.parameters())
 
-    def _both(
-        self, module_a: nn.Module, module_b: nn.Module, x: torch.Tensor, y: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Apply a branch module to each source; a shared module runs once on the stacked batch (faster)."""
-        if module_a is module_b:
-            out = module_a(torch.cat([x, y], dim=0))
-            return out[: x.shape[0]], out[x.shape[0] :]
-        return module_a(x), module_b(y)
-
     def _prior(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """The average rule, in the output's pre-activation space (logit for sigmoid)."""
         average = 0.5 * (a + b)
@@ -347,24 +346,32 @@ class STFuseNet(nn.Module):
         a = pad_to_multiple(a, self.downsample)  # N×1×H'×W'
         b = pad_to_multiple(b, self.downsample)
         enc_a, enc_b = self.encoder_a, self.encoder_b
-        x, y = self._both(enc_a.stem, enc_b.stem, a, b)  # N×C×h×w, h×w = H'/s×W'/s
+        pair = run_branches(enc_a.stem, enc_b.stem, (a, b))  # N×C×h×w each, h×w = H'/s×W'/s
 
         features: list[torch.Tensor] = []
         encoder_maps: list[torch.Tensor] = []
         cem_index = 0
         for depth in range(len(enc_a.blocks) + 1):
             if depth > 0:
-                x, y = self._both(enc_a.blocks[depth - 1], enc_b.blocks[depth - 1], x, y)
+                pair = run_branches(enc_a.blocks[depth - 1], enc_b.blocks[depth - 1], pair)
             if cem_index < len(self.cem_depths) and self.cem_depths[cem_index] == depth:
+                x, y = pair if isinstance(pair, tuple) else pair.chunk(2, dim=0)
                 if return_features:
                     encoder_maps.append(torch.cat([x, y], dim=1))
-                x, y = self.cems[cem_index](x, y)
-                features.append(torch.cat([x, y], dim=1))
+                pair = self.cems[cem_index](x, y)
+                if return_features:
+                    features.append(torch.cat(pair, dim=1))
                 cem_index += 1
+        x, y = pair if isinstance(pair, tuple) else pair.chunk(2, dim=0)
 
         dec = self.decoder
-        fused = dec.blocks(dec.merge(torch.cat([x, y], dim=1)))  # N×C×h×w
-        full = dec.head(torch.cat([dec.upsample(fused), a, b], dim=1))  # N×C_f×H'×W'
+        fused = dec.blocks(
+            dec.merge[1](conv_of_concat(dec.merge[0], (x, y)))
+        )  # merge(concat(X', Y')): N×C×h×w
+        up, sources = dec.upsample(fused), torch.cat([a, b], dim=1)
+        if up.is_contiguous(memory_format=torch.channels_last):  # else the concat below comes out NCHW
+            sources = sources.contiguous(memory_format=torch.channels_last)
+        full = dec.head(torch.cat([up, sources], dim=1))  # N×C_f×H'×W'
         raw = dec.to_image(full)[..., :height, :width]  # N×k×H×W
         a, b = a[..., :height, :width], b[..., :height, :width]
         weights = None
