@@ -11,10 +11,11 @@ network but by a rule: the weight of A there is σ((G(A) − G(B)) / τ) on the 
 levels, a soft "brighter source" (the target of the intensity loss) that is smooth wherever the sources'
 local means are close, so it cannot flip between them in a flat region. ``base="prior"`` adds that rule's
 log-odds to the log-odds of the learned base weight instead, so the network may correct the rule. Every
-operation is kornia's pyramid filter or plain tensor arithmetic, so the blend is differentiable and runs on
-any device. The pyramid steps equal kornia's ``pyrdown``/``pyrup`` on
-the even sizes used here (tests/test_select_head.py checks it) but trace under ``torch.compile`` with dynamic
-shapes.
+operation is kornia's pyramid filter, a conv or plain tensor arithmetic, so the blend is differentiable and
+runs on any device. The pyramid steps equal kornia's ``pyrdown``/``pyrup`` on the even sizes used here
+(tests/test_select_head.py checks it) but trace under ``torch.compile`` with dynamic shapes. The convex blend
+is computed as B plus the blend of the one map A − B (the Laplacian is linear and B's levels add up to B),
+half the pyramid work; tests/test_fast_paths.py checks it against the explicit pyramids of A and B.
 """
 
 from __future__ import annotations
