@@ -279,7 +279,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--devices", default="cpu,cuda", help="cuda is skipped when absent")
     parser.add_argument("--baselines", default="laplacian", help="classical rules from stfuse.baselines")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=3,
+        help="untimed calls before each timing (the first calls of a process run slower while the allocator and "
+        "oneDNN's caches warm up; with 1, the first model timed in a process came out about 30%% slower)",
+    )
     parser.add_argument(
         "--compile", action="store_true", help="also time torch.compile at batch 1 of the first size"
     )
