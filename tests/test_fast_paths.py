@@ -65,10 +65,24 @@ def test_conv_of_concat_equals_the_conv_of_the_concatenation_and_checks_the_chan
     assert torch.allclose(conv_of_concat(conv, parts), conv(torch.cat(parts, dim=1)), atol=1e-12)
     with pytest.raises(ValueError, match="the parts have 24 channels in all; the conv takes 40"):
         conv_of_concat(conv, parts[:1])
+    with pytest.raises(ValueError, match="needs a plain 1×1 conv"):
+        conv_of_concat(torch.nn.Conv2d(40, 8, 3, padding=1).double(), parts)
 
 
-def test_network_gives_the_same_fusion_and_gradients_in_either_layout() -> None:
-    net = STFuseNet("tiny", shared_encoder=False).double()
+def test_a_shared_encoder_run_on_the_stacked_batch_equals_two_encoders_with_its_weights() -> None:
+    shared = STFuseNet("tiny", cem_depths=[0, 1]).double()  # a CEM splits the stacked batch between blocks
+    separate = STFuseNet("tiny", cem_depths=[0, 1], shared_encoder=False).double()
+    separate.load_state_dict(shared.state_dict())  # a shared state dict carries both encoders' prefixes
+    a, b = _rand(2, 1, 40, 56, seed=10), _rand(2, 1, 40, 56, seed=11)
+    out, features = shared(a, b, return_features=True)
+    out_separate, features_separate = separate(a, b, return_features=True)
+    assert torch.allclose(out, out_separate, atol=1e-12)
+    assert all(torch.allclose(f, g, atol=1e-12) for f, g in zip(features, features_separate, strict=True))
+
+
+@pytest.mark.parametrize("shared_encoder", [True, False])
+def test_network_gives_the_same_fusion_and_gradients_in_either_layout(shared_encoder) -> None:
+    net = STFuseNet("tiny", shared_encoder=shared_encoder).double()
     a, b = _rand(2, 1, 40, 56, seed=8), _rand(2, 1, 40, 56, seed=9)
     out = net(a, b)
     grads = torch.autograd.grad(out.square().sum(), list(net.parameters()))

@@ -99,6 +99,11 @@ def check_sources(a: torch.Tensor, b: torch.Tensor) -> None:
 Pair = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
 
+def split_pair(pair: Pair) -> tuple[torch.Tensor, torch.Tensor]:
+    """(X, Y) of a pair, splitting a stacked batch of 2N into its two halves."""
+    return pair if isinstance(pair, tuple) else pair.chunk(2, dim=0)
+
+
 def run_branches(module_a: nn.Module, module_b: nn.Module, pair: Pair) -> Pair:
     """Apply a branch module to each source of ``pair``: (X, Y), or one batch of 2N with both sources stacked.
 
@@ -107,7 +112,7 @@ def run_branches(module_a: nn.Module, module_b: nn.Module, pair: Pair) -> Pair:
     """
     if module_a is module_b:
         return module_a(pair if isinstance(pair, torch.Tensor) else torch.cat(pair, dim=0))
-    x, y = pair if isinstance(pair, tuple) else pair.chunk(2, dim=0)
+    x, y = split_pair(pair)
     return module_a(x), module_b(y)
 
 
@@ -115,11 +120,17 @@ def conv_of_concat(conv: nn.Conv2d, parts: list[torch.Tensor] | tuple[torch.Tens
     """``conv(torch.cat(parts, dim=1))`` for a 1×1 conv, as the sum of one conv per part (the matching slice of
     the weight): the same values without the concatenated map, which on channels-last CPU maps costs more than
     the sum."""
-    weight, start, total = conv.weight, 0, None
+    weight = conv.weight
+    if conv.kernel_size != (1, 1) or conv.groups != 1:
+        raise ValueError(
+            f"conv_of_concat needs a plain 1×1 conv, got kernel {conv.kernel_size}, groups {conv.groups}"
+        )
+    channels = sum(part.shape[1] for part in parts)
+    if not parts or channels != weight.shape[1]:
+        raise ValueError(f"the parts have {channels} channels in all; the conv takes {weight.shape[1]}")
+    start, total = 0, None
     for part in parts:
         out = F.conv2d(part, weight[:, start : start + part.shape[1]], conv.bias if total is None else None)
         total = out if total is None else total.add_(out)
         start += part.shape[1]
-    if total is None or start != weight.shape[1]:
-        raise ValueError(f"the parts have {start} channels in all; the conv takes {weight.shape[1]}")
     return total

@@ -17,10 +17,11 @@ CEM_MODES = ("full", "self", "mutual", "off")
 
 
 class ChannelLayerNorm(nn.Module):
-    """LayerNorm over the channel axis of an N×C×H×W map, written with plain reductions.
+    """LayerNorm over the channel axis of an N×C×H×W map.
 
-    Restormer normalises each pixel's channel vector; doing it with ``mean(dim=1)`` keeps the op valid for
-    any memory format (contiguous or channels_last) and for ``torch.compile``.
+    Restormer normalises each pixel's channel vector. On a channels-last map that vector is contiguous, so the
+    fused ``layer_norm`` kernel runs on the NHWC view; any other layout takes plain ``mean(dim=1)`` reductions
+    (the same values; tests/test_fast_paths.py). Both trace under ``torch.compile``.
     """
 
     def __init__(self, channels: int, eps: float = 1e-5) -> None:

@@ -32,6 +32,7 @@ from stfuse.models.blocks import (
     make_block,
     pad_to_multiple,
     run_branches,
+    split_pair,
 )
 from stfuse.models.cem import CEM_MODES, CrossFeatureEnhancement
 from stfuse.models.presets import (
@@ -355,19 +356,18 @@ class STFuseNet(nn.Module):
             if depth > 0:
                 pair = run_branches(enc_a.blocks[depth - 1], enc_b.blocks[depth - 1], pair)
             if cem_index < len(self.cem_depths) and self.cem_depths[cem_index] == depth:
-                x, y = pair if isinstance(pair, tuple) else pair.chunk(2, dim=0)
+                x, y = split_pair(pair)
                 if return_features:
                     encoder_maps.append(torch.cat([x, y], dim=1))
                 pair = self.cems[cem_index](x, y)
                 if return_features:
                     features.append(torch.cat(pair, dim=1))
                 cem_index += 1
-        x, y = pair if isinstance(pair, tuple) else pair.chunk(2, dim=0)
+        x, y = split_pair(pair)
 
         dec = self.decoder
-        fused = dec.blocks(
-            dec.merge[1](conv_of_concat(dec.merge[0], (x, y)))
-        )  # merge(concat(X', Y')): N×C×h×w
+        merged = conv_of_concat(dec.merge[0], (x, y))  # the merge conv of concat(X', Y')
+        fused = dec.blocks(dec.merge[1](merged))  # N×C×h×w
         up, sources = dec.upsample(fused), torch.cat([a, b], dim=1)
         if up.is_contiguous(memory_format=torch.channels_last):  # else the concat below comes out NCHW
             sources = sources.contiguous(memory_format=torch.channels_last)
