@@ -13,7 +13,9 @@ Each data-set root is a *domain* (RoadScene/FLIR daytime driving, MSRS day and n
 is scored per domain, and a run's score is the mean of its domain scores, each domain counting once
 (``scores``; the per-domain values are under ``domains``): a 4-pair domain then weighs as much as a 12-pair one,
 so a model cannot win validation on the larger domain alone.
-Each run's ``checkpoints/last.ckpt`` fuses the pairs; the classical average, maximum and Laplacian
+``--base RULE`` (and ``--base-tau``) scores each run with its select head's base-level rule replaced at
+inference (its weights unchanged; rows named ``RUN+base=RULE``): a diagnostic of what a rule would do before a
+run is trained with it, never a selection. Each run's ``checkpoints/last.ckpt`` fuses the pairs; the classical average, maximum and Laplacian
 rules and the two copy baselines (``copy_ir``, ``copy_vi``) are scored on the same pairs as in-run baselines, with the
 ``cddfuse`` metric preset. Each row also records ``copy_distance``: the smaller of mean|F − IR| and
 mean|F − VIS| over the pairs, which :func:`is_copy` uses to reject a model whose output is one source.
@@ -30,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from stfuse.models.presets import BASE_RULES
 from stfuse.runtime import find_data_root
 
 REPO = Path(__file__).resolve().parents[1]
@@ -133,6 +136,18 @@ def balanced(rows: dict[str, dict[str, float]]) -> dict[str, float]:
     return row
 
 
+def with_base(net, rule: str, tau: float | None = None):
+    """A copy of ``net`` (a select-head STFuseNet) whose base pyramid level is blended by ``rule`` (and the
+    temperature ``tau``, default the network's own), same weights. Raises ValueError (from STFuseNet) for a
+    network the rule does not apply to (the paint head, one pyramid level)."""
+    from stfuse.models import STFuseNet
+
+    config = {**net.config, "base": rule, "base_tau": net.config["base_tau"] if tau is None else tau}
+    swapped = STFuseNet(**config)
+    swapped.load_state_dict(net.state_dict())
+    return swapped.eval()
+
+
 def resolve_checkpoint(path: Path) -> Path:
     if path.is_file():
         return path
@@ -155,23 +170,39 @@ def main() -> int:
     )
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument("--json", help="also write the scores to this JSON file")
+    parser.add_argument(
+        "--base",
+        choices=BASE_RULES,
+        help="score each run with this base rule instead of its own (a diagnostic)",
+    )
+    parser.add_argument(
+        "--base-tau", type=float, help="the temperature of --base's rule (default: the run's)"
+    )
     args = parser.parse_args()
+    if args.base_tau is not None and args.base is None:
+        parser.error("--base-tau needs --base")
 
     from stfuse.baselines import fuse_baseline
     from stfuse.models.checkpoint import load_network
 
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
-    split = split_settings(args.budget)
-    domains = validation_pairs(Path(args.data_root), split)
     fusers = (
         {}
         if args.no_baselines
         else {name: (lambda ir, vi, name=name: fuse_baseline(name, ir, vi)) for name in BASELINE_ROWS}
     )
-    for run in args.runs:
-        fusers[Path(run).name if Path(run).is_dir() else str(run)] = load_network(
-            resolve_checkpoint(Path(run))
-        ).eval()
+    for run in args.runs:  # the networks first: a bad run fails before the pairs are read
+        name = Path(run).name if Path(run).is_dir() else str(run)
+        net = load_network(resolve_checkpoint(Path(run))).eval()
+        if args.base is not None:
+            try:
+                net = with_base(net, args.base, args.base_tau)
+            except ValueError as error:
+                raise SystemExit(f"{run}: --base {args.base}: {error}") from None
+            name += f"+base={args.base}" + ("" if args.base_tau is None else f",tau={args.base_tau:g}")
+        fusers[name] = net
+    split = split_settings(args.budget)
+    domains = validation_pairs(Path(args.data_root), split)
     by_domain = {
         domain: {name: score(fuse, pairs) for name, fuse in fusers.items()}
         for domain, pairs in domains.items()

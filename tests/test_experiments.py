@@ -526,3 +526,48 @@ def test_gradient_norms_reports_where_each_term_pulls(tmp_path, data_root) -> No
         capture_output=True, text=True, timeout=120, cwd=REPO,
     )  # fmt: skip
     assert missing.returncode == 2 and "no training pairs under" in missing.stderr
+
+
+def test_validate_scores_a_run_with_its_base_rule_swapped_and_refuses_one_it_does_not_apply_to(
+    data_root, tmp_path
+) -> None:
+    """``validate.py --base``: the same weights with another base rule, a row of its own; a paint-head run is
+    refused before any pair is read, naming the file; ``--base-tau`` alone is a usage error."""
+    import torch
+    import validate
+
+    from stfuse.models import STFuseNet
+    from stfuse.models.checkpoint import save_network
+
+    torch.manual_seed(0)
+    net = STFuseNet("tiny").eval()
+    swapped = validate.with_base(net, "max", 0.02)
+    rebuilt = STFuseNet("tiny", base="max", base_tau=0.02).eval()
+    rebuilt.load_state_dict(net.state_dict())
+    ir, vi = torch.rand(1, 1, 40, 48), torch.rand(1, 1, 40, 48)
+    with torch.no_grad():
+        assert torch.equal(swapped(ir, vi), rebuilt(ir, vi))
+        assert torch.equal(validate.with_base(net, "learned")(ir, vi), net(ir, vi))
+        assert not torch.allclose(swapped(ir, vi), net(ir, vi))
+    assert net.config["base"] == "learned"  # the run's own network is left as it was
+    save_network(net, tmp_path / "select.safetensors")
+    save_network(STFuseNet("tiny", head="paint"), tmp_path / "paint.safetensors")
+    script = [sys.executable, str(REPO / "experiments" / "validate.py"), "--no-baselines"]
+    result = subprocess.run(
+        [*script, "--data-root", str(data_root), "--base", "max", "--base-tau", "0.02",
+         "--json", str(tmp_path / "v.json"), str(tmp_path / "select.safetensors")],
+        capture_output=True, text=True, timeout=600, cwd=REPO,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    scores = json.loads((tmp_path / "v.json").read_text())["domains"]["roadscene"]
+    row = scores[f"{tmp_path / 'select.safetensors'}+base=max,tau=0.02"]
+    # on the daytime RoadScene pairs the brighter source is mostly the visible image
+    assert row["to_vi"] < row["to_ir"] and all(np.isfinite(row[m]) for m in validate.TABLE_METRICS)
+    paint = subprocess.run(
+        [*script, "--data-root", str(tmp_path), "--base", "salient", str(tmp_path / "paint.safetensors")],
+        capture_output=True, text=True, timeout=120, cwd=REPO,
+    )  # fmt: skip
+    assert paint.returncode == 1
+    assert "paint.safetensors: --base salient: base 'salient' needs the select head" in paint.stderr
+    alone = subprocess.run([*script, "--base-tau", "0.02", "x"], capture_output=True, text=True, cwd=REPO)
+    assert alone.returncode == 2 and "--base-tau needs --base" in alone.stderr

@@ -24,7 +24,7 @@ def _rand(*shape: int, seed: int = 0) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("size", [(64, 48), (37, 53), (6, 9)])
-@pytest.mark.parametrize("base", ["learned", "max", "prior"])
+@pytest.mark.parametrize("base", ["learned", "max", "prior", "salient"])
 def test_convex_blend_of_the_difference_equals_the_blend_of_both_pyramids(size, base) -> None:
     a, b = _rand(2, 1, *size, seed=1), _rand(2, 1, *size, seed=2)
     weights = _rand(2, 4, *size, seed=3)

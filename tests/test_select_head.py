@@ -150,9 +150,37 @@ def test_max_base_rule_takes_the_brighter_local_mean_whatever_the_weights_say() 
         laplacian_blend(texture, flat, ones, 4, base="min")
 
 
+def test_salient_base_rule_takes_a_dark_region_that_the_brighter_source_rule_drops() -> None:
+    y, x = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    square = ((x - 32).abs() < 12).float() * ((y - 32).abs() < 12).float()
+    ir = (0.5 - 0.4 * square)[None, None]  # a cold object: dark in IR, far below IR's own mean
+    vi = torch.full_like(ir, 0.7)  # a flat, brighter visible image: no deviation from its mean anywhere
+    for weights in (torch.zeros(1, 4, 64, 64), torch.ones(1, 4, 64, 64)):
+        salient = laplacian_blend(ir, vi, weights, 4, base="salient")
+        brighter = laplacian_blend(ir, vi, weights, 4, base="max")
+        # inside the object the base takes IR's dark level; the brighter-source rule keeps VIS's 0.7 there
+        assert salient[..., 28:36, 28:36].mean() < 0.3, weights.mean()  # (0.1, blurred at the base scale)
+        assert brighter[..., 28:36, 28:36].mean() > 0.5, weights.mean()
+    # the rule is symmetric: swapping the sources (and W for 1 − W) gives the same image
+    weights = torch.rand(1, 4, 64, 64, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(
+        laplacian_blend(ir, vi, weights, 4, base="salient"),
+        laplacian_blend(vi, ir, 1.0 - weights, 4, base="salient"),
+        atol=1e-5,
+    )
+    # sources that deviate equally from their own means blend half and half at the base, whatever W says
+    left = (x < 32).float()[None, None]
+    a, b = 0.2 + 0.6 * left, 0.8 - 0.6 * left  # mirror images: |A − μ_A| = |B − μ_B| everywhere
+    for weights in (torch.zeros(1, 4, 64, 64), torch.ones(1, 4, 64, 64)):
+        fused = laplacian_blend(a, b, weights, 4, base="salient")
+        assert (fused[..., :, :8] - 0.5).abs().max() < 0.02 and (fused[..., :, 56:] - 0.5).abs().max() < 0.02
+    net = STFuseNet("tiny", base="salient", base_tau=0.02)
+    assert STFuseNet(**net.config).config == net.config and net.config["base"] == "salient"
+
+
 def test_max_base_rule_leaves_the_base_weight_map_without_a_gradient_and_the_prior_rule_does_not() -> None:
     a, b = _pair(2, 32, 48)
-    for base, base_gradient in (("max", False), ("prior", True)):
+    for base, base_gradient in (("max", False), ("salient", False), ("prior", True)):
         weights = torch.full((2, 4, 32, 48), 0.3, requires_grad=True)
         laplacian_blend(a, b, weights, 4, base=base).square().sum().backward()
         assert weights.grad[:, :3].abs().sum() > 0

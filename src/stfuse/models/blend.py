@@ -10,7 +10,10 @@ both carry it; the base level stays convex. With ``base="max"`` the base level i
 network but by a rule: the weight of A there is σ((G(A) − G(B)) / τ) on the two sources' coarsest Gaussian
 levels, a soft "brighter source" (the target of the intensity loss) that is smooth wherever the sources'
 local means are close, so it cannot flip between them in a flat region. ``base="prior"`` adds that rule's
-log-odds to the log-odds of the learned base weight instead, so the network may correct the rule. Every
+log-odds to the log-odds of the learned base weight instead, so the network may correct the rule.
+``base="salient"`` takes the source whose local mean lies farther from its own image's mean:
+σ((|G(A) − μ_A| − |G(B) − μ_B|) / τ), so a dark infrared region (a cold sky, a shadow) is taken as readily as a
+bright one, where "brighter source" takes the visible image. Every
 operation is kornia's pyramid filter, a conv or plain tensor arithmetic, so the blend is differentiable and
 runs on any device. The pyramid steps equal kornia's ``pyrdown``/``pyrup`` on the even sizes used here
 (tests/test_select_head.py checks it) but trace under ``torch.compile`` with dynamic shapes. The convex blend
@@ -91,7 +94,9 @@ def laplacian_blend(
 
     ``base``: ``"learned"`` (the base level takes its weight map) or ``"max"`` (σ((G(A) − G(B)) / τ) on the
     coarsest Gaussian levels, τ = ``tau``; the weights' base channel is then unused) or ``"prior"``
-    (σ(logit(W_base) + (G(A) − G(B)) / τ): the rule as a prior that the learned base weight shifts).
+    (σ(logit(W_base) + (G(A) − G(B)) / τ): the rule as a prior that the learned base weight shifts) or
+    ``"salient"`` (σ((|G(A) − μ_A| − |G(B) − μ_B|) / τ), μ the mean of each source's coarsest level: the source
+    farther from its own image's mean, dark or bright; the base channel is unused).
 
     Returns N×1×H×W. Any H×W: the inputs are reflect-padded to a multiple of 2^(levels−1) and cropped back;
     an image too small for ``levels`` (a coarsest level under 4 pixels) uses fewer, and its coarsest level
@@ -118,6 +123,8 @@ def laplacian_blend(
     # difference map D = A − B and adds B back at the end, half the pyramid work of blending A and B.
     convex = detail_weights_b is None
     parts = [a - b, weights] if convex else [a, b, weights, detail_weights_b]
+    if convex and base == "salient":
+        parts.append(b)  # the rule reads G(B) itself; it rides at the end of the stack, after the weights
     stack = pad_to_multiple(torch.cat(parts, dim=1), multiple)
     maps = 1 if convex else 2  # the source channels at the front of the stack
     per_level = weights.shape[1] > 1
@@ -135,7 +142,10 @@ def laplacian_blend(
         stack = down
     w = stack[:, maps + levels - 1 : maps + levels] if per_level else stack[:, maps : maps + 1]
     difference = stack[:, :1] if convex else stack[:, :1] - stack[:, 1:2]  # G(A) − G(B) at the base level
-    if base != "learned":
+    if base == "salient":
+        coarse_b = stack[:, -1:] if convex else stack[:, 1:2]
+        w = torch.sigmoid((_deviation(difference + coarse_b) - _deviation(coarse_b)) / tau)
+    elif base != "learned":
         w = torch.sigmoid(difference / tau if base == "max" else difference / tau + torch.logit(w, eps=1e-6))
     out = w * difference if convex else w * stack[:, :1] + (1.0 - w) * stack[:, 1:2]
     for detail in reversed(details):
@@ -143,6 +153,11 @@ def laplacian_blend(
     if convex:
         return out[..., :height, :width] + b
     return out[..., :height, :width]
+
+
+def _deviation(coarse: torch.Tensor) -> torch.Tensor:
+    """|G − μ|: how far each pixel of a coarsest Gaussian level lies from that level's (the image's) mean."""
+    return (coarse - coarse.mean(dim=(-2, -1), keepdim=True)).abs()
 
 
 def band_energy(a: torch.Tensor, b: torch.Tensor, levels: int) -> torch.Tensor:

@@ -126,9 +126,9 @@ class STFuseNet(nn.Module):
             with V predicted by its own maps, one per detail level or one shared, so the texture of both sources
             can be kept). The base level is convex either way. ``select`` head only.
         select_bound: soft bound on the weight logits (weights stay in [σ(−b), σ(b)]); ≤ 0 disables it.
-        base: ``"learned"`` (the base pyramid level takes the predicted weight map), ``"max"`` (a soft brighter-
-            source rule on the sources' coarsest levels; the network selects the detail levels only) or ``"prior"``
-            (that rule shifted by the predicted base weight; stfuse.models.blend). Select head, levels ≥ 2.
+        base: ``"learned"`` (the base level takes the predicted weight map), ``"max"`` (a soft brighter-source rule
+            on the coarsest levels; the network selects the detail levels), ``"prior"`` (that rule shifted by the
+            predicted base weight) or ``"salient"`` (the source farther from its own mean). Select, levels ≥ 2.
 
     ``net.config`` returns the resolved kwargs, so ``STFuseNet(**net.config)`` rebuilds the architecture.
     With a shared encoder, ``encoder_b`` *is* ``encoder_a``; the state dict then carries both prefixes, which

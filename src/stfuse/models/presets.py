@@ -12,9 +12,9 @@ HEAD_MODES = ("paint", "select")
 WEIGHT_MAPS = ("level", "shared")
 #: ``select`` detail levels: ``convex`` (W·L(A) + (1 − W)·L(B)) or ``independent`` (W·L(A) + V·L(B), V its own map)
 DETAIL_MODES = ("convex", "independent")
-#: the select head's base (coarsest) level: the predicted weight map, the brighter source, or the brighter source
-#: shifted by the predicted weight (stfuse.models.blend)
-BASE_RULES = ("learned", "max", "prior")
+#: the select head's base (coarsest) level: the predicted weight map, the brighter source, the brighter source
+#: shifted by the predicted weight, or the source farther from its own image mean (stfuse.models.blend)
+BASE_RULES = ("learned", "max", "prior", "salient")
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The reference CPU model: encoder, CEM and decoder at 1/2 resolution with a 16-channel full-resolution
