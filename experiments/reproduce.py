@@ -11,7 +11,12 @@ crops, batch sizes) that sizes the main run, plus an optional experiments/budget
 sizes the ablation seeds and the probes (fewer target steps), a variant is an overlay in experiments/ablations/, and a probe is an entry of
 experiments/probes/probes.yaml with its overlays. This script only adds the data roots and the seed, so the
 main run is exactly ``make train-mfif BUDGET=cpu && make transfer-ivif BUDGET=cpu``. A rerun resumes every
-interrupted run from its ``last.ckpt`` and skips finished ones (``<run>/done.json``).
+interrupted run from its ``last.ckpt`` and skips finished ones (``<run>/done.json``), but only while the run is
+still the one asked for: each run records a fingerprint of its arguments, of the parsed contents of its
+``--config`` files and of the source checkpoint it starts from (``run_fingerprint``). A run whose recipe or
+source changed since is *stale*: ``--stale retrain`` (the default) moves it to ``<out>/stale/`` (nothing is
+deleted) and trains it afresh, ``--stale keep`` reuses it with a warning, ``--stale fail`` stops and lists it.
+Defaults written in Python (a stage's or a network's) are not in the fingerprint.
 
 1. ``mfif``: the source stage on synthetic multi-focus pairs from DATA/train/natural (420 images), seed 0.
 2. ``ivif_<variant>_s<seed>``: the target stage on DATA/train/ivif/{roadscene,msrs} minus 16 held-out
@@ -33,6 +38,7 @@ interrupted run from its ``last.ckpt`` and skips finished ones (``<run>/done.jso
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shlex
@@ -147,15 +153,106 @@ def ivif_command(budget: str, data: Path, out: Path, variant: str, seed: int, so
     return command
 
 
-def run(name: str, command: list[str], out: Path, threads: int) -> float:
+#: what ``run`` does with a run made by another recipe or source: move it aside and retrain, reuse it, or stop
+STALE_POLICIES = ("retrain", "keep", "fail")
+#: the flag whose value is the source checkpoint a target run starts from (its content joins the fingerprint)
+SOURCE_FLAG = "--model.init_args.source_ckpt"
+
+
+def _normalised(command: list[str], out: Path, data: Path | None) -> list[str]:
+    """The arguments of ``command`` without the interpreter (it differs between machines and environments),
+    with the output and data folders written as ``$OUT`` and ``$DATA``, so moving either changes nothing."""
+    args = command[1:]
+    replacements = [(str(out), "$OUT"), *([(str(data), "$DATA")] if data is not None else [])]
+    for old, new in sorted(replacements, key=lambda pair: -len(pair[0])):
+        args = [arg.replace(old, new) for arg in args]
+    return args
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def run_fingerprint(command: list[str], out: Path, data: Path | None = None) -> str:
+    """A digest of what a run's result depends on that this script can see: its normalised arguments
+    (:func:`_normalised`), the parsed contents of each ``--config`` file (comments and layout do not count)
+    and the bytes of the source checkpoint it starts from. A missing file counts as its name."""
+    args = _normalised(command, out, data)
+    parts: list[object] = [args]
+    for flag, value in zip(command, command[1:]):
+        if flag == "--config":
+            path = REPO / value
+            parts.append(yaml.safe_load(path.read_text()) if path.is_file() else f"missing {value}")
+        elif flag == SOURCE_FLAG:
+            path = Path(value)
+            parts.append(_file_digest(path) if path.is_file() else f"missing {path.name}")
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _stale_reason(
+    run_dir: Path, fingerprint: str, args: list[str], out: Path, data: Path | None
+) -> str | None:
+    """Why the run in ``run_dir`` is not the one asked for, or None when it is (or when nothing says)."""
+    for record_name in ("done.json", "started.json"):
+        record = run_dir / record_name
+        if not record.is_file():
+            continue
+        saved = json.loads(record.read_text())
+        if "fingerprint" in saved:
+            return (
+                None
+                if saved["fingerprint"] == fingerprint
+                else f"its recipe or source changed ({record_name})"
+            )
+        if "command" in saved:  # written before fingerprints: only the arguments can be compared
+            same = _normalised(shlex.split(saved["command"]), out, data) == args
+            return None if same else f"its arguments changed ({record_name})"
+    return None
+
+
+def run(
+    name: str, command: list[str], out: Path, threads: int, stale: str = "retrain", data: Path | None = None
+) -> float:
     """Run one ``stfuse fit`` to completion (resuming an interrupted one); returns its wall time in seconds.
 
-    A finished run leaves ``<out>/<name>/done.json`` (its command and wall time) and is skipped next time.
+    A finished run leaves ``<out>/<name>/done.json`` (its command, fingerprint and wall time) and is skipped
+    next time while its fingerprint (:func:`run_fingerprint`) still matches; ``stale`` says what happens when it
+    does not (``STALE_POLICIES``; the module docstring). ``data``: the data root, for the fingerprint.
     """
+    if stale not in STALE_POLICIES:
+        raise ValueError(f"unknown stale policy {stale!r}; expected one of {STALE_POLICIES}")
     run_dir = out / name
     done = run_dir / "done.json"
+    fingerprint = run_fingerprint(command, out, data)
+    reason = _stale_reason(run_dir, fingerprint, _normalised(command, out, data), out, data)
+    if reason is not None:
+        if stale == "fail":
+            raise SystemExit(
+                f"{name} is stale: {reason}; rerun with --stale retrain (it moves {run_dir} aside)"
+            )
+        if stale == "keep":
+            print(f"warning: {name} is stale ({reason}); reused because of --stale keep", flush=True)
+        else:
+            aside = out / "stale" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+            aside.parent.mkdir(parents=True, exist_ok=True)
+            for copy in range(2, 1000):  # two stale copies within a second keep distinct names
+                if not aside.exists():
+                    break
+                aside = aside.with_name(f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{copy}")
+            run_dir.rename(aside)
+            print(f"[{time.strftime('%H:%M:%S')}] {name} is stale ({reason}): moved to {aside}", flush=True)
     if done.is_file():
         return float(json.loads(done.read_text())["seconds"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    started_record = run_dir / "started.json"
+    if not started_record.is_file():
+        started_record.write_text(
+            json.dumps({"command": shlex.join(command), "fingerprint": fingerprint}, indent=2)
+        )
     log = out / "logs" / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE", "WANDB_MODE": "disabled",
@@ -169,18 +266,26 @@ def run(name: str, command: list[str], out: Path, threads: int) -> float:
     seconds = time.perf_counter() - started
     if code != 0:
         raise SystemExit(f"{name} failed with exit code {code}; see {log}")
-    done.write_text(json.dumps({"command": shlex.join(command), "seconds": seconds}, indent=2))
+    done.write_text(
+        json.dumps({"command": shlex.join(command), "fingerprint": fingerprint, "seconds": seconds}, indent=2)
+    )
     print(f"[{time.strftime('%H:%M:%S')}] done  {name}: {seconds / 60:.1f} min", flush=True)
     return seconds
 
 
-def run_all(jobs: list[list[tuple[str, list[str]]]], out: Path, parallel: int) -> dict[str, float]:
+def run_all(
+    jobs: list[list[tuple[str, list[str]]]],
+    out: Path,
+    parallel: int,
+    stale: str = "retrain",
+    data: Path | None = None,
+) -> dict[str, float]:
     """Run the jobs, ``parallel`` at a time; a job is a chain of runs (a probe's own source stage, then its
     target stage) that run one after the other."""
     threads = max(1, (os.cpu_count() or 1) // parallel)
 
     def chain(steps: list[tuple[str, list[str]]]) -> dict[str, float]:
-        return {name: run(name, command, out, threads) for name, command in steps}
+        return {name: run(name, command, out, threads, stale=stale, data=data) for name, command in steps}
 
     with ThreadPoolExecutor(max_workers=parallel) as pool:
         futures = [pool.submit(chain, steps) for steps in jobs]
@@ -211,6 +316,13 @@ def main() -> int:
         "--skip-train", action="store_true", help="only score existing runs and write the results"
     )
     parser.add_argument("--no-results", action="store_true", help="train only")
+    parser.add_argument(
+        "--stale",
+        choices=STALE_POLICIES,
+        default="retrain",
+        help="a finished or interrupted run whose recipe or source changed: move it to <out>/stale/ and retrain "
+        "(default), reuse it, or stop",
+    )
     args = parser.parse_args()
 
     budget = args.budget
@@ -237,7 +349,12 @@ def main() -> int:
     if not args.skip_train:
         if not args.mfif_ckpt and needs_source:
             timings["mfif"] = run(
-                "mfif", mfif_command(budget, data, out / "mfif", 0), out, os.cpu_count() or 1
+                "mfif",
+                mfif_command(budget, data, out / "mfif", 0),
+                out,
+                os.cpu_count() or 1,
+                args.stale,
+                data,
             )
         jobs: list[list[tuple[str, list[str]]]] = []
         variants = ["stfuse"] if args.only == "main" else [v for v in args.variants.split(",") if v]
@@ -272,7 +389,7 @@ def main() -> int:
                     probe_source = out / f"mfif_{probe}" / "checkpoints" / "last.ckpt"
                 steps.append((name, ivif_command(budget, data, out / name, variant, 0, probe_source, extra)))
                 jobs.append(steps)
-        timings.update(run_all(jobs, out, parallel))
+        timings.update(run_all(jobs, out, parallel, args.stale, data))
         record = out / "timings.json"
         previous = json.loads(record.read_text()).get("seconds", {}) if record.is_file() else {}
         # forget runs whose folder is gone (moved aside or deleted), so the wall-time table lists what exists

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -93,7 +94,9 @@ def test_the_main_run_spends_the_budget_and_the_ablations_use_their_own_sizing(t
     (tmp_path / "o").mkdir()
     started: dict[str, list[str]] = {}
     monkeypatch.setattr(
-        reproduce, "run", lambda name, command, out, threads: started.setdefault(name, command) and 1.0
+        reproduce,
+        "run",
+        lambda name, command, out, threads, *_, **__: started.setdefault(name, command) and 1.0,
     )
     sizing = "experiments/budgets/cpu/ablation.yaml"
     assert reproduce.ablation_config("cpu") == sizing and reproduce.main_run("cpu") == "ivif_stfuse_main"
@@ -272,7 +275,7 @@ def test_an_architecture_probe_trains_its_own_source_stage_first(tmp_path, monke
     (tmp_path / "o").mkdir()
     started: list[tuple[str, list[str]]] = []
     monkeypatch.setattr(
-        reproduce, "run", lambda name, command, out, threads: started.append((name, command)) or 1.0
+        reproduce, "run", lambda name, command, out, threads, *_, **__: started.append((name, command)) or 1.0
     )
     monkeypatch.setattr(sys, "argv", ["reproduce.py", "--budget", "smoke", "--data-root", str(tmp_path), "--out",
                                       str(tmp_path / "o"), "--only", "probes", "--probes", "paint", "--no-results"])  # fmt: skip
@@ -360,7 +363,9 @@ def test_only_main_trains_the_run_the_gpu_recipe_validates(tmp_path, monkeypatch
     _fake_data(tmp_path)
     (tmp_path / "o").mkdir()
     started: list[str] = []
-    monkeypatch.setattr(reproduce, "run", lambda name, command, out, threads: started.append(name) or 1.0)
+    monkeypatch.setattr(
+        reproduce, "run", lambda name, command, out, threads, *_, **__: started.append(name) or 1.0
+    )
     monkeypatch.setattr(
         sys, "argv", ["reproduce.py", "--budget", "gpu", "--data-root", str(tmp_path), "--out", str(tmp_path / "o"),
                       "--only", "main", "--no-results"],
@@ -571,3 +576,62 @@ def test_validate_scores_a_run_with_its_base_rule_swapped_and_refuses_one_it_doe
     assert "paint.safetensors: --base salient: base 'salient' needs the select head" in paint.stderr
     alone = subprocess.run([*script, "--base-tau", "0.02", "x"], capture_output=True, text=True, cwd=REPO)
     assert alone.returncode == 2 and "--base-tau needs --base" in alone.stderr
+
+
+def test_a_finished_run_is_reused_only_while_its_recipe_and_source_are_unchanged(tmp_path, capsys) -> None:
+    """reproduce.run skips a finished run with the same fingerprint (arguments, parsed --config contents, source
+    checkpoint bytes) and treats one with another as stale: moved aside and retrained, reused with a warning,
+    or a stop, as --stale says; records written before fingerprints compare the arguments."""
+    out, marker = tmp_path / "out", tmp_path / "trained.txt"
+    out.mkdir()
+    config, source = tmp_path / "recipe.yaml", tmp_path / "source.ckpt"
+    config.write_text("model:\n  lambda_g: 1.0\n")
+    source.write_bytes(b"teacher weights")
+    command = [sys.executable, "-c", f"open({str(marker)!r}, 'a').write('x')", "--config", str(config),
+               "--trainer.default_root_dir", str(out / "run"), reproduce.SOURCE_FLAG, str(source)]  # fmt: skip
+
+    def trained() -> int:
+        return len(marker.read_text()) if marker.is_file() else 0
+
+    reproduce.run("run", command, out, 1)
+    record = json.loads((out / "run" / "done.json").read_text())
+    assert trained() == 1 and record["fingerprint"] == reproduce.run_fingerprint(command, out)
+    config.write_text("# the same recipe, written differently\nmodel: {lambda_g: 1.0}\n")
+    assert reproduce.run("run", command, out, 1) == record["seconds"] and trained() == 1
+    # the fingerprint does not see where the outputs live
+    moved = [arg.replace(str(out), str(tmp_path / "elsewhere")) for arg in command]
+    assert reproduce.run_fingerprint(moved, tmp_path / "elsewhere") == record["fingerprint"]
+
+    config.write_text("model:\n  lambda_g: 0.5\n")  # the recipe changed
+    with pytest.raises(SystemExit, match="run is stale: its recipe or source changed"):
+        reproduce.run("run", command, out, 1, stale="fail")
+    reproduce.run("run", command, out, 1, stale="keep")
+    assert trained() == 1 and "warning: run is stale" in capsys.readouterr().out
+    reproduce.run("run", command, out, 1)  # retrain: the old run is kept under stale/
+    assert trained() == 2
+    (aside,) = (out / "stale").iterdir()
+    assert json.loads((aside / "done.json").read_text()) == record
+    assert reproduce.run("run", command, out, 1) >= 0 and trained() == 2
+
+    source.write_bytes(b"another teacher")  # the source stage was retrained
+    reproduce.run("run", command, out, 1)
+    assert trained() == 3 and len(list((out / "stale").iterdir())) == 2
+
+    # a record from before fingerprints: the same arguments are reused, other arguments are stale
+    legacy = {"command": shlex.join(command), "seconds": 7.0}
+    (out / "run" / "done.json").write_text(json.dumps(legacy))
+    assert reproduce.run("run", command, out, 1) == 7.0 and trained() == 3
+    (out / "run" / "done.json").write_text(
+        json.dumps({**legacy, "command": shlex.join([*command, "--seed", "1"])})
+    )
+    reproduce.run("run", command, out, 1)
+    assert trained() == 4
+
+    # an interrupted run of another recipe is not resumed either
+    (out / "run" / "done.json").unlink()
+    (out / "run" / "started.json").write_text(json.dumps({"fingerprint": "another recipe"}))
+    (out / "run" / "checkpoints").mkdir()
+    reproduce.run("run", command, out, 1)
+    assert trained() == 5 and not (out / "run" / "checkpoints").exists()
+    with pytest.raises(ValueError, match="unknown stale policy"):
+        reproduce.run("run", command, out, 1, stale="ignore")
