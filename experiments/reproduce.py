@@ -273,6 +273,45 @@ def run(
     return seconds
 
 
+def plan(
+    jobs: list[list[tuple[str, list[str]]]], out: Path, data: Path | None = None, stale: str = "retrain"
+) -> list[tuple[str, str]]:
+    """What running ``jobs`` (in order) would do to each run, without training anything: (name, state).
+
+    A run whose source checkpoint lies in a run folder that trains first counts as stale, since its source
+    will change."""
+    training: set[Path] = set()
+    states: list[tuple[str, str]] = []
+    for steps in jobs:
+        for name, command in steps:
+            run_dir = out / name
+            args = _normalised(command, out, data)
+            reason = _stale_reason(run_dir, run_fingerprint(command, out, data), args, out, data)
+            source = next((Path(v) for f, v in zip(command, command[1:]) if f == SOURCE_FLAG), None)
+            recorded = (run_dir / "done.json").is_file() or (run_dir / "started.json").is_file()
+            if (
+                reason is None
+                and recorded
+                and source is not None
+                and any(source.is_relative_to(d) for d in training)
+            ):
+                reason = "its source stage trains first"
+            if reason is not None:
+                action = {"retrain": "moved to stale/ and retrained", "keep": "reused (--stale keep)",
+                          "fail": "stops the run (--stale fail)"}[stale]  # fmt: skip
+                state = f"stale ({reason}): {action}"
+                if stale == "retrain":
+                    training.add(run_dir)
+            elif (run_dir / "done.json").is_file():
+                state = "finished: reused"
+            elif (run_dir / "checkpoints" / "last.ckpt").is_file():
+                state, _ = "interrupted: resumes from last.ckpt", training.add(run_dir)
+            else:
+                state, _ = "new: trains", training.add(run_dir)
+            states.append((name, state))
+    return states
+
+
 def run_all(
     jobs: list[list[tuple[str, list[str]]]],
     out: Path,
@@ -317,6 +356,11 @@ def main() -> int:
     )
     parser.add_argument("--no-results", action="store_true", help="train only")
     parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what each run would do (reused, resumed, trained, stale) and exit without training",
+    )
+    parser.add_argument(
         "--stale",
         choices=STALE_POLICIES,
         default="retrain",
@@ -347,15 +391,11 @@ def main() -> int:
         v != "no_transfer" for v in args.variants.split(",")
     )
     if not args.skip_train:
-        if not args.mfif_ckpt and needs_source:
-            timings["mfif"] = run(
-                "mfif",
-                mfif_command(budget, data, out / "mfif", 0),
-                out,
-                os.cpu_count() or 1,
-                args.stale,
-                data,
-            )
+        source_steps = (
+            [("mfif", mfif_command(budget, data, out / "mfif", 0))]
+            if not args.mfif_ckpt and needs_source
+            else []
+        )
         jobs: list[list[tuple[str, list[str]]]] = []
         variants = ["stfuse"] if args.only == "main" else [v for v in args.variants.split(",") if v]
         if set(variants) - set(VARIANTS):
@@ -389,6 +429,12 @@ def main() -> int:
                     probe_source = out / f"mfif_{probe}" / "checkpoints" / "last.ckpt"
                 steps.append((name, ivif_command(budget, data, out / name, variant, 0, probe_source, extra)))
                 jobs.append(steps)
+        if args.dry_run:
+            for name, state in plan([source_steps, *jobs], out, data, args.stale):
+                print(f"{name:<40} {state}")
+            return 0
+        for name, command in source_steps:
+            timings[name] = run(name, command, out, os.cpu_count() or 1, args.stale, data)
         timings.update(run_all(jobs, out, parallel, args.stale, data))
         record = out / "timings.json"
         previous = json.loads(record.read_text()).get("seconds", {}) if record.is_file() else {}

@@ -635,3 +635,52 @@ def test_a_finished_run_is_reused_only_while_its_recipe_and_source_are_unchanged
     assert trained() == 5 and not (out / "run" / "checkpoints").exists()
     with pytest.raises(ValueError, match="unknown stale policy"):
         reproduce.run("run", command, out, 1, stale="ignore")
+
+
+def test_dry_run_says_what_each_run_would_do_and_trains_nothing(tmp_path) -> None:
+    """``plan`` (``reproduce.py --dry-run``): new runs train, finished ones are reused, a changed recipe makes a
+    run stale, and a target run whose source stage retrains is stale too; through the script, nothing is
+    written."""
+    out = tmp_path / "out"
+    out.mkdir()
+    config = tmp_path / "source.yaml"
+    config.write_text("trainer: {max_steps: 3}\n")
+    source_cmd = [sys.executable, "-c", "import sys; from pathlib import Path; p = Path(sys.argv[-1]); "
+                  "p.parent.mkdir(parents=True, exist_ok=True); p.write_bytes(b'weights')",
+                  "--config", str(config), str(out / "src" / "checkpoints" / "last.ckpt")]  # fmt: skip
+    target_cmd = [
+        sys.executable,
+        "-c",
+        "pass",
+        reproduce.SOURCE_FLAG,
+        str(out / "src" / "checkpoints" / "last.ckpt"),
+    ]
+    jobs = [[("src", source_cmd)], [("tgt", target_cmd)]]
+    assert reproduce.plan(jobs, out) == [("src", "new: trains"), ("tgt", "new: trains")]
+    for name, command in (*jobs[0], *jobs[1]):
+        reproduce.run(name, command, out, 1)
+    assert reproduce.plan(jobs, out) == [("src", "finished: reused"), ("tgt", "finished: reused")]
+    config.write_text("trainer: {max_steps: 4}\n")
+    assert reproduce.plan(jobs, out) == [
+        ("src", "stale (its recipe or source changed (done.json)): moved to stale/ and retrained"),
+        ("tgt", "stale (its source stage trains first): moved to stale/ and retrained"),
+    ]
+    assert reproduce.plan(jobs, out, stale="keep") == [
+        ("src", "stale (its recipe or source changed (done.json)): reused (--stale keep)"),
+        ("tgt", "finished: reused"),
+    ]
+    (out / "tgt" / "done.json").unlink()
+    (out / "tgt" / "checkpoints").mkdir()
+    (out / "tgt" / "checkpoints" / "last.ckpt").write_bytes(b"half")
+    assert reproduce.plan(jobs, out, stale="keep")[1] == ("tgt", "interrupted: resumes from last.ckpt")
+
+    _fake_data(tmp_path / "data")
+    result = subprocess.run(
+        [sys.executable, str(REPO / "experiments" / "reproduce.py"), "--budget", "smoke", "--data-root",
+         str(tmp_path / "data"), "--out", str(tmp_path / "o"), "--only", "main", "--no-results", "--dry-run"],
+        capture_output=True, text=True, timeout=120, cwd=REPO,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert [line.split()[0] for line in result.stdout.splitlines()] == ["mfif", reproduce.MAIN_RUN]
+    assert all(line.endswith("new: trains") for line in result.stdout.splitlines())
+    assert not (tmp_path / "o" / "mfif").exists()  # nothing trained, nothing written
