@@ -4,6 +4,7 @@
     python experiments/reproduce.py --budget gpu              # the same recipe at GPU scale
     python experiments/reproduce.py --skip-train              # re-score existing runs only
     python experiments/reproduce.py --only main               # just the main model (source + full STFuse, seed 0)
+    python experiments/reproduce.py --dry-run                 # what each run would do; trains nothing
 
 Every setting comes from YAML: the recipe is experiments/mfif.yaml and experiments/ivif.yaml (equal to the
 stages' defaults), a budget is an overlay pair experiments/budgets/<budget>/{mfif,ivif}.yaml (trainer, steps,
