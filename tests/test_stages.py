@@ -230,7 +230,7 @@ def test_corrupt_or_missing_source_checkpoint_is_a_clear_error(tmp_path):
 
 
 def test_a_student_may_take_its_base_level_from_the_rule_and_keeps_every_teacher_weight(source_ckpt):
-    for base in ("max", "prior"):
+    for base in ("max", "prior", "salient"):
         stage = IVIFTransferStage(source_ckpt=str(source_ckpt), net={"base": base})
         assert stage.net.config["base"] == base and stage.teacher.config["base"] == "learned"
         teacher = stage.teacher.state_dict()
