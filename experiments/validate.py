@@ -15,8 +15,9 @@ is scored per domain, and a run's score is the mean of its domain scores, each d
 so a model cannot win validation on the larger domain alone.
 ``--base RULE`` (and ``--base-tau``) scores each run with its select head's base-level rule replaced at
 inference (its weights unchanged; rows named ``RUN+base=RULE``): a diagnostic of what a rule would do before a
-run is trained with it, never a selection. Each run's ``checkpoints/last.ckpt`` fuses the pairs; the classical average, maximum and Laplacian
-rules and the two copy baselines (``copy_ir``, ``copy_vi``) are scored on the same pairs as in-run baselines, with the
+run is trained with it, never a selection. ``--grid PNG`` also writes IR | VIS | every row's fused image for the
+first ``--grid-pairs`` pairs of each domain, to look at the seams and the balance the metrics do not show.
+Each run's ``checkpoints/last.ckpt`` fuses the pairs; the classical average, maximum and Laplacian rules and the two copy baselines (``copy_ir``, ``copy_vi``) are scored on the same pairs as in-run baselines, with the
 ``cddfuse`` metric preset. Each row also records ``copy_distance``: the smaller of mean|F − IR| and
 mean|F − VIS| over the pairs, which :func:`is_copy` uses to reject a model whose output is one source.
 """
@@ -148,6 +149,20 @@ def with_base(net, rule: str, tau: float | None = None):
     return swapped.eval()
 
 
+def write_grid(path: Path, fusers: dict, domains: dict[str, list[dict]], pairs: int) -> Path:
+    """A PNG of IR | VIS | each fuser's output (columns titled) for the first ``pairs`` validation pairs of each
+    domain, written atomically: the seams and the balance between the sources that the metrics do not show."""
+    from stfuse.utils.visual import make_grid, save_png
+
+    rows = []
+    with torch.inference_mode():
+        for items in domains.values():
+            for item in items[:pairs]:
+                ir, vi = item["ir"][None], item["vi"][None]
+                rows.append([ir[0], vi[0], *(fuse(ir, vi).clamp(0, 1)[0] for fuse in fusers.values())])
+    return save_png(make_grid(rows, height=200, labels=["IR", "VIS", *fusers]), path)
+
+
 def resolve_checkpoint(path: Path) -> Path:
     if path.is_file():
         return path
@@ -178,9 +193,18 @@ def main() -> int:
     parser.add_argument(
         "--base-tau", type=float, help="the temperature of --base's rule (default: the run's)"
     )
+    parser.add_argument(
+        "--grid",
+        help="also write a PNG grid: IR | VIS | each row's fused image, for the first pairs of each domain",
+    )
+    parser.add_argument(
+        "--grid-pairs", type=int, default=2, help="pairs of each domain in --grid (default 2)"
+    )
     args = parser.parse_args()
     if args.base_tau is not None and args.base is None:
         parser.error("--base-tau needs --base")
+    if args.grid_pairs < 1:
+        parser.error(f"--grid-pairs must be ≥ 1, got {args.grid_pairs}")
 
     from stfuse.baselines import fuse_baseline
     from stfuse.models.checkpoint import load_network
@@ -219,6 +243,8 @@ def main() -> int:
         cells = " | ".join(f"{values[m]:.3f}" for m in TABLE_METRICS)
         copy = " (a copy of one source)" if is_copy(values) else ""
         print(f"| {name}{copy} | {cells} | {wins}/8 |")
+    if args.grid:
+        print(f"grid: {write_grid(Path(args.grid), fusers, domains, args.grid_pairs)}")
     if args.json:
         Path(args.json).write_text(
             json.dumps(

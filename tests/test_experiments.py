@@ -560,7 +560,8 @@ def test_validate_scores_a_run_with_its_base_rule_swapped_and_refuses_one_it_doe
     script = [sys.executable, str(REPO / "experiments" / "validate.py"), "--no-baselines"]
     result = subprocess.run(
         [*script, "--data-root", str(data_root), "--base", "max", "--base-tau", "0.02",
-         "--json", str(tmp_path / "v.json"), str(tmp_path / "select.safetensors")],
+         "--json", str(tmp_path / "v.json"), "--grid", str(tmp_path / "grid.png"), "--grid-pairs", "1",
+         str(tmp_path / "select.safetensors")],
         capture_output=True, text=True, timeout=600, cwd=REPO,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
@@ -568,6 +569,10 @@ def test_validate_scores_a_run_with_its_base_rule_swapped_and_refuses_one_it_doe
     row = scores[f"{tmp_path / 'select.safetensors'}+base=max,tau=0.02"]
     # on the daytime RoadScene pairs the brighter source is mostly the visible image
     assert row["to_vi"] < row["to_ir"] and all(np.isfinite(row[m]) for m in validate.TABLE_METRICS)
+    # the grid: a titled band, then one row per domain (one pair each) of IR | VIS | the swapped run
+    grid = np.asarray(Image.open(tmp_path / "grid.png"))
+    assert f"grid: {tmp_path / 'grid.png'}" in result.stdout
+    assert grid.ndim == 3 and 2 * 204 + 4 < grid.shape[0] < 3 * 204 and grid.shape[1] > 3 * 200
     paint = subprocess.run(
         [*script, "--data-root", str(tmp_path), "--base", "salient", str(tmp_path / "paint.safetensors")],
         capture_output=True, text=True, timeout=120, cwd=REPO,
@@ -576,6 +581,8 @@ def test_validate_scores_a_run_with_its_base_rule_swapped_and_refuses_one_it_doe
     assert "paint.safetensors: --base salient: base 'salient' needs the select head" in paint.stderr
     alone = subprocess.run([*script, "--base-tau", "0.02", "x"], capture_output=True, text=True, cwd=REPO)
     assert alone.returncode == 2 and "--base-tau needs --base" in alone.stderr
+    empty = subprocess.run([*script, "--grid-pairs", "0", "x"], capture_output=True, text=True, cwd=REPO)
+    assert empty.returncode == 2 and "--grid-pairs must be ≥ 1, got 0" in empty.stderr
 
 
 def test_a_finished_run_is_reused_only_while_its_recipe_and_source_are_unchanged(tmp_path, capsys) -> None:
