@@ -239,10 +239,11 @@ def main() -> int:
     print("| run | " + " | ".join(TABLE_METRICS) + " | > Laplacian |")
     print("|---|" + "---|" * (len(TABLE_METRICS) + 1))
     for name, values in rows.items():
-        wins = sum(values[m] > laplacian[m] for m in TABLE_METRICS) if laplacian else 0
+        # without the baselines (--no-baselines) there is no Laplacian row to count against
+        wins = f"{sum(values[m] > laplacian[m] for m in TABLE_METRICS)}/8" if laplacian else "–"
         cells = " | ".join(f"{values[m]:.3f}" for m in TABLE_METRICS)
         copy = " (a copy of one source)" if is_copy(values) else ""
-        print(f"| {name}{copy} | {cells} | {wins}/8 |")
+        print(f"| {name}{copy} | {cells} | {wins} |")
     if args.grid:
         print(f"grid: {write_grid(Path(args.grid), fusers, domains, args.grid_pairs)}")
     if args.json:

@@ -572,6 +572,9 @@ def test_validate_scores_a_run_with_its_base_rule_swapped_and_refuses_one_it_doe
     # the grid: a titled band, then one row per domain (one pair each) of IR | VIS | the swapped run
     grid = np.asarray(Image.open(tmp_path / "grid.png"))
     assert f"grid: {tmp_path / 'grid.png'}" in result.stdout
+    # --no-baselines: no Laplacian row, so no count against it (not "0/8")
+    (table_row,) = [line for line in result.stdout.splitlines() if line.startswith(f"| {tmp_path}")]
+    assert table_row.endswith(" | – |")
     assert grid.ndim == 3 and 2 * 204 + 4 < grid.shape[0] < 3 * 204 and grid.shape[1] > 3 * 200
     paint = subprocess.run(
         [*script, "--data-root", str(tmp_path), "--base", "salient", str(tmp_path / "paint.safetensors")],
