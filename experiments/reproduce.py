@@ -305,10 +305,10 @@ def plan(
                     training.add(run_dir)
             elif (run_dir / "done.json").is_file():
                 state = "finished: reused"
-            elif (run_dir / "checkpoints" / "last.ckpt").is_file():
-                state, _ = "interrupted: resumes from last.ckpt", training.add(run_dir)
             else:
-                state, _ = "new: trains", training.add(run_dir)
+                resumes = (run_dir / "checkpoints" / "last.ckpt").is_file()
+                state = "interrupted: resumes from last.ckpt" if resumes else "new: trains"
+                training.add(run_dir)
             states.append((name, state))
     return states
 
