@@ -30,7 +30,7 @@ from kornia.filters import filter2d
 from stfuse.models.blocks import pad_to_multiple
 from stfuse.models.presets import BASE_RULES
 
-#: the default temperature τ of the ``base="max"``/``"prior"`` rule (STFuseNet ``base_tau``): a base-level
+#: the default temperature τ of the ``base="max"``/``"prior"``/``"salient"`` rules (STFuseNet ``base_tau``): a base-level
 #: difference of 0.1 gives the brighter source 0.88 (under ``prior``, before the learned weight shifts it)
 BASE_MAX_TAU = 0.05
 
