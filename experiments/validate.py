@@ -17,7 +17,8 @@ so a model cannot win validation on the larger domain alone.
 inference (its weights unchanged; rows named ``RUN+base=RULE``): a diagnostic of what a rule would do before a
 run is trained with it, never a selection. ``--grid PNG`` also writes IR | VIS | every row's fused image for the
 first ``--grid-pairs`` pairs of each domain, to look at the seams and the balance the metrics do not show.
-Each run's ``checkpoints/last.ckpt`` fuses the pairs; the classical average, maximum and Laplacian rules and the two copy baselines (``copy_ir``, ``copy_vi``) are scored on the same pairs as in-run baselines, with the
+Each run's ``checkpoints/last.ckpt`` fuses the pairs; the classical average, maximum and Laplacian rules
+and the two copy baselines (``copy_ir``, ``copy_vi``) are scored on the same pairs as in-run baselines, with the
 ``cddfuse`` metric preset. Each row also records ``copy_distance``: the smaller of mean|F − IR| and
 mean|F − VIS| over the pairs, which :func:`is_copy` uses to reject a model whose output is one source.
 """
@@ -244,8 +245,6 @@ def main() -> int:
         cells = " | ".join(f"{values[m]:.3f}" for m in TABLE_METRICS)
         copy = " (a copy of one source)" if is_copy(values) else ""
         print(f"| {name}{copy} | {cells} | {wins} |")
-    if args.grid:
-        print(f"grid: {write_grid(Path(args.grid), fusers, domains, args.grid_pairs)}")
     if args.json:
         Path(args.json).write_text(
             json.dumps(
@@ -262,6 +261,8 @@ def main() -> int:
                 indent=2,
             )
         )
+    if args.grid:  # after the scores are written: a grid that fails loses no score
+        print(f"grid: {write_grid(Path(args.grid), fusers, domains, args.grid_pairs)}")
     return 0
 
 
