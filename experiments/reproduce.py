@@ -4,6 +4,7 @@
     python experiments/reproduce.py --budget gpu              # the same recipe at GPU scale
     python experiments/reproduce.py --skip-train              # re-score existing runs only
     python experiments/reproduce.py --only main               # just the main model (source + full STFuse, seed 0)
+    python experiments/reproduce.py --only main-seeds         # L_g at the main run's steps: both variants, 3 seeds
     python experiments/reproduce.py --dry-run                 # what each run would do; trains nothing
 
 Every setting comes from YAML: the recipe is experiments/mfif.yaml and experiments/ivif.yaml (equal to the
@@ -27,11 +28,15 @@ Defaults written in Python (a stage's or a network's) are not in the fingerprint
    The main run is full STFuse, seed 0, at the budget's own target steps (ivif.yaml): ``ivif_stfuse_main``
    where the budget has an ablation.yaml, else the seed-0 run ``ivif_stfuse_s0`` itself. ``--only main``
    trains the source stage and just that run; it is exactly ``make train-mfif BUDGET=<budget> && make
-   transfer-ivif BUDGET=<budget>``.
+   transfer-ivif BUDGET=<budget>``. Where the budget sizes the ablations apart, full STFuse and transfer
+   without L_g also train at the main run's steps at the seeds ``--main-seeds`` (``ivif_<variant>_main`` at
+   seed 0, ``ivif_<variant>_main_s<seed>``; ``--only main-seeds``): the comparison of L_g at the steps the
+   recipe is meant for, beside the cheaper 3-seed table.
 3. ``probe_<name>``: one target-stage run per hypothesis of the "what moved the metrics" table; a probe that
    changes the architecture first trains its own source stage ``mfif_<name>``.
 4. experiments/validate.py scores every run on the held-out validation pairs; the shipped weights are the
-   transfer run with the best mean rank there (never a test set) whose output is not a copy of one source.
+   transfer run (the main-budget runs and the seeds of full STFuse and of transfer without L_g) with the best
+   mean rank there (never a test set) whose output is not a copy of one source.
    experiments/results.py then exports them, fuses TNO-25, RoadScene-50 and MSRS-20 and writes
    docs/results.md and the README table.
 """
@@ -67,6 +72,10 @@ VARIANTS = {
     "no_transfer": ["--config", "experiments/ablations/no_transfer.yaml"],
 }
 SEEDS = (0, 1, 2)
+#: the variants compared at the budget's own target steps too (full STFuse against transfer without L_g, seeds
+#: ``--main-seeds``), where the budget sizes the ablation seeds apart: the comparison of L_g at the steps the
+#: shipped recipe trains for
+MAIN_VARIANTS = ("stfuse", "no_guidance")
 
 
 def _overlays(files: list[str]) -> list[str]:
@@ -105,9 +114,15 @@ def ablation_config(budget: str) -> str | None:
     return path if (REPO / path).is_file() else None
 
 
+def main_budget_run(variant: str, seed: int) -> str:
+    """A run at the budget's own target steps: ``ivif_<variant>_main`` at seed 0, ``ivif_<variant>_main_s<seed>``
+    at the other seeds (only budgets with an ablation.yaml train these apart from the ablation seeds)."""
+    return f"ivif_{variant}_main" + (f"_s{seed}" if seed else "")
+
+
 def main_run(budget: str) -> str:
     """The run that trains full STFuse at the budget's own target steps (the recipe users run)."""
-    return "ivif_stfuse_main" if ablation_config(budget) else MAIN_RUN
+    return main_budget_run("stfuse", 0) if ablation_config(budget) else MAIN_RUN
 
 
 def budget_config(budget: str, stage: str) -> str:
@@ -337,10 +352,18 @@ def main() -> int:
     parser.add_argument("--budget", choices=sorted(BUDGETS), default="cpu")
     parser.add_argument("--data-root", default=str(find_data_root()))
     parser.add_argument("--out", default="outputs/reproduce")
-    parser.add_argument("--only", choices=["all", "main", "ablations", "probes"], default="all",
-                        help="main: source + the main full-STFuse run; ablations: the 3-seed variants; probes: the probe runs")  # fmt: skip
+    parser.add_argument("--only", choices=["all", "main", "main-seeds", "ablations", "probes"], default="all",
+                        help="main: source + the main full-STFuse run; main-seeds: source + full STFuse and transfer "
+                             "without L_g at the budget's own steps (--main-seeds); ablations: the 3-seed variants; "
+                             "probes: the probe runs")  # fmt: skip
     parser.add_argument(
         "--seeds", default=",".join(map(str, SEEDS)), help="target-stage seeds of the ablation table"
+    )
+    parser.add_argument(
+        "--main-seeds",
+        default=",".join(map(str, SEEDS)),
+        help="seeds of full STFuse and of transfer without L_g at the budget's own target steps, where the budget "
+        "sizes the ablations apart (seed 0 of full STFuse is the main run; '' for the main run alone)",
     )
     parser.add_argument(
         "--variants", default=",".join(VARIANTS), help="target-stage variants of the ablation table"
@@ -381,6 +404,7 @@ def main() -> int:
             raise SystemExit(f"data root {data} lacks {needed}; pass --data-root or set STFUSE_DATA")
     parallel = args.jobs or (1 if on_gpu else min(2, os.cpu_count() or 1))
     seeds = [int(s) for s in args.seeds.split(",") if s]
+    main_seeds = [int(s) for s in args.main_seeds.split(",") if s]
     probes = [p for p in args.probes.split(",") if p]
     unknown = sorted(set(probes) - set(PROBES))
     if unknown:
@@ -388,7 +412,7 @@ def main() -> int:
     source = Path(args.mfif_ckpt).resolve() if args.mfif_ckpt else out / "mfif" / "checkpoints" / "last.ckpt"
 
     timings: dict[str, float] = {}
-    needs_source = args.only in ("all", "main", "probes") or any(
+    needs_source = args.only in ("all", "main", "main-seeds", "probes") or any(
         v != "no_transfer" for v in args.variants.split(",")
     )
     if not args.skip_train:
@@ -399,15 +423,25 @@ def main() -> int:
         )
         jobs: list[list[tuple[str, list[str]]]] = []
         variants = ["stfuse"] if args.only == "main" else [v for v in args.variants.split(",") if v]
+        if args.only == "main-seeds" and not set(variants) & set(MAIN_VARIANTS):
+            raise SystemExit(
+                f"--only main-seeds trains the variants {list(MAIN_VARIANTS)}; --variants has none"
+            )
         if set(variants) - set(VARIANTS):
             raise SystemExit(
                 f"unknown variant(s) {sorted(set(variants) - set(VARIANTS))}; choose from {sorted(VARIANTS)}"
             )
         main_name = main_run(budget)
-        if args.only in ("all", "main") and main_name != MAIN_RUN:  # the main run at the budget's own steps
-            jobs.append(
-                [(main_name, ivif_command(budget, data, out / main_name, "stfuse", 0, source, [], False))]
-            )
+        # runs at the budget's own steps (where it sizes the ablations apart): the main run, then L_g compared there
+        if main_name != MAIN_RUN:
+            at_main: list[tuple[str, int]] = [("stfuse", 0)] if args.only in ("all", "main") else []
+            if args.only in ("all", "main-seeds"):
+                at_main += [(v, s) for s in main_seeds for v in variants if v in MAIN_VARIANTS]
+            for variant, seed in dict.fromkeys(at_main):
+                name = main_budget_run(variant, seed)
+                jobs.append(
+                    [(name, ivif_command(budget, data, out / name, variant, seed, source, [], False))]
+                )
         if args.only in ("all", "main", "ablations"):
             for seed in seeds if args.only != "main" else []:
                 for variant in variants:

@@ -26,8 +26,17 @@ from stfuse.runtime import find_data_root
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "experiments"))
 from published import SETS, TABLE_METRICS  # noqa: E402
-from reproduce import MAIN_RUN, VARIANTS, ablation_config, budget_config, budget_settings, main_run  # noqa: E402
+from reproduce import (  # noqa: E402
+    MAIN_RUN,
+    VARIANTS,
+    ablation_config,
+    budget_config,
+    budget_settings,
+    main_budget_run,
+    main_run,
+)
 from results_page import (  # noqa: E402
+    MAIN_KEYS,
     SHIPPED,
     VARIANT_NAMES,
     split_text,
@@ -66,19 +75,23 @@ def sh(command: list[str]) -> None:
 
 
 def final_runs(out: Path, budget: str | None = None) -> dict[str, list[tuple[int, Path]]]:
-    """``{variant: [(seed, run dir), ...]}`` for the finished target-stage runs under ``out``, plus
-    ``"main": [(0, run dir)]`` for the main run of ``budget`` when it is a run of its own (``ivif_stfuse_main``)."""
+    """``{variant: [(seed, run dir), ...]}`` for the finished target-stage runs under ``out`` (the ablation
+    seeds), plus, where ``budget`` trains its main run apart (``ivif_stfuse_main``), the finished runs at the
+    budget's own steps: ``"main"`` (full STFuse; seed 0 is the main run) and ``"main_no_guidance"``
+    (:data:`results_page.MAIN_KEYS`)."""
     runs: dict[str, list[tuple[int, Path]]] = {}
     for variant in VARIANT_NAMES:
         for run in sorted(out.glob(f"ivif_{variant}_s*")):
             if (run / "done.json").is_file():  # finished (an interrupted run has only an interval last.ckpt)
                 runs.setdefault(variant, []).append((int(run.name.rsplit("_s", 1)[1]), run))
-    if (
-        budget is not None
-        and main_run(budget) != MAIN_RUN
-        and (out / main_run(budget) / "done.json").is_file()
-    ):
-        runs["main"] = [(0, out / main_run(budget))]
+    if budget is not None and main_run(budget) != MAIN_RUN:
+        for variant, key in MAIN_KEYS.items():
+            suffixes = (p.name.rsplit("_s", 1)[1] for p in out.glob(f"{main_budget_run(variant, 0)}_s*"))
+            seeds = [0] + sorted(int(suffix) for suffix in suffixes if suffix.isdigit())
+            for seed in seeds:
+                run = out / main_budget_run(variant, seed)
+                if (run / "done.json").is_file():
+                    runs.setdefault(key, []).append((seed, run))
     return runs
 
 
@@ -99,7 +112,9 @@ def select_shipped(out: Path, runs: dict[str, list[tuple[int, Path]]]) -> tuple[
     from validate import is_copy
 
     validation = json.loads((out / "validation.json").read_text())
-    pool = list(runs.get("main", [])) + list(runs.get("stfuse", [])) + list(runs.get("no_guidance", []))
+    pool = [
+        entry for key in ("main", "main_no_guidance", "stfuse", "no_guidance") for entry in runs.get(key, [])
+    ]
     rejected = [run.name for _, run in pool if is_copy(validation["scores"][run.name])]
     pool = [(seed, run) for seed, run in pool if run.name not in rejected]
     if not pool:
@@ -109,8 +124,8 @@ def select_shipped(out: Path, runs: dict[str, list[tuple[int, Path]]]) -> tuple[
     best = min(candidates, key=lambda name: ranks[name])
     seed, run = next((s, r) for s, r in pool if r.name == best)
     selection = {"split": split_text(validation) + ", experiments/validate.py", "rule": "best mean rank over the 8 table "
-                          "metrics among the transfer runs (the main run and the seeds of full STFuse and of transfer "
-                 "without L_g) whose output is not a copy of one source", "rejected_as_copies": rejected,
+                          "metrics among the transfer runs (the runs at the budget's own steps and the seeds of full "
+                 "STFuse and of transfer without L_g) whose output is not a copy of one source", "rejected_as_copies": rejected,
                  "mean_rank": ranks,
                  "validation_scores": {name: validation["scores"][name] for name in candidates}}  # fmt: skip
     return seed, run, selection
@@ -137,11 +152,22 @@ def export_weights(out: Path, budget: str) -> tuple[dict[str, Path], dict]:
     everything = [(v, s, r) for v, seeded in runs.items() for s, r in seeded]
     for variant, run_seed, run in everything:
         net = load_network(run / "checkpoints" / "last.ckpt")
-        is_main = variant == "main" or run.name == main_run(budget)
-        sizing = [] if is_main or not ablation_config(budget) else [ablation_config(budget)]
-        variant = "stfuse" if variant == "main" else variant
+        is_main = run.name == main_run(budget)
+        # trained at the budget's own steps, without the ablation sizing
+        at_budget_steps = variant in MAIN_KEYS.values() or is_main
+        sizing = [] if at_budget_steps or not ablation_config(budget) else [ablation_config(budget)]
+        variant = next((v for v, key in MAIN_KEYS.items() if key == variant), variant)
+        if is_main:
+            command = f"make train-mfif BUDGET={budget} && make transfer-ivif BUDGET={budget}"
+        elif at_budget_steps:
+            command = (f"python experiments/reproduce.py --budget {budget} --only main-seeds --variants {variant} "
+                       f"--main-seeds {run_seed}")  # fmt: skip
+        else:
+            command = (f"python experiments/reproduce.py --budget {budget} --only ablations --variants {variant} "
+                       f"--seeds {run_seed}")  # fmt: skip
         record = {
             "variant": variant, "budget": budget, "seed": run_seed, "config": net.config, "main_run": is_main,
+            "budget_steps": at_budget_steps,
             "configs": {"mfif": ["experiments/mfif.yaml", budget_config(budget, "mfif")],
                         "ivif": ["experiments/ivif.yaml", budget_config(budget, "ivif"), *sizing, *VARIANTS[variant][1::2]]},
             "schedule": schedule(budget),
@@ -149,9 +175,7 @@ def export_weights(out: Path, budget: str) -> tuple[dict[str, Path], dict]:
             "data": {"source": "train/natural (420 images, synthetic multi-focus pairs)",
                      "target": "train/ivif/roadscene (171) + train/ivif/msrs (12), minus the validation pairs: "
                                + selection["split"]},
-            "command": (f"make train-mfif BUDGET={budget} && make transfer-ivif BUDGET={budget}" if is_main else
-                        f"python experiments/reproduce.py --budget {budget} --only ablations --variants {variant} "
-                        f"--seeds {run_seed}") + f"; all runs: python experiments/reproduce.py --budget {budget}",
+            "command": f"{command}; all runs: python experiments/reproduce.py --budget {budget}",
             "device": f"{platform.processor() or platform.machine()} CPU, 2 cores" if budget == "cpu" else "1 GPU",
         }  # fmt: skip
         path = save_network(
@@ -270,12 +294,14 @@ def main() -> int:
     summaries = fuse_and_score(out, data, {SHIPPED: shipped_path, **weights}, shipped_run=selection["run"])
     runs = {v: [r.name for _, r in seeded] for v, seeded in final_runs(out, args.budget).items()}
     grid_methods = [SHIPPED] + [
-        seeded[0] for v, seeded in runs.items() if v not in ("stfuse", "main") and seeded
+        seeded[0] for v, seeded in runs.items() if v != "stfuse" and v not in MAIN_KEYS.values() and seeded
     ]
     grids = write_grids(out, data, grid_methods)
     kind = VARIANT_NAMES["no_guidance" if selection["run"].startswith("ivif_no_guidance") else "stfuse"]
     if selection["run"] == main_run(args.budget):
         kind += ", the main run"
+    elif "_main" in selection["run"]:
+        kind += ", at the budget's own steps"
     shipped_label = f"**STFuse, shipped weights** ({kind}, `{selection['run']}`)"
     fields = {
         "budget": args.budget, "schedule": json.dumps(schedule(args.budget)),

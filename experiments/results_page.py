@@ -27,6 +27,9 @@ BASELINE_NAMES = {
     "copy_vi": "copy of the visible image",
 }
 SHIPPED = "shipped"  # the method name of the default weights in the evaluation tables
+#: variant -> the key of its runs at the budget's own target steps in ``runs`` (results.final_runs), where the
+#: budget trains its main run apart from the ablation seeds; seed 0 of ``main`` is the main run
+MAIN_KEYS = {"stfuse": "main", "no_guidance": "main_no_guidance"}
 
 #: the goal lines of each test set: (fact key, metrics to win, what is compared); a need of 0 is a note.
 GOALS = [
@@ -36,6 +39,11 @@ GOALS = [
     ("full_beats_no_transfer", 6, "full STFuse (mean of seeds) beats no transfer"),
     ("no_guidance_beats_no_transfer", 0, "transfer without L_g (mean) beats no transfer"),
     ("full_beats_no_guidance", 5, "full STFuse (mean of seeds) beats transfer without L_g"),
+    (
+        "main_full_beats_no_guidance",
+        5,
+        "at the budget's own steps, full STFuse (mean of seeds) beats transfer without L_g",
+    ),
 ]
 
 
@@ -82,10 +90,21 @@ def results_table(name: str, summary: dict, metrics: list[str], runs: dict[str, 
     if shipped_label and SHIPPED in summary["methods"]:
         rows.append((shipped_label, [_mean(summary, SHIPPED, m) for m in metrics], [None] * len(metrics)))
     means: dict[str, dict[str, float | None]] = {}
-    for main in runs.get("main", []):  # the main run (the budget's own steps), when it is not the shipped one
+    main_budget = {variant: runs.get(key, []) for variant, key in MAIN_KEYS.items()}
+    if len(main_budget["stfuse"]) == 1 and not main_budget["no_guidance"]:
+        # the main run alone (the budget's own steps), when it is not the shipped one
+        main = main_budget["stfuse"][0]
         if main != shipped_run:
             rows.append((f"STFuse (full), the main run (`{main}`)", [_mean(summary, main, m) for m in metrics],
                          [None] * len(metrics)))  # fmt: skip
+    else:  # the comparison of L_g at the budget's own steps
+        for variant, seeded in main_budget.items():
+            if seeded:
+                stats = [_aggregate(summary, seeded, m) for m in metrics]
+                plural = "s" if len(seeded) > 1 else ""
+                rows.append((f"{VARIANT_NAMES[variant]}, the budget's own steps, mean ± sd of {len(seeded)} seed{plural}",
+                             [s[0] for s in stats], [s[1] for s in stats]))  # fmt: skip
+                means[MAIN_KEYS[variant]] = dict(zip(metrics, [s[0] for s in stats]))
     for variant, label in VARIANT_NAMES.items():
         if runs.get(variant):
             stats = [_aggregate(summary, runs[variant], m) for m in metrics]
@@ -150,6 +169,8 @@ def results_table(name: str, summary: dict, metrics: list[str], runs: dict[str, 
             facts["no_guidance_beats_no_transfer"] = wins(means["no_guidance"], means["no_transfer"])
         if "stfuse" in means and "no_guidance" in means:
             facts["full_beats_no_guidance"] = wins(means["stfuse"], means["no_guidance"])
+        if all(key in means for key in MAIN_KEYS.values()):
+            facts["main_full_beats_no_guidance"] = wins(means["main"], means["main_no_guidance"])
     return "\n".join(lines), facts
 
 
@@ -161,8 +182,8 @@ def probe_table(out: Path) -> str:
     validation = json.loads(path.read_text())
     scores = validation["scores"]
     laplacian = scores.get("laplacian")
-    lines = ["| run | what it tests | " + " | ".join(TABLE_METRICS) + " | > Laplacian | compared with | wins/losses |",
-             "|---|---|" + "---|" * (len(TABLE_METRICS) + 3)]  # fmt: skip
+    lines = ["| run | what it tests | " + " | ".join(TABLE_METRICS) + " | seams ↓ | > Laplacian | compared with | wins/losses |",
+             "|---|---|" + "---|" * (len(TABLE_METRICS) + 4)]  # fmt: skip
     ordered = [f"probe_{p}" for p in PROBES if f"probe_{p}" in scores]
     ordered += sorted(k for k in scores if k.startswith("ivif_"))
     ordered += [k for k in ("average", "maximum", "laplacian", "copy_ir", "copy_vi") if k in scores]
@@ -185,6 +206,8 @@ def probe_table(out: Path) -> str:
             what = (
                 "the main run (full STFuse, the budget's own target steps)"
                 if name == "ivif_stfuse_main"
+                else f"{_main_budget_label(name)} at the budget's own target steps"
+                if name.startswith("ivif_") and "_main" in name
                 else "ablation run (the ablation steps)"
                 if name.startswith("ivif_")
                 else "copy baseline"
@@ -192,12 +215,19 @@ def probe_table(out: Path) -> str:
                 else "classical baseline"
             )
         beats = f"{sum(values[m] > laplacian[m] for m in TABLE_METRICS)}/8" if laplacian else "–"
+        seams = f"{values['false_edges']:.4f}" if "false_edges" in values else "–"
         lines.append(
             f"| {name} | {what} | "
             + " | ".join(f"{values[m]:.3f}" for m in TABLE_METRICS)
-            + f" | {beats} | {versus} | {delta} |"
+            + f" | {seams} | {beats} | {versus} | {delta} |"
         )
     return f"Validation split: {split_text(validation)}.\n\n" + "\n".join(lines)
+
+
+def _main_budget_label(name: str) -> str:
+    """``ivif_no_guidance_main_s1`` -> "transfer without L_g, seed 1" (a run at the budget's own steps)."""
+    variant, _, seed = name[len("ivif_") :].partition("_main")
+    return f"{VARIANT_NAMES.get(variant, variant)}, seed {seed[2:] if seed.startswith('_s') else 0}"
 
 
 def _goal_line(label: str, facts: dict[str, list[str]], key: str, need: int, what: str) -> str | None:
@@ -288,7 +318,10 @@ SeAFusion's row is its released outputs scored with this project's metric code.
   seed 0, the same for every run). Each domain counts once in the validation scores. No test pair is used for
   training or selection.
 - The main run (`ivif_stfuse_main`, where the budget sizes the ablations apart): full STFuse, seed 0, at the
-  budget's own target steps (`ivif_steps` above), what `make transfer-ivif BUDGET={budget}` trains.
+  budget's own target steps (`ivif_steps` above), what `make transfer-ivif BUDGET={budget}` trains. Full STFuse
+  and transfer without L_g also train at those steps at seeds 0, 1, 2 (`ivif_<variant>_main[_s<seed>]`,
+  `reproduce.py --only main-seeds`): the rows "the budget's own steps" compare L_g where the recipe is meant
+  to be trained.
 - The three variants (full STFuse, transfer without L_g, no transfer) share one source stage, one step budget
   (`ablation_ivif_steps` above, where given) and the seeds 0, 1, 2 (the seed sets the target stage's crop
   order and augmentation, and the initial weights of the no-transfer model). The probes use the same budget.
@@ -311,7 +344,10 @@ Grids: one row per pair, columns {grid_note}.
 
 Each probe is one target-stage run (the budget's steps, seed 0; experiments/probes/probes.yaml) that changes
 one thing from the run it is compared with, scored on the validation pairs, never on a test set. "wins/losses" counts the
-metrics on which the probe beats / loses to that run. Every metric in the table counts higher as better.
+metrics on which the probe beats / loses to that run. Every metric in the table counts higher as better. "seams" is a
+diagnostic that no selection reads (experiments/validate.py's `false_edges`): the mean coarse-scale edge strength
+of the fused image that neither source has, the outline of a patch taken from one source in a flat region; lower
+is better, and a constant blend of the sources has none.
 
 {probes}
 """

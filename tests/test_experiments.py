@@ -108,19 +108,44 @@ def test_the_main_run_spends_the_budget_and_the_ablations_use_their_own_sizing(t
     assert main_steps > seed_steps >= 1200  # probes at ≥ 1200 target steps
     argv = ["reproduce.py", "--budget", "cpu", "--data-root", str(tmp_path), "--out", str(tmp_path / "o"),
             "--no-results", "--seeds", "0,1", "--probes", "lg_constant"]  # fmt: skip
-    monkeypatch.setattr(sys, "argv", [*argv, "--only", "all"])
+    at_budget_steps = [
+        "ivif_stfuse_main",
+        "ivif_no_guidance_main",
+        "ivif_stfuse_main_s1",
+        "ivif_no_guidance_main_s1",
+    ]
+    monkeypatch.setattr(sys, "argv", [*argv, "--only", "all", "--main-seeds", "0,1"])
     assert reproduce.main() == 0
-    assert set(started) == {"mfif", "ivif_stfuse_main", "probe_lg_constant"} | {
+    assert set(started) == {"mfif", "probe_lg_constant", *at_budget_steps} | {
         f"ivif_{v}_s{s}" for v in reproduce.VARIANTS for s in (0, 1)
     }
-    assert sizing not in started["ivif_stfuse_main"] and "--config" in started["ivif_stfuse_main"]
+    for name in at_budget_steps:  # full STFuse and transfer without L_g at the main run's steps
+        assert sizing not in started[name] and "--config" in started[name]
+        assert started[name][started[name].index("--seed_everything") + 1] == (
+            "1" if name.endswith("_s1") else "0"
+        )
+    assert "experiments/ablations/no_guidance.yaml" in started["ivif_no_guidance_main_s1"]
+    assert "experiments/ablations/no_guidance.yaml" not in started["ivif_stfuse_main_s1"]
     assert all(
-        sizing in command for name, command in started.items() if name not in ("mfif", "ivif_stfuse_main")
+        sizing in command for name, command in started.items() if name not in ("mfif", *at_budget_steps)
     )
     started.clear()
     monkeypatch.setattr(sys, "argv", [*argv, "--only", "main"])
     assert reproduce.main() == 0
     assert list(started) == ["mfif", "ivif_stfuse_main"]
+    started.clear()
+    monkeypatch.setattr(sys, "argv", [*argv, "--only", "main-seeds", "--main-seeds", "0,1"])
+    assert reproduce.main() == 0
+    assert list(started) == ["mfif", *at_budget_steps]
+    started.clear()
+    monkeypatch.setattr(
+        sys, "argv", [*argv, "--only", "all", "--main-seeds", "", "--seeds", "", "--probes", ""]
+    )
+    assert reproduce.main() == 0
+    assert list(started) == ["mfif", "ivif_stfuse_main"]  # no main seeds: the main run alone
+    monkeypatch.setattr(sys, "argv", [*argv, "--only", "main-seeds", "--variants", "no_transfer"])
+    with pytest.raises(SystemExit, match="main-seeds trains the variants"):
+        reproduce.main()
 
 
 def test_the_recipe_lives_in_the_yaml_and_equals_the_stage_defaults() -> None:
@@ -189,7 +214,19 @@ def test_mean_rank_and_selection_use_validation_scores_only(tmp_path) -> None:
     runs = results.final_runs(tmp_path, "cpu")
     assert [run.name for _, run in runs["main"]] == ["ivif_stfuse_main"]
     seed, run, selection = results.select_shipped(tmp_path, runs)
-    assert run.name == "ivif_stfuse_main" and "the main run" in selection["rule"]
+    assert run.name == "ivif_stfuse_main" and "the budget's own steps" in selection["rule"]
+    # the other runs at the budget's steps (both variants, seeds ≥ 1) compete too; an odd folder name is ignored
+    scores["ivif_no_guidance_main_s2"] = dict.fromkeys(results.TABLE_METRICS, 5.0)
+    (tmp_path / "validation.json").write_text(json.dumps({"pairs": 16, "seed": 0, "scores": scores}))
+    for name in ("ivif_no_guidance_main_s2", "ivif_stfuse_main_s1", "ivif_stfuse_main_sX"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "ivif_no_guidance_main_s2" / "done.json").write_text("{}")  # ivif_stfuse_main_s1: interrupted
+    runs = results.final_runs(tmp_path, "cpu")
+    assert [(seed, run.name) for seed, run in runs["main_no_guidance"]] == [(2, "ivif_no_guidance_main_s2")]
+    assert [run.name for _, run in runs["main"]] == ["ivif_stfuse_main"]
+    assert "ivif_stfuse_main" not in [run.name for _, run in runs["stfuse"]]
+    seed, run, selection = results.select_shipped(tmp_path, runs)
+    assert (seed, run.name) == (2, "ivif_no_guidance_main_s2")
 
 
 def test_results_table_counts_wins_against_the_mean_of_seeds() -> None:
@@ -296,7 +333,8 @@ def test_probe_table_compares_each_probe_with_its_reference(tmp_path, monkeypatc
     scores = {
         reproduce.MAIN_RUN: dict.fromkeys(metrics, 1.0),
         "probe_a": {**dict.fromkeys(metrics, 0.5), "EN": 2.0},
-        "probe_b": dict.fromkeys(metrics, 0.6),
+        "probe_b": {**dict.fromkeys(metrics, 0.6), "false_edges": 0.00123},
+        "ivif_no_guidance_main_s1": dict.fromkeys(metrics, 0.7),
         "laplacian": dict.fromkeys(metrics, 0.55),
         "copy_ir": {**dict.fromkeys(metrics, 3.0), "copy_distance": 0.0},
     }
@@ -308,7 +346,9 @@ def test_probe_table_compares_each_probe_with_its_reference(tmp_path, monkeypatc
     }
     assert rows["probe_a"].endswith(f"| {reproduce.MAIN_RUN} | 1/7 |")
     assert rows["probe_b"].endswith("| probe_a | 7/1 |")  # compared with a, not the main run
-    assert rows[reproduce.MAIN_RUN].endswith("| 8/8 | – | – |")
+    assert rows[reproduce.MAIN_RUN].endswith("| – | 8/8 | – | – |")  # no seams score recorded: "–"
+    assert "| 0.600 | 0.0012 | 8/8 | probe_a |" in rows["probe_b"]  # the seams diagnostic beside the metrics
+    assert "transfer without L_g, seed 1 at the budget's own target steps" in rows["ivif_no_guidance_main_s1"]
     assert "copy baseline" in rows["copy_ir"]
 
 
@@ -346,6 +386,36 @@ def test_a_run_whose_output_is_a_copy_of_one_source_is_never_shipped(tmp_path) -
     table, _ = results_page.results_table("tno", summary, results.TABLE_METRICS, runs, None,
                                           shipped_run="ivif_stfuse_main")  # fmt: skip
     assert "the main run" not in table
+
+
+def test_the_comparison_at_the_budget_steps_gets_its_rows_and_its_goal_line() -> None:
+    """With transfer without L_g trained at the main run's steps too, the table shows both variants there as
+    mean ± sd of their seeds (not the main run alone), and the goal facts count L_g's wins on those means."""
+    metrics = results.TABLE_METRICS
+    values = {"ivif_stfuse_main": 2.0, "ivif_stfuse_main_s1": 4.0, "ivif_no_guidance_main": 1.0,
+              "ivif_no_guidance_main_s1": 5.0, "shipped": 9.0, "laplacian": 0.5}  # fmt: skip
+    summary = {
+        "methods": {n: {m: {"mean": v} for m in metrics} for n, v in values.items()},
+        "lower_is_better": [],
+    }
+    summary["methods"]["ivif_no_guidance_main"]["EN"] = {"mean": 9.0}  # transfer without L_g wins EN
+    runs = {"main": ["ivif_stfuse_main", "ivif_stfuse_main_s1"],
+            "main_no_guidance": ["ivif_no_guidance_main", "ivif_no_guidance_main_s1"]}  # fmt: skip
+    table, facts = results_page.results_table("tno", summary, metrics, runs, "shipped")
+    assert (
+        "| STFuse (full), the budget's own steps, mean ± sd of 2 seeds | 3.000 ± 1.414 | 3.000 ± 1.414 |"
+        in table
+    )
+    assert "| transfer without L_g, the budget's own steps, mean ± sd of 2 seeds | 7.000 ± 2.828 |" in table
+    assert "the main run (`" not in table
+    assert facts["main_full_beats_no_guidance"] == []  # 3.0 against 3.0 on seven metrics, 7.0 on EN
+    summary["methods"]["ivif_no_guidance_main"]["SD"] = {"mean": 0.0}
+    _, facts = results_page.results_table("tno", summary, metrics, runs, "shipped")
+    assert facts["main_full_beats_no_guidance"] == ["SD"]
+    line = results_page._goal_line("TNO-25", facts, "main_full_beats_no_guidance", 5, "x")
+    assert line == "- TNO-25: x on 1 of 8 (SD); goal ≥ 5: **missed**."
+    assert results_page._main_budget_label("ivif_no_guidance_main_s2") == "transfer without L_g, seed 2"
+    assert results_page._main_budget_label("ivif_stfuse_main") == "STFuse (full), seed 0"
 
 
 def test_copy_baselines_pass_one_source_through() -> None:
