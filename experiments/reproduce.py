@@ -18,6 +18,8 @@ still the one asked for: each run records a fingerprint of its arguments, of the
 ``--config`` files and of the source checkpoint it starts from (``run_fingerprint``). A run whose recipe or
 source changed since is *stale*: ``--stale retrain`` (the default) moves it to ``<out>/stale/`` (nothing is
 deleted) and trains it afresh, ``--stale keep`` reuses it with a warning, ``--stale fail`` stops and lists it.
+A process holds a run's lock (``<out>/.locks/<run>.lock``) while it trains it, so a second reproduce.py stops
+at that run instead of moving it aside or training it twice.
 Defaults written in Python (a stage's or a network's) are not in the fingerprint.
 
 1. ``mfif``: the source stage on synthetic multi-focus pairs from DATA/train/natural (420 images), seed 0.
@@ -48,13 +50,21 @@ import hashlib
 import json
 import os
 import shlex
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory file locks, so runs are not guarded against a second process
+    fcntl = None  # type: ignore[assignment]
 
 from stfuse.runtime import find_data_root
 
@@ -230,6 +240,66 @@ def _stale_reason(
     return None
 
 
+#: the lock a process holds while it trains a run: <out>/.locks/<run>.lock (outside the run folder, which
+#: retraining a stale run moves aside)
+LOCK_DIR = ".locks"
+
+
+def _lock_path(out: Path, name: str) -> Path:
+    return out / LOCK_DIR / f"{name}.lock"
+
+
+def _holder(path: Path) -> str:
+    """Who holds the lock at ``path``, as its holder wrote it: pid, host and start time."""
+    try:
+        info = json.loads(path.read_text())
+        return f"pid {info['pid']} on {info['host']}, since {info['since']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
+
+
+@contextmanager
+def run_lock(out: Path, name: str) -> Iterator[None]:
+    """Hold run ``name``'s lock while it trains, so that a second reproduce.py (another terminal, another job
+    of an array) never moves aside, resumes or trains a run that a first one is training. An advisory
+    ``flock`` on <out>/.locks/<name>.lock: the system drops it when its holder exits, however it exits, so no
+    lock outlives its process. Raises SystemExit naming the holder when another process holds it."""
+    if fcntl is None:
+        yield
+        return
+    path = _lock_path(out, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open(
+        "a+"
+    ) as handle:  # "a+": the holder's note stays readable until this process holds the lock
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SystemExit(
+                f"{name} is being trained by another process ({_holder(path)}; lock {path}); "
+                "let it finish or stop it, then rerun"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        since = time.strftime("%Y-%m-%d %H:%M:%S")
+        handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": since}))
+        handle.flush()
+        yield  # closing the file releases the lock
+
+
+def trained_elsewhere(out: Path, name: str) -> str | None:
+    """The holder of run ``name``'s lock (:func:`run_lock`) while another process trains it, else None."""
+    path = _lock_path(out, name)
+    if fcntl is None or not path.is_file():
+        return None
+    with path.open("r") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _holder(path)
+    return None
+
+
 def run(
     name: str, command: list[str], out: Path, threads: int, stale: str = "retrain", data: Path | None = None
 ) -> float:
@@ -237,10 +307,20 @@ def run(
 
     A finished run leaves ``<out>/<name>/done.json`` (its command, fingerprint and wall time) and is skipped
     next time while its fingerprint (:func:`run_fingerprint`) still matches; ``stale`` says what happens when it
-    does not (``STALE_POLICIES``; the module docstring). ``data``: the data root, for the fingerprint.
+    does not (``STALE_POLICIES``; the module docstring). ``data``: the data root, for the fingerprint. The run's
+    lock (:func:`run_lock`) is held throughout: a run that another process is training stops this call
+    (SystemExit) before anything of it is read, moved or trained.
     """
     if stale not in STALE_POLICIES:
         raise ValueError(f"unknown stale policy {stale!r}; expected one of {STALE_POLICIES}")
+    with run_lock(out, name):
+        return _run_locked(name, command, out, threads, stale, data)
+
+
+def _run_locked(
+    name: str, command: list[str], out: Path, threads: int, stale: str, data: Path | None
+) -> float:
+    """:func:`run`, with the run's lock held."""
     run_dir = out / name
     done = run_dir / "done.json"
     fingerprint = run_fingerprint(command, out, data)
@@ -292,7 +372,8 @@ def run(
 def plan(
     jobs: list[list[tuple[str, list[str]]]], out: Path, data: Path | None = None, stale: str = "retrain"
 ) -> list[tuple[str, str]]:
-    """What running ``jobs`` (in order) would do to each run, without training anything: (name, state).
+    """What running ``jobs`` (in order) would do to each run, without training anything: (name, state). A run
+    that another process trains now (:func:`trained_elsewhere`) is named with that process.
 
     A run whose source checkpoint lies in a run folder that trains first counts as stale, since its source
     will change."""
@@ -301,6 +382,13 @@ def plan(
     for steps in jobs:
         for name, command in steps:
             run_dir = out / name
+            holder = trained_elsewhere(out, name)
+            if holder is not None:
+                states.append(
+                    (name, f"being trained by another process ({holder}): left alone; a run stops here")
+                )
+                training.add(run_dir)  # its results will change under the runs that start from it
+                continue
             args = _normalised(command, out, data)
             reason = _stale_reason(run_dir, run_fingerprint(command, out, data), args, out, data)
             source = next((Path(v) for f, v in zip(command, command[1:]) if f == SOURCE_FLAG), None)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shlex
 import subprocess
 import sys
@@ -715,6 +717,83 @@ def test_a_finished_run_is_reused_only_while_its_recipe_and_source_are_unchanged
     assert trained() == 5 and not (out / "run" / "checkpoints").exists()
     with pytest.raises(ValueError, match="unknown stale policy"):
         reproduce.run("run", command, out, 1, stale="ignore")
+
+
+_HOLD_LOCK = """
+import fcntl, json, sys, time
+handle = open(sys.argv[1], "a+")
+fcntl.flock(handle, fcntl.LOCK_EX)
+handle.write(json.dumps({"pid": 4242, "host": "node7", "since": "2026-12-07 10:00:00"}))
+handle.flush()
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.skipif(reproduce.fcntl is None, reason="no advisory file locks on this platform (Windows)")
+def test_a_run_that_another_process_is_training_is_left_alone(tmp_path) -> None:
+    """A second reproduce.py must not move aside, resume or train a run that a first one is training: run()
+    stops naming the holder, the dry run says so, and the lock goes with its holder however it exits."""
+    out, marker = tmp_path / "out", tmp_path / "trained.txt"
+    out.mkdir()
+    command = [sys.executable, "-c", f"open({str(marker)!r}, 'a').write('x')"]
+    (out / "run").mkdir()  # half-trained by the other process, with a recipe this command does not ask for
+    (out / "run" / "started.json").write_text(json.dumps({"fingerprint": "the other process's recipe"}))
+    lock = reproduce._lock_path(out, "run")
+    lock.parent.mkdir(parents=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, str(lock)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        expected = "another process (pid 4242 on node7, since 2026-12-07 10:00:00"
+        for policy in reproduce.STALE_POLICIES:
+            with pytest.raises(SystemExit, match=rf"run is being trained by {re.escape(expected)}; lock "):
+                reproduce.run("run", command, out, 1, stale=policy)
+        assert not marker.exists() and not (out / "stale").exists()  # neither trained nor moved aside
+        assert json.loads((out / "run" / "started.json").read_text()) == {
+            "fingerprint": "the other process's recipe"
+        }
+        target = [sys.executable, "-c", "pass", reproduce.SOURCE_FLAG, str(out / "run" / "last.ckpt")]
+        states = reproduce.plan([[("run", command)], [("target", target)]], out)
+        assert states[0] == ("run", f"being trained by {expected}): left alone; a run stops here")
+        assert states[1] == ("target", "new: trains")
+        assert reproduce.trained_elsewhere(out, "other") is None  # other runs are free
+    finally:
+        holder.kill()  # killed, not finished: the system drops its lock
+        holder.wait()
+    assert reproduce.trained_elsewhere(out, "run") is None
+    reproduce.run("run", command, out, 1)  # now the stale run is moved aside and trained
+    assert marker.read_text() == "x" and len(list((out / "stale").iterdir())) == 1
+    assert reproduce.plan([[("run", command)]], out) == [("run", "finished: reused")]
+    failing = [sys.executable, "-c", "raise SystemExit(3)"]
+    with pytest.raises(SystemExit, match="failed with exit code 3"):
+        reproduce.run("broken", failing, out, 1)
+    assert reproduce.trained_elsewhere(out, "broken") is None  # a failed run releases its lock too
+    held = json.loads(reproduce._lock_path(out, "run").read_text())
+    assert held["pid"] == os.getpid() and "host" in held and "since" in held  # the last holder's note
+
+    # through the script, as a user starting a second `make reproduce` runs it: exit 1, the run named, nothing written
+    _fake_data(tmp_path / "data")
+    lock = reproduce._lock_path(tmp_path / "o", "mfif")
+    lock.parent.mkdir(parents=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, str(lock)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        script = [sys.executable, str(REPO / "experiments" / "reproduce.py"), "--budget", "smoke", "--data-root",
+                  str(tmp_path / "data"), "--out", str(tmp_path / "o"), "--only", "main", "--no-results"]  # fmt: skip
+        dry = subprocess.run([*script, "--dry-run"], capture_output=True, text=True, timeout=120, cwd=REPO)
+        assert dry.returncode == 0, dry.stderr
+        assert "mfif" in dry.stdout and "being trained by another process (pid 4242 on node7" in dry.stdout
+        result = subprocess.run(script, capture_output=True, text=True, timeout=120, cwd=REPO)
+        assert result.returncode == 1
+        assert "mfif is being trained by another process (pid 4242 on node7" in result.stderr
+        assert not (tmp_path / "o" / "mfif").exists()
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_dry_run_says_what_each_run_would_do_and_trains_nothing(tmp_path) -> None:
