@@ -269,9 +269,8 @@ def run_lock(out: Path, name: str) -> Iterator[None]:
         return
     path = _lock_path(out, name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open(
-        "a+"
-    ) as handle:  # "a+": the holder's note stays readable until this process holds the lock
+    # "a+", not "w": the holder's note stays readable until this process holds the lock
+    with path.open("a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
