@@ -231,6 +231,61 @@ def test_mean_rank_and_selection_use_validation_scores_only(tmp_path) -> None:
     assert (seed, run.name) == (2, "ivif_no_guidance_main_s2")
 
 
+def test_exported_records_say_how_each_run_was_trained_and_the_shipped_one_how_it_was_chosen(
+    tmp_path, monkeypatch
+) -> None:
+    """results.export_weights: every finished run is exported with the command that retrains it and the
+    overlays it read (the ablation sizing only for the ablation seeds); the best-ranked one becomes the
+    default weights, with its selection in the record."""
+    import stfuse.models.checkpoint as checkpoint
+    from stfuse.models import build_network
+
+    monkeypatch.setattr(checkpoint, "load_network", lambda path, *_, **__: build_network({}))
+    monkeypatch.setattr(results, "DEFAULT_WEIGHTS", tmp_path / "weights" / "stfuse_default.safetensors")
+    values = {"ivif_stfuse_main": 2.0, "ivif_no_guidance_main_s2": 5.0, "ivif_stfuse_s1": 1.0}
+    scores = {
+        name: {**dict.fromkeys(results.TABLE_METRICS, v), "copy_distance": 0.1} for name, v in values.items()
+    }
+    (tmp_path / "validation.json").write_text(json.dumps({"pairs": 16, "seed": 0, "scores": scores}))
+    for name in values:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "done.json").write_text(json.dumps({"seconds": 60.0}))
+    exported, selection = results.export_weights(tmp_path, "cpu")
+    assert set(exported) == set(values) and selection["run"] == "ivif_no_guidance_main_s2"
+    records = {
+        name: json.loads(checkpoint.read_network_state(path)[2]["training"])
+        for name, path in exported.items()
+    }
+    sizing = "experiments/budgets/cpu/ablation.yaml"
+    main, other, seed = (
+        records["ivif_stfuse_main"],
+        records["ivif_no_guidance_main_s2"],
+        records["ivif_stfuse_s1"],
+    )
+    assert (
+        main["main_run"] and main["budget_steps"] and main["command"].startswith("make train-mfif BUDGET=cpu")
+    )
+    assert (
+        not other["main_run"]
+        and other["budget_steps"]
+        and (other["variant"], other["seed"]) == ("no_guidance", 2)
+    )
+    assert other["command"].startswith("python experiments/reproduce.py --budget cpu --only main-seeds "
+                                       "--variants no_guidance --main-seeds 2;")  # fmt: skip
+    assert (
+        sizing not in other["configs"]["ivif"]
+        and "experiments/ablations/no_guidance.yaml" in other["configs"]["ivif"]
+    )
+    assert (
+        not seed["budget_steps"]
+        and sizing in seed["configs"]["ivif"]
+        and "--only ablations" in seed["command"]
+    )
+    shipped = json.loads(results.DEFAULT_WEIGHTS.with_suffix(".json").read_text())
+    assert shipped["selection"]["rejected_as_copies"] == [] and shipped["variant"] == "no_guidance"
+    assert shipped["train_seconds"] == {"mfif": None, "ivif_no_guidance_main_s2": 60.0}
+
+
 def test_results_table_counts_wins_against_the_mean_of_seeds() -> None:
     metrics = results.TABLE_METRICS
     methods = {
