@@ -344,7 +344,7 @@ Grids: one row per pair, columns {grid_note}.
 
 Each probe is one target-stage run (the budget's steps, seed 0; experiments/probes/probes.yaml) that changes
 one thing from the run it is compared with, scored on the validation pairs, never on a test set. "wins/losses" counts the
-metrics on which the probe beats / loses to that run. Every metric in the table counts higher as better. "seams" is a
+metrics on which the probe beats / loses to that run. Each of the 8 metrics counts higher as better. "seams" is a
 diagnostic that no selection reads (experiments/validate.py's `false_edges`): the mean coarse-scale edge strength
 of the fused image that neither source has, the outline of a patch taken from one source in a flat region; lower
 is better, and a constant blend of the sources has none.
