@@ -498,6 +498,11 @@ def main() -> int:
         raise SystemExit(f"unknown probe(s) {unknown}; choose from {sorted(PROBES)}")
     source = Path(args.mfif_ckpt).resolve() if args.mfif_ckpt else out / "mfif" / "checkpoints" / "last.ckpt"
 
+    if args.only == "main-seeds" and not ablation_config(budget):
+        raise SystemExit(
+            f"budget {budget} trains its ablation seeds at its own target steps (no "
+            f"experiments/budgets/{budget}/ablation.yaml), so it has no main-budget seeds apart: use --only ablations"
+        )
     timings: dict[str, float] = {}
     needs_source = args.only in ("all", "main", "main-seeds", "probes") or any(
         v != "no_transfer" for v in args.variants.split(",")

@@ -148,6 +148,12 @@ def test_the_main_run_spends_the_budget_and_the_ablations_use_their_own_sizing(t
     monkeypatch.setattr(sys, "argv", [*argv, "--only", "main-seeds", "--variants", "no_transfer"])
     with pytest.raises(SystemExit, match="main-seeds trains the variants"):
         reproduce.main()
+    # a budget without ablation.yaml trains its seeds at its own steps: nothing to train apart, not even the source
+    started.clear()
+    monkeypatch.setattr(sys, "argv", [*argv, "--only", "main-seeds", "--budget", "gpu"])
+    with pytest.raises(SystemExit, match="budget gpu trains its ablation seeds at its own target steps"):
+        reproduce.main()
+    assert started == {}
 
 
 def test_the_recipe_lives_in_the_yaml_and_equals_the_stage_defaults() -> None:
@@ -809,10 +815,13 @@ def test_a_run_that_another_process_is_training_is_left_alone(tmp_path) -> None:
         assert json.loads((out / "run" / "started.json").read_text()) == {
             "fingerprint": "the other process's recipe"
         }
+        # a finished run that starts from the locked one: its source is changing under it
         target = [sys.executable, "-c", "pass", reproduce.SOURCE_FLAG, str(out / "run" / "last.ckpt")]
+        reproduce.run("target", target, out, 1)
+        assert reproduce.plan([[("target", target)]], out) == [("target", "finished: reused")]
         states = reproduce.plan([[("run", command)], [("target", target)]], out)
         assert states[0] == ("run", f"being trained by {expected}): left alone; a run stops here")
-        assert states[1] == ("target", "new: trains")
+        assert states[1] == ("target", "stale (its source stage trains first): moved to stale/ and retrained")
         assert reproduce.trained_elsewhere(out, "other") is None  # other runs are free
     finally:
         holder.kill()  # killed, not finished: the system drops its lock
