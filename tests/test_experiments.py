@@ -237,6 +237,48 @@ def test_mean_rank_and_selection_use_validation_scores_only(tmp_path) -> None:
     assert (seed, run.name) == (2, "ivif_no_guidance_main_s2")
 
 
+def test_the_shipped_variant_is_decided_on_seed_means_at_the_budget_steps(tmp_path) -> None:
+    """Full STFuse ships when the means of its seeds at the budget's own steps beat transfer without L_g on
+    ≥ 5 of 8 validation metrics, even where one seed of the other variant outranks each of its seeds; the
+    shorter ablation seeds do not compete; below the bar the other variant's best seed ships."""
+    metrics = results.TABLE_METRICS
+
+    def values(*per_metric: float) -> dict[str, float]:
+        return {**dict(zip(metrics, per_metric, strict=True)), "copy_distance": 0.1}
+
+    scores = {
+        # full STFuse: steady seeds, the better means on EN, SD, SF, MI, SCD (5 of 8)
+        "ivif_stfuse_main": values(4.9, 4.9, 4.9, 4.9, 4.9, 1, 1, 1),
+        "ivif_stfuse_main_s1": values(5.1, 5.1, 5.1, 5.1, 5.1, 2, 2, 2),
+        # transfer without L_g: one lucky seed ahead of every full-STFuse seed on 6 metrics, one poor seed
+        "ivif_no_guidance_main": values(6, 6, 6, 6, 6, 6, 6, 6),
+        "ivif_no_guidance_main_s1": values(1, 1, 1, 1, 1, 1, 1, 1),
+        "ivif_no_guidance_s0": values(*[9] * 8),  # a shorter ablation seed, best of all: not in the pool
+    }
+    (tmp_path / "validation.json").write_text(json.dumps({"pairs": 16, "seed": 0, "scores": scores}))
+    for name in scores:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "done.json").write_text("{}")
+    runs = results.final_runs(tmp_path, "cpu")
+    assert results.mean_rank(scores, [n for n in scores if "_main" in n])["ivif_no_guidance_main"] == 1.0
+    seed, run, selection = results.select_shipped(tmp_path, runs)
+    assert (seed, run.name) == (1, "ivif_stfuse_main_s1"), "the better-ranked full-STFuse seed"
+    assert selection["variant"] == "stfuse"
+    assert selection["full_stfuse_wins"]["metrics"] == ["EN", "SD", "SF", "MI", "SCD"]
+    assert "ivif_no_guidance_s0" not in selection["validation_scores"]
+    assert "budget's own steps" in selection["rule"] and "fewer than 5 of the 8" in selection["rule"]
+    # 4 of 8: below the bar, so transfer without L_g's best seed ships
+    scores["ivif_stfuse_main_s1"] = values(5.1, 5.1, 5.1, 5.1, 1, 2, 2, 2)
+    (tmp_path / "validation.json").write_text(json.dumps({"pairs": 16, "seed": 0, "scores": scores}))
+    seed, run, selection = results.select_shipped(tmp_path, runs)
+    assert (run.name, selection["variant"]) == ("ivif_no_guidance_main", "no_guidance")
+    assert len(selection["full_stfuse_wins"]["metrics"]) == 4
+    # without runs at the budget's own steps (a budget that trains its seeds at its own steps), the seeds compete
+    runs = {key: pool for key, pool in runs.items() if key not in results.MAIN_KEYS.values()}
+    seed, run, selection = results.select_shipped(tmp_path, runs)
+    assert run.name == "ivif_no_guidance_s0" and "among the seeds" in selection["rule"]
+
+
 def test_exported_records_say_how_each_run_was_trained_and_the_shipped_one_how_it_was_chosen(
     tmp_path, monkeypatch
 ) -> None:
