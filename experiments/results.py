@@ -310,6 +310,33 @@ def write_grids(out: Path, data: Path, methods: list[str], pairs: int = 3) -> li
     return written
 
 
+def selection_text(selection: dict) -> str:
+    """How the shipped run was chosen, for the results page: the rule, then what it found."""
+    wins = selection["full_stfuse_wins"]
+    found = (
+        f"full STFuse's seed means won {len(wins['metrics'])} of {wins['of']} ({', '.join(wins['metrics']) or 'none'})"
+        if all(wins["runs"].values())
+        else "one variant only had runs to choose from"
+    )
+    rank = selection["mean_rank"][selection["run"]]
+    return (
+        f"`{selection['run']}`, chosen on {selection['split']} ({selection['rule']}): {found}, so "
+        f"{VARIANT_NAMES[selection['variant']]} ships, and `{selection['run']}` has the best mean rank of its "
+        f"{len(selection['mean_rank'])} seed(s) ({rank:.2f})"
+    )
+
+
+def seeds_text(runs: dict[str, list[tuple[int, Path]]]) -> str:
+    """The seeds each variant has in the tables (``make reproduce`` trains 0, 1, 2; more where they were run)."""
+    labels = {**{key: f"{VARIANT_NAMES[v]} at the budget's own steps" for v, key in MAIN_KEYS.items()},
+              **{v: f"{label} at the ablation steps" for v, label in VARIANT_NAMES.items()}}  # fmt: skip
+    return "; ".join(
+        f"{labels[key]}: {', '.join(str(seed) for seed, _ in seeded)}"
+        for key, seeded in runs.items()
+        if seeded
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="outputs/reproduce")
@@ -338,7 +365,8 @@ def main() -> int:
         "recipe": json.dumps(recipe(), ensure_ascii=False),
         "shipped_run": selection["run"],
         "copies": copied_runs(out),
-        "selection": f"`{selection['run']}`, chosen by {selection['rule']} on {selection['split']}",
+        "selection": selection_text(selection),
+        "seeds": seeds_text(final_runs(out, args.budget)),
     }  # fmt: skip
     write_page(summaries, runs, shipped_label, grids, fields, out)
     print((REPO / "docs" / "results.md").read_text())

@@ -319,12 +319,13 @@ SeAFusion's row is its released outputs scored with this project's metric code.
   training or selection.
 - The main run (`ivif_stfuse_main`, where the budget sizes the ablations apart): full STFuse, seed 0, at the
   budget's own target steps (`ivif_steps` above), what `make transfer-ivif BUDGET={budget}` trains. Full STFuse
-  and transfer without L_g also train at those steps at seeds 0, 1, 2 (`ivif_<variant>_main[_s<seed>]`,
+  and transfer without L_g also train at those steps at more seeds (`ivif_<variant>_main[_s<seed>]`,
   `reproduce.py --only main-seeds`): the rows "the budget's own steps" compare L_g where the recipe is meant
   to be trained.
 - The three variants (full STFuse, transfer without L_g, no transfer) share one source stage, one step budget
-  (`ablation_ivif_steps` above, where given) and the seeds 0, 1, 2 (the seed sets the target stage's crop
+  (`ablation_ivif_steps` above, where given) and their seeds (the seed sets the target stage's crop
   order and augmentation, and the initial weights of the no-transfer model). The probes use the same budget.
+- Seeds in the tables (`make reproduce` trains 0, 1, 2; `--seeds` and `--main-seeds` add more): {seeds}.
 - Shipped weights (`src/stfuse/weights/stfuse_default.*`): {selection}.
 
 | run | wall time |

@@ -267,6 +267,16 @@ def test_the_shipped_variant_is_decided_on_seed_means_at_the_budget_steps(tmp_pa
     assert selection["full_stfuse_wins"]["metrics"] == ["EN", "SD", "SF", "MI", "SCD"]
     assert "ivif_no_guidance_s0" not in selection["validation_scores"]
     assert "budget's own steps" in selection["rule"] and "fewer than 5 of the 8" in selection["rule"]
+    page = results.selection_text({**selection, "run": run.name, "split": "16 pairs"})
+    assert page.startswith(
+        "`ivif_stfuse_main_s1`, chosen on 16 pairs (among the runs at the budget's own steps"
+    )
+    assert "full STFuse's seed means won 5 of 8 (EN, SD, SF, MI, SCD), so STFuse (full) ships" in page
+    assert page.endswith("has the best mean rank of its 2 seed(s) (1.00)")
+    assert results.seeds_text(runs) == (
+        "transfer without L_g at the ablation steps: 0; STFuse (full) at the budget's own steps: 0, 1; "
+        "transfer without L_g at the budget's own steps: 0, 1"
+    )
     # 4 of 8: below the bar, so transfer without L_g's best seed ships
     scores["ivif_stfuse_main_s1"] = values(5.1, 5.1, 5.1, 5.1, 1, 2, 2, 2)
     (tmp_path / "validation.json").write_text(json.dumps({"pairs": 16, "seed": 0, "scores": scores}))
@@ -570,7 +580,8 @@ def test_results_page_is_written_with_a_main_run_beside_the_variants(tmp_path, m
         "main": ["ivif_stfuse_main"],
     }
     fields = {"budget": "cpu", "schedule": "{}", "mfif_config": "m.yaml", "ivif_config": "i.yaml", "recipe": "{}",
-              "selection": "`ivif_stfuse_s0`", "shipped_run": "ivif_stfuse_s0", "copies": []}  # fmt: skip
+              "selection": "`ivif_stfuse_s0`", "shipped_run": "ivif_stfuse_s0", "copies": [],
+              "seeds": "full STFuse at the ablation steps: 0"}  # fmt: skip
     grids = [tmp_path / f"results_{name}.png" for name in results.SETS]
     body = results_page.write_page(
         {name: summary for name in results.SETS}, runs, "shipped", grids, fields, tmp_path
