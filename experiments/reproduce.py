@@ -51,6 +51,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shlex
 import socket
 import subprocess
@@ -130,6 +131,16 @@ def main_budget_run(variant: str, seed: int) -> str:
     """A run at the budget's own target steps: ``ivif_<variant>_main`` at seed 0, ``ivif_<variant>_main_s<seed>``
     at the other seeds (only budgets with an ablation.yaml train these apart from the ablation seeds)."""
     return f"ivif_{variant}_main" + (f"_s{seed}" if seed else "")
+
+
+def parse_main_budget_run(name: str) -> tuple[str, int] | None:
+    """``(variant, seed)`` of a run named by :func:`main_budget_run`, else None (an ablation seed, a probe, an
+    odd folder name)."""
+    match = re.fullmatch(r"ivif_(\w+?)_main(?:_s(\d+))?", name)
+    if match is None or match[1] not in VARIANTS:
+        return None
+    variant, seed = match[1], int(match[2] or 0)
+    return (variant, seed) if main_budget_run(variant, seed) == name else None  # not ..._s0 or ..._s01
 
 
 def main_run(budget: str) -> str:

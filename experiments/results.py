@@ -32,8 +32,8 @@ from reproduce import (  # noqa: E402
     ablation_config,
     budget_config,
     budget_settings,
-    main_budget_run,
     main_run,
+    parse_main_budget_run,
 )
 from results_page import (  # noqa: E402
     MAIN_KEYS,
@@ -85,11 +85,12 @@ def final_runs(out: Path, budget: str | None = None) -> dict[str, list[tuple[int
             if (run / "done.json").is_file():  # finished (an interrupted run has only an interval last.ckpt)
                 runs.setdefault(variant, []).append((int(run.name.rsplit("_s", 1)[1]), run))
     if budget is not None and main_run(budget) != MAIN_RUN:
+        parsed = {run: parse_main_budget_run(run.name) for run in out.glob("ivif_*_main*")}
+        found = sorted(
+            (seed, variant, run) for run, named in parsed.items() if named for variant, seed in [named]
+        )
         for variant, key in MAIN_KEYS.items():
-            suffixes = (p.name.rsplit("_s", 1)[1] for p in out.glob(f"{main_budget_run(variant, 0)}_s*"))
-            seeds = [0] + sorted(int(suffix) for suffix in suffixes if suffix.isdigit())
-            for seed in seeds:
-                run = out / main_budget_run(variant, seed)
+            for seed, _, run in (entry for entry in found if entry[1] == variant):
                 if (run / "done.json").is_file():
                     runs.setdefault(key, []).append((seed, run))
     return runs
@@ -356,7 +357,7 @@ def main() -> int:
     kind = VARIANT_NAMES["no_guidance" if selection["run"].startswith("ivif_no_guidance") else "stfuse"]
     if selection["run"] == main_run(args.budget):
         kind += ", the main run"
-    elif "_main" in selection["run"]:
+    elif parse_main_budget_run(selection["run"]):
         kind += ", at the budget's own steps"
     shipped_label = f"**STFuse, shipped weights** ({kind}, `{selection['run']}`)"
     fields = {

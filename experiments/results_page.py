@@ -10,7 +10,7 @@ import statistics
 from pathlib import Path
 
 from published import CDDFUSE, SEAFUSION, SETS, TABLE_METRICS
-from reproduce import MAIN_RUN, PROBES
+from reproduce import MAIN_RUN, PROBES, parse_main_budget_run
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANT_NAMES = {
@@ -207,7 +207,7 @@ def probe_table(out: Path) -> str:
                 "the main run (full STFuse, the budget's own target steps)"
                 if name == "ivif_stfuse_main"
                 else f"{_main_budget_label(name)} at the budget's own target steps"
-                if name.startswith("ivif_") and "_main" in name
+                if parse_main_budget_run(name)
                 else "ablation run (the ablation steps)"
                 if name.startswith("ivif_")
                 else "copy baseline"
@@ -226,8 +226,8 @@ def probe_table(out: Path) -> str:
 
 def _main_budget_label(name: str) -> str:
     """``ivif_no_guidance_main_s1`` -> "transfer without L_g, seed 1" (a run at the budget's own steps)."""
-    variant, _, seed = name[len("ivif_") :].partition("_main")
-    return f"{VARIANT_NAMES.get(variant, variant)}, seed {seed[2:] if seed.startswith('_s') else 0}"
+    variant, seed = parse_main_budget_run(name) or ("", 0)
+    return f"{VARIANT_NAMES.get(variant, variant)}, seed {seed}"
 
 
 def _goal_line(label: str, facts: dict[str, list[str]], key: str, need: int, what: str) -> str | None:

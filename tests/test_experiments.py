@@ -289,6 +289,16 @@ def test_the_shipped_variant_is_decided_on_seed_means_at_the_budget_steps(tmp_pa
     assert run.name == "ivif_no_guidance_s0" and "among the seeds" in selection["rule"]
 
 
+def test_run_names_at_the_budget_steps_parse_back_to_their_variant_and_seed() -> None:
+    for variant in reproduce.MAIN_VARIANTS:
+        for seed in (0, 1, 12):
+            name = reproduce.main_budget_run(variant, seed)
+            assert reproduce.parse_main_budget_run(name) == (variant, seed)
+    for name in ("ivif_stfuse_main_s0", "ivif_stfuse_main_s01", "ivif_stfuse_main_sX", "ivif_stfuse_s1",
+                 "ivif_magic_main", "probe_lg_main", "ivif_stfuse_main_s1_old"):  # fmt: skip
+        assert reproduce.parse_main_budget_run(name) is None, name
+
+
 def test_exported_records_say_how_each_run_was_trained_and_the_shipped_one_how_it_was_chosen(
     tmp_path, monkeypatch
 ) -> None:
