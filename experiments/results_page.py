@@ -202,6 +202,8 @@ def probe_table(out: Path) -> str:
             if reference and other in scores:
                 up = sum(values[m] > scores[other][m] for m in TABLE_METRICS)
                 versus, delta = other, f"{up}/{len(TABLE_METRICS) - up}"
+            elif reference:
+                versus = f"{other} (no score here)"
         else:
             what = (
                 "the main run (full STFuse, the budget's own target steps)"
@@ -221,7 +223,15 @@ def probe_table(out: Path) -> str:
             + " | ".join(f"{values[m]:.3f}" for m in TABLE_METRICS)
             + f" | {seams} | {beats} | {versus} | {delta} |"
         )
-    return f"Validation split: {split_text(validation)}.\n\n" + "\n".join(lines)
+    missing = [probe for probe in PROBES if f"probe_{probe}" not in scores]
+    untrained = (
+        f"\n\nProbes of experiments/probes/probes.yaml without a validation score in this output folder ("
+        f"{len(missing)} of {len(PROBES)}; `python experiments/reproduce.py --only probes --probes NAME,...` "
+        f"trains them): {', '.join(missing)}."
+        if missing
+        else ""
+    )
+    return f"Validation split: {split_text(validation)}.\n\n" + "\n".join(lines) + untrained
 
 
 def _main_budget_label(name: str) -> str:

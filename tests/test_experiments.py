@@ -475,6 +475,16 @@ def test_probe_table_compares_each_probe_with_its_reference(tmp_path, monkeypatc
     assert "| 0.600 | 0.0012 | 8/8 | probe_a |" in rows["probe_b"]  # the seams diagnostic beside the metrics
     assert "transfer without L_g, seed 1 at the budget's own target steps" in rows["ivif_no_guidance_main_s1"]
     assert "copy baseline" in rows["copy_ir"]
+    assert "without a validation score" not in results_page.probe_table(tmp_path)
+    # a probe not trained in this output folder is named under the table; one whose reference is missing says so
+    monkeypatch.setattr(results_page, "PROBES", {**results_page.PROBES, "c": ("stfuse", [], "probe c", "a"),
+                                                 "d": ("stfuse", [], "probe d", "e"), "e": ("stfuse", [], "e", "a")})  # fmt: skip
+    scores["probe_d"] = dict.fromkeys(metrics, 0.8)
+    (tmp_path / "validation.json").write_text(json.dumps({"pairs": 16, "seed": 0, "scores": scores}))
+    table = results_page.probe_table(tmp_path)
+    assert table.endswith("without a validation score in this output folder (2 of 5; `python experiments/"
+                          "reproduce.py --only probes --probes NAME,...` trains them): c, e.")  # fmt: skip
+    assert "| probe_e (no score here) | – |" in table
 
 
 def test_a_run_whose_output_is_a_copy_of_one_source_is_never_shipped(tmp_path) -> None:
