@@ -327,10 +327,12 @@ def selection_text(selection: dict) -> str:
     )
 
 
-def seeds_text(runs: dict[str, list[tuple[int, Path]]]) -> str:
-    """The seeds each variant has in the tables (``make reproduce`` trains 0, 1, 2; more where they were run)."""
+def seeds_text(runs: dict[str, list[tuple[int, Path]]], apart: bool = True) -> str:
+    """The seeds each variant has in the tables (``make reproduce`` trains 0, 1, 2; more where they were run).
+    ``apart``: the budget sizes its ablation seeds apart from its own steps (an ablation.yaml)."""
+    where = "at the ablation steps" if apart else "at the budget's own steps"
     labels = {**{key: f"{VARIANT_NAMES[v]} at the budget's own steps" for v, key in MAIN_KEYS.items()},
-              **{v: f"{label} at the ablation steps" for v, label in VARIANT_NAMES.items()}}  # fmt: skip
+              **{v: f"{label} {where}" for v, label in VARIANT_NAMES.items()}}  # fmt: skip
     return "; ".join(
         f"{labels[key]}: {', '.join(str(seed) for seed, _ in seeded)}"
         for key, seeded in runs.items()
@@ -367,7 +369,7 @@ def main() -> int:
         "shipped_run": selection["run"],
         "copies": copied_runs(out),
         "selection": selection_text(selection),
-        "seeds": seeds_text(final_runs(out, args.budget)),
+        "seeds": seeds_text(final_runs(out, args.budget), apart=ablation_config(args.budget) is not None),
     }  # fmt: skip
     write_page(summaries, runs, shipped_label, grids, fields, out)
     print((REPO / "docs" / "results.md").read_text())

@@ -277,6 +277,9 @@ def test_the_shipped_variant_is_decided_on_seed_means_at_the_budget_steps(tmp_pa
         "transfer without L_g at the ablation steps: 0; STFuse (full) at the budget's own steps: 0, 1; "
         "transfer without L_g at the budget's own steps: 0, 1"
     )
+    # a budget that trains its seeds at its own steps labels them so
+    only_seeds = {"no_guidance": runs["no_guidance"]}
+    assert results.seeds_text(only_seeds, apart=False) == "transfer without L_g at the budget's own steps: 0"
     # 4 of 8: below the bar, so transfer without L_g's best seed ships
     scores["ivif_stfuse_main_s1"] = values(5.1, 5.1, 5.1, 5.1, 1, 2, 2, 2)
     (tmp_path / "validation.json").write_text(json.dumps({"pairs": 16, "seed": 0, "scores": scores}))
