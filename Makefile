@@ -37,7 +37,7 @@ help:
 	@echo "make bench-demo      the demo timed alone and beside two busy processes (JSON)"
 	@echo "make test            install, then run the test suite"
 	@echo "make train-mfif      source stage (DATA_ROOT, GPUS, NODES, BUDGET=cpu|gpu|smoke, ARGS)"
-	@echo "make transfer-ivif   target stage from the latest source checkpoint"
+	@echo "make transfer-ivif   target stage from the latest source checkpoint (SEED=N: the target stage's seed)"
 	@echo "make evaluate        metrics table + HTML report"
 	@echo "make bench           speed benchmarks (JSON)"
 	@echo "make lint            ruff check + ruff format --check (part of make test)"
@@ -79,8 +79,14 @@ format: install
 TRAINER_PRESET := $(if $(filter 0,$(GPUS)),cpu,$(if $(and $(filter 1,$(GPUS)),$(filter 1,$(NODES))),gpu,ddp))
 DEVICE_ARGS := $(if $(filter 0,$(GPUS)),,--trainer.devices $(GPUS) --trainer.num_nodes $(NODES))
 # BUDGET=cpu|gpu|smoke: the step budget, crops, batch sizes and trainer of experiments/budgets/<BUDGET>/ in place
-# of the trainer preset; `make train-mfif BUDGET=cpu && make transfer-ivif BUDGET=cpu` trains the packaged weights.
+# of the trainer preset; `make train-mfif BUDGET=cpu && make transfer-ivif BUDGET=cpu SEED=1` trains the packaged
+# weights' recipe and seed.
 BUDGET ?=
+# SEED=N: the target stage's seed (weights' noise, crop order and augmentation; the replay stream takes N + 1),
+# as experiments/reproduce.py seeds its runs; the packaged weights' record names theirs. Empty: ivif.yaml's 0.
+SEED ?=
+IVIF_SEED_ARGS := $(if $(SEED),--seed_everything $(SEED) --data.init_args.ivif.init_args.seed $(SEED) \
+	--data.init_args.replay.init_args.seed $(shell expr $(SEED) + 1 2>/dev/null),)
 MFIF_SCHEDULE := $(if $(BUDGET),experiments/budgets/$(BUDGET)/mfif.yaml,experiments/trainer/$(TRAINER_PRESET).yaml)
 IVIF_SCHEDULE := $(if $(BUDGET),experiments/budgets/$(BUDGET)/ivif.yaml,experiments/trainer/$(TRAINER_PRESET).yaml)
 MFIF_OUT ?= $(OUT)/mfif
@@ -100,10 +106,11 @@ train-mfif: install
 		--trainer.default_root_dir $(MFIF_OUT) $(DEVICE_ARGS) $(MFIF_DATA_ARGS) $(ARGS)
 
 transfer-ivif: install
+	@case "$(SEED)" in *[!0-9]*) echo "SEED must be a non-negative integer, got '$(SEED)'"; exit 2;; esac
 	@test -f "$(SOURCE_CKPT)" || { echo "No source checkpoint at $(SOURCE_CKPT): run 'make train-mfif' first or pass SOURCE_CKPT=path"; exit 2; }
 	$(STFUSE) fit --config experiments/ivif.yaml --config $(IVIF_SCHEDULE) \
 		--trainer.default_root_dir $(IVIF_OUT) --model.init_args.source_ckpt $(SOURCE_CKPT) \
-		$(DEVICE_ARGS) $(IVIF_DATA_ARGS) $(ARGS)
+		$(IVIF_SEED_ARGS) $(DEVICE_ARGS) $(IVIF_DATA_ARGS) $(ARGS)
 
 demo: install
 	$(STFUSE) demo --out $(OUT)/demo $(ARGS)

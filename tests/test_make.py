@@ -50,3 +50,27 @@ def test_make_train_mfif_then_transfer_ivif_chain_exits_0(tmp_path):
     assert "Error" not in result.stderr.replace("Error 0", "")
     assert (tmp_path / "mfif" / "checkpoints" / "last.ckpt").is_file()
     assert (tmp_path / "ivif" / "checkpoints" / "last.ckpt").is_file(), "the chain reached the second stage"
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_transfer_ivif_takes_the_target_seed_as_reproduce_seeds_its_runs(tmp_path):
+    """SEED=N sets the target stage's seed, its crop stream's and its replay stream's (N + 1), as
+    experiments/reproduce.py seeds its runs (the packaged weights' record names their seed); a bad SEED stops
+    before anything trains."""
+    source = tmp_path / "source.ckpt"
+    source.write_bytes(b"")
+
+    def make(*extra: str, dry: bool = True) -> subprocess.CompletedProcess:
+        command = shlex.split(_make("transfer-ivif", tmp_path, [])) + [f"SOURCE_CKPT={source}", *extra]
+        return subprocess.run(command[:1] + (["-n"] if dry else []) + command[1:], capture_output=True, text=True,
+                              timeout=120)  # fmt: skip
+
+    seeded = make("SEED=3")
+    assert seeded.returncode == 0, seeded.stderr
+    assert ("--seed_everything 3 --data.init_args.ivif.init_args.seed 3 --data.init_args.replay.init_args.seed 4"
+            in seeded.stdout)  # fmt: skip
+    plain = make()
+    assert plain.returncode == 0 and "--seed_everything" not in plain.stdout  # ivif.yaml's seeds
+    bad = make("SEED=1x", dry=False)
+    assert bad.returncode == 2 and "SEED must be a non-negative integer, got '1x'" in bad.stdout
+    assert not (tmp_path / "ivif").exists()
