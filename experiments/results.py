@@ -85,14 +85,12 @@ def final_runs(out: Path, budget: str | None = None) -> dict[str, list[tuple[int
             if (run / "done.json").is_file():  # finished (an interrupted run has only an interval last.ckpt)
                 runs.setdefault(variant, []).append((int(run.name.rsplit("_s", 1)[1]), run))
     if budget is not None and main_run(budget) != MAIN_RUN:
-        parsed = {run: parse_main_budget_run(run.name) for run in out.glob("ivif_*_main*")}
-        found = sorted(
-            (seed, variant, run) for run, named in parsed.items() if named for variant, seed in [named]
-        )
+        named = {run: parse_main_budget_run(run.name) for run in out.glob("ivif_*_main*")}
         for variant, key in MAIN_KEYS.items():
-            for seed, _, run in (entry for entry in found if entry[1] == variant):
-                if (run / "done.json").is_file():
-                    runs.setdefault(key, []).append((seed, run))
+            seeded = sorted((parsed[1], run) for run, parsed in named.items()
+                            if parsed and parsed[0] == variant and (run / "done.json").is_file())  # fmt: skip
+            if seeded:
+                runs[key] = seeded
     return runs
 
 
@@ -356,7 +354,7 @@ def main() -> int:
         seeded[0] for v, seeded in runs.items() if v != "stfuse" and v not in MAIN_KEYS.values() and seeded
     ]
     grids = write_grids(out, data, grid_methods)
-    kind = VARIANT_NAMES["no_guidance" if selection["run"].startswith("ivif_no_guidance") else "stfuse"]
+    kind = VARIANT_NAMES[selection["variant"]]
     if selection["run"] == main_run(args.budget):
         kind += ", the main run"
     elif parse_main_budget_run(selection["run"]):

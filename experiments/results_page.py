@@ -236,8 +236,8 @@ def probe_table(out: Path) -> str:
 
 def _main_budget_label(name: str) -> str:
     """``ivif_no_guidance_main_s1`` -> "transfer without L_g, seed 1" (a run at the budget's own steps)."""
-    variant, seed = parse_main_budget_run(name) or ("", 0)
-    return f"{VARIANT_NAMES.get(variant, variant)}, seed {seed}"
+    variant, seed = parse_main_budget_run(name)  # only called on such names
+    return f"{VARIANT_NAMES[variant]}, seed {seed}"
 
 
 def _goal_line(label: str, facts: dict[str, list[str]], key: str, need: int, what: str) -> str | None:
