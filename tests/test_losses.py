@@ -127,6 +127,53 @@ def test_gradient_loss_keeps_the_stronger_texture_of_either_source() -> None:
     assert only_a > 0.01
 
 
+def _warm_target(h: int = 40, w: int = 48) -> tuple[torch.Tensor, torch.Tensor, slice, slice]:
+    """An infrared image with one warm 6×6 target on a 0.3 background, and a flat 0.5 visible image."""
+    rows, cols = slice(16, 22), slice(20, 26)
+    ir = torch.full((1, 1, h, w), 0.3)
+    ir[..., rows, cols] = 0.9
+    return ir, torch.full((1, 1, h, w), 0.5), rows, cols
+
+
+def test_target_mask_marks_the_warm_target_only() -> None:
+    ir, _, rows, cols = _warm_target()
+    mask = IVIFFusionLoss(lambda_target=1.0).target_mask(ir)
+    assert float(mask[..., rows, cols].amin()) == 1.0
+    outside = torch.ones_like(mask, dtype=torch.bool)
+    outside[..., rows, cols] = False
+    assert float(mask[outside].amax()) == 0.0
+    assert float(IVIFFusionLoss(lambda_target=1.0).target_mask(torch.full((1, 1, 40, 48), 0.7)).amax()) == 0.0
+
+
+def test_target_term_charges_a_grey_target_at_its_own_area_and_is_off_by_default() -> None:
+    """A fused image that takes the visible image's grey at the target: L_int, averaged over the whole image,
+    barely sees it (36 of 1920 pixels); L_target charges the whole gap 0.9 − 0.5; the infrared image itself
+    costs nothing there."""
+    ir, vi, rows, cols = _warm_target()
+    loss = IVIFFusionLoss(lambda_int=1.0, lambda_grad=0.0, lambda_ssim=0.0, lambda_target=2.0)
+    grey = vi.clone()  # max(IR, VIS) everywhere but on the target
+    terms = loss(grey, ir, vi)
+    assert float(terms["target"]) == pytest.approx(0.4, abs=1e-6)
+    assert float(terms["int"]) == pytest.approx(0.4 * 36 / (40 * 48), abs=1e-6)
+    assert float(terms["total"]) == pytest.approx(float(terms["int"]) + 2.0 * 0.4, abs=1e-6)
+    assert float(loss(torch.maximum(ir, vi), ir, vi)["target"]) == 0.0
+    assert "target" not in IVIFFusionLoss()(grey, ir, vi)
+    no_target = torch.full_like(ir, 0.3)
+    assert float(loss(grey, no_target, vi)["target"]) == 0.0
+
+
+def test_target_term_trains_toward_the_brighter_source_and_refuses_bad_settings() -> None:
+    ir, vi, rows, cols = _warm_target()
+    fused = torch.full_like(ir, 0.5, requires_grad=True)
+    IVIFFusionLoss(lambda_int=0.0, lambda_grad=0.0, lambda_ssim=0.0, lambda_target=1.0)(fused, ir, vi)[
+        "total"
+    ].backward()
+    assert float(fused.grad[..., rows, cols].amax()) < 0  # a step raises the target's brightness
+    for bad in ({"lambda_target": -1.0}, {"target_sigma": 0.0}, {"target_contrast": 0.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            IVIFFusionLoss(**bad)
+
+
 def test_ivif_loss_backward_is_finite_at_the_optimum() -> None:
     image = _texture(3)
     fused = image.clone().requires_grad_(True)

@@ -280,6 +280,16 @@ def test_stop_at_encoder_keeps_the_guidance_gradient_out_of_the_encoder(source_c
     assert (encoder == 0.0) if stop else (encoder > 0.0), encoder
 
 
+def test_target_term_is_an_option_of_the_stage_that_trains_the_student(source_ckpt):
+    """λ_target reaches the objective; a training step whose only term is L_target (on random pairs, whose
+    infrared noise has many pixels above their surroundings) moves the decoder; the default leaves it out."""
+    stage, loss = _one_term_step(source_ckpt, 64, guidance="none", lambda_target=1.0)
+    assert stage.objective.fusion.lambda_target == 1.0
+    assert loss > 0
+    assert _gradient_sum(stage.net.decoder.parameters()) > 0
+    assert IVIFTransferStage(transfer=False, guidance="none", net=TINY_NET).objective.fusion.lambda_target == 0.0
+
+
 def test_base_weight_smoothness_trains_the_select_head_and_needs_it(source_ckpt):
     """A training step whose only term is the base-level weight smoothness moves the decoder's head; a
     network without the select head is refused at construction, naming the option."""

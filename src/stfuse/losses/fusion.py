@@ -35,9 +35,16 @@ class IVIFFusionLoss(nn.Module):
 
     - L_int  = |F − max(A, B)|₁: keep the brighter (salient) intensity, typically the IR target;
     - L_grad = | |∇F| − max(|∇A|, |∇B|) |₁: keep the stronger texture at every pixel (Sobel, L1 magnitude);
-    - L_ssim = 1 − ½·(SSIM(F, A) + SSIM(F, B)).
+    - L_ssim = 1 − ½·(SSIM(F, A) + SSIM(F, B));
+    - L_target (when ``lambda_target`` > 0) = Σ m·|F − max(A, B)| / Σ m, the intensity term on the infrared
+      targets only: m = clamp((A − G_σ(A)) / ``target_contrast``, 0, 1) marks where the infrared image is
+      brighter than its own surroundings (G_σ a Gaussian of σ ``target_sigma`` pixels), the warm persons and
+      vehicles. L_int averages over every pixel, so a target of a few hundred pixels barely counts and comes out
+      grey; normalised by the mask's own area, it counts as much as the whole image does in L_int. A batch
+      without such pixels gives 0.
 
-    ``forward`` returns ``{"int", "grad", "ssim", "total"}`` (scalars; only ``total`` is weighted).
+    ``forward`` returns ``{"int", "grad", "ssim", "total"}`` and ``"target"`` when ``lambda_target`` > 0
+    (scalars; only ``total`` is weighted).
     """
 
     def __init__(
@@ -46,12 +53,32 @@ class IVIFFusionLoss(nn.Module):
         lambda_grad: float = 1.0,
         lambda_ssim: float = 1.0,
         window_size: int = 11,
+        lambda_target: float = 0.0,
+        target_sigma: float = 8.0,
+        target_contrast: float = 0.1,
     ) -> None:
         super().__init__()
+        if not lambda_target >= 0:
+            raise ValueError(f"lambda_target must be ≥ 0, got {lambda_target}")
+        if not target_sigma > 0 or not target_contrast > 0:
+            raise ValueError(
+                f"target_sigma and target_contrast must be > 0, got {target_sigma} and {target_contrast}"
+            )
         self.lambda_int = float(lambda_int)
         self.lambda_grad = float(lambda_grad)
         self.lambda_ssim = float(lambda_ssim)
+        self.lambda_target = float(lambda_target)
+        self.target_sigma = float(target_sigma)
+        self.target_contrast = float(target_contrast)
         self.ssim = SSIMLoss(window_size=window_size)
+
+    def target_mask(self, a: torch.Tensor) -> torch.Tensor:
+        """m in [0, 1]: where the infrared image ``a`` (N×1×H×W) is brighter than its Gaussian surroundings."""
+        size = 2 * max(1, round(3 * self.target_sigma)) + 1
+        surround = kornia.filters.gaussian_blur2d(
+            a, (size, size), (self.target_sigma, self.target_sigma), border_type="replicate"
+        )
+        return ((a - surround) / self.target_contrast).clamp(0.0, 1.0)
 
     def forward(self, fused: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> dict[str, torch.Tensor]:
         """fused, a, b: N×1×H×W in [0, 1] (a = infrared, b = visible luminance)."""
@@ -61,7 +88,13 @@ class IVIFFusionLoss(nn.Module):
         loss_grad = (gradient_magnitude(fused) - target_grad).abs().mean()
         loss_ssim = 0.5 * (self.ssim(fused, a) + self.ssim(fused, b))
         total = self.lambda_int * loss_int + self.lambda_grad * loss_grad + self.lambda_ssim * loss_ssim
-        return {"int": loss_int, "grad": loss_grad, "ssim": loss_ssim, "total": total}
+        terms = {"int": loss_int, "grad": loss_grad, "ssim": loss_ssim}
+        if self.lambda_target > 0:
+            mask = self.target_mask(a).detach()
+            error = (fused - torch.maximum(a, b)).abs()
+            terms["target"] = (mask * error).sum() / mask.sum().clamp_min(1.0)
+            total = total + self.lambda_target * terms["target"]
+        return {**terms, "total": total}
 
 
 class SelectionSmoothness(nn.Module):

@@ -1,7 +1,8 @@
 """The whole transfer objective L = λ_int·L_int + λ_grad·L_grad + λ_ssim·L_ssim + λ_g·L_g + λ_src·L_src
-(+ λ_smooth·L_smooth, the edge-aware smoothness of the select head's base-level weights).
+(+ λ_smooth·L_smooth, the edge-aware smoothness of the select head's base-level weights, and λ_target·L_target,
+the intensity term on the infrared targets).
 
-All six weights live here; the IVIF stage only runs the student, the frozen teacher and the replayed source
+All seven weights live here; the IVIF stage only runs the student, the frozen teacher and the replayed source
 batch, passes their outputs in and logs the terms.
 """
 
@@ -19,7 +20,8 @@ from stfuse.losses.guidance import GuidanceLoss, GuidanceMode
 class TransferObjective(nn.Module):
     """IVIF fusion terms, the guidance term L_g against the MFIF teacher and the replayed MFIF loss L_src.
 
-    ``forward`` returns the unweighted terms ``int``, ``grad``, ``ssim`` (always), ``g`` (when the teacher's
+    ``forward`` returns the unweighted terms ``int``, ``grad``, ``ssim`` (always), ``target`` (when
+    λ_target > 0: the intensity term on the infrared targets, stfuse.losses.fusion.IVIFFusionLoss), ``g`` (when the teacher's
     outputs are given and λ_g > 0), ``src`` (when a replay batch is given and λ_src > 0), ``smooth`` (when
     λ_smooth > 0: :class:`stfuse.losses.fusion.SelectionSmoothness` on the ``select`` feature maps, which needs
     ``select_levels``, the network's pyramid levels) and the weighted ``total``. λ_g can be overridden per
@@ -44,6 +46,7 @@ class TransferObjective(nn.Module):
         lambda_smooth: float = 0.0,
         smooth_edge_scale: float = 0.05,
         select_levels: int | None = None,
+        lambda_target: float = 0.0,
     ) -> None:
         super().__init__()
         if lambda_smooth < 0:
@@ -53,7 +56,9 @@ class TransferObjective(nn.Module):
                 "lambda_smooth > 0 smooths the select head's weight maps: it needs select_levels (the network's "
                 "pyramid levels), and a network with the select head"
             )
-        self.fusion = IVIFFusionLoss(lambda_int=lambda_int, lambda_grad=lambda_grad, lambda_ssim=lambda_ssim)
+        self.fusion = IVIFFusionLoss(
+            lambda_int=lambda_int, lambda_grad=lambda_grad, lambda_ssim=lambda_ssim, lambda_target=lambda_target
+        )
         self.guidance = GuidanceLoss(
             mode=guidance,
             layers=guidance_layers,

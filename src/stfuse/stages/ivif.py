@@ -149,6 +149,10 @@ class IVIFTransferStage(FusionStageBase):
             one source's brightness instead of blotches of both. 0 (default): off. It needs the select head.
         smooth_edge_scale: the source edge strength (max Sobel magnitude at the base level's scale) at which
             a flip costs 1/e of its price in a flat region.
+        lambda_target: weight of the intensity term on the infrared targets (stfuse.losses.fusion.IVIFFusionLoss,
+            L_target): |F − max(IR, VIS)| averaged over the pixels where the infrared image is brighter than its
+            surroundings, the warm persons and vehicles that L_int, averaged over every pixel, leaves grey.
+            0 (default): off.
 
     The defaults are the reference recipe (experiments/ivif.yaml repeats them for the reader;
     docs/results.md, "what moved the metrics", says why each is there).
@@ -181,6 +185,7 @@ class IVIFTransferStage(FusionStageBase):
         guidance_stop_at_encoder: bool = True,
         lambda_smooth: float = 0.0,
         smooth_edge_scale: float = 0.05,
+        lambda_target: float = 0.0,
         alpha: float = 1.0,
         beta: float = 1.0,
         val_metrics: list[str] | None = None,
@@ -262,6 +267,7 @@ class IVIFTransferStage(FusionStageBase):
             lambda_smooth=hp.lambda_smooth,
             smooth_edge_scale=hp.smooth_edge_scale,
             select_levels=self.net.levels if self.net.head == "select" else None,
+            lambda_target=hp.lambda_target,
         )
 
     def configure_metrics(self) -> None:
