@@ -182,8 +182,8 @@ def probe_table(out: Path) -> str:
     validation = json.loads(path.read_text())
     scores = validation["scores"]
     laplacian = scores.get("laplacian")
-    lines = ["| run | what it tests | " + " | ".join(TABLE_METRICS) + " | seams ↓ | > Laplacian | compared with | wins/losses |",
-             "|---|---|" + "---|" * (len(TABLE_METRICS) + 4)]  # fmt: skip
+    lines = ["| run | what it tests | " + " | ".join(TABLE_METRICS) + " | seams ↓ | grey targets ↓ | > Laplacian | compared with | wins/losses |",
+             "|---|---|" + "---|" * (len(TABLE_METRICS) + 5)]  # fmt: skip
     ordered = [f"probe_{p}" for p in PROBES if f"probe_{p}" in scores]
     ordered += sorted(k for k in scores if k.startswith("ivif_"))
     ordered += [k for k in ("average", "maximum", "laplacian", "copy_ir", "copy_vi") if k in scores]
@@ -218,10 +218,11 @@ def probe_table(out: Path) -> str:
             )
         beats = f"{sum(values[m] > laplacian[m] for m in TABLE_METRICS)}/8" if laplacian else "–"
         seams = f"{values['false_edges']:.4f}" if "false_edges" in values else "–"
+        grey = f"{values['target_gap']:.4f}" if "target_gap" in values else "–"
         lines.append(
             f"| {name} | {what} | "
             + " | ".join(f"{values[m]:.3f}" for m in TABLE_METRICS)
-            + f" | {seams} | {beats} | {versus} | {delta} |"
+            + f" | {seams} | {grey} | {beats} | {versus} | {delta} |"
         )
     missing = [probe for probe in PROBES if f"probe_{probe}" not in scores]
     untrained = (
@@ -358,7 +359,10 @@ one thing from the run it is compared with, scored on the validation pairs, neve
 metrics on which the probe beats / loses to that run. Each of the 8 metrics counts higher as better. "seams" is a
 diagnostic that no selection reads (experiments/validate.py's `false_edges`): the mean coarse-scale edge strength
 of the fused image that neither source has, the outline of a patch taken from one source in a flat region; lower
-is better, and a constant blend of the sources has none.
+is better, and a constant blend of the sources has none. "grey targets" is another (`target_gap`): how much darker
+the fused image is than the infrared image on its warm targets (the pixels brighter than their surroundings in
+the infrared image), in grey levels of 1; 0 for the infrared image itself, "–" where the run was scored before
+the diagnostic existed.
 
 {probes}
 """

@@ -103,14 +103,26 @@ def false_edges(fused: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor, steps: 
     return float((edges[:, :1] - torch.maximum(edges[:, 1:2], edges[:, 2:3])).clamp_min(0).mean())
 
 
+def target_gap(fused: torch.Tensor, ir: torch.Tensor) -> float:
+    """How much darker F is than the infrared image on its warm targets: Σ m·max(0, IR − F) / Σ m, with m the
+    pixels where the infrared image is brighter than its surroundings (stfuse.losses.warm_target_mask, the mask
+    of the target stage's ``lambda_target`` term). 0 for the infrared image itself; the visual goal's "infrared
+    targets as bright as in the IR image" as a number. An image without such pixels gives 0."""
+    from stfuse.losses import warm_target_mask
+
+    mask = warm_target_mask(ir)
+    return float((mask * (ir - fused).clamp_min(0)).sum() / mask.sum().clamp_min(1.0))
+
+
 def score(fuse, pairs: list[dict]) -> dict[str, float]:
     """The table metrics of ``fuse`` on ``pairs``, with ``to_ir``/``to_vi`` (mean |F − IR|, mean |F − VIS|),
-    ``copy_distance`` (the smaller of the two) and ``false_edges`` (:func:`false_edges`, a diagnostic of
-    seams that no selection rule reads)."""
+    ``copy_distance`` (the smaller of the two), ``false_edges`` (:func:`false_edges`, a diagnostic of
+    seams that no selection rule reads) and ``target_gap`` (:func:`target_gap`, a diagnostic of grey infrared
+    targets that no selection rule reads either)."""
     from stfuse.metrics import FusionMetrics
 
     metrics = FusionMetrics(preset="cddfuse", metrics=TABLE_METRICS)
-    to_ir, to_vi, seams = [], [], []
+    to_ir, to_vi, seams, gaps = [], [], [], []
     with torch.inference_mode():
         for item in pairs:
             ir, vi = item["ir"][None], item["vi"][None]
@@ -119,16 +131,18 @@ def score(fuse, pairs: list[dict]) -> dict[str, float]:
             to_ir.append(float((fused - ir).abs().mean()))
             to_vi.append(float((fused - vi).abs().mean()))
             seams.append(false_edges(fused, ir, vi))
+            gaps.append(target_gap(fused, ir))
     row = {name: float(value) for name, value in metrics.compute().items()}
     row["to_ir"], row["to_vi"] = sum(to_ir) / len(to_ir), sum(to_vi) / len(to_vi)
     row["false_edges"] = sum(seams) / len(seams)
+    row["target_gap"] = sum(gaps) / len(gaps)
     row["copy_distance"] = min(row["to_ir"], row["to_vi"])
     return row
 
 
 def balanced(rows: dict[str, dict[str, float]]) -> dict[str, float]:
     """The mean over domains of each value (every domain counts once); ``copy_distance`` from the means."""
-    keys = [*TABLE_METRICS, "to_ir", "to_vi", "false_edges"]
+    keys = [*TABLE_METRICS, "to_ir", "to_vi", "false_edges", "target_gap"]
     row = {
         key: sum(r[key] for r in rows.values()) / len(rows)
         for key in keys

@@ -461,7 +461,7 @@ def test_probe_table_compares_each_probe_with_its_reference(tmp_path, monkeypatc
     scores = {
         reproduce.MAIN_RUN: dict.fromkeys(metrics, 1.0),
         "probe_a": {**dict.fromkeys(metrics, 0.5), "EN": 2.0},
-        "probe_b": {**dict.fromkeys(metrics, 0.6), "false_edges": 0.00123},
+        "probe_b": {**dict.fromkeys(metrics, 0.6), "false_edges": 0.00123, "target_gap": 0.0456},
         "ivif_no_guidance_main_s1": dict.fromkeys(metrics, 0.7),
         "laplacian": dict.fromkeys(metrics, 0.55),
         "copy_ir": {**dict.fromkeys(metrics, 3.0), "copy_distance": 0.0},
@@ -474,8 +474,10 @@ def test_probe_table_compares_each_probe_with_its_reference(tmp_path, monkeypatc
     }
     assert rows["probe_a"].endswith(f"| {reproduce.MAIN_RUN} | 1/7 |")
     assert rows["probe_b"].endswith("| probe_a | 7/1 |")  # compared with a, not the main run
-    assert rows[reproduce.MAIN_RUN].endswith("| – | 8/8 | – | – |")  # no seams score recorded: "–"
-    assert "| 0.600 | 0.0012 | 8/8 | probe_a |" in rows["probe_b"]  # the seams diagnostic beside the metrics
+    assert rows[reproduce.MAIN_RUN].endswith("| – | – | 8/8 | – | – |")  # no diagnostics recorded: "–"
+    assert (
+        "| 0.600 | 0.0012 | 0.0456 | 8/8 | probe_a |" in rows["probe_b"]
+    )  # the diagnostics beside the metrics
     assert "transfer without L_g, seed 1 at the budget's own target steps" in rows["ivif_no_guidance_main_s1"]
     assert "copy baseline" in rows["copy_ir"]
     assert "without a validation score" not in results_page.probe_table(tmp_path)
@@ -664,6 +666,25 @@ def test_false_edges_sees_patches_pasted_into_a_flat_region_and_not_a_convex_mix
             seams.append(validate.false_edges(w * ir + (1 - w) * vi, ir, vi))
         assert 0 < seams[0] < seams[1], seams
     assert set(validate.score(lambda ir, vi: 0.5 * (ir + vi), pairs)) >= {"false_edges", "copy_distance"}
+
+
+def test_target_gap_is_zero_for_the_infrared_image_and_grows_as_targets_turn_grey(data_root) -> None:
+    """On held-out MSRS training pairs (warm persons at night): the infrared image has no gap, anything at
+    least as bright neither; the visible image has a large one, and a blend's gap grows with the visible share."""
+    import validate
+
+    pairs = validate.validation_pairs(data_root, validate.split_settings("cpu"))["msrs"]
+    visible_gaps = []
+    for item in pairs:
+        ir, vi = item["ir"][None], item["vi"][None]
+        assert validate.target_gap(ir, ir) == 0.0
+        assert validate.target_gap((ir + 0.1).clamp(max=1.0), ir) == 0.0
+        gaps = [validate.target_gap((1 - s) * ir + s * vi, ir) for s in (0.25, 0.5, 1.0)]
+        assert 0 < gaps[0] < gaps[1] < gaps[2], gaps
+        visible_gaps.append(gaps[2])
+    assert max(visible_gaps) > 0.1, visible_gaps  # two of the four pairs show persons far darker in VIS
+    row = validate.score(lambda ir, vi: 0.5 * (ir + vi), pairs)
+    assert row["target_gap"] > 0 and "target_gap" in validate.balanced({"msrs": row, "roadscene": row})
 
 
 def test_fused_images_of_a_retrained_run_are_not_reused(tmp_path) -> None:

@@ -287,7 +287,9 @@ def test_target_term_is_an_option_of_the_stage_that_trains_the_student(source_ck
     assert stage.objective.fusion.lambda_target == 1.0
     assert loss > 0
     assert _gradient_sum(stage.net.decoder.parameters()) > 0
-    assert IVIFTransferStage(transfer=False, guidance="none", net=TINY_NET).objective.fusion.lambda_target == 0.0
+    assert (
+        IVIFTransferStage(transfer=False, guidance="none", net=TINY_NET).objective.fusion.lambda_target == 0.0
+    )
 
 
 def test_base_weight_smoothness_trains_the_select_head_and_needs_it(source_ckpt):

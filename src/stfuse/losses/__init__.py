@@ -7,6 +7,7 @@ from stfuse.losses.functional import (
     match_moments,
     sobel_gradients,
     ssim_distance,
+    warm_target_mask,
 )
 from stfuse.losses.fusion import DecisionLoss, IVIFFusionLoss, MFIFLoss, SSIMLoss
 from stfuse.losses.guidance import GUIDANCE_MODES, GuidanceLoss, GuidanceMode
@@ -27,4 +28,5 @@ __all__ = [
     "match_moments",
     "sobel_gradients",
     "ssim_distance",
+    "warm_target_mask",
 ]

@@ -48,6 +48,17 @@ def gradient_magnitude(x: torch.Tensor) -> torch.Tensor:
     return sobel_gradients(x).abs().sum(dim=2)
 
 
+def warm_target_mask(ir: torch.Tensor, sigma: float = 8.0, contrast: float = 0.1) -> torch.Tensor:
+    """m in [0, 1], N×1×H×W: clamp((IR − G_σ(IR)) / ``contrast``, 0, 1), where the infrared image is brighter
+    than its own Gaussian surroundings (σ ``sigma`` pixels, replicated borders): the warm persons and vehicles.
+    A flat image gives 0 everywhere."""
+    if not sigma > 0 or not contrast > 0:
+        raise ValueError(f"sigma and contrast must be > 0, got {sigma} and {contrast}")
+    size = 2 * max(1, round(3 * sigma)) + 1
+    surround = kornia.filters.gaussian_blur2d(ir, (size, size), (sigma, sigma), border_type="replicate")
+    return ((ir - surround) / contrast).clamp(0.0, 1.0)
+
+
 def instance_norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """Per-sample, per-channel standardisation over the spatial axes of an N×C×H×W map.
 

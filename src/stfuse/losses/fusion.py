@@ -7,7 +7,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stfuse.losses.functional import check_same_shape, gradient_magnitude, sobel_gradients, ssim_distance
+from stfuse.losses.functional import (
+    check_same_shape,
+    gradient_magnitude,
+    sobel_gradients,
+    ssim_distance,
+    warm_target_mask,
+)
 from stfuse.models.blend import pyr_down, usable_levels
 from stfuse.models.blocks import pad_to_multiple
 
@@ -74,11 +80,7 @@ class IVIFFusionLoss(nn.Module):
 
     def target_mask(self, a: torch.Tensor) -> torch.Tensor:
         """m in [0, 1]: where the infrared image ``a`` (N×1×H×W) is brighter than its Gaussian surroundings."""
-        size = 2 * max(1, round(3 * self.target_sigma)) + 1
-        surround = kornia.filters.gaussian_blur2d(
-            a, (size, size), (self.target_sigma, self.target_sigma), border_type="replicate"
-        )
-        return ((a - surround) / self.target_contrast).clamp(0.0, 1.0)
+        return warm_target_mask(a, self.target_sigma, self.target_contrast)
 
     def forward(self, fused: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> dict[str, torch.Tensor]:
         """fused, a, b: N×1×H×W in [0, 1] (a = infrared, b = visible luminance)."""

@@ -57,7 +57,10 @@ class TransferObjective(nn.Module):
                 "pyramid levels), and a network with the select head"
             )
         self.fusion = IVIFFusionLoss(
-            lambda_int=lambda_int, lambda_grad=lambda_grad, lambda_ssim=lambda_ssim, lambda_target=lambda_target
+            lambda_int=lambda_int,
+            lambda_grad=lambda_grad,
+            lambda_ssim=lambda_ssim,
+            lambda_target=lambda_target,
         )
         self.guidance = GuidanceLoss(
             mode=guidance,
