@@ -218,7 +218,7 @@ def probe_table(out: Path) -> str:
             )
         beats = f"{sum(values[m] > laplacian[m] for m in TABLE_METRICS)}/8" if laplacian else "–"
         seams = f"{values['false_edges']:.4f}" if "false_edges" in values else "–"
-        grey = f"{values['target_gap']:.4f}" if "target_gap" in values else "–"
+        grey = f"{values['target_gap']:.3f}" if "target_gap" in values else "–"
         lines.append(
             f"| {name} | {what} | "
             + " | ".join(f"{values[m]:.3f}" for m in TABLE_METRICS)
@@ -359,10 +359,10 @@ one thing from the run it is compared with, scored on the validation pairs, neve
 metrics on which the probe beats / loses to that run. Each of the 8 metrics counts higher as better. "seams" is a
 diagnostic that no selection reads (experiments/validate.py's `false_edges`): the mean coarse-scale edge strength
 of the fused image that neither source has, the outline of a patch taken from one source in a flat region; lower
-is better, and a constant blend of the sources has none. "grey targets" is another (`target_gap`): how much darker
-the fused image is than the infrared image on its warm targets (the pixels brighter than their surroundings in
-the infrared image), in grey levels of 1; 0 for the infrared image itself, "–" where the run was scored before
-the diagnostic existed.
+is better, and a constant blend of the sources has none. "grey targets" is another (`target_gap`): the share of
+the infrared targets' lead over the visible image that the fused image loses, on the pixels where the infrared
+image is brighter than its own surroundings and than the visible image; 0 for the infrared image, 1 for the
+visible image, 0.5 for their average; "–" where the run was scored before the diagnostic existed.
 
 {probes}
 """

@@ -103,15 +103,18 @@ def false_edges(fused: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor, steps: 
     return float((edges[:, :1] - torch.maximum(edges[:, 1:2], edges[:, 2:3])).clamp_min(0).mean())
 
 
-def target_gap(fused: torch.Tensor, ir: torch.Tensor) -> float:
-    """How much darker F is than the infrared image on its warm targets: Σ m·max(0, IR − F) / Σ m, with m the
-    pixels where the infrared image is brighter than its surroundings (stfuse.losses.warm_target_mask, the mask
-    of the target stage's ``lambda_target`` term). 0 for the infrared image itself; the visual goal's "infrared
-    targets as bright as in the IR image" as a number. An image without such pixels gives 0."""
+def target_gap(fused: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor) -> float:
+    """The share of the infrared targets' lead over the visible image that F loses:
+    Σ m·max(0, IR − F) / Σ m·max(0, IR − VIS) over the pixels where the infrared image is brighter than both its
+    own surroundings (m, stfuse.losses.warm_target_mask, the mask of the target stage's ``lambda_target`` term)
+    and the visible image. 0 for the infrared image (or anything brighter), 1 for the visible image, s for the
+    constant blend (1 − s)·IR + s·VIS: the visual goal's "infrared targets as bright as in the IR image" as a
+    number. NaN for a pair without such pixels."""
     from stfuse.losses import warm_target_mask
 
-    mask = warm_target_mask(ir)
-    return float((mask * (ir - fused).clamp_min(0)).sum() / mask.sum().clamp_min(1.0))
+    mask = warm_target_mask(ir) * (ir > vi)
+    lead = float((mask * (ir - vi)).sum())
+    return float((mask * (ir - fused).clamp_min(0)).sum()) / lead if lead > 0 else float("nan")
 
 
 def score(fuse, pairs: list[dict]) -> dict[str, float]:
@@ -131,11 +134,12 @@ def score(fuse, pairs: list[dict]) -> dict[str, float]:
             to_ir.append(float((fused - ir).abs().mean()))
             to_vi.append(float((fused - vi).abs().mean()))
             seams.append(false_edges(fused, ir, vi))
-            gaps.append(target_gap(fused, ir))
+            gaps.append(target_gap(fused, ir, vi))
     row = {name: float(value) for name, value in metrics.compute().items()}
     row["to_ir"], row["to_vi"] = sum(to_ir) / len(to_ir), sum(to_vi) / len(to_vi)
     row["false_edges"] = sum(seams) / len(seams)
-    row["target_gap"] = sum(gaps) / len(gaps)
+    gaps = [gap for gap in gaps if gap == gap]  # pairs with targets brighter in IR than in VIS
+    row["target_gap"] = sum(gaps) / len(gaps) if gaps else float("nan")
     row["copy_distance"] = min(row["to_ir"], row["to_vi"])
     return row
 
