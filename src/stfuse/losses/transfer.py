@@ -21,11 +21,11 @@ class TransferObjective(nn.Module):
     """IVIF fusion terms, the guidance term L_g against the MFIF teacher and the replayed MFIF loss L_src.
 
     ``forward`` returns the unweighted terms ``int``, ``grad``, ``ssim`` (always), ``target`` (when
-    λ_target > 0: the intensity term on the infrared targets, stfuse.losses.fusion.IVIFFusionLoss), ``g`` (when the teacher's
-    outputs are given and λ_g > 0), ``src`` (when a replay batch is given and λ_src > 0), ``smooth`` (when
-    λ_smooth > 0: :class:`stfuse.losses.fusion.SelectionSmoothness` on the ``select`` feature maps, which needs
-    ``select_levels``, the network's pyramid levels) and the weighted ``total``. λ_g can be overridden per
-    call, for a schedule that changes it over the run.
+    λ_target > 0: the intensity term on the infrared targets, stfuse.losses.fusion.IVIFFusionLoss), ``g``
+    (when the teacher's outputs are given and λ_g > 0), ``src`` (when a replay batch is given and λ_src > 0),
+    ``smooth`` (when λ_smooth > 0: :class:`stfuse.losses.fusion.SelectionSmoothness` on the ``select`` feature
+    maps, which needs ``select_levels``, the network's pyramid levels) and the weighted ``total``. λ_g can be
+    overridden per call, for a schedule that changes it over the run.
     """
 
     def __init__(
