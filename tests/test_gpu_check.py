@@ -101,6 +101,7 @@ def test_dry_run_runs_every_step_on_the_cpu_into_one_folder(dry_run) -> None:
                 "to_ir",
                 "to_vi",
                 "false_edges",
+                "target_gap",
             } and all(v == v for v in row.values())
         comparison = validate["gpu_vs_packaged_cpu_model"]
         assert comparison["of"] == 8 and comparison["wins"] == len(comparison["metrics"])
