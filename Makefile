@@ -59,7 +59,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml constraints-cpu.txt
 
 # CI runs `make test`, so lint runs there too.
 test: install lint
-	$(PY) -m pytest -q tests notebooks --nbmake -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest -q tests notebooks --nbmake -n $(TEST_WORKERS) --dist loadfile --durations=15 $(PYTEST_ARGS)
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)

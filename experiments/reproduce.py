@@ -20,7 +20,9 @@ source changed since is *stale*: ``--stale retrain`` (the default) moves it to `
 deleted) and trains it afresh, ``--stale keep`` reuses it with a warning, ``--stale fail`` stops and lists it.
 A process holds a run's lock (``<out>/.locks/<run>.lock``) while it trains it, so a second reproduce.py stops
 at that run instead of moving it aside or training it twice.
-Defaults written in Python (a stage's or a network's) are not in the fingerprint.
+Defaults written in Python (a stage's or a network's) are not in the fingerprint. A run's ``done.json`` records
+its wall time summed over its attempts, an interrupted attempt counted up to its last checkpoint
+(``attempts.json``), so a resumed run reports the time it trained, not only its last attempt's.
 
 1. ``mfif``: the source stage on synthetic multi-focus pairs from DATA/train/natural (420 images), seed 0.
 2. ``ivif_<variant>_s<seed>``: the target stage on DATA/train/ivif/{roadscene,msrs} minus 16 held-out
@@ -315,7 +317,8 @@ def trained_elsewhere(out: Path, name: str) -> str | None:
 def run(
     name: str, command: list[str], out: Path, threads: int, stale: str = "retrain", data: Path | None = None
 ) -> float:
-    """Run one ``stfuse fit`` to completion (resuming an interrupted one); returns its wall time in seconds.
+    """Run one ``stfuse fit`` to completion (resuming an interrupted one); returns its wall time in seconds,
+    summed over its attempts (:func:`_earlier_attempts`: an interrupted attempt counts up to its last checkpoint).
 
     A finished run leaves ``<out>/<name>/done.json`` (its command, fingerprint and wall time) and is skipped
     next time while its fingerprint (:func:`run_fingerprint`) still matches; ``stale`` says what happens when it
@@ -327,6 +330,26 @@ def run(
         raise ValueError(f"unknown stale policy {stale!r}; expected one of {STALE_POLICIES}")
     with run_lock(out, name):
         return _run_locked(name, command, out, threads, stale, data)
+
+
+#: a run's wall-time account across attempts: ``<run>/attempts.json``
+ATTEMPTS = "attempts.json"
+
+
+def _earlier_attempts(run_dir: Path) -> tuple[float, int]:
+    """Account for the attempts before this one and start this one: ``(seconds, number of this attempt)``.
+
+    An attempt that was interrupted (killed, the machine lost) cannot record its end, so it is counted from its
+    start to the last write of ``checkpoints/last.ckpt`` (the training that the resume keeps; what came after
+    the checkpoint is trained again and counted in the next attempt). One that wrote no checkpoint counts 0."""
+    record = run_dir / ATTEMPTS
+    state = json.loads(record.read_text()) if record.is_file() else {"seconds": 0.0, "attempts": 0}
+    checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    if state.get("started") is not None and checkpoint.is_file():
+        state["seconds"] += max(0.0, checkpoint.stat().st_mtime - state["started"])
+    state["started"], state["attempts"] = time.time(), state["attempts"] + 1
+    record.write_text(json.dumps(state, indent=2))
+    return state["seconds"], state["attempts"]
 
 
 def _run_locked(
@@ -361,6 +384,7 @@ def _run_locked(
         started_record.write_text(
             json.dumps({"command": shlex.join(command), "fingerprint": fingerprint}, indent=2)
         )
+    earlier, attempt = _earlier_attempts(run_dir)
     log = out / "logs" / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE", "WANDB_MODE": "disabled",
@@ -371,12 +395,14 @@ def _run_locked(
         handle.write("$ " + shlex.join(command) + "\n")
         handle.flush()
         code = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO, env=env).returncode
-    seconds = time.perf_counter() - started
+    last = time.perf_counter() - started
     if code != 0:
         raise SystemExit(f"{name} failed with exit code {code}; see {log}")
-    done.write_text(
-        json.dumps({"command": shlex.join(command), "fingerprint": fingerprint, "seconds": seconds}, indent=2)
-    )
+    seconds = earlier + last
+    record = {"command": shlex.join(command), "fingerprint": fingerprint, "seconds": seconds}
+    if attempt > 1:
+        record |= {"attempts": attempt, "last_attempt_seconds": last}
+    done.write_text(json.dumps(record, indent=2))
     print(f"[{time.strftime('%H:%M:%S')}] done  {name}: {seconds / 60:.1f} min", flush=True)
     return seconds
 

@@ -8,6 +8,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -385,14 +386,27 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
     return flat
 
 
+NET = "model.init_args.net"
+
+
 def _settings(base: str, overlays: list[str]) -> dict[str, object]:
     """The flattened settings of experiments/<base> with the ``--config`` overlays stacked on it, in order."""
     settings = _flatten(yaml.safe_load((REPO / "experiments" / base).read_text()))
     for i in range(0, len(overlays), 2):
         path = REPO / overlays[i + 1]
         assert path.is_file(), path
-        settings.update(_flatten(yaml.safe_load(path.read_text()) or {}))
-    return settings
+        overlay = _flatten(yaml.safe_load(path.read_text()) or {})
+        # an overlay's `net` replaces the whole mapping (a dict-typed argument: jsonargparse does not merge it)
+        if any(key.startswith(f"{NET}.") for key in overlay):
+            settings = {key: value for key, value in settings.items() if not key.startswith(f"{NET}.")}
+        settings.update(overlay)
+    # the network that trains: an ivif student copies its teacher's (mfif.yaml's, the default network) with
+    # `net`'s keys overridden, and an unset key is the default, so {residual: 0.0} and {} are the same network
+    from stfuse.models import build_network
+
+    net = {key[len(NET) + 1 :]: value for key, value in settings.items() if key.startswith(f"{NET}.")}
+    settings = {key: value for key, value in settings.items() if key != NET and not key.startswith(f"{NET}.")}
+    return settings | _flatten({NET: build_network(net).config})
 
 
 def _differences(a: dict[str, object], b: dict[str, object]) -> set[str]:
@@ -879,6 +893,34 @@ def test_a_finished_run_is_reused_only_while_its_recipe_and_source_are_unchanged
     assert trained() == 5 and not (out / "run" / "checkpoints").exists()
     with pytest.raises(ValueError, match="unknown stale policy"):
         reproduce.run("run", command, out, 1, stale="ignore")
+
+
+def test_a_resumed_run_records_the_wall_time_of_all_its_attempts(tmp_path) -> None:
+    """An interrupted attempt counts from its start to its last checkpoint (what the resume keeps), so done.json
+    and the weights record give the whole training time, not the last attempt's."""
+    out = tmp_path / "out"
+    run_dir = out / "run"
+    checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    # the first attempt writes a checkpoint and is killed; the second resumes from it and finishes
+    command = [sys.executable, "-c", f"import pathlib, sys; p = pathlib.Path({str(checkpoint)!r}); "
+               "sys.exit(0) if p.is_file() else None; p.parent.mkdir(parents=True, exist_ok=True); "
+               "p.write_bytes(b'ckpt'); sys.exit(137)"]  # fmt: skip
+    with pytest.raises(SystemExit, match="run failed with exit code 137"):
+        reproduce.run("run", command, out, 1)
+    assert not (run_dir / "done.json").exists()
+    # the attempt began 100 s ago and wrote its last checkpoint 40 s ago: 60 s of training kept
+    now = time.time()
+    account = json.loads((run_dir / reproduce.ATTEMPTS).read_text())
+    (run_dir / reproduce.ATTEMPTS).write_text(json.dumps({**account, "started": now - 100}))
+    os.utime(checkpoint, (now - 40, now - 40))
+    reproduce.run("run", command, out, 1)
+    record = json.loads((run_dir / "done.json").read_text())
+    assert record["attempts"] == 2 and 0 <= record["last_attempt_seconds"] < 30
+    assert record["seconds"] == pytest.approx(60 + record["last_attempt_seconds"], abs=1)
+    # a first attempt that finishes has no attempt fields and its own time
+    reproduce.run("fresh", [sys.executable, "-c", "pass"], out, 1)
+    fresh = json.loads((out / "fresh" / "done.json").read_text())
+    assert "attempts" not in fresh and 0 <= fresh["seconds"] < 30
 
 
 _HOLD_LOCK = """

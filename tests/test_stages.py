@@ -180,22 +180,29 @@ def test_unknown_guidance_layers_are_refused(source_ckpt):
         source_ckpt=str(source_ckpt), guidance="feature_in", guidance_layers=["encoder"]
     )
     assert stage.objective.guidance.layers == ("encoder",)
-    stage = IVIFTransferStage(
-        source_ckpt=str(source_ckpt), guidance_branch="vi"
-    )  # the recipe's relation on cem
+    stage = IVIFTransferStage(source_ckpt=str(source_ckpt), guidance="feature_in", guidance_branch="vi")
     assert stage.objective.guidance.branch == "vi"
+    # the recipe's L_g reads no feature maps, so it has no branches
+    with pytest.raises(ValueError, match="mode 'output_grad' reads no maps"):
+        IVIFTransferStage(source_ckpt=str(source_ckpt), guidance_branch="vi")
     with pytest.raises(ValueError, match="splits the two-branch maps"):
         IVIFTransferStage(source_ckpt=str(source_ckpt), guidance="selection", guidance_branch="vi")
-    # the stop at the encoder (the recipe's default) acts where L_g reads the CEM maps, and nowhere else
+    # the stop at the encoder (the recipe's default) acts where L_g reads the CEM maps, and nowhere else: not on
+    # the recipe's output_grad, which reads the fused images
     reads = {
         "recipe": IVIFTransferStage(source_ckpt=str(source_ckpt)),
+        "feature_in": IVIFTransferStage(source_ckpt=str(source_ckpt), guidance="feature_in"),
         "relation": IVIFTransferStage(source_ckpt=str(source_ckpt), guidance="relation"),
         "selection": IVIFTransferStage(source_ckpt=str(source_ckpt), guidance="selection"),
-        "encoder": IVIFTransferStage(source_ckpt=str(source_ckpt), guidance_layers=["encoder"]),
+        "encoder": IVIFTransferStage(
+            source_ckpt=str(source_ckpt), guidance="feature_in", guidance_layers=["encoder"]
+        ),
     }
     assert reads["recipe"].hparams.guidance_stop_at_encoder is True
+    assert reads["recipe"].hparams.guidance == "output_grad"
     assert {k: stage._guidance_reads_cem() for k, stage in reads.items()} == {
-        "recipe": True,
+        "recipe": False,
+        "feature_in": True,
         "relation": True,
         "selection": False,
         "encoder": False,
@@ -269,15 +276,22 @@ def _gradient_sum(parameters) -> float:
 
 @pytest.mark.parametrize("stop", [True, False])
 def test_stop_at_encoder_keeps_the_guidance_gradient_out_of_the_encoder(source_ckpt, stop: bool):
-    """A training step whose only term is L_g: with the stop (the recipe) no gradient reaches the encoder and
-    the CEM still gets one; without it the encoder gets one too. The logged L_g is the same either way."""
+    """A training step whose only term is L_g on the CEM maps (feature_in): with the stop (the recipe's
+    setting) no gradient reaches the encoder and the CEM still gets one; without it the encoder gets one too.
+    The recipe's output_grad L_g reads the fused images, so with the stop its gradient still reaches the
+    encoder."""
     stage, loss = _one_term_step(
-        source_ckpt, 32, perturb=True, guidance_stop_at_encoder=stop, lambda_g_schedule="constant"
-    )
+        source_ckpt, 32, perturb=True, guidance="feature_in", guidance_stop_at_encoder=stop,
+        lambda_g_schedule="constant",
+    )  # fmt: skip
     assert loss > 0
     encoder = _gradient_sum(stage.net.encoder_parameters())
     assert _gradient_sum(stage.net.cem_parameters()) > 0
     assert (encoder == 0.0) if stop else (encoder > 0.0), encoder
+    if stop:
+        stage, loss = _one_term_step(source_ckpt, 32, perturb=True, lambda_g_schedule="constant")
+        assert stage.hparams.guidance == "output_grad" and stage.hparams.guidance_stop_at_encoder
+        assert loss > 0 and _gradient_sum(stage.net.encoder_parameters()) > 0
 
 
 def test_target_term_is_an_option_of_the_stage_that_trains_the_student(source_ckpt):

@@ -179,7 +179,7 @@ def _selection_only(option: str, mode: str) -> str:
     """The error for an option of the ``selection`` mode given with another mode."""
     return (
         f"{option} applies to guidance mode 'selection' only, not {mode!r}: set the mode to selection "
-        "(`guidance: selection`; the recipe's mode is feature_in) or leave the option out"
+        "(`guidance: selection`; the recipe's mode is output_grad) or leave the option out"
     )
 
 

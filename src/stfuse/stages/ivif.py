@@ -102,10 +102,12 @@ class IVIFTransferStage(FusionStageBase):
             (the ``no_transfer`` ablation; it then needs ``guidance="none"`` and no replay).
         net: architecture overrides for the student (e.g. ``{"shared_encoder": false}``); by default
             the student copies the teacher's architecture.
-        guidance: L_g mode, one of ``stfuse.losses.GUIDANCE_MODES`` (``feature_in`` by default: the teacher's
-            instance-normalised CEM maps, with the gradient stopped at the encoder (``guidance_stop_at_encoder``);
-            ``relation``: their channel correlations; ``selection``: its confident weight maps; ``none`` is plain
-            fine-tuning).
+        guidance: L_g mode, one of ``stfuse.losses.GUIDANCE_MODES`` (``output_grad`` by default, the recipe:
+            the fused images' locally contrast-normalised gradients, student against teacher, which sees what the
+            select head's detail residual adds and leaves the balance between the sources to the IVIF loss;
+            ``feature_in``: the teacher's instance-normalised CEM maps, with the gradient stopped at the encoder
+            (``guidance_stop_at_encoder``); ``relation``: their channel correlations; ``selection``: its
+            confident weight maps; ``none`` is plain fine-tuning).
         lambda_*: loss weights of L = λ_int·L_int + λ_grad·L_grad + λ_ssim·L_ssim + λ_g·L_g + λ_s·L_src
             (:class:`stfuse.losses.TransferObjective` holds them all).
         lambda_g_schedule: ``cosine`` (default, the recipe) and ``linear`` decay λ_g to 0 over the run's
@@ -169,7 +171,7 @@ class IVIFTransferStage(FusionStageBase):
         source_ckpt: str | None = None,
         transfer: bool = True,
         net: dict[str, Any] | None = None,
-        guidance: GuidanceMode = "feature_in",
+        guidance: GuidanceMode = "output_grad",
         lambda_int: float = 1.0,
         lambda_grad: float = 80.0,
         lambda_ssim: float = 1.0,
