@@ -171,7 +171,8 @@ def export_weights(out: Path, budget: str) -> tuple[dict[str, Path], dict]:
     """Export every finished target-stage run; the selected full-STFuse seed becomes the default weights."""
     from stfuse.models.checkpoint import load_network, save_network
 
-    seconds = {p.parent.name: json.loads(p.read_text())["seconds"] for p in out.glob("*/done.json")}
+    done = {p.parent.name: json.loads(p.read_text()) for p in out.glob("*/done.json")}
+    seconds = {name: record["seconds"] for name, record in done.items()}
     runs = final_runs(out, budget)
     if "stfuse" not in runs and "main" not in runs:
         raise SystemExit(f"no finished full-STFuse run under {out}; run experiments/reproduce.py first")
@@ -200,6 +201,9 @@ def export_weights(out: Path, budget: str) -> tuple[dict[str, Path], dict]:
                         "ivif": ["experiments/ivif.yaml", budget_config(budget, "ivif"), *sizing, *VARIANTS[variant][1::2]]},
             "schedule": schedule(budget),
             "train_seconds": {"mfif": seconds.get("mfif"), run.name: seconds.get(run.name)},
+            # how the wall time was counted, where a run was resumed or taken over from an equal recipe
+            **({"attempts": done[run.name]["attempts"]} if "attempts" in done.get(run.name, {}) else {}),
+            **({"adopted_from": done[run.name]["adopted_from"]} if "adopted_from" in done.get(run.name, {}) else {}),
             "data": {"source": "train/natural (420 images, synthetic multi-focus pairs)",
                      "target": "train/ivif/roadscene (171) + train/ivif/msrs (12), minus the validation pairs: "
                                + selection["split"]},

@@ -223,7 +223,7 @@ def test_a_root_too_small_for_the_stratified_split_is_one_line_naming_it(data_ro
 
 
 def test_a_selection_only_guidance_option_on_the_recipe_is_one_line_saying_what_to_set(trained, tmp_path):
-    """The recipe's L_g is `feature_in`; the selection-map options (documented for the earlier probes) need
+    """The recipe's L_g is `output_grad`; the selection-map options (documented for the earlier probes) need
     `guidance: selection`, and `stfuse fit` says so before training, exit 2, nothing written."""
     root, _ = trained
     source = str(root / "checkpoints" / "last.ckpt")
@@ -236,6 +236,6 @@ def test_a_selection_only_guidance_option_on_the_recipe_is_one_line_saying_what_
         assert result.returncode == 2, result.stderr[-3000:]
         assert "Traceback" not in result.stderr
         message = result.stderr.strip().splitlines()[-1]
-        assert f"a stage's {option}" in message and "not 'feature_in'" in message, message
+        assert f"a stage's {option}" in message and "not 'output_grad'" in message, message
         assert "guidance: selection" in message, message
         assert not run.exists()

@@ -322,6 +322,9 @@ def test_exported_records_say_how_each_run_was_trained_and_the_shipped_one_how_i
     for name in values:
         (tmp_path / name).mkdir()
         (tmp_path / name / "done.json").write_text(json.dumps({"seconds": 60.0}))
+    # the run that ships was resumed once: its record says how its wall time was counted
+    resumed = {"seconds": 60.0, "attempts": 2, "last_attempt_seconds": 25.0}
+    (tmp_path / "ivif_no_guidance_main_s2" / "done.json").write_text(json.dumps(resumed))
     exported, selection = results.export_weights(tmp_path, "cpu")
     assert set(exported) == set(values) and selection["run"] == "ivif_no_guidance_main_s2"
     records = {
@@ -356,6 +359,7 @@ def test_exported_records_say_how_each_run_was_trained_and_the_shipped_one_how_i
     shipped = json.loads(results.DEFAULT_WEIGHTS.with_suffix(".json").read_text())
     assert shipped["selection"]["rejected_as_copies"] == [] and shipped["variant"] == "no_guidance"
     assert shipped["train_seconds"] == {"mfif": None, "ivif_no_guidance_main_s2": 60.0}
+    assert shipped["attempts"] == 2 and "attempts" not in main and "adopted_from" not in shipped
 
 
 def test_results_table_counts_wins_against_the_mean_of_seeds() -> None:
