@@ -36,8 +36,9 @@ from typing import Any
 import torch
 
 from stfuse.inference.compute import configure_cpu_threads, physical_cores
-from stfuse.inference.fuser import Fuser
+from stfuse.inference.fuser import DEFAULT_WEIGHTS, Fuser
 from stfuse.models import STFuseNet
+from stfuse.models.checkpoint import load_network
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -109,13 +110,18 @@ def _record(
 
 
 def network(spec: str) -> STFuseNet:
-    """``PRESET`` or ``PRESET/HEAD`` (``compact/paint``: the preset with the painting head, as a baseline)."""
+    """``PRESET`` or ``PRESET/HEAD`` (``compact/paint``: the preset with the painting head, as a baseline), or
+    ``packaged``: the packaged default weights themselves (their architecture, the recipe's detail residual
+    included, with their trained values)."""
+    if spec == "packaged":
+        return load_network(DEFAULT_WEIGHTS)
     preset, _, head = spec.partition("/")
     return STFuseNet(preset=preset, **({"head": head} if head else {}))
 
 
 def make_fuser(preset: str, device: str, precision: str, compiled: bool) -> Fuser:
-    """A Fuser over random weights (seed 0), never tiling: the network alone is timed."""
+    """A Fuser over random weights (seed 0; ``packaged``: the default weights), never tiling: the network alone
+    is timed."""
     torch.manual_seed(0)
     return Fuser(network(preset), device=device, precision=precision, compile=compiled, tile=0)
 
@@ -271,7 +277,9 @@ def _progress(label: str, result: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--presets", help="PRESET or PRESET/HEAD list (compact,compact/paint)", default="small,base"
+        "--presets",
+        help="PRESET or PRESET/HEAD list (compact,compact/paint), or packaged (the default weights)",
+        default="small,base",
     )
     parser.add_argument("--sizes", default="640x480,1024x768", help="W×H list")
     parser.add_argument("--batch-sizes", default="1,16")

@@ -202,8 +202,7 @@ def export_weights(out: Path, budget: str) -> tuple[dict[str, Path], dict]:
             "schedule": schedule(budget),
             "train_seconds": {"mfif": seconds.get("mfif"), run.name: seconds.get(run.name)},
             # how the wall time was counted, where a run was resumed or taken over from an equal recipe
-            **({"attempts": done[run.name]["attempts"]} if "attempts" in done.get(run.name, {}) else {}),
-            **({"adopted_from": done[run.name]["adopted_from"]} if "adopted_from" in done.get(run.name, {}) else {}),
+            **{key: value for key, value in done.get(run.name, {}).items() if key in ("attempts", "adopted_from")},
             "data": {"source": "train/natural (420 images, synthetic multi-focus pairs)",
                      "target": "train/ivif/roadscene (171) + train/ivif/msrs (12), minus the validation pairs: "
                                + selection["split"]},

@@ -325,6 +325,11 @@ def test_exported_records_say_how_each_run_was_trained_and_the_shipped_one_how_i
     # the run that ships was resumed once: its record says how its wall time was counted
     resumed = {"seconds": 60.0, "attempts": 2, "last_attempt_seconds": 25.0}
     (tmp_path / "ivif_no_guidance_main_s2" / "done.json").write_text(json.dumps(resumed))
+    # the main run was taken over from an equal recipe's run: its record keeps what it was trained as
+    adopted = {"run": "res_main", "command": "stfuse fit ...", "fingerprint": "f0"}
+    (tmp_path / "ivif_stfuse_main" / "done.json").write_text(
+        json.dumps({"seconds": 60.0, "adopted_from": adopted})
+    )
     exported, selection = results.export_weights(tmp_path, "cpu")
     assert set(exported) == set(values) and selection["run"] == "ivif_no_guidance_main_s2"
     records = {
@@ -360,6 +365,7 @@ def test_exported_records_say_how_each_run_was_trained_and_the_shipped_one_how_i
     assert shipped["selection"]["rejected_as_copies"] == [] and shipped["variant"] == "no_guidance"
     assert shipped["train_seconds"] == {"mfif": None, "ivif_no_guidance_main_s2": 60.0}
     assert shipped["attempts"] == 2 and "attempts" not in main and "adopted_from" not in shipped
+    assert main["adopted_from"] == adopted and "adopted_from" not in other
 
 
 def test_results_table_counts_wins_against_the_mean_of_seeds() -> None:
