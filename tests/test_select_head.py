@@ -130,6 +130,14 @@ def test_independent_detail_option_adds_one_map_per_detail_level_and_is_validate
             STFuseNet("tiny", detail="independent", **bad)
 
 
+def test_a_residual_on_the_paint_head_is_refused_not_ignored() -> None:
+    with pytest.raises(
+        ValueError, match="residual 0.5 bounds the select head's detail residual, but the head is 'paint'"
+    ):
+        STFuseNet("tiny", head="paint", residual=0.5)
+    assert STFuseNet("tiny", head="paint", residual=0.0).config["residual"] == 0.0
+
+
 def test_max_base_rule_takes_the_brighter_local_mean_whatever_the_weights_say() -> None:
     y, x = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
     left = (x < 32).float()[None, None]

@@ -204,6 +204,12 @@ class STFuseNet(nn.Module):
             raise ValueError(f"base_tau must be a finite temperature > 0, got {base_tau}")
         if float(residual) < 0 or not float(residual) < float("inf"):
             raise ValueError(f"residual must be a finite bound ≥ 0, got {residual}")
+        if float(residual) > 0 and head != "select":
+            raise ValueError(
+                f"residual {residual} bounds the select head's detail residual, but the head is {head!r}, which "
+                "predicts the pixels and has none; set net.residual: 0.0 (an overlay that sets `net` replaces "
+                "the recipe's whole net mapping, so restate it there)"
+            )
         for name, value, plain, modes in (
             ("detail", detail, "convex", DETAIL_MODES),
             ("base", base, "learned", BASE_RULES),
