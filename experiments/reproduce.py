@@ -6,6 +6,7 @@
     python experiments/reproduce.py --only main               # just the main model (source + full STFuse, seed 0)
     python experiments/reproduce.py --only main-seeds         # L_g at the main run's steps: both variants, 3 seeds
     python experiments/reproduce.py --dry-run                 # what each run would do; trains nothing
+    python experiments/reproduce.py --only ablations --keep-weights   # the 3-seed table; the packaged weights stay
 
 Every setting comes from YAML: the recipe is experiments/mfif.yaml and experiments/ivif.yaml (equal to the
 stages' defaults), a budget is an overlay pair experiments/budgets/<budget>/{mfif,ivif}.yaml (trainer, steps,
@@ -506,6 +507,11 @@ def main() -> int:
     )
     parser.add_argument("--no-results", action="store_true", help="train only")
     parser.add_argument(
+        "--keep-weights", action="store_true",
+        help="write the results without selecting new default weights: the packaged weights stay and are scored "
+             "as the shipped row (for an --out that lacks the runs they came from, e.g. --only ablations)",
+    )  # fmt: skip
+    parser.add_argument(
         "--dry-run",
         action="store_true",
         help="print what each run would do (reused, resumed, trained, stale) and exit without training",
@@ -619,7 +625,7 @@ def main() -> int:
     print("$ " + shlex.join(validate), flush=True)
     subprocess.run(validate, check=True, cwd=REPO)
     results = [sys.executable, str(REPO / "experiments" / "results.py"), "--out", str(out), "--data-root", str(data),
-               "--budget", args.budget]  # fmt: skip
+               "--budget", args.budget, *(["--keep-weights"] if args.keep_weights else [])]  # fmt: skip
     print("$ " + shlex.join(results), flush=True)
     subprocess.run(results, check=True, cwd=REPO)
     return 0

@@ -167,8 +167,9 @@ def copied_runs(out: Path) -> list[str]:
     return sorted(name for name, values in scores.items() if name.startswith("ivif_") and is_copy(values))
 
 
-def export_weights(out: Path, budget: str) -> tuple[dict[str, Path], dict]:
-    """Export every finished target-stage run; the selected full-STFuse seed becomes the default weights."""
+def export_weights(out: Path, budget: str, ship: bool = True) -> tuple[dict[str, Path], dict | None]:
+    """Export every finished target-stage run; the selected full-STFuse seed becomes the default weights.
+    ``ship=False`` (``--keep-weights``): export the runs only; the packaged weights and their record stay."""
     from stfuse.models.checkpoint import load_network, save_network
 
     done = {p.parent.name: json.loads(p.read_text()) for p in out.glob("*/done.json")}
@@ -176,7 +177,17 @@ def export_weights(out: Path, budget: str) -> tuple[dict[str, Path], dict]:
     runs = final_runs(out, budget)
     if "stfuse" not in runs and "main" not in runs:
         raise SystemExit(f"no finished full-STFuse run under {out}; run experiments/reproduce.py first")
-    seed, chosen, selection = select_shipped(out, runs)
+    if ship:
+        seed, chosen, selection = select_shipped(out, runs)
+        split = selection["split"]
+    else:
+        seed, chosen, selection = None, None, {}
+        scored = out / "validation.json"
+        split = (
+            split_text(json.loads(scored.read_text())) + ", experiments/validate.py"
+            if scored.is_file()
+            else "the budget's validation pairs (experiments/validate.py)"
+        )
     exported: dict[str, Path] = {}
     everything = [(v, s, r) for v, seeded in runs.items() for s, r in seeded]
     for variant, run_seed, run in everything:
@@ -205,7 +216,7 @@ def export_weights(out: Path, budget: str) -> tuple[dict[str, Path], dict]:
             **{key: value for key, value in done.get(run.name, {}).items() if key in ("attempts", "adopted_from")},
             "data": {"source": "train/natural (420 images, synthetic multi-focus pairs)",
                      "target": "train/ivif/roadscene (171) + train/ivif/msrs (12), minus the validation pairs: "
-                               + selection["split"]},
+                               + split},
             "command": f"{command}; all runs: python experiments/reproduce.py --budget {budget}",
             "device": f"{platform.processor() or platform.machine()} CPU, 2 cores" if budget == "cpu" else "1 GPU",
         }  # fmt: skip
@@ -213,7 +224,7 @@ def export_weights(out: Path, budget: str) -> tuple[dict[str, Path], dict]:
             net, out / "weights" / f"{run.name}.safetensors", {"training": json.dumps(record)}
         )
         exported[run.name] = path
-        if run == chosen:
+        if ship and run == chosen:
             record = {**record, "selection": selection}
             shipped = save_network(
                 net, out / "weights" / f"{SHIPPED}.safetensors", {"training": json.dumps(record)}
@@ -221,7 +232,28 @@ def export_weights(out: Path, budget: str) -> tuple[dict[str, Path], dict]:
             DEFAULT_WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(shipped, DEFAULT_WEIGHTS)
             DEFAULT_WEIGHTS.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    if not ship:
+        return exported, None
     return exported, {"seed": seed, "run": chosen.name, **selection}
+
+
+def packaged_selection() -> tuple[str, dict, dict]:
+    """``(run, selection, record)`` of the packaged default weights, from their training record: what
+    ``--keep-weights`` reports as the shipped model when its runs are not under ``--out``."""
+    record_path = DEFAULT_WEIGHTS.with_suffix(".json")
+    if not DEFAULT_WEIGHTS.is_file() or not record_path.is_file():
+        raise SystemExit(
+            f"--keep-weights needs the packaged weights and their record ({DEFAULT_WEIGHTS} and {record_path.name}); "
+            "run without it to export them from the runs under --out"
+        )
+    record = json.loads(record_path.read_text())
+    selection = record.get("selection")
+    trained = [name for name in record.get("train_seconds", {}) if not name.startswith("mfif")]
+    if not selection or len(trained) != 1:
+        raise SystemExit(
+            f"{record_path}: the record has no selection or no single target-stage run; cannot keep it"
+        )
+    return trained[0], {**selection, "seed": record["seed"], "run": trained[0]}, record
 
 
 def weights_digest(path: Path) -> str:
@@ -346,11 +378,33 @@ def main() -> int:
     parser.add_argument("--out", default="outputs/reproduce")
     parser.add_argument("--data-root", default=str(find_data_root()))
     parser.add_argument("--budget", default="cpu")
+    parser.add_argument(
+        "--keep-weights", action="store_true",
+        help="keep the packaged default weights and their record (do not select or export new ones): the page's "
+             "shipped row is those weights, fused and scored here, beside the runs under --out; for an output folder "
+             "that holds the ablation seeds and probes but not the runs the packaged weights came from",
+    )  # fmt: skip
     args = parser.parse_args()
     out, data = (REPO / args.out).resolve(), Path(args.data_root).resolve()
 
-    weights, selection = export_weights(out, args.budget)
-    shipped_path = out / "weights" / f"{SHIPPED}.safetensors"
+    recorded: dict[str, float] = {}
+    if args.keep_weights:
+        shipped_run, selection, record = packaged_selection()
+        if record.get("budget") != args.budget:
+            raise SystemExit(
+                f"the packaged weights were trained on budget {record.get('budget')!r}, not {args.budget!r}"
+            )
+        weights, _ = export_weights(out, args.budget, ship=False)
+        if shipped_run in weights:  # the run is here after all: its export is the same network
+            shipped_path = weights[shipped_run]
+        else:
+            shipped_path = DEFAULT_WEIGHTS
+            recorded = {
+                f"{name} (packaged weights' record)": s for name, s in record["train_seconds"].items() if s
+            }
+    else:
+        weights, selection = export_weights(out, args.budget)
+        shipped_path = out / "weights" / f"{SHIPPED}.safetensors"
     summaries = fuse_and_score(out, data, {SHIPPED: shipped_path, **weights}, shipped_run=selection["run"])
     runs = {v: [r.name for _, r in seeded] for v, seeded in final_runs(out, args.budget).items()}
     grid_methods = [SHIPPED] + [
@@ -362,6 +416,8 @@ def main() -> int:
         kind += ", the main run"
     elif parse_main_budget_run(selection["run"]):
         kind += ", at the budget's own steps"
+    if args.keep_weights:
+        kind += ", the packaged weights kept"
     shipped_label = f"**STFuse, shipped weights** ({kind}, `{selection['run']}`)"
     fields = {
         "budget": args.budget, "schedule": json.dumps(schedule(args.budget)),
@@ -369,10 +425,15 @@ def main() -> int:
         "recipe": json.dumps(recipe(), ensure_ascii=False),
         "shipped_run": selection["run"],
         "copies": copied_runs(out),
-        "selection": selection_text(selection),
+        "selection": selection_text(selection) + (
+            " (the packaged weights, kept by `results.py --keep-weights`: chosen when they were trained, as their "
+            "record says; their runs at the budget's own steps are not in this output folder)"
+            if args.keep_weights
+            else ""
+        ),
         "seeds": seeds_text(final_runs(out, args.budget), apart=ablation_config(args.budget) is not None),
     }  # fmt: skip
-    write_page(summaries, runs, shipped_label, grids, fields, out)
+    write_page(summaries, runs, shipped_label, grids, fields, out, recorded)
     print((REPO / "docs" / "results.md").read_text())
     return 0
 

@@ -250,9 +250,10 @@ def _goal_line(label: str, facts: dict[str, list[str]], key: str, need: int, wha
 
 
 def write_page(summaries: dict[str, dict], runs: dict[str, list[str]], shipped_label: str, grids: list[Path],
-               fields: dict[str, str], out: Path) -> str:  # fmt: skip
+               fields: dict[str, str], out: Path, recorded: dict[str, float] | None = None) -> str:  # fmt: skip
     """Write docs/results.md and the README's results block (between the results markers: generated, never
-    edited by hand); returns the page. ``fields``: budget, schedule, mfif_config, ivif_config, recipe, selection."""
+    edited by hand); returns the page. ``fields``: budget, schedule, mfif_config, ivif_config, recipe, selection.
+    ``recorded``: wall times (seconds) of runs that are not under ``out``, from the shipped weights' record."""
     sections, readme_rows, goals = [], [], []
     for name, label in SETS.items():
         shipped_run = fields.get("shipped_run")
@@ -271,6 +272,7 @@ def write_page(summaries: dict[str, dict], runs: dict[str, list[str]], shipped_l
 
     # Each finished run records its own wall time (runs in parallel processes share no timings file).
     seconds = {p.parent.name: json.loads(p.read_text())["seconds"] for p in sorted(out.glob("*/done.json"))}
+    seconds |= recorded or {}
     record = "\n".join(f"| {k} | {v / 60:.1f} min |" for k, v in sorted(seconds.items()))
     grid_note = ", ".join(
         ["shipped"]

@@ -632,6 +632,43 @@ def test_only_main_trains_the_run_the_gpu_recipe_validates(tmp_path, monkeypatch
     )
 
 
+def test_keep_weights_exports_the_runs_and_leaves_the_packaged_weights_and_record_alone(
+    tmp_path, monkeypatch
+) -> None:
+    """results.py --keep-weights: an output folder with the ablation seeds only (not the runs the packaged
+    weights came from) is exported and scored without selecting anything; the packaged weights and their record
+    are left byte for byte, and their record names the shipped run and how it was chosen."""
+    import stfuse.models.checkpoint as checkpoint
+    from stfuse.models import build_network
+
+    monkeypatch.setattr(checkpoint, "load_network", lambda path, *_, **__: build_network({}))
+    default = tmp_path / "weights" / "stfuse_default.safetensors"
+    monkeypatch.setattr(results, "DEFAULT_WEIGHTS", default)
+    with pytest.raises(SystemExit, match="--keep-weights needs the packaged weights and their record"):
+        results.packaged_selection()
+    checkpoint.save_network(build_network({"preset": "tiny"}), default)
+    record = {"budget": "cpu", "seed": 1, "selection": {"variant": "stfuse", "rule": "r"},
+              "train_seconds": {"mfif": 60.0, "ivif_stfuse_main_s1": 120.0}}  # fmt: skip
+    default.with_suffix(".json").write_text(json.dumps(record))
+    before = default.read_bytes(), default.with_suffix(".json").read_text()
+    for name in ("ivif_stfuse_s0", "ivif_no_guidance_s0", "ivif_no_transfer_s0"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "done.json").write_text(json.dumps({"seconds": 60.0}))
+    # no validation.json: nothing is selected, so nothing needs the validation scores
+    exported, selection = results.export_weights(tmp_path, "cpu", ship=False)
+    assert selection is None and set(exported) == {
+        "ivif_stfuse_s0",
+        "ivif_no_guidance_s0",
+        "ivif_no_transfer_s0",
+    }
+    assert (default.read_bytes(), default.with_suffix(".json").read_text()) == before
+    run, kept, packaged = results.packaged_selection()
+    assert run == "ivif_stfuse_main_s1" and kept["run"] == run and kept["seed"] == 1 and packaged == record
+    default.with_suffix(".json").write_text(json.dumps({**record, "selection": None}))
+    with pytest.raises(SystemExit, match="the record has no selection"):
+        results.packaged_selection()
+
+
 def test_results_page_is_written_with_a_main_run_beside_the_variants(tmp_path, monkeypatch) -> None:
     """write_page with the cpu budget's own main run (``runs["main"]``) writes the page and the README block."""
     metrics = results.TABLE_METRICS
