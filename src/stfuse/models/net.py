@@ -176,39 +176,31 @@ class STFuseNet(nn.Module):
             cem_depths = preset_depths if max(preset_depths) <= num_blocks else [num_blocks]
         cem_depths = sorted({int(d) for d in cem_depths})
 
+        options = {"cem": (cem, CEM_MODES), "output": (output, OUTPUT_MODES), "block": (block, BLOCK_TYPES),
+                   "head": (head, HEAD_MODES), "weight_maps": (weight_maps, WEIGHT_MAPS)}  # fmt: skip
+        for name, (value, modes) in options.items():
+            if value not in modes:
+                raise ValueError(f"unknown {name} {value!r}; expected one of {modes}")
         if channels < 1 or num_blocks < 0:
             raise ValueError(f"channels must be ≥ 1 and num_blocks ≥ 0, got {channels} and {num_blocks}")
         if heads < 1 or channels % heads != 0:
             raise ValueError(f"channels ({channels}) must be divisible by heads ({heads})")
-        if cem not in CEM_MODES:
-            raise ValueError(f"unknown cem {cem!r}; expected one of {CEM_MODES}")
         if not cem_depths or any(d < 0 or d > num_blocks for d in cem_depths):
             raise ValueError(
                 f"cem_depths must be a non-empty list within [0, num_blocks={num_blocks}], got {cem_depths}"
             )
-        if output not in OUTPUT_MODES:
-            raise ValueError(f"unknown output {output!r}; expected one of {OUTPUT_MODES}")
         if downsample not in (1, 2, 4):
             raise ValueError(f"downsample must be 1, 2 or 4, got {downsample}")
         if head_channels < 1:
             raise ValueError(f"head_channels must be ≥ 1, got {head_channels}")
-        if block not in BLOCK_TYPES:
-            raise ValueError(f"unknown block {block!r}; expected one of {BLOCK_TYPES}")
-        if head not in HEAD_MODES:
-            raise ValueError(f"unknown head {head!r}; expected one of {HEAD_MODES}")
-        if weight_maps not in WEIGHT_MAPS:
-            raise ValueError(f"unknown weight_maps {weight_maps!r}; expected one of {WEIGHT_MAPS}")
         if not 1 <= int(levels) <= 8:
             raise ValueError(f"levels must be within [1, 8], got {levels}")
         if not 0 < float(base_tau) < float("inf"):
             raise ValueError(f"base_tau must be a finite temperature > 0, got {base_tau}")
-        if float(residual) < 0 or not float(residual) < float("inf"):
-            raise ValueError(f"residual must be a finite bound ≥ 0, got {residual}")
-        if float(residual) > 0 and head != "select":
-            raise ValueError(
-                f"residual {residual} bounds the select head's detail residual, but the head is {head!r}, which "
-                "predicts the pixels and has none; set net.residual: 0.0 (an overlay that sets `net` replaces "
-                "the recipe's whole net mapping, so restate it there)"
+        if not 0 <= float(residual) < float("inf") or (float(residual) > 0 and head != "select"):
+            raise ValueError(  # the paint head predicts the pixels: it has no detail residual to bound
+                f"residual must be a finite bound ≥ 0 of the select head's detail residual, and 0 for another "
+                f"head (set net.residual: 0.0), got {residual} with head {head!r}"
             )
         for name, value, plain, modes in (
             ("detail", detail, "convex", DETAIL_MODES),
