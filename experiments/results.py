@@ -177,17 +177,8 @@ def export_weights(out: Path, budget: str, ship: bool = True) -> tuple[dict[str,
     runs = final_runs(out, budget)
     if "stfuse" not in runs and "main" not in runs:
         raise SystemExit(f"no finished full-STFuse run under {out}; run experiments/reproduce.py first")
-    if ship:
-        seed, chosen, selection = select_shipped(out, runs)
-        split = selection["split"]
-    else:
-        seed, chosen, selection = None, None, {}
-        scored = out / "validation.json"
-        split = (
-            split_text(json.loads(scored.read_text())) + ", experiments/validate.py"
-            if scored.is_file()
-            else "the budget's validation pairs (experiments/validate.py)"
-        )
+    seed, chosen, selection = select_shipped(out, runs) if ship else (None, None, None)
+    split = split_text(json.loads((out / "validation.json").read_text())) + ", experiments/validate.py"
     exported: dict[str, Path] = {}
     everything = [(v, s, r) for v, seeded in runs.items() for s, r in seeded]
     for variant, run_seed, run in everything:
@@ -232,9 +223,7 @@ def export_weights(out: Path, budget: str, ship: bool = True) -> tuple[dict[str,
             DEFAULT_WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(shipped, DEFAULT_WEIGHTS)
             DEFAULT_WEIGHTS.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
-    if not ship:
-        return exported, None
-    return exported, {"seed": seed, "run": chosen.name, **selection}
+    return exported, {"seed": seed, "run": chosen.name, **selection} if ship else None
 
 
 def packaged_selection() -> tuple[str, dict, dict]:

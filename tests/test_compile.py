@@ -11,18 +11,9 @@ import shutil
 import pytest
 import torch
 import torch._dynamo.config
+from test_inference import scene, tiny_net  # tests/ is on sys.path under pytest (no package: rootdir import)
 
 from stfuse.inference.fuser import Fuser
-from stfuse.models import STFuseNet
-
-
-def scene(height: int, width: int, seed: int) -> torch.Tensor:
-    """A 1×1×H×W test image in [0, 1]: smooth random shading with a bright block (edges to fuse)."""
-    generator = torch.Generator().manual_seed(seed)
-    coarse = torch.rand(1, 1, height // 8 + 2, width // 8 + 2, generator=generator)
-    image = torch.nn.functional.interpolate(coarse, size=(height, width), mode="bicubic", align_corners=False)
-    image[..., height // 3 : height // 2, width // 4 : width // 2] += 0.5
-    return image.clamp(0.0, 1.0)
 
 
 @pytest.mark.skipif(
@@ -30,13 +21,13 @@ def scene(height: int, width: int, seed: int) -> torch.Tensor:
     reason="torch.compile on CPU generates C++ and needs a C++ compiler, which this machine lacks",
 )
 def test_compiled_and_frozen_network_matches_eager_on_two_sizes_with_one_compile() -> None:
-    torch.manual_seed(0)
-    net = STFuseNet(preset="tiny", head_channels=4).eval()
+    net = tiny_net()
     eager, compiled = Fuser(net), Fuser(net, compile=True)
     # Both sizes miss the downsample factor (the padded path). The second must reuse the first's graph: dynamic
     # shapes, no recompilation per size (which would cost each new image size minutes here).
     for index, (height, width) in enumerate(((37, 50), (45, 58))):
-        ir, vi = scene(height, width, seed=1), scene(height, width, seed=2)
+        ir = torch.from_numpy(scene(height, width))[None, None]
+        vi = torch.from_numpy(scene(height, width, seed=2))[None, None]
         expected = eager.fuse_luminance(ir, vi)
         with torch._dynamo.config.patch(error_on_recompile=index > 0):
             got = compiled.fuse_luminance(ir, vi)

@@ -654,7 +654,12 @@ def test_keep_weights_exports_the_runs_and_leaves_the_packaged_weights_and_recor
     for name in ("ivif_stfuse_s0", "ivif_no_guidance_s0", "ivif_no_transfer_s0"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "done.json").write_text(json.dumps({"seconds": 60.0}))
-    # no validation.json: nothing is selected, so nothing needs the validation scores
+    # scores that would select no_guidance if anything were selected
+    scores = {
+        name: dict.fromkeys(results.TABLE_METRICS, 2.0 if "guidance" in name else 1.0)
+        for name in ("ivif_stfuse_s0", "ivif_no_guidance_s0", "ivif_no_transfer_s0")
+    }
+    (tmp_path / "validation.json").write_text(json.dumps({"pairs": 16, "seed": 0, "scores": scores}))
     exported, selection = results.export_weights(tmp_path, "cpu", ship=False)
     assert selection is None and set(exported) == {
         "ivif_stfuse_s0",
